@@ -1,0 +1,291 @@
+"""The `diptych` command line: parses options (generated 1:1 from the config dataclasses) and calls the API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import PRESETS, TEST_MODES, RunConfig, load_config
+from .errors import DiptychError, one_line
+
+SECTION_TITLES = {
+    "data": "data (where the pairs are and how they are augmented)",
+    "generator": "generator (U-Net)",
+    "discriminator": "discriminator (conditional PatchGAN)",
+    "train": "training (losses, optimiser, schedule, checkpoints)",
+}
+FLAG_OVERRIDES = {("data", "root"): "data"}
+
+TRAIN_EPILOG = """examples:
+  diptych train --data datasets/facades --direction BtoA --run-dir runs/facades
+  diptych train --data pairs/ --layout folders --preprocess crop --crop-size 512 --netG unet_256
+  diptych train --resume runs/facades                      # continue exactly where it stopped
+  diptych train --resume runs/facades --epochs-decay 200   # continue and train longer
+
+Dataset layouts: (a) aligned: each image holds A on the left and B on the right
+(pix2pix's format), optionally inside train/; (b) folders: A/ and B/ (or A/train, B/train)
+holding files with the same names. Channels (1, 3 or 4) and bit depth come from the data.
+"""
+
+TRANSLATE_EPILOG = """examples:
+  diptych translate runs/facades photo.png --out results/
+  diptych translate runs/facades/checkpoints/step_00040000 test_images/ --out results/ --batch-size 8
+  diptych translate model/generator.safetensors scan.tif --out out/ --test-mode paper --seed 3
+
+CHECKPOINT may be a run folder (uses its latest checkpoint), a checkpoint folder or a
+generator.safetensors file: the architecture is stored with the weights, so no network
+flags are needed. Images of any size and aspect ratio are accepted; outputs keep the input's size.
+"""
+
+
+def _flag(section: str, f: dataclasses.Field) -> str:
+    return FLAG_OVERRIDES.get((section, f.name)) or f.metadata.get("flag") or f.name.replace("_", "-")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add one option per config field, grouped by section, defaults suppressed so only given flags override."""
+    defaults = RunConfig()
+    for section in ("data", "generator", "discriminator", "train"):
+        group = parser.add_argument_group(SECTION_TITLES[section])
+        for f in dataclasses.fields(getattr(defaults, section)):
+            if f.metadata.get("cli") is False:
+                continue
+            default = getattr(getattr(defaults, section), f.name)
+            shown = f" (default: {default})" if default not in ("", None) else ""
+            kwargs: dict[str, Any] = {
+                "dest": f"{section}.{f.name}",
+                "default": argparse.SUPPRESS,
+                "help": f.metadata.get("help", "") + shown,
+            }
+            if isinstance(default, bool):
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = type(default)
+                if "choices" not in f.metadata:
+                    kwargs["metavar"] = {int: "N", float: "X"}.get(
+                        type(default), "DIR" if f.name == "root" else "VALUE"
+                    )
+                if "choices" in f.metadata:
+                    kwargs["choices"] = f.metadata["choices"]
+            group.add_argument(f"--{_flag(section, f)}", **kwargs)
+    extra = parser.add_argument_group("shortcuts")
+    extra.add_argument(
+        "--netG",
+        choices=sorted(PRESETS),
+        default=argparse.SUPPRESS,
+        help="reference-style generator preset (sets --depth)",
+    )
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """Apply the options present on the command line to a base config."""
+    config = base or RunConfig()
+    values = vars(args)
+    if "netG" in values:
+        for key, value in PRESETS[values["netG"]].items():
+            setattr(config.generator, key, value)
+    for key, value in values.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            setattr(getattr(config, section), name, value)
+    return config
+
+
+def given_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config options present on the command line, as {section: {field: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `diptych` parser with all sub-commands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="diptych",
+        description="Paired image-to-image translation with conditional GANs (pix2pix), at any resolution.",
+        epilog="Run `diptych COMMAND --help` for the options of a command.",
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"diptych {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "train",
+        help="train a pix2pix model on a paired dataset",
+        description="Train a pix2pix model (U-Net generator, conditional PatchGAN, GAN + lambda*L1 loss).",
+        epilog=TRAIN_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--run-dir", type=Path, help="folder for checkpoints, config and logs (default: runs/pix2pix-<time>)"
+    )
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly from its latest checkpoint")
+    p.add_argument("--config", type=Path, help="start from a JSON configuration (e.g. another run's config.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    add_config_options(p)
+
+    p = sub.add_parser(
+        "translate",
+        help="translate images or folders with a trained model",
+        description="Translate images of any size with a trained generator; writes one output per input.",
+        epilog=TRANSLATE_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; folder structure is kept)")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="images per forward pass (same-size images only) (default: 4)"
+    )
+    p.add_argument(
+        "--test-mode",
+        choices=TEST_MODES,
+        default=None,
+        help="eval: deterministic (running BN statistics, no dropout); paper: pix2pix's test-time noise "
+        "(dropout on, per-image statistics). Default: the mode stored with the model (eval for models trained here)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned A|B images: translate the source half")
+    p.add_argument("--format", choices=("png", "jpg", "tif"), default="png", help="output format (default: png)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "demo",
+        help="build a dataset from bundled photos, train briefly, translate, write an HTML page",
+        description="A five-minute tour: builds edges->photo pairs from the CC0 photos scikit-image ships, "
+        "trains a small pix2pix model on the CPU, translates held-out crops and writes index.html.",
+        formatter_class=fmt,
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
+    p.add_argument(
+        "--steps", type=int, default=1200, help="training steps (default: 1200, a few minutes on 2 CPU cores)"
+    )
+    p.add_argument("--crop-size", type=int, default=128, help="training crop size (default: 128)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
+
+    p = sub.add_parser(
+        "convert-reference",
+        help="import a pytorch-CycleGAN-and-pix2pix generator (latest_net_G.pth)",
+        description="Convert a reference unet_128/unet_256 generator state dict into a diptych checkpoint folder "
+        "(config + generator.safetensors) that `diptych translate` and `Translator.load` accept.",
+        formatter_class=fmt,
+    )
+    p.add_argument("pth", type=Path, help="the reference's *_net_G.pth")
+    p.add_argument("out", type=Path, help="checkpoint folder to create")
+    p.add_argument("--no-dropout", action="store_true", help="the model was trained with --no_dropout")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help="direction it was trained in")
+    p.add_argument(
+        "--test-mode", choices=TEST_MODES, default=None, help="default: paper for batch-norm models (as test.py)"
+    )
+
+    p = sub.add_parser(
+        "info", help="show what a checkpoint holds", description="Print a checkpoint's stored configuration."
+    )
+    p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or .safetensors file")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import resume_config, train
+
+    if args.resume:
+        if args.config:
+            raise DiptychError("--config cannot be combined with --resume; the run's own config.json is used")
+        run_dir = args.resume
+        config = resume_config(run_dir, given_overrides(args))
+        result = train(config, run_dir, resume=True, progress=not args.no_progress)
+    else:
+        base = load_config(args.config) if args.config else None
+        config = config_from_args(args, base)
+        run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
+        result = train(config, run_dir, progress=not args.no_progress)
+    if result.interrupted:
+        print(f"interrupted at step {result.steps}; saved {result.checkpoint}")
+        print(f"continue with: diptych train --resume {result.run_dir}")
+        return 130
+    print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .translate import Translator
+
+    if args.batch_size < 1:
+        raise DiptychError(f"--batch-size {args.batch_size} must be >= 1")
+    translator = Translator.load(args.checkpoint, device=args.device, mode=args.test_mode, seed=args.seed)
+    written = translator.translate_files(
+        args.inputs,
+        args.out,
+        batch_size=args.batch_size,
+        aligned=args.aligned,
+        suffix=f".{args.format}",
+        skip_bad=args.skip_bad,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {len(written)} image(s) to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    page = run_demo(args.out, steps=args.steps, crop_size=args.crop_size, device=args.device, overwrite=args.overwrite)
+    print(f"open {page.resolve()}")
+    return 0
+
+
+def cmd_convert_reference(args: argparse.Namespace) -> int:
+    from .reference import import_reference_generator
+
+    if args.out.exists():
+        raise DiptychError(f"{args.out}: already exists; choose a new output folder")
+    out = import_reference_generator(
+        args.pth, args.out, dropout=0.0 if args.no_dropout else 0.5, direction=args.direction, test_mode=args.test_mode
+    )
+    print(f"wrote {out}; translate with: diptych translate {out} IMAGE --out DIR")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoint import read_checkpoint_config
+
+    print(read_checkpoint_config(args.checkpoint).to_json())
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "translate": cmd_translate,
+    "demo": cmd_demo,
+    "convert-reference": cmd_convert_reference,
+    "info": cmd_info,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `diptych` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DiptychError as exc:
+        print(f"diptych: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("diptych: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

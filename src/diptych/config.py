@@ -1,0 +1,241 @@
+"""Typed run configuration: validated early, saved inside every checkpoint, mapped 1:1 to CLI options."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+NORMS = ("batch", "instance", "none")
+INITS = ("normal", "xavier", "kaiming", "orthogonal")
+GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgangp")
+LR_POLICIES = ("linear", "step", "cosine", "plateau")
+PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+LAYOUTS = ("auto", "aligned", "folders")
+DIRECTIONS = ("AtoB", "BtoA")
+UPSAMPLES = ("transpose", "resize")
+TEST_MODES = ("eval", "paper")
+
+
+def opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+    """A dataclass field carrying its CLI help text, choices and flag name."""
+    meta: dict[str, Any] = {"help": help}
+    if choices:
+        meta["choices"] = choices
+    if flag:
+        meta["flag"] = flag
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class GeneratorConfig:
+    """The U-Net generator's architecture."""
+
+    arch: str = opt("unet", "generator family", choices=("unet",), flag="arch")
+    depth: int = opt(
+        8, "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth"
+    )
+    ngf: int = opt(64, "filters in the generator's first layer")
+    norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
+    dropout: float = opt(0.5, "dropout in the innermost decoder blocks (the paper's noise); 0 disables")
+    upsample: str = opt(
+        "transpose",
+        "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
+        choices=UPSAMPLES,
+    )
+    in_channels: int = opt(0, "input channels; 0 = taken from the data")
+    out_channels: int = opt(0, "output channels; 0 = taken from the data")
+
+
+@dataclass
+class DiscriminatorConfig:
+    """The conditional PatchGAN discriminator's architecture."""
+
+    n_layers: int = opt(3, "PatchGAN depth: 0 = pixel (1x1), 1 = 16x16, 2 = 34x34, 3 = 70x70, 4 = 142x142, 5 = 286x286")
+    ndf: int = opt(64, "filters in the discriminator's first layer")
+    norm: str = opt("batch", "normalisation layer in the discriminator", choices=NORMS, flag="d-norm")
+
+
+@dataclass
+class DataConfig:
+    """Where the pairs are and how they are augmented."""
+
+    root: str = opt("", "dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders")
+    layout: str = opt("auto", "dataset layout; auto detects A/+B/ folders, else aligned", choices=LAYOUTS)
+    phase: str = opt("train", "sub-folder to use when the dataset has train/val/test sub-folders")
+    direction: str = opt("AtoB", "translate A to B or B to A", choices=DIRECTIONS)
+    preprocess: str = opt("resize_and_crop", "joint A/B transform at training time", choices=PREPROCESS)
+    load_size: int = opt(286, "resize target before cropping (the paper's 286 -> 256 jitter)")
+    crop_size: int = opt(256, "training crop size")
+    flip: bool = opt(True, "random horizontal flip, identical for A and B")
+    workers: int = opt(2, "data-loading worker processes (0 = load in the main process)")
+    batch_size: int = opt(1, "pairs per training step")
+    max_items: int = opt(0, "use at most this many pairs (0 = all)")
+    skip_bad: bool = opt(False, "skip unreadable or inconsistent pairs and list them, instead of stopping")
+    sample_type: str = field(
+        default="", metadata={"help": "filled from the data: uint8, uint16 or float32", "cli": False}
+    )
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation: losses, optimiser, schedule, checkpoints."""
+
+    gan_loss: str = opt("vanilla", "adversarial loss", choices=GAN_LOSSES)
+    lambda_l1: float = opt(100.0, "weight of the L1 reconstruction loss")
+    lambda_gp: float = opt(10.0, "weight of the WGAN-GP gradient penalty (wgangp only)")
+    lr: float = opt(2e-4, "Adam learning rate for both networks")
+    beta1: float = opt(0.5, "Adam beta1")
+    beta2: float = opt(0.999, "Adam beta2")
+    epochs: int = opt(100, "epochs at the initial learning rate")
+    epochs_decay: int = opt(100, "further epochs over which the learning rate decays (total = epochs + epochs_decay)")
+    lr_policy: str = opt("linear", "learning-rate policy", choices=LR_POLICIES)
+    lr_step_epochs: int = opt(50, "step policy: multiply the learning rate by lr_gamma every this many epochs")
+    lr_gamma: float = opt(0.1, "step policy: decay factor")
+    plateau_patience: int = opt(
+        5, "plateau policy: epochs without L1 improvement before the learning rate is cut by 5x"
+    )
+    max_steps: int = opt(0, "stop after this many optimisation steps in total (0 = run all epochs)")
+    save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)")
+    keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)")
+    log_every: int = opt(10, "write mean losses to log.jsonl every this many steps")
+    init: str = opt("normal", "weight initialisation", choices=INITS)
+    init_gain: float = opt(0.02, "scale for normal/xavier/orthogonal initialisation")
+    seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout")
+    device: str = opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    deterministic: bool = opt(False, "use deterministic algorithms (bit-exact resume on GPU; slower)")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild and continue a run; stored in every checkpoint."""
+
+    recipe: str = "pix2pix"
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test_mode: str = "eval"
+    format_version: int = 1
+
+    SECTIONS = ("generator", "discriminator", "data", "train")
+
+    def validate(self) -> RunConfig:
+        """Check every field; raise ConfigError naming the first bad one."""
+        g, d, data, t = self.generator, self.discriminator, self.data, self.train
+        _choice("recipe", self.recipe, ("pix2pix",))
+        _choice("test_mode", self.test_mode, TEST_MODES)
+        _choice("arch", g.arch, ("unet",))
+        _choice("g-norm", g.norm, NORMS)
+        _choice("d-norm", d.norm, NORMS)
+        _choice("upsample", g.upsample, UPSAMPLES)
+        _choice("gan-loss", t.gan_loss, GAN_LOSSES)
+        _choice("lr-policy", t.lr_policy, LR_POLICIES)
+        _choice("init", t.init, INITS)
+        _choice("preprocess", data.preprocess, PREPROCESS)
+        _choice("layout", data.layout, LAYOUTS)
+        _choice("direction", data.direction, DIRECTIONS)
+        if data.sample_type:
+            _choice("sample_type", data.sample_type, ("uint8", "uint16", "float32"))
+        _at_least("depth", g.depth, 1)
+        _at_least("ngf", g.ngf, 1)
+        _at_least("ndf", d.ndf, 1)
+        _at_least("n-layers", d.n_layers, 0)
+        _at_least("in-channels", g.in_channels, 0)
+        _at_least("out-channels", g.out_channels, 0)
+        _at_least("crop-size", data.crop_size, 1)
+        _at_least("load-size", data.load_size, 1)
+        _at_least("batch-size", data.batch_size, 1)
+        _at_least("workers", data.workers, 0)
+        _at_least("max-items", data.max_items, 0)
+        _at_least("epochs", t.epochs, 0)
+        _at_least("epochs-decay", t.epochs_decay, 0)
+        _at_least("max-steps", t.max_steps, 0)
+        _at_least("save-every", t.save_every, 1)
+        _at_least("keep-last", t.keep_last, 0)
+        _at_least("log-every", t.log_every, 1)
+        _at_least("lr-step-epochs", t.lr_step_epochs, 1)
+        if not 0.0 <= g.dropout < 1.0:
+            raise ConfigError(f"--dropout {g.dropout} is out of range; use a value in [0, 1)")
+        if t.lr <= 0:
+            raise ConfigError(f"--lr {t.lr} must be positive")
+        if t.lambda_l1 < 0 or t.lambda_gp < 0:
+            raise ConfigError("--lambda-l1 and --lambda-gp must be >= 0")
+        if data.preprocess in ("resize_and_crop",) and data.load_size < data.crop_size:
+            raise ConfigError(
+                f"--load-size {data.load_size} is smaller than --crop-size {data.crop_size}; "
+                "the resize target must be at least the crop size"
+            )
+        if t.epochs + t.epochs_decay == 0 and t.max_steps == 0:
+            raise ConfigError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is 0")
+        if not (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda") or t.device == "mps"):
+            raise ConfigError(f"--device {t.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the whole configuration."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The configuration as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "configuration") -> RunConfig:
+        """Build a config from a dict, rejecting unknown keys with a message naming them."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        section_types = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in section_types:
+                raise ConfigError(f"{source}: unknown key {key!r}")
+            if key in cls.SECTIONS:
+                sub_cls = _SECTION_CLASSES[key]
+                names = {f.name for f in dataclasses.fields(sub_cls)}
+                unknown = set(value) - names
+                if unknown:
+                    raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} in section {key!r}")
+                kwargs[key] = sub_cls(**value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+_SECTION_CLASSES: dict[str, type] = {
+    "generator": GeneratorConfig,
+    "discriminator": DiscriminatorConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "unet_256": {"arch": "unet", "depth": 8},
+    "unet_128": {"arch": "unet", "depth": 7},
+}
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a RunConfig from a JSON file (a run's config.json or one written by hand)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    return RunConfig.from_dict(raw, source=str(path)).validate()
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"--{name} {value!r} is not one of: {', '.join(choices)}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or value < low:
+        raise ConfigError(f"--{name} {value!r} must be an integer >= {low}")

@@ -1,0 +1,222 @@
+"""Paired datasets: aligned A|B images or A/ and B/ folders, checked before training starts."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..config import DataConfig
+from ..errors import DataError
+from .io import IMAGE_EXTENSIONS, list_images, read_image, to_tensor
+from .transforms import JointTransform
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair: a name and the file(s) holding A and B (the same file for aligned images)."""
+
+    name: str
+    a_path: Path
+    b_path: Path
+
+
+@dataclass(frozen=True)
+class PairInfo:
+    """What a checked pair holds: its size (of one side) and the channels and sample type of A and B."""
+
+    height: int
+    width: int
+    a_channels: int
+    b_channels: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Facts about a checked dataset that configure the networks."""
+
+    layout: str
+    root: Path
+    in_channels: int
+    out_channels: int
+    dtype: str
+    skipped: tuple[str, ...] = ()
+
+
+def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
+    """Find the layout and the folder holding the pairs (accepts root/phase, root/A/phase and root/A)."""
+    if not root.exists():
+        raise DataError(f"{root}: dataset folder does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; pass the dataset folder")
+    candidates = [root / phase, root] if (root / phase).is_dir() else [root]
+    for base in candidates:
+        has_folders = (base / "A").is_dir() and (base / "B").is_dir()
+        if layout == "folders" or (layout == "auto" and has_folders):
+            if not has_folders:
+                continue
+            return "folders", base
+        if layout in ("aligned", "auto"):
+            return "aligned", base
+    raise DataError(f"{root}: expected A/ and B/ sub-folders for --layout folders")
+
+
+def find_pairs(root: Path, layout: str, phase: str = "train") -> tuple[str, Path, list[Pair]]:
+    """List the pairs of a dataset folder; raise DataError for unmatched names or an empty dataset."""
+    layout, base = resolve_layout(root, layout, phase)
+    exts = " ".join(IMAGE_EXTENSIONS)
+    if layout == "aligned":
+        files = list_images(base)
+        if not files:
+            raise DataError(f"{base}: no images found (looked for {exts}); is this the dataset folder?")
+        return layout, base, [Pair(str(p.relative_to(base)), p, p) for p in files]
+    a_dir, b_dir = base / "A", base / "B"
+    if (a_dir / phase).is_dir() and (b_dir / phase).is_dir():
+        a_dir, b_dir = a_dir / phase, b_dir / phase
+    a_files = {p.relative_to(a_dir).with_suffix("").as_posix(): p for p in list_images(a_dir)}
+    b_files = {p.relative_to(b_dir).with_suffix("").as_posix(): p for p in list_images(b_dir)}
+    if not a_files and not b_files:
+        raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {exts})")
+    only_a = sorted(set(a_files) - set(b_files))
+    only_b = sorted(set(b_files) - set(a_files))
+    if only_a or only_b:
+        side, names, other = (a_dir, only_a, b_dir) if only_a else (b_dir, only_b, a_dir)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise DataError(f"{side}: {len(names)} image(s) have no partner of the same name in {other}: {shown}")
+    return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files)]
+
+
+def _inspect_pair(pair: Pair, layout: str) -> PairInfo:
+    a = read_image(pair.a_path)
+    if layout == "aligned":
+        h, w, c = a.shape
+        if w % 2:
+            raise DataError(
+                f"{pair.a_path}: aligned A|B image has odd width {w}; it must be two equal halves side by side"
+            )
+        return PairInfo(h, w // 2, c, c, str(a.dtype))
+    b = read_image(pair.b_path)
+    if a.shape[:2] != b.shape[:2]:
+        raise DataError(
+            f"{pair.b_path}: size {b.shape[1]}x{b.shape[0]} differs from its partner {pair.a_path} "
+            f"({a.shape[1]}x{a.shape[0]}); A and B of a pair must have the same size"
+        )
+    if a.dtype != b.dtype:
+        raise DataError(f"{pair.b_path}: sample type {b.dtype} differs from its partner {pair.a_path} ({a.dtype})")
+    return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype))
+
+
+def check_pairs(
+    pairs: list[Pair], layout: str, transform: JointTransform, skip_bad: bool, workers: int = 4
+) -> tuple[list[Pair], list[PairInfo], list[str]]:
+    """Decode every pair once (in threads) and check it; return good pairs, their infos and skipped-file messages."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(_inspect_pair, p, layout) for p in pairs]
+        results: list[PairInfo | DataError] = []
+        for fut in tqdm(futures, desc="checking pairs", unit="pair", leave=False, disable=len(pairs) < 200):
+            try:
+                results.append(fut.result())
+            except DataError as exc:
+                results.append(exc)
+    good, infos, bad = [], [], []
+    reference: PairInfo | None = None
+    for pair, res in zip(pairs, results, strict=True):
+        try:
+            if isinstance(res, DataError):
+                raise res
+            transform.check(res.height, res.width, str(pair.a_path))
+            if reference is None:
+                reference = res
+            elif (res.a_channels, res.b_channels, res.dtype) != (
+                reference.a_channels,
+                reference.b_channels,
+                reference.dtype,
+            ):
+                raise DataError(
+                    f"{pair.a_path}: has {res.a_channels}+{res.b_channels} channels of {res.dtype}, but earlier pairs have "
+                    f"{reference.a_channels}+{reference.b_channels} of {reference.dtype}; convert the dataset to one format"
+                )
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            bad.append(str(exc))
+            continue
+        good.append(pair)
+        infos.append(res)
+    return good, infos, bad
+
+
+class PairedDataset(Dataset):
+    """Yields {"A", "B", "name"} tensors in [-1, 1]; keys may be an index or (index, seed) for reproducible augmentation."""
+
+    def __init__(
+        self, pairs: list[Pair], layout: str, direction: str, transform: JointTransform, summary: DatasetSummary
+    ) -> None:
+        self.pairs = pairs
+        self.layout = layout
+        self.direction = direction
+        self.transform = transform
+        self.summary = summary
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        pair = self.pairs[index]
+        a_arr = read_image(pair.a_path)
+        if self.layout == "aligned":
+            half = a_arr.shape[1] // 2
+            a_arr, b_arr = a_arr[:, :half], a_arr[:, half : 2 * half]
+        else:
+            b_arr = read_image(pair.b_path)
+        if self.direction == "BtoA":
+            a_arr, b_arr = b_arr, a_arr
+        rng = np.random.default_rng([seed, index])
+        a, b = self.transform([to_tensor(a_arr), to_tensor(b_arr)], rng)
+        return {"A": a, "B": b, "name": pair.name}
+
+
+def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None) -> PairedDataset:
+    """Find, check and open the paired dataset a DataConfig describes."""
+    if not cfg.root:
+        raise DataError("no dataset given; pass the dataset folder (--data DIR)")
+    if transform is None:
+        transform = JointTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip)
+    layout, base, pairs = find_pairs(Path(cfg.root), cfg.layout, cfg.phase)
+    if cfg.max_items:
+        pairs = pairs[: cfg.max_items]
+    good, infos, bad = check_pairs(pairs, layout, transform, cfg.skip_bad)
+    if bad:
+        print(f"diptych: skipped {len(bad)} bad pair(s):", file=sys.stderr)
+        for msg in bad:
+            print(f"  {msg}", file=sys.stderr)
+    if not good:
+        raise DataError(f"{base}: no usable pairs left after skipping {len(bad)} bad one(s)")
+    if cfg.batch_size > 1 and cfg.preprocess in ("none", "scale_width"):
+        sizes = {transform.output_size(i.height, i.width) for i in infos}
+        if len(sizes) > 1:
+            raise DataError(
+                f"{base}: images have {len(sizes)} different sizes, which cannot be batched with --preprocess "
+                f"{cfg.preprocess}; use --batch-size 1 or a cropping --preprocess"
+            )
+    ref = infos[0]
+    a_nc, b_nc = (ref.a_channels, ref.b_channels) if cfg.direction == "AtoB" else (ref.b_channels, ref.a_channels)
+    summary = DatasetSummary(layout, base, a_nc, b_nc, ref.dtype, tuple(bad))
+    return PairedDataset(good, layout, cfg.direction, transform, summary)
+
+
+def collate_pairs(batch: list[dict[str, object]]) -> dict[str, object]:
+    """Stack A and B tensors; keep names as a list."""
+    return {
+        "A": torch.stack([b["A"] for b in batch]),  # type: ignore[misc]
+        "B": torch.stack([b["B"] for b in batch]),  # type: ignore[misc]
+        "name": [b["name"] for b in batch],
+    }

@@ -1,0 +1,100 @@
+"""U-Net generator (pix2pix) with flat parameter names and any depth."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
+
+
+def level_channels(level: int, ngf: int) -> int:
+    """Channels at a U-Net level: ngf doubled per level, capped at 8 * ngf (as pix2pix)."""
+    return ngf * min(2**level, 8)
+
+
+class DownBlock(nn.Module):
+    """Encoder step: stride-2 4x4 conv, then norm and LeakyReLU(0.2) (the innermost has neither)."""
+
+    def __init__(self, in_ch: int, out_ch: int, norm: str, outermost: bool, innermost: bool) -> None:
+        super().__init__()
+        use_norm = not (outermost or innermost)
+        self.conv = nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=not use_norm or conv_bias(norm))
+        self.norm = make_norm(norm, out_ch) if use_norm else nn.Identity()
+        # The innermost output goes straight into the decoder's ReLU.
+        self.act = nn.Identity() if innermost else nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class UpBlock(nn.Module):
+    """Decoder step: ReLU, 2x upsampling conv, then norm and optional dropout (the outermost ends in tanh)."""
+
+    def __init__(self, in_ch: int, out_ch: int, norm: str, outermost: bool, dropout: float, upsample: str) -> None:
+        super().__init__()
+        bias = outermost or conv_bias(norm)
+        self.act = nn.ReLU(inplace=True)
+        if upsample == "transpose":
+            self.conv = nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=bias)
+            self.upsample = nn.Identity()
+        else:
+            self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+            self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=1, padding=1, bias=bias)
+        self.norm = nn.Identity() if outermost else make_norm(norm, out_ch)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out_act = nn.Tanh() if outermost else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_act(self.dropout(self.norm(self.conv(self.upsample(self.act(x))))))
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix U-Net: `depth` stride-2 levels with skip connections; inputs of any size are reflect-padded."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        depth: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        dropout: float = 0.5,
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self.depth = depth
+        self.stride = 2**depth
+        chans = [level_channels(i, ngf) for i in range(depth)]
+        self.down = nn.ModuleList(
+            DownBlock(
+                in_channels if i == 0 else chans[i - 1],
+                chans[i],
+                norm,
+                outermost=i == 0,
+                innermost=i == depth - 1,
+            )
+            for i in range(depth)
+        )
+        self.up = nn.ModuleList()
+        for i in range(depth):
+            in_ch = chans[i] if i == depth - 1 else 2 * chans[i]
+            out_ch = out_channels if i == 0 else chans[i - 1]
+            # As in pix2pix, dropout sits in the decoder blocks between level 4 and the innermost.
+            drop = dropout if 4 <= i < depth - 1 else 0.0
+            self.up.append(UpBlock(in_ch, out_ch, norm, outermost=i == 0, dropout=drop, upsample=upsample))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.stride)
+        skips = []
+        h = padded
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+        for i in reversed(range(self.depth)):
+            if i < self.depth - 1:
+                h = torch.cat([skips[i], h], dim=1)
+            h = self.up[i](h)
+        return crop_padded(h, padded.shape, size)

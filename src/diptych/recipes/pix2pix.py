@@ -1,0 +1,67 @@
+"""pix2pix: G* = arg min_G max_D L_cGAN(G, D) + lambda_L1 * L_L1(G), with a conditional PatchGAN."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import RunConfig
+from ..losses import AdversarialLoss, gradient_penalty, l1_loss
+from ..nets import create_discriminator, create_generator, init_weights
+
+
+class Pix2PixRecipe:
+    """Alternating D and G updates of pix2pix; D sees the input concatenated with the real or generated output."""
+
+    def __init__(self, config: RunConfig, device: torch.device) -> None:
+        g_cfg, d_cfg, t = config.generator, config.discriminator, config.train
+        self.generator = create_generator(g_cfg).to(device)
+        self.discriminator = create_discriminator(d_cfg, g_cfg.in_channels + g_cfg.out_channels).to(device)
+        init_weights(self.generator, t.init, t.init_gain)
+        init_weights(self.discriminator, t.init, t.init_gain)
+        betas = (t.beta1, t.beta2)
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=betas),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=t.lr, betas=betas),
+        }
+        self.adversarial = AdversarialLoss(t.gan_loss)
+        self.lambda_l1 = t.lambda_l1
+        self.lambda_gp = t.lambda_gp if t.gan_loss == "wgangp" else 0.0
+        self.device = device
+
+    def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
+        """One D update then one G update on a batch of pairs."""
+        real_a = batch["A"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
+        real_b = batch["B"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
+        g, d, opt_g, opt_d = (
+            self.generator,
+            self.discriminator,
+            self.optimizers["generator"],
+            self.optimizers["discriminator"],
+        )
+        fake_b = g(real_a)
+
+        # Discriminator: real pairs up, generated pairs down.
+        d.requires_grad_(True)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d_fake = self.adversarial(d(torch.cat([real_a, fake_b.detach()], 1)), False, for_discriminator=True)
+        loss_d_real = self.adversarial(d(torch.cat([real_a, real_b], 1)), True, for_discriminator=True)
+        loss_d = 0.5 * (loss_d_fake + loss_d_real)
+        losses = {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach()}
+        if self.lambda_gp > 0:
+            gp = gradient_penalty(lambda b: d(torch.cat([real_a, b], 1)), real_b, fake_b)
+            loss_d = loss_d + self.lambda_gp * gp
+            losses["D_gp"] = gp.detach()
+        loss_d.backward()
+        opt_d.step()
+
+        # Generator: fool D and stay close to the target in L1.
+        d.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g_gan = self.adversarial(d(torch.cat([real_a, fake_b], 1)), True, for_discriminator=False)
+        loss_g_l1 = l1_loss(fake_b, real_b)
+        loss_g = loss_g_gan + self.lambda_l1 * loss_g_l1
+        loss_g.backward()
+        opt_g.step()
+        losses.update(G_GAN=loss_g_gan.detach(), G_L1=loss_g_l1.detach())
+        return losses

@@ -1,0 +1,112 @@
+"""Import generators trained with junyanz/pytorch-CycleGAN-and-pix2pix (unet_128 / unet_256 state dicts)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from .checkpoint import write_checkpoint_folder
+from .config import GeneratorConfig, RunConfig
+from .errors import CheckpointError
+from .nets import UNetGenerator, create_generator
+
+
+def _level_and_slot(key: str) -> tuple[int, int, str] | None:
+    """Parse a reference U-Net key into (level, slot index in its Sequential, tensor name)."""
+    outer = re.match(r"^model\.model\.(\d+)\.(\w+)$", key)
+    if outer and outer.group(1) in ("0", "3"):
+        return 0, int(outer.group(1)), outer.group(2)
+    inner = re.match(r"^model\.model\.1\.((?:model\.3\.)*)model\.(\d+)\.(\w+)$", key)
+    if inner:
+        level = 1 + inner.group(1).count("model.3.")
+        return level, int(inner.group(2)), inner.group(3)
+    return None
+
+
+def convert_reference_unet(
+    state: dict[str, torch.Tensor], dropout: float = 0.5
+) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    """Map a reference UnetGenerator state dict to diptych's flat names; infer depth, width, channels and norm."""
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    parsed = {k: _level_and_slot(k) for k in state}
+    unknown = [k for k, v in parsed.items() if v is None]
+    if unknown or "model.model.0.weight" not in state:
+        raise CheckpointError(
+            f"not a reference U-Net generator state dict (unexpected keys such as {unknown[:3] or list(state)[:3]})"
+        )
+    depth = 1 + max(level for level, _, _ in parsed.values())  # type: ignore[misc]
+    if depth < 2:
+        raise CheckpointError("reference U-Net state dict is too shallow to convert")
+    in_channels = state["model.model.0.weight"].shape[1]
+    ngf = state["model.model.0.weight"].shape[0]
+    out_channels = state["model.model.3.weight"].shape[1]
+    has_running = any(k.endswith("running_mean") for k in state)
+    mid_bias = any(lv not in (0, depth - 1) and slot == 1 and name == "bias" for lv, slot, name in parsed.values())  # type: ignore[misc]
+    norm = "batch" if has_running else ("instance" if mid_bias else "none")
+    cfg = GeneratorConfig(
+        depth=depth, ngf=ngf, norm=norm, dropout=dropout, in_channels=in_channels, out_channels=out_channels
+    )
+    ours = UNetGenerator(in_channels, out_channels, depth, ngf, norm, dropout)
+    target = ours.state_dict()
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        level, slot, name = parsed[key]  # type: ignore[misc]
+        part = _slot_to_part(level, slot, depth)
+        if part is None or (name == "num_batches_tracked" and norm != "batch"):
+            continue
+        if part.endswith("norm") and norm == "instance":
+            continue  # legacy InstanceNorm buffers; ours keeps none
+        new_key = f"{part}.{name}"
+        if new_key not in target:
+            if name == "bias" and part.endswith("conv"):
+                continue  # a bias directly followed by a mean-subtracting norm has no effect
+            raise CheckpointError(f"reference key {key} has no counterpart ({new_key})")
+        if target[new_key].shape != value.shape:
+            raise CheckpointError(f"reference key {key}: shape {tuple(value.shape)} != {tuple(target[new_key].shape)}")
+        converted[new_key] = value.clone()
+    for key, value in target.items():
+        if key not in converted:
+            if key.endswith("conv.bias"):
+                converted[key] = torch.zeros_like(value)  # the reference omitted a bias our layout keeps
+            elif key.endswith("num_batches_tracked"):
+                converted[key] = torch.zeros_like(value)
+            else:
+                raise CheckpointError(f"reference state dict lacks {key}; is it a U-Net generator?")
+    return cfg, converted
+
+
+def _slot_to_part(level: int, slot: int, depth: int) -> str | None:
+    if level == 0:
+        return {0: "down.0.conv", 3: "up.0.conv"}.get(slot)
+    if level == depth - 1:
+        return {1: f"down.{level}.conv", 3: f"up.{level}.conv", 4: f"up.{level}.norm"}.get(slot)
+    return {1: f"down.{level}.conv", 2: f"down.{level}.norm", 5: f"up.{level}.conv", 6: f"up.{level}.norm"}.get(slot)
+
+
+def import_reference_generator(
+    pth: str | Path, out_dir: str | Path, *, dropout: float = 0.5, direction: str = "AtoB", test_mode: str | None = None
+) -> Path:
+    """Convert a reference latest_net_G.pth into a self-describing diptych checkpoint folder."""
+    pth = Path(pth)
+    try:
+        state = torch.load(pth, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{pth}: no such file") from None
+    except Exception as exc:  # torch raises many types for damaged or non-tensor pickles
+        raise CheckpointError(f"{pth}: not a readable PyTorch state dict ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{pth}: expected a state dict, found {type(state).__name__}")
+    try:
+        cfg, converted = convert_reference_unet(state, dropout)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{pth}: {exc}") from None
+    config = RunConfig(generator=cfg)
+    config.data.direction = direction
+    config.data.sample_type = "uint8"
+    # The reference's test.py runs without --eval by default: batch statistics and dropout on.
+    config.test_mode = test_mode or ("paper" if cfg.norm == "batch" else "eval")
+    generator = create_generator(cfg)
+    generator.load_state_dict(converted, strict=True)
+    return write_checkpoint_folder(Path(out_dir), config.validate(), {"generator": generator})

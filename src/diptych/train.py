@@ -1,0 +1,316 @@
+"""The trainer: data loading, the step loop, schedules, logging, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LATEST_FILE,
+    load_training_state,
+    load_weights,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+    weights_file,
+)
+from .config import RunConfig, TrainConfig, load_config
+from .data import PairedDataset, collate_pairs, open_paired_dataset
+from .errors import ConfigError
+from .recipes import create_recipe
+
+LOG_FILE = "log.jsonl"
+STATE_VERSION = 1
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' picks CUDA when available, else CPU; anything else is passed to torch.device."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
+    return device
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (index, epoch_seed) in a per-epoch permutation derived from the seed; can start mid-epoch."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size = size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's permutation and skip its first `start` samples."""
+        self.epoch = epoch
+        self.start = start
+
+    def epoch_seed(self) -> int:
+        """The seed that fixes this epoch's order and augmentations."""
+        return self.seed * 1_000_003 + self.epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.epoch_seed())
+            order = torch.randperm(self.size, generator=gen).tolist()
+        else:
+            order = list(range(self.size))
+        seed = self.epoch_seed()
+        for index in order[self.start :]:
+            yield index, seed
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> Any:
+    """The learning-rate policy, stepped once per epoch (plateau is fed the epoch's mean L1)."""
+    total = t.epochs + t.epochs_decay
+    if t.lr_policy == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: 1.0 - max(0, e + 1 - t.epochs) / float(t.epochs_decay + 1)
+        )
+    if t.lr_policy == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.lr_step_epochs, gamma=t.lr_gamma)
+    if t.lr_policy == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total), eta_min=0.0)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=0.2, threshold=0.01, patience=t.plateau_patience
+    )
+
+
+@dataclass
+class TrainResult:
+    """Where a finished (or interrupted) run left its files."""
+
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    interrupted: bool = False
+
+
+class Trainer:
+    """Runs a recipe over a paired dataset; owns no global state, so one process can hold several."""
+
+    def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.ckpt_root = self.run_dir / CHECKPOINTS_DIR
+        self.resume = resume
+        self.progress = progress
+        if resume:
+            if not (self.ckpt_root / LATEST_FILE).is_file():
+                raise ConfigError(f"--resume: {self.run_dir} has no checkpoint to resume from")
+        elif (self.ckpt_root / LATEST_FILE).exists():
+            raise ConfigError(
+                f"{self.run_dir}: this run folder already has checkpoints; pass --resume to continue it "
+                "or choose a new --run-dir"
+            )
+        config.validate()
+        self.config = config
+        self.device = resolve_device(config.train.device)
+        if config.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = False
+        self.dataset: PairedDataset = open_paired_dataset(config.data)
+        self._fill_channels()
+        torch.manual_seed(config.train.seed)
+        self.recipe = create_recipe(config, self.device)
+        self.schedulers = {name: make_scheduler(opt, config.train) for name, opt in self.recipe.optimizers.items()}
+        self.steps_per_epoch = math.ceil(len(self.dataset) / config.data.batch_size)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.epoch_l1 = [0.0, 0]
+        if resume:
+            self._restore()
+
+    def _fill_channels(self) -> None:
+        g, summary = self.config.generator, self.dataset.summary
+        for field_name, found in (("in_channels", summary.in_channels), ("out_channels", summary.out_channels)):
+            wanted = getattr(g, field_name)
+            if wanted == 0:
+                setattr(g, field_name, found)
+            elif wanted != found:
+                flag = field_name.replace("_", "-")
+                raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {summary.root})")
+        self.config.data.sample_type = summary.dtype
+
+    @property
+    def total_steps(self) -> int:
+        """Steps the run will take in all."""
+        t = self.config.train
+        by_epochs = (t.epochs + t.epochs_decay) * self.steps_per_epoch
+        return min(by_epochs, t.max_steps) if t.max_steps and by_epochs else (t.max_steps or by_epochs)
+
+    def fit(self) -> TrainResult:
+        """Train to the end (or max_steps); save checkpoints on schedule, at the end and on Ctrl-C."""
+        t, data = self.config.train, self.config.data
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
+        sampler = EpochSampler(len(self.dataset), t.seed, shuffle=True)
+        loader = DataLoader(
+            self.dataset,
+            batch_size=data.batch_size,
+            sampler=sampler,
+            num_workers=data.workers,
+            collate_fn=collate_pairs,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_worker_init,
+            # A private generator keeps DataLoader from drawing on the global RNG that dropout uses.
+            generator=torch.Generator().manual_seed(t.seed),
+            persistent_workers=data.workers > 0,
+        )
+        total_epochs = t.epochs + t.epochs_decay if (t.epochs + t.epochs_decay) else math.inf
+        total = self.total_steps
+        bar = tqdm(
+            total=total, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True
+        )
+        window: dict[str, list[float]] = {}
+        last_saved = -1
+        started = time.perf_counter()
+        try:
+            while self.epoch < total_epochs and self.step < total:
+                sampler.set_epoch(self.epoch, start=self.batch_in_epoch * data.batch_size)
+                for module in self.recipe.networks.values():
+                    module.train()
+                for batch in loader:
+                    losses = self.recipe.train_step(batch)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    l1 = float(losses["G_L1"]) if "G_L1" in losses else 0.0
+                    self.epoch_l1[0] += l1
+                    self.epoch_l1[1] += 1
+                    for name, value in losses.items():
+                        window.setdefault(name, []).append(float(value))
+                    bar.update(1)
+                    if self.step % t.log_every == 0 or self.step == total:
+                        means = self._log(window, time.perf_counter() - started)
+                        bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
+                        window = {}
+                    if self.step % t.save_every == 0:
+                        self.save()
+                        last_saved = self.step
+                    if self.step >= total:
+                        break
+                if self.batch_in_epoch >= self.steps_per_epoch:
+                    self._end_epoch()
+        except KeyboardInterrupt:
+            bar.close()
+            ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
+            return TrainResult(self.run_dir, ckpt, self.step, interrupted=True)
+        bar.close()
+        if window:
+            self._log(window, time.perf_counter() - started)
+        ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
+        return TrainResult(self.run_dir, ckpt, self.step)
+
+    def _end_epoch(self) -> None:
+        mean_l1 = self.epoch_l1[0] / max(1, self.epoch_l1[1])
+        for sched in self.schedulers.values():
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(mean_l1)
+            else:
+                sched.step()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.epoch_l1 = [0.0, 0]
+
+    def _log(self, window: dict[str, list[float]], elapsed: float) -> dict[str, float]:
+        means = {k: sum(v) / len(v) for k, v in window.items()}
+        record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
+        record.update({f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.optimizers.items()})
+        record.update({k: round(v, 6) for k, v in means.items()})
+        with open(self.run_dir / LOG_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return means
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides weights needed to continue exactly: optimisers, schedules, counters, RNG."""
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "epoch_l1": list(self.epoch_l1),
+            "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save(self) -> Path:
+        """Write a checkpoint for the current step and prune old ones."""
+        name = f"step_{self.step:08d}"
+        path = save_checkpoint(self.ckpt_root, name, self.config, self.recipe.networks, self.training_state())
+        prune_checkpoints(self.ckpt_root, self.config.train.keep_last, protect={name})
+        return path
+
+    def _restore(self) -> None:
+        folder = resolve_checkpoint(self.ckpt_root)
+        for name, module in self.recipe.networks.items():
+            load_weights(module, folder / weights_file(name))
+        state = load_training_state(folder)
+        for name, opt in self.recipe.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.epoch_l1 = [float(state["epoch_l1"][0]), int(state["epoch_l1"][1])]
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drop log lines written after the checkpoint being resumed (they will be written again)."""
+        log = self.run_dir / LOG_FILE
+        if not log.is_file():
+            return
+        kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+        tmp = log.with_name(f".{LOG_FILE}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, log)
+
+
+def _worker_init(_: int) -> None:
+    # Workers decode images; one thread each avoids oversubscribing the cores the model uses.
+    torch.set_num_threads(1)
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """The stored config of a run, with schedule-length fields optionally overridden to train longer."""
+    config = load_config(Path(run_dir) / CONFIG_FILE)
+    allowed = {"epochs", "epochs_decay", "max_steps", "save_every", "keep_last", "log_every", "device"}
+    for section, values in (overrides or {}).items():
+        for key, value in values.items():
+            if section != "train" or key not in allowed:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')} cannot change when resuming; only {', '.join(sorted(allowed))} can"
+                )
+            setattr(config.train, key, value)
+    return config.validate()
+
+
+def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a model as `config` describes, writing checkpoints and logs under run_dir."""
+    return Trainer(config, run_dir, resume=resume, progress=progress).fit()
