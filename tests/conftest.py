@@ -1,0 +1,94 @@
+"""Shared test fixtures: no network, small real-photo datasets, tiny configs."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diptych.config import RunConfig
+from diptych.data.io import write_image
+from diptych.data.samples import sample_photo
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch the network: any connection beyond this machine fails loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and (
+            not isinstance(address, tuple) or address[0] not in LOOPBACK
+        ):
+            raise RuntimeError(f"tests must not open network connections (tried {address!r})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(autouse=True)
+def _small_threads() -> None:
+    torch.set_num_threads(1)
+
+
+def photo_crops(name: str, size: int, count: int, seed: int = 0) -> list[np.ndarray]:
+    """Random size x size crops of a bundled photo (HxWx3 uint8)."""
+    photo = sample_photo(name)
+    rng = np.random.default_rng(seed)
+    h, w = photo.shape[:2]
+    out = []
+    for _ in range(count):
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        out.append(np.ascontiguousarray(photo[y : y + size, x : x + size]))
+    return out
+
+
+def write_aligned(root: Path, pairs: list[tuple[np.ndarray, np.ndarray]], prefix: str = "img") -> Path:
+    """Write A|B side-by-side images into root (pix2pix's aligned layout)."""
+    for i, (a, b) in enumerate(pairs):
+        write_image(root / f"{prefix}_{i:03d}.png", np.concatenate([a, b], axis=1))
+    return root
+
+
+def write_folders(root: Path, pairs: list[tuple[np.ndarray, np.ndarray]], prefix: str = "img") -> Path:
+    """Write pairs into root/A and root/B with matching names."""
+    for i, (a, b) in enumerate(pairs):
+        write_image(root / "A" / f"{prefix}_{i:03d}.png", a)
+        write_image(root / "B" / f"{prefix}_{i:03d}.png", b)
+    return root
+
+
+@pytest.fixture
+def aligned_dataset(tmp_path: Path) -> Path:
+    """Eight aligned 64x64 pairs: A = photo crop, B = its colour inversion."""
+    crops = photo_crops("astronaut", 64, 8)
+    return write_aligned(tmp_path / "aligned", [(c, 255 - c) for c in crops])
+
+
+@pytest.fixture
+def folders_dataset(tmp_path: Path) -> Path:
+    """Eight 64x64 pairs in A/ and B/: A = grayscale (1 channel), B = colour photo crop."""
+    crops = photo_crops("coffee", 64, 8)
+    pairs = [(np.round(c.mean(axis=2, keepdims=True)).astype(np.uint8), c) for c in crops]
+    return write_folders(tmp_path / "folders", pairs)
+
+
+def tiny_config(root: Path, **train: object) -> RunConfig:
+    """A configuration small enough to train in a second on CPU."""
+    config = RunConfig()
+    config.generator.depth, config.generator.ngf = 4, 8
+    config.discriminator.ndf, config.discriminator.n_layers = 8, 2
+    config.data.root = str(root)
+    config.data.preprocess, config.data.crop_size, config.data.load_size = "crop", 32, 32
+    config.data.workers = 0
+    config.train.epochs, config.train.epochs_decay = 2, 2
+    config.train.log_every = 1
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config

@@ -1,0 +1,136 @@
+"""Network shapes, receptive fields, parameter layout and initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from diptych.config import GeneratorConfig
+from diptych.nets import PatchDiscriminator, UNetGenerator, create_generator, init_weights, receptive_field
+from diptych.nets.layers import crop_padded, pad_to_multiple
+
+
+@pytest.mark.parametrize("depth", [1, 3, 5, 7, 8])
+@pytest.mark.parametrize("size", [(8, 8), (37, 53), (64, 17), (130, 129)])
+def test_unet_any_size_and_depth(depth: int, size: tuple[int, int]) -> None:
+    g = UNetGenerator(3, 2, depth=depth, ngf=4).eval()
+    x = torch.rand(2, 3, *size) * 2 - 1
+    y = g(x)
+    assert y.shape == (2, 2, *size)
+    assert y.abs().max() <= 1.0  # tanh output
+
+
+def test_unet_256_matches_reference_layout() -> None:
+    g = UNetGenerator(3, 3, depth=8, ngf=64)
+    names = [n for n, _ in g.named_parameters()]
+    assert names[0] == "down.0.conv.weight"
+    assert max(n.count(".") for n in names) == 3  # flat: down.3.norm.weight, not model.model.1.model.3...
+    # The reference unet_256 has 54,413,955 parameters; our bias rule adds the outermost and innermost biases.
+    assert sum(p.numel() for p in g.parameters()) == 54_413_955 + 64 + 512
+    dropouts = [i for i, blk in enumerate(g.up) if isinstance(blk.dropout, nn.Dropout)]
+    assert dropouts == [4, 5, 6]  # the paper's dropout in the first three decoder blocks after the bottleneck
+    assert g.up[4].dropout.p == 0.5
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_conv_bias_only_where_no_norm_follows(norm: str) -> None:
+    g = UNetGenerator(3, 3, depth=5, ngf=4, norm=norm)
+    has_norm = norm != "none"
+    assert g.down[0].conv.bias is not None  # outermost: no norm after it
+    assert g.down[4].conv.bias is not None  # innermost: no norm after it
+    assert (g.down[2].conv.bias is None) == has_norm
+    assert (g.up[2].conv.bias is None) == has_norm
+    assert g.up[0].conv.bias is not None  # output layer
+    d = PatchDiscriminator(6, ndf=4, n_layers=3, norm=norm)
+    assert (d.blocks[1].conv.bias is None) == has_norm
+    assert d.blocks[0].conv.bias is not None and d.head.bias is not None
+
+
+def test_dropout_zero_and_resize_upsampling() -> None:
+    g = UNetGenerator(3, 3, depth=6, ngf=4, dropout=0.0, upsample="resize").train()
+    assert not any(isinstance(m, nn.Dropout) for m in g.modules())
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    x = torch.randn(1, 3, 50, 70)
+    assert g(x).shape == x.shape
+
+
+def test_eval_mode_is_deterministic_and_train_mode_is_noisy() -> None:
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, depth=6, ngf=4)
+    x = torch.randn(1, 3, 64, 64)
+    g.eval()
+    assert torch.equal(g(x), g(x))
+    g.train()
+    with torch.no_grad():
+        assert not torch.equal(g(x), g(x))  # dropout
+
+
+def _empirical_receptive_field(d: nn.Module, size: int) -> int:
+    """Width of the input region that influences the centre output pixel (by gradients)."""
+    x = torch.randn(1, 2, size, size, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    cols = (x.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
+    return int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize(("n_layers", "rf"), [(0, 1), (1, 16), (2, 34), (3, 70), (4, 142), (5, 286)])
+def test_patchgan_receptive_fields(n_layers: int, rf: int) -> None:
+    assert receptive_field(n_layers) == rf
+    d = PatchDiscriminator(2, ndf=2, n_layers=n_layers, norm="none")
+    nn.init.constant_(d.head.weight, 1.0)  # no exactly-zero weights hiding part of the field
+    for m in d.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.uniform_(m.weight, 0.1, 1.0)
+    size = 1024 if n_layers == 5 else 512
+    empirical = _empirical_receptive_field(d, size)
+    # Zero padding at an interior pixel does not shrink the field; strided 4x4 kernels may cover <= rf.
+    assert empirical <= rf and empirical >= rf - 2**n_layers
+
+
+def test_patchgan_70_gives_30x30_on_256() -> None:
+    d = PatchDiscriminator(6, ndf=64, n_layers=3)
+    assert d(torch.randn(1, 6, 256, 256)).shape == (1, 1, 30, 30)
+    assert sum(p.numel() for p in d.parameters()) == 2_768_705  # as the reference basic D
+    feats = d.forward_features(torch.randn(1, 6, 256, 256))
+    assert [f.shape[1] for f in feats] == [64, 128, 256, 512, 1]
+
+
+@pytest.mark.parametrize("kind", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_init_weights(kind: str) -> None:
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, depth=5, ngf=16)
+    init_weights(g, kind, 0.02)
+    w = g.down[2].conv.weight
+    if kind == "normal":
+        assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.002
+    elif kind == "xavier":
+        fan_in, fan_out = w.shape[1] * 16, w.shape[0] * 16
+        expected = 0.02 * (2.0 / (fan_in + fan_out)) ** 0.5
+        assert abs(w.std().item() - expected) / expected < 0.1
+    elif kind == "kaiming":
+        expected = (2.0 / (w.shape[1] * 16)) ** 0.5
+        assert abs(w.std().item() - expected) / expected < 0.1
+    else:
+        flat = g.down[3].conv.weight.flatten(1)  # 64 x 512: rows orthogonal
+        gram = flat @ flat.T / 0.02**2
+        assert torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-3)
+    assert torch.all(g.down[0].conv.bias == 0)
+    bn = g.down[1].norm
+    assert abs(bn.weight.mean().item() - 1.0) < 0.02 and torch.all(bn.bias == 0)
+
+
+def test_pad_and_crop_roundtrip() -> None:
+    for h, w in [(1, 1), (3, 200), (255, 256), (300, 7)]:
+        x = torch.arange(h * w, dtype=torch.float32).reshape(1, 1, h, w)
+        padded, size = pad_to_multiple(x, 64)
+        assert padded.shape[-2] % 64 == 0 and padded.shape[-1] % 64 == 0
+        assert torch.equal(crop_padded(padded, padded.shape, size), x)
+
+
+def test_create_generator_requires_channels() -> None:
+    with pytest.raises(ValueError, match="channels"):
+        create_generator(GeneratorConfig())
+    g = create_generator(GeneratorConfig(depth=3, ngf=4, in_channels=4, out_channels=1))
+    assert g(torch.randn(1, 4, 8, 8)).shape == (1, 1, 8, 8)

@@ -1,0 +1,126 @@
+"""Exact resume, checkpoint contents and atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from diptych.checkpoint import LATEST_FILE, resolve_checkpoint, save_checkpoint
+from diptych.errors import ConfigError
+from diptych.train import Trainer, resume_config, train
+
+from .conftest import tiny_config
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = resolve_checkpoint(run_dir)
+    out = {}
+    for net in ("generator", "discriminator"):
+        out.update({f"{net}.{k}": v for k, v in load_file(ckpt / f"{net}.safetensors").items()})
+    return out
+
+
+@pytest.mark.parametrize(("gan_loss", "workers", "batch"), [("vanilla", 0, 1), ("wgangp", 1, 3)])
+def test_resume_matches_straight_run(
+    aligned_dataset: Path, tmp_path: Path, gan_loss: str, workers: int, batch: int
+) -> None:
+    """2N steps straight == N steps, stop, resume, N steps: bit-identical weights, same logged losses."""
+
+    def config(max_steps: int):
+        cfg = tiny_config(aligned_dataset, max_steps=max_steps, gan_loss=gan_loss, seed=7)
+        cfg.data.workers, cfg.data.batch_size = workers, batch
+        cfg.generator.depth = 6  # deep enough to have dropout, so the RNG state matters
+        cfg.data.preprocess, cfg.data.load_size, cfg.data.crop_size = "resize_and_crop", 72, 64
+        cfg.discriminator.norm = "instance" if gan_loss == "wgangp" else "batch"
+        cfg.train.epochs, cfg.train.epochs_decay = 1, 2  # the LR decays during the run
+        return cfg
+
+    # 8 pairs, batch 3 -> 3 steps an epoch, so step 4 stops mid-epoch.
+    n = 4 if batch > 1 else 5
+    straight = train(config(2 * n), tmp_path / "straight", progress=False)
+    first = train(config(n), tmp_path / "resumed", progress=False)
+    assert first.steps == n
+    resumed = train(
+        resume_config(tmp_path / "resumed", {"train": {"max_steps": 2 * n}}),
+        tmp_path / "resumed",
+        resume=True,
+        progress=False,
+    )
+    assert straight.steps == resumed.steps == 2 * n
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log_a = (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
+    log_b = (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in lines]  # noqa: E731
+    assert strip(log_a) == strip(log_b)
+    state_a = torch.load(resolve_checkpoint(tmp_path / "straight") / "training_state.pt", weights_only=True)
+    state_b = torch.load(resolve_checkpoint(tmp_path / "resumed") / "training_state.pt", weights_only=True)
+    assert state_a["step"] == state_b["step"] and state_a["epoch"] == state_b["epoch"]
+    assert state_a["schedulers"]["generator"]["_last_lr"] == state_b["schedulers"]["generator"]["_last_lr"]
+
+
+def test_checkpoint_is_self_describing(aligned_dataset: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(aligned_dataset, max_steps=2), tmp_path / "run", progress=False)
+    ckpt = result.checkpoint
+    assert {p.name for p in ckpt.iterdir()} == {
+        "config.json",
+        "generator.safetensors",
+        "discriminator.safetensors",
+        "training_state.pt",
+    }
+    with safe_open(str(ckpt / "generator.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        keys = list(f.keys())
+    stored = json.loads(meta["config"])
+    assert stored["generator"]["depth"] == 4 and stored["generator"]["in_channels"] == 3
+    assert stored["data"]["sample_type"] == "uint8"
+    # Flat parameter names, not the reference's model.model.1.model.3... nesting.
+    assert "down.0.conv.weight" in keys and not any(k.startswith("model.") for k in keys)
+    assert (tmp_path / "run" / "checkpoints" / LATEST_FILE).read_text() == ckpt.name
+
+
+def test_keep_last_prunes_old_checkpoints(aligned_dataset: Path, tmp_path: Path) -> None:
+    train(tiny_config(aligned_dataset, max_steps=6, save_every=1, keep_last=2), tmp_path / "run", progress=False)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert names == ["step_00000005", "step_00000006"]
+
+
+def test_crash_during_save_keeps_previous_latest(
+    aligned_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while writing a checkpoint leaves LATEST pointing at the previous complete one."""
+    trainer = Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "run", progress=False)
+    first = trainer.fit().checkpoint
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+
+    import diptych.checkpoint as ckpt_mod
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", boom)
+    trainer.step += 1
+    with pytest.raises(OSError):
+        save_checkpoint(
+            trainer.ckpt_root, "step_00000002", trainer.config, trainer.recipe.networks, trainer.training_state()
+        )
+    assert resolve_checkpoint(tmp_path / "run") == first
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    assert not (trainer.ckpt_root / "step_00000002").exists()
+
+
+def test_resume_refuses_architecture_changes(aligned_dataset: Path, tmp_path: Path) -> None:
+    train(tiny_config(aligned_dataset, max_steps=1), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="--ngf"):
+        resume_config(tmp_path / "run", {"generator": {"ngf": 16}})
+    with pytest.raises(ConfigError, match="already has checkpoints"):
+        Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "empty", resume=True, progress=False)

@@ -1,0 +1,122 @@
+"""Translation: any size, batching, test-time modes, files, precision and the Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diptych import Translator
+from diptych.data.io import read_image, write_image
+from diptych.train import train
+
+from .conftest import photo_crops, tiny_config, write_folders
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("translate")
+    crops = photo_crops("astronaut", 64, 4)
+    data = write_folders(root / "data", [(c, 255 - c) for c in crops])
+    cfg = tiny_config(data, max_steps=2)
+    cfg.generator.depth = 6  # has dropout, so the test-time modes differ
+    return train(cfg, root / "run", progress=False).run_dir
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 300), (64, 64), (129, 65), (333, 250)])
+def test_any_size_keeps_shape(run_dir: Path, size: tuple[int, int]) -> None:
+    t = Translator.load(run_dir, device="cpu")
+    arr = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    out = t(arr)
+    assert out.shape == (*size, 3) and out.dtype == np.uint8
+
+
+def test_eval_mode_is_deterministic_paper_mode_is_seeded(run_dir: Path) -> None:
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    ev = Translator.load(run_dir, device="cpu")
+    assert ev.mode == "eval"
+    assert torch.equal(ev.translate_tensor(x), ev.translate_tensor(x))
+    p1 = Translator.load(run_dir, device="cpu", mode="paper", seed=3)
+    p2 = Translator.load(run_dir, device="cpu", mode="paper", seed=3)
+    p3 = Translator.load(run_dir, device="cpu", mode="paper", seed=4)
+    a, b, c = p1.translate_tensor(x), p2.translate_tensor(x), p3.translate_tensor(x)
+    assert torch.equal(a, b)  # same seed, same noise
+    assert not torch.equal(a, c)  # dropout is on
+    assert not torch.equal(a, ev.translate_tensor(x))
+
+
+def test_batched_equals_one_by_one(run_dir: Path) -> None:
+    t = Translator.load(run_dir, device="cpu")
+    x = torch.rand(3, 3, 40, 72) * 2 - 1
+    batched = t.translate_tensor(x)
+    single = torch.cat([t.translate_tensor(x[i : i + 1]) for i in range(3)])
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_pil_in_pil_out_and_channel_conversion(run_dir: Path) -> None:
+    t = Translator.load(run_dir, device="cpu")
+    img = Image.fromarray(photo_crops("coffee", 50, 1)[0])
+    out = t(img)
+    assert isinstance(out, Image.Image) and out.size == (50, 50) and out.mode == "RGB"
+    gray = img.convert("L")  # converted to the 3 channels the model expects
+    assert t(gray).size == (50, 50)
+    with pytest.raises(Exception, match="channel"):
+        t(np.zeros((8, 8, 2), dtype=np.uint16))
+
+
+def test_translate_files_keeps_structure_and_sizes(run_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    sizes = [(30, 40), (30, 40), (61, 33), (30, 40)]
+    for i, (h, w) in enumerate(sizes):
+        write_image(src / ("sub" if i == 3 else "") / f"im{i}.jpg", np.full((h, w, 3), 40 * i, np.uint8))
+    t = Translator.load(run_dir, device="cpu")
+    written = t.translate_files([src], tmp_path / "out", batch_size=2, progress=False)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
+        "im0.png",
+        "im1.png",
+        "im2.png",
+        "sub/im3.png",
+    ]
+    for i, (h, w) in enumerate(sizes):
+        out = read_image(tmp_path / "out" / ("sub" if i == 3 else "") / f"im{i}.png")
+        assert out.shape == (h, w, 3)
+    # Same result as translating one at a time.
+    one = t(read_image(src / "im2.jpg"))
+    assert np.array_equal(one, read_image(tmp_path / "out" / "im2.png"))
+
+
+def test_aligned_inputs_use_the_source_half(run_dir: Path, tmp_path: Path) -> None:
+    a, b = photo_crops("rocket", 48, 2)
+    write_image(tmp_path / "pair.png", np.concatenate([a, b], axis=1))
+    write_image(tmp_path / "a.png", a)
+    t = Translator.load(run_dir, device="cpu")
+    (out,) = t.translate_files([tmp_path / "pair.png"], tmp_path / "out", aligned=True, progress=False)
+    assert np.array_equal(read_image(out), t(a))
+
+
+def test_sixteen_bit_data_gives_sixteen_bit_output(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(4):
+        a = rng.integers(0, 65536, (32, 32, 1), dtype=np.uint16)
+        pairs.append((a, (65535 - a).astype(np.uint16)))
+    data = write_folders(tmp_path / "data", pairs)
+    result = train(tiny_config(data, max_steps=1), tmp_path / "run", progress=False)
+    t = Translator.load(result.run_dir, device="cpu")
+    assert t.config.generator.in_channels == 1 and t.config.data.sample_type == "uint16"
+    (out,) = t.translate_files([data / "A" / "img_000.png"], tmp_path / "out", progress=False)
+    arr = read_image(out)
+    assert arr.dtype == np.uint16 and arr.shape == (32, 32, 1)
+    assert len(np.unique(arr)) > 256  # more levels than 8 bits could hold
+
+
+def test_loading_from_weights_file_alone(run_dir: Path) -> None:
+    from diptych.checkpoint import resolve_checkpoint
+
+    weights = resolve_checkpoint(run_dir) / "generator.safetensors"
+    t1, t2 = Translator.load(weights, device="cpu"), Translator.load(run_dir, device="cpu")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.equal(t1.translate_tensor(x), t2.translate_tensor(x))
