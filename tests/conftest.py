@@ -13,7 +13,6 @@ from diptych.config import RunConfig
 from diptych.data.io import write_image
 from diptych.data.samples import sample_photo
 
-
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 

@@ -68,6 +68,6 @@ def test_non_reference_files_rejected(tmp_path: Path) -> None:
         convert_reference_unet({"conv.weight": torch.zeros(1)})
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a pickle")
-    with pytest.raises(CheckpointError, match="junk.pth"):
+    with pytest.raises(CheckpointError, match=r"junk\.pth"):
         import_reference_generator(junk, tmp_path / "out")
     assert not (tmp_path / "out").exists()
