@@ -13,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .atomic import fsync_file, write_text_atomic
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError
 
@@ -37,7 +38,7 @@ def save_checkpoint(
 ) -> Path:
     """Write root/name/ atomically and point root/LATEST at it."""
     path = write_checkpoint_folder(root / name, config, networks, training_state)
-    _write_text(root / LATEST_FILE, name)
+    write_text_atomic(root / LATEST_FILE, name)
     return path
 
 
@@ -59,11 +60,11 @@ def write_checkpoint_folder(
         tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         meta = {"format": FORMAT_TAG, "network": net_name, "config": config_json}
         save_file(tensors, str(tmp / weights_file(net_name)), metadata=meta)
-    _write_text(tmp / CONFIG_FILE, config_json)
+    write_text_atomic(tmp / CONFIG_FILE, config_json)
     if training_state is not None:
         torch.save(training_state, tmp / STATE_FILE)
     for f in tmp.iterdir():
-        _fsync(f)
+        fsync_file(f)
     if final.exists():
         old = root / f".{name}.old"
         if old.exists():
@@ -173,15 +174,3 @@ def _read_metadata(file: Path) -> dict[str, str]:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    _fsync(tmp)
-    os.replace(tmp, path)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text_atomic
+
 
 @dataclass(frozen=True)
 class GalleryRow:
@@ -43,9 +45,7 @@ def write_gallery(rows: list[GalleryRow], page: Path, title: str, notes: str = "
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p class='meta'>{html.escape(notes)}</p><table>{head}{''.join(body)}</table></body></html>\n"
     )
-    tmp = page.with_name(f".{page.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, page)
+    write_text_atomic(page, text)
     return page
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from .atomic import write_text_atomic
 from .checkpoint import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -161,8 +161,11 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train to the end (or max_steps); save checkpoints on schedule, at the end and on Ctrl-C."""
         t, data = self.config.train, self.config.data
+        if self.resume and self.step >= self.total_steps:
+            print(f"diptych: {self.run_dir} already finished {self.step} steps; raise --max-steps or --epochs to go on")
+            return TrainResult(self.run_dir, resolve_checkpoint(self.ckpt_root), self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_FILE).write_text(self.config.to_json())
+        write_text_atomic(self.run_dir / CONFIG_FILE, self.config.to_json())
         sampler = EpochSampler(len(self.dataset), t.seed, shuffle=True)
         loader = DataLoader(
             self.dataset,
@@ -287,9 +290,7 @@ class Trainer:
         if not log.is_file():
             return
         kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
-        tmp = log.with_name(f".{LOG_FILE}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, log)
+        write_text_atomic(log, "".join(line + "\n" for line in kept))
 
 
 def _worker_init(_: int) -> None:
