@@ -285,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diptych: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into a reader that closed early (e.g. `| head`); not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

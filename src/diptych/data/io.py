@@ -22,9 +22,13 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files under a folder, sorted by relative path (hidden files ignored)."""
+    """Image files under a folder, sorted by relative path (hidden files and folders ignored)."""
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.glob(pattern)
+        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -140,6 +144,8 @@ def _photometric(channels: int) -> str:
 def _array_to_pil(arr: np.ndarray) -> Image.Image:
     channels = arr.shape[2]
     if arr.dtype == np.uint16:
-        return Image.fromarray(arr[:, :, 0].astype("<u2"), mode="I;16")
+        # frombytes, not fromarray(mode="I;16"), which Pillow >= 12 rejects ("Invalid mode for data type").
+        plane = np.ascontiguousarray(arr[:, :, 0], dtype="<u2")
+        return Image.frombytes("I;16", (plane.shape[1], plane.shape[0]), plane.tobytes())
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
     return Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)

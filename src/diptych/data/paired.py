@@ -80,8 +80,7 @@ def find_pairs(root: Path, layout: str, phase: str = "train") -> tuple[str, Path
     a_dir, b_dir = base / "A", base / "B"
     if (a_dir / phase).is_dir() and (b_dir / phase).is_dir():
         a_dir, b_dir = a_dir / phase, b_dir / phase
-    a_files = {p.relative_to(a_dir).with_suffix("").as_posix(): p for p in list_images(a_dir)}
-    b_files = {p.relative_to(b_dir).with_suffix("").as_posix(): p for p in list_images(b_dir)}
+    a_files, b_files = _by_stem(a_dir), _by_stem(b_dir)
     if not a_files and not b_files:
         raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {exts})")
     only_a = sorted(set(a_files) - set(b_files))
@@ -91,6 +90,17 @@ def find_pairs(root: Path, layout: str, phase: str = "train") -> tuple[str, Path
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise DataError(f"{side}: {len(names)} image(s) have no partner of the same name in {other}: {shown}")
     return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files)]
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    """Images keyed by relative path without extension; two files with one name (x.png, x.jpg) are an error."""
+    out: dict[str, Path] = {}
+    for p in list_images(folder):
+        key = p.relative_to(folder).with_suffix("").as_posix()
+        if key in out:
+            raise DataError(f"{p}: has the same name as {out[key]}; keep one file per name so pairs are unambiguous")
+        out[key] = p
+    return out
 
 
 def _inspect_pair(pair: Pair, layout: str) -> PairInfo:
