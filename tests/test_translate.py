@@ -11,6 +11,7 @@ from PIL import Image
 
 from diptych import Translator
 from diptych.data.io import read_image, write_image
+from diptych.errors import ConfigError
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config, write_folders
@@ -111,6 +112,9 @@ def test_sixteen_bit_data_gives_sixteen_bit_output(tmp_path: Path) -> None:
     arr = read_image(out)
     assert arr.dtype == np.uint16 and arr.shape == (32, 32, 1)
     assert len(np.unique(arr)) > 256  # more levels than 8 bits could hold
+    with pytest.raises(ConfigError, match="--format jpg"):
+        t.translate_files([data / "A" / "img_000.png"], tmp_path / "jpg", suffix=".jpg", progress=False)
+    assert not (tmp_path / "jpg").exists()
 
 
 def test_loading_from_weights_file_alone(run_dir: Path) -> None:

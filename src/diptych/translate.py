@@ -98,6 +98,11 @@ class Translator:
         progress: bool = True,
     ) -> list[Path]:
         """Translate files and folders into out_dir (folder structure kept); return the written paths."""
+        out_channels = self.config.generator.out_channels
+        if suffix in (".jpg", ".jpeg") and (self.out_dtype != np.uint8 or out_channels not in (1, 3)):
+            raise ConfigError(
+                f"--format jpg cannot hold {out_channels}-channel {self.out_dtype} output; use --format png or tif"
+            )
         jobs = plan_outputs(inputs, Path(out_dir), suffix)
         if self.mode == "paper":
             batch_size = 1  # batch statistics would mix images
