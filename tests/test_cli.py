@@ -426,3 +426,39 @@ def test_train_into_a_run_with_checkpoints_needs_resume(
     assert code == 1
     assert_one_error_line(err, str(run), "--resume")
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("extra", [["--run-dir", "elsewhere"], ["--netG", "unet_128"], ["--ngf", "16"]])
+def test_resume_rejects_architecture_and_location_flags(
+    capsys: pytest.CaptureFixture[str], trained_run: Path, extra: list[str]
+) -> None:
+    before = snapshot(trained_run)
+    code, _, err = run_cli(["train", "--resume", trained_run, *extra], capsys)
+    assert code == 1
+    assert_one_error_line(err, extra[0])
+    assert snapshot(trained_run) == before
+
+
+def test_config_from_another_run_takes_channels_from_the_new_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trained_run: Path
+) -> None:
+    """Reusing a 3-channel run's config.json on 1-channel data works: channels come from the data."""
+    gray = [(c[:, :, :1], c[:, :, 1:2]) for c in photo_crops("coffee", 32, 3)]
+    data = write_aligned(tmp_path / "gray", gray)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--config",
+            trained_run / "config.json",
+            "--data",
+            data,
+            "--run-dir",
+            tmp_path / "run",
+            "--max-steps",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["generator"]["in_channels"] == 1 and stored["generator"]["depth"] == 4

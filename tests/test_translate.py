@@ -124,3 +124,19 @@ def test_loading_from_weights_file_alone(run_dir: Path) -> None:
     t1, t2 = Translator.load(weights, device="cpu"), Translator.load(run_dir, device="cpu")
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     assert torch.equal(t1.translate_tensor(x), t2.translate_tensor(x))
+
+
+def test_paper_mode_leaves_running_statistics_alone(run_dir: Path) -> None:
+    t = Translator.load(run_dir, device="cpu", mode="paper")
+    bn = t.generator.down[1].norm
+    before = bn.running_mean.clone()
+    t.translate_tensor(torch.rand(1, 3, 64, 64) * 2 - 1)
+    assert torch.equal(bn.running_mean, before)
+
+
+def test_sixteen_bit_gray_pil_round_trip(tmp_path: Path) -> None:
+    pairs = [(np.full((32, 32, 1), 1000 * i, np.uint16), np.full((32, 32, 1), 60000, np.uint16)) for i in range(3)]
+    data = write_folders(tmp_path / "data", pairs)
+    t = Translator.load(train(tiny_config(data, max_steps=1), tmp_path / "run", progress=False).run_dir, device="cpu")
+    out = t(Image.fromarray(np.full((20, 24), 500, np.int32)).convert("I;16"))
+    assert isinstance(out, Image.Image) and out.mode == "I;16" and out.size == (24, 20)

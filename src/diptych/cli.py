@@ -163,13 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="build a dataset from bundled photos, train briefly, translate, write an HTML page",
-        description="A five-minute tour: builds edges->photo pairs from the CC0 photos scikit-image ships, "
-        "trains a small pix2pix model on the CPU, translates held-out crops and writes index.html.",
+        description="A few-minute tour: builds grayscale->colour (or edges->photo) pairs from the CC0 photos "
+        "scikit-image ships, trains a small pix2pix model, translates photos it never saw at full size "
+        "and writes index.html.",
         formatter_class=fmt,
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument(
         "--steps", type=int, default=1200, help="training steps (default: 1200, a few minutes on 2 CPU cores)"
+    )
+    p.add_argument(
+        "--task",
+        choices=("colorize", "edges"),
+        default="colorize",
+        help="grayscale->colour or edges->photo (default: colorize)",
     )
     p.add_argument("--crop-size", type=int, default=128, help="training crop size (default: 128)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
@@ -201,13 +208,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import resume_config, train
 
     if args.resume:
-        if args.config:
-            raise DiptychError("--config cannot be combined with --resume; the run's own config.json is used")
+        for flag, given in (("--config", args.config), ("--run-dir", args.run_dir), ("--netG", "netG" in vars(args))):
+            if given:
+                raise DiptychError(f"{flag} cannot be combined with --resume; the run's own config.json is used")
         run_dir = args.resume
         config = resume_config(run_dir, given_overrides(args))
         result = train(config, run_dir, resume=True, progress=not args.no_progress)
     else:
         base = load_config(args.config) if args.config else None
+        if base is not None:
+            # Channels and sample type always come from the data of this run, not from the file's old run.
+            base.generator.in_channels = base.generator.out_channels = 0
+            base.data.sample_type = ""
         config = config_from_args(args, base)
         run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
@@ -241,7 +253,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    page = run_demo(args.out, steps=args.steps, crop_size=args.crop_size, device=args.device, overwrite=args.overwrite)
+    page = run_demo(
+        args.out,
+        steps=args.steps,
+        crop_size=args.crop_size,
+        device=args.device,
+        overwrite=args.overwrite,
+        task=args.task,
+    )
     print(f"open {page.resolve()}")
     return 0
 

@@ -106,7 +106,7 @@ class TrainConfig:
     init: str = opt("normal", "weight initialisation", choices=INITS)
     init_gain: float = opt(0.02, "scale for normal/xavier/orthogonal initialisation")
     seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout")
-    device: str = opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    device: str = opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-exact resume on GPU; slower)")
 
 

@@ -28,21 +28,12 @@ from .checkpoint import (
 )
 from .config import RunConfig, TrainConfig, load_config
 from .data import PairedDataset, collate_pairs, open_paired_dataset
+from .device import resolve_device
 from .errors import ConfigError
 from .recipes import create_recipe
 
 LOG_FILE = "log.jsonl"
 STATE_VERSION = 1
-
-
-def resolve_device(spec: str) -> torch.device:
-    """'auto' picks CUDA when available, else CPU; anything else is passed to torch.device."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
-    return device
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_weights, read_checkpoint_config, resolve_checkpoint, weights_file
 from .config import TEST_MODES, RunConfig
-from .data.io import from_tensor, list_images, read_image, to_tensor, write_image
+from .data.io import from_tensor, list_images, output_suffix, read_image, to_tensor, write_image
+from .device import resolve_device
 from .errors import ConfigError, DataError
 from .nets import create_generator
-from .train import resolve_device
 
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -40,6 +40,10 @@ class Translator:
         self.out_dtype = np.dtype(config.data.sample_type or "uint8")
         # 'paper' keeps dropout on and uses per-image batch statistics, as pix2pix did at test time.
         self.generator.train(mode == "paper")
+        if mode == "paper":
+            for m in self.generator.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = 0.0  # use batch statistics without drifting the stored running ones
         self._rng = torch.Generator(device=device).manual_seed(seed)
 
     @classmethod
@@ -69,6 +73,10 @@ class Translator:
         if isinstance(image, Image.Image):
             arr = np.asarray(image.convert(PIL_MODES.get(self.in_channels, image.mode)))
             out = self._translate_array(arr)
+            if out.dtype != np.uint8 and out.shape[2] > 1:
+                raise DataError(f"{out.shape[2]}-channel {out.dtype} output cannot be a PIL image; pass a NumPy array")
+            if out.dtype == np.uint16:
+                return Image.fromarray(out[:, :, 0].astype(np.int32)).convert("I;16")
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         return self._translate_array(np.asarray(image))
 
@@ -103,6 +111,7 @@ class Translator:
             raise ConfigError(
                 f"--format jpg cannot hold {out_channels}-channel {self.out_dtype} output; use --format png or tif"
             )
+        suffix = output_suffix(suffix, self.out_dtype, out_channels)
         jobs = plan_outputs(inputs, Path(out_dir), suffix)
         if self.mode == "paper":
             batch_size = 1  # batch statistics would mix images

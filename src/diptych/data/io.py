@@ -94,7 +94,8 @@ def dtype_scale(dtype: np.dtype | str) -> float:
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """HxWxC array to a float32 CxHxW tensor in [-1, 1]."""
     scale = dtype_scale(arr.dtype)
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float()
+    planar = np.ascontiguousarray(arr.transpose(2, 0, 1))
+    t = (torch.from_numpy(planar) if planar.flags.writeable else torch.tensor(planar)).float()
     return t.mul_(2.0 / scale).sub_(1.0)
 
 
@@ -114,11 +115,8 @@ def write_image(path: Path, arr: np.ndarray) -> Path:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     channels = arr.shape[2]
-    suffix = path.suffix.lower()
-    needs_tiff = arr.dtype == np.float32 or (arr.dtype == np.uint16 and channels > 1) or channels not in (1, 2, 3, 4)
-    if needs_tiff and suffix not in TIFF_EXTENSIONS:
-        path = path.with_suffix(".tif")
-        suffix = ".tif"
+    suffix = output_suffix(path.suffix.lower(), arr.dtype, channels)
+    path = path.with_suffix(suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -135,6 +133,13 @@ def write_image(path: Path, arr: np.ndarray) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def output_suffix(suffix: str, dtype: np.dtype | str, channels: int) -> str:
+    """The file suffix that can hold this data: the requested one, or .tif for float, multi-channel 16-bit or >4 channels."""
+    dtype = np.dtype(dtype)
+    needs_tiff = dtype == np.float32 or (dtype == np.uint16 and channels > 1) or channels not in (1, 2, 3, 4)
+    return ".tif" if needs_tiff and suffix.lower() not in TIFF_EXTENSIONS else suffix
 
 
 def _photometric(channels: int) -> str:
