@@ -124,3 +124,39 @@ def test_resume_refuses_architecture_changes(aligned_dataset: Path, tmp_path: Pa
         Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="no checkpoint"):
         Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(
+    aligned_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT in the middle of a step (after D's update, before G's) still yields an exact resume."""
+    import os
+    import signal
+
+    from diptych.recipes.pix2pix import Pix2PixRecipe
+
+    def cfg(steps: int):  # type: ignore[no-untyped-def]
+        c = tiny_config(aligned_dataset, max_steps=steps, seed=3)
+        c.data.workers = 1
+        return c
+
+    train(cfg(6), tmp_path / "straight", progress=False)
+
+    real_step = Pix2PixRecipe.train_step
+    calls = {"n": 0}
+
+    def interrupted_step(self, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while this step is still running
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Pix2PixRecipe, "train_step", interrupted_step)
+    result = train(cfg(6), tmp_path / "resumed", progress=False)
+    assert result.interrupted and result.steps == 3
+    assert resolve_checkpoint(tmp_path / "resumed").name == "step_00000003"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.setattr(Pix2PixRecipe, "train_step", real_step)
+    train(resume_config(tmp_path / "resumed"), tmp_path / "resumed", resume=True, progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,8 +181,8 @@ class Trainer:
         window: dict[str, list[float]] = {}
         last_saved = -1
         started = time.perf_counter()
-        try:
-            while self.epoch < total_epochs and self.step < total:
+        with _GracefulStop() as stop:
+            while self.epoch < total_epochs and self.step < total and not stop.requested:
                 sampler.set_epoch(self.epoch, start=self.batch_in_epoch * data.batch_size)
                 for module in self.recipe.networks.values():
                     module.train()
@@ -187,8 +190,7 @@ class Trainer:
                     losses = self.recipe.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
-                    l1 = float(losses["G_L1"]) if "G_L1" in losses else 0.0
-                    self.epoch_l1[0] += l1
+                    self.epoch_l1[0] += float(losses["G_L1"]) if "G_L1" in losses else 0.0
                     self.epoch_l1[1] += 1
                     for name, value in losses.items():
                         window.setdefault(name, []).append(float(value))
@@ -200,19 +202,15 @@ class Trainer:
                     if self.step % t.save_every == 0:
                         self.save()
                         last_saved = self.step
-                    if self.step >= total:
+                    if self.step >= total or stop.requested:
                         break
                 if self.batch_in_epoch >= self.steps_per_epoch:
                     self._end_epoch()
-        except KeyboardInterrupt:
-            bar.close()
-            ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
-            return TrainResult(self.run_dir, ckpt, self.step, interrupted=True)
         bar.close()
         if window:
             self._log(window, time.perf_counter() - started)
         ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
-        return TrainResult(self.run_dir, ckpt, self.step)
+        return TrainResult(self.run_dir, ckpt, self.step, interrupted=stop.requested and self.step < total)
 
     def _end_epoch(self) -> None:
         mean_l1 = self.epoch_l1[0] / max(1, self.epoch_l1[1])
@@ -287,6 +285,31 @@ class Trainer:
 def _worker_init(_: int) -> None:
     # Workers decode images; one thread each avoids oversubscribing the cores the model uses.
     torch.set_num_threads(1)
+    # Ctrl-C is the main process's business: it stops at a step boundary and saves.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _GracefulStop:
+    """Turns the first Ctrl-C into a request to stop at the next step boundary; a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ndiptych: stopping after this step to save a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
