@@ -160,6 +160,8 @@ class Trainer:
             return TrainResult(self.run_dir, resolve_checkpoint(self.ckpt_root), self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.run_dir / CONFIG_FILE, self.config.to_json())
+        if self.progress:
+            print(self.describe(), file=sys.stderr)
         sampler = EpochSampler(len(self.dataset), t.seed, shuffle=True)
         loader = DataLoader(
             self.dataset,
@@ -211,6 +213,21 @@ class Trainer:
             self._log(window, time.perf_counter() - started)
         ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
         return TrainResult(self.run_dir, ckpt, self.step, interrupted=stop.requested and self.step < total)
+
+    def describe(self) -> str:
+        """A few lines on what this run will do: data, networks, device, length, destination."""
+        summary, g = self.dataset.summary, self.config.generator
+        nets = ", ".join(
+            f"{name} {type(m).__name__} ({sum(p.numel() for p in m.parameters()) / 1e6:.1f}M params)"
+            for name, m in self.recipe.networks.items()
+        )
+        start = f"resuming at step {self.step}, " if self.resume else ""
+        return (
+            f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
+            f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}\n"
+            f"diptych: {self.config.recipe}: {nets}; on {self.device}\n"
+            f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}"
+        )
 
     def _end_epoch(self) -> None:
         mean_l1 = self.epoch_l1[0] / max(1, self.epoch_l1[1])
