@@ -12,6 +12,7 @@ from typing import Any
 from . import __version__
 from .config import PRESETS, TEST_MODES, RunConfig, load_config
 from .errors import DiptychError, one_line
+from .metrics.pixel import DEFAULT_METRICS, PIXEL_METRICS
 
 SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
@@ -40,6 +41,18 @@ TRANSLATE_EPILOG = """examples:
 CHECKPOINT may be a run folder (uses its latest checkpoint), a checkpoint folder or a
 generator.safetensors file: the architecture is stored with the weights, so no network
 flags are needed. Images of any size and aspect ratio are accepted; outputs keep the input's size.
+"""
+
+
+EVALUATE_EPILOG = """examples:
+  diptych evaluate runs/facades datasets/facades                 # test/ split -> runs/facades/eval/test-step_.../
+  diptych evaluate runs/sr datasets/div2k --channels luminance --crop-border 4 --metrics psnr,ssim
+  diptych compare runs/facades runs/facades-lsgan --out comparison/
+
+Protocol: outputs and targets are compared in [0, 1], where 1 is the full range of the data's sample
+type (255 for 8-bit, 65535 for 16-bit); SSIM uses an 11x11 Gaussian window (sigma 1.5) and excludes
+its 5-pixel border, as scikit-image does; MS-SSIM needs images of at least 161 pixels per side
+(otherwise n/a). Means come with 95% Student-t confidence intervals over images.
 """
 
 
@@ -198,6 +211,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "evaluate",
+        help="translate a test split and score it (metrics.json, per-image CSV, sortable HTML report)",
+        description="Translate every test pair at its own size, compare each output with its target and write "
+        "metrics.json (means with 95%% confidence intervals and the full protocol), per_image.csv and report.html.",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
+    p.add_argument("data", type=Path, help="dataset folder (its test/ split by default)")
+    p.add_argument("--out", type=Path, help="output folder (default: RUN/eval/<phase>-<checkpoint>)")
+    p.add_argument("--phase", default="test", help="split sub-folder to evaluate, if present (default: test)")
+    p.add_argument(
+        "--layout", choices=("auto", "aligned", "folders"), default="auto", help="dataset layout (default: auto)"
+    )
+    p.add_argument(
+        "--metrics",
+        default=",".join(DEFAULT_METRICS),
+        help=f"comma-separated, from {', '.join(PIXEL_METRICS)} (default: {','.join(DEFAULT_METRICS)})",
+    )
+    p.add_argument(
+        "--channels",
+        choices=("all", "luminance"),
+        default="all",
+        help="compare all channels (averaged), or BT.601 luminance Y only, as super-resolution papers do (default: all)",
+    )
+    p.add_argument("--crop-border", type=int, default=0, help="pixels ignored at every image border (default: 0)")
+    p.add_argument("--test-mode", choices=TEST_MODES, default=None, help="default: the mode stored with the model")
+    p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--max-items", type=int, default=0, help="evaluate at most this many pairs (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "compare",
+        help="compare several runs' evaluations: a table and one HTML page with the same images",
+        description="Put the metrics of several evaluations side by side and build compare.html showing each "
+        "run's output for the test images they share.",
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "runs", type=Path, nargs="+", metavar="RUN", help="run folders (their newest evaluation) or evaluation folders"
+    )
+    p.add_argument("--out", type=Path, default=Path("comparison"), help="output folder (default: comparison)")
+
+    p = sub.add_parser(
         "info", help="show what a checkpoint holds", description="Print a checkpoint's stored configuration."
     )
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or .safetensors file")
@@ -284,12 +342,60 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
+    from .evaluate import evaluate
+    from .metrics import validate_metric_names
+
+    names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()])
+    if args.crop_border < 0:
+        raise DiptychError(f"--crop-border {args.crop_border} must be >= 0")
+    out = args.out
+    if out is None:
+        folder = (
+            args.checkpoint.parent if args.checkpoint.suffix == ".safetensors" else resolve_checkpoint(args.checkpoint)
+        )
+        run = folder.parent.parent if folder.parent.name == CHECKPOINTS_DIR else folder
+        out = run / "eval" / f"{args.phase}-{folder.name}"
+    result = evaluate(
+        args.checkpoint,
+        args.data,
+        out,
+        phase=args.phase,
+        layout=args.layout,
+        metrics=names,
+        channels=args.channels,
+        crop_border=args.crop_border,
+        test_mode=args.test_mode,
+        seed=args.seed,
+        device=args.device,
+        max_items=args.max_items,
+        progress=not args.no_progress,
+    )
+    for name, m in result.summary["metrics"].items():
+        ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m["n"] > 1 else ""
+        print(f"{name:8s} {m['mean']:.4g}{ci}  n={m['n']}")
+    print(f"report: {(result.out_dir / 'report.html').resolve()}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    table, page = compare(args.runs, args.out)
+    print(table)
+    print(f"page: {page.resolve()}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "translate": cmd_translate,
     "demo": cmd_demo,
     "convert-reference": cmd_convert_reference,
     "info": cmd_info,
+    "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
 }
 
 

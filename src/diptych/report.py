@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import html
+import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .atomic import write_text_atomic
 
@@ -52,3 +55,81 @@ def write_gallery(rows: list[GalleryRow], page: Path, title: str, notes: str = "
 def _img(path: Path, page: Path) -> str:
     rel = os.path.relpath(path, page.parent)
     return f"<td><a href='{html.escape(rel)}'><img src='{html.escape(rel)}' loading='lazy'></a></td>"
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One evaluated image: previews of input, output and target, and its metric values."""
+
+    name: str
+    input: Path
+    output: Path
+    target: Path
+    values: dict[str, float] = field(default_factory=dict)
+
+
+SORT_SCRIPT = """
+<script>
+const HIGHER = %s;
+function sortTable(col, metric, worstFirst) {
+  const body = document.querySelector('#images tbody');
+  const rows = Array.from(body.rows);
+  const up = HIGHER[metric] ? worstFirst : !worstFirst;  // ascending when the worst values are the small ones
+  rows.sort((r1, r2) => {
+    const a = parseFloat(r1.cells[col].dataset.v), b = parseFloat(r2.cells[col].dataset.v);
+    if (isNaN(a)) return 1; if (isNaN(b)) return -1;
+    return up ? a - b : b - a;
+  });
+  rows.forEach(r => body.appendChild(r));
+  document.querySelectorAll('#images th.metric').forEach(th => th.classList.remove('sorted'));
+  document.querySelector('#images th[data-metric="' + metric + '"]').classList.add('sorted');
+}
+document.querySelectorAll('#images th.metric').forEach(th => {
+  let worst = false;
+  th.addEventListener('click', () => { worst = !worst; sortTable(+th.dataset.col, th.dataset.metric, worst); });
+});
+const first = document.querySelector('#images th.metric');
+if (first) sortTable(+first.dataset.col, first.dataset.metric, true);
+</script>
+"""
+
+
+def write_evaluation_report(rows: list[EvaluationRow], page: Path, summary: dict[str, Any], names: list[str]) -> Path:
+    """An HTML report: metric means with 95% CIs, the protocol, and a per-image table sortable by any metric."""
+    from .metrics.pixel import HIGHER_IS_BETTER
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
+
+    metric_rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{fmt(m['mean'])}</td><td>[{fmt(m['ci95_low'])}, {fmt(m['ci95_high'])}]</td>"
+        f"<td>{m['n']}</td><td>{'higher' if HIGHER_IS_BETTER.get(n) else 'lower'}</td></tr>"
+        for n, m in summary["metrics"].items()
+    )
+    protocol = html.escape(json.dumps(summary["protocol"], indent=2))
+    head = "<tr><th>name</th><th>input</th><th>output</th><th>target</th>" + "".join(
+        f"<th class='metric' data-col='{4 + i}' data-metric='{html.escape(n)}' title='click: worst first / best first'>"
+        f"{html.escape(n)} &#8645;</th>"
+        for i, n in enumerate(names)
+    )
+    body = []
+    for r in rows:
+        cells = [f"<td>{html.escape(r.name)}</td>", _img(r.input, page), _img(r.output, page), _img(r.target, page)]
+        for n in names:
+            v = r.values.get(n, float("nan"))
+            data_v = "NaN" if not math.isfinite(v) else repr(v)
+            cells.append(f"<td data-v='{data_v}'>{fmt(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    script = SORT_SCRIPT % json.dumps({n: HIGHER_IS_BETTER.get(n, True) for n in names})
+    text = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>diptych evaluation</title>"
+        f"<style>{STYLE} th.metric {{ cursor: pointer; }} th.sorted {{ background: #e8eefc; }}</style></head><body>"
+        f"<h1>diptych evaluation</h1><p class='meta'>{summary['count']} images; rows start worst first by "
+        f"{html.escape(names[0]) if names else 'name'}; click a metric's header to re-sort.</p>"
+        f"<table id='summary'><tr><th>metric</th><th>mean</th><th>95% CI</th><th>n</th><th>better</th></tr>"
+        f"{metric_rows}</table><details><summary>protocol (everything needed to reproduce these numbers)</summary>"
+        f"<pre>{protocol}</pre></details><h2>images</h2><table id='images'><thead>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>{script}</body></html>\n"
+    )
+    write_text_atomic(page, text)
+    return page

@@ -81,10 +81,10 @@ class Translator:
         return self._translate_array(np.asarray(image))
 
     def _translate_array(self, arr: np.ndarray) -> np.ndarray:
-        arr = self._match_channels(arr if arr.ndim == 3 else arr[:, :, None], "input")
+        arr = self.match_channels(arr if arr.ndim == 3 else arr[:, :, None], "input")
         return from_tensor(self.translate_tensor(to_tensor(arr)[None])[0], self.out_dtype)
 
-    def _match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
+    def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
         c = arr.shape[2]
         if c == self.in_channels:
             return arr
@@ -144,7 +144,7 @@ class Translator:
                 if arr.shape[1] % 2:
                     raise DataError(f"{src}: aligned A|B image has odd width {arr.shape[1]}")
                 arr = arr[:, :half] if self.config.data.direction == "AtoB" else arr[:, half:]
-            return dest, to_tensor(self._match_channels(arr, str(src)))
+            return dest, to_tensor(self.match_channels(arr, str(src)))
 
         window = 8
         futures = [pool.submit(load, job) for job in jobs[:window]]

@@ -1,0 +1,170 @@
+"""`diptych evaluate`: translate a test split, score every output against its target, write a reproducible report."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .atomic import atomic_path, write_text_atomic
+from .checkpoint import resolve_checkpoint, weights_file
+from .data.io import from_tensor, read_image, to_tensor, write_image
+from .data.paired import Pair, check_pairs, find_pairs
+from .data.transforms import JointTransform
+from .errors import DataError
+from .metrics import DEFAULT_METRICS, MetricProtocol, compute_pixel_metrics, summarize, validate_metric_names
+from .report import EvaluationRow, write_evaluation_report
+from .translate import Translator
+
+METRICS_FILE = "metrics.json"
+PER_IMAGE_FILE = "per_image.csv"
+REPORT_FILE = "report.html"
+
+
+@dataclass
+class Evaluation:
+    """Where an evaluation wrote its files, and its summary."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def load_test_pairs(root: Path, phase: str, layout: str = "auto") -> tuple[str, Path, list[Pair]]:
+    """Find and check a test split: every input must have a target of the same size."""
+    layout, base, pairs = find_pairs(Path(root), layout, phase)
+    good, _, _ = check_pairs(pairs, layout, JointTransform("none", flip=False), skip_bad=False)
+    return layout, base, good
+
+
+def read_pair(pair: Pair, layout: str, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (input, target) arrays of a pair, honouring the aligned layout and the direction."""
+    a = read_image(pair.a_path)
+    if layout == "aligned":
+        half = a.shape[1] // 2
+        a, b = a[:, :half], a[:, half : 2 * half]
+    else:
+        b = read_image(pair.b_path)
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    phase: str = "test",
+    layout: str = "auto",
+    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    channels: str = "all",
+    crop_border: int = 0,
+    test_mode: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    max_items: int = 0,
+    progress: bool = True,
+) -> Evaluation:
+    """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
+    names = validate_metric_names(list(metrics))
+    translator = Translator.load(checkpoint, device=device, mode=test_mode, seed=seed)
+    folder = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix != ".safetensors" else Path(checkpoint).parent
+    weights = Path(checkpoint) if Path(checkpoint).suffix == ".safetensors" else folder / weights_file("generator")
+    layout, base, pairs = load_test_pairs(Path(data), phase, layout)
+    if max_items:
+        pairs = pairs[:max_items]
+    direction = translator.config.data.direction
+    protocol = MetricProtocol(channels=channels, crop_border=crop_border, sample_type=translator.out_dtype.name)
+    out_dir = Path(out_dir)
+    rows: list[EvaluationRow] = []
+    per_image: list[dict[str, Any]] = []
+    for pair in tqdm(pairs, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True):
+        a, b = read_pair(pair, layout, direction)
+        out = translator.translate_tensor(to_tensor(translator.match_channels(a, str(pair.a_path)))[None])[0]
+        target = to_tensor(b)
+        if out.shape[0] != target.shape[0]:
+            raise DataError(
+                f"{pair.b_path}: target has {target.shape[0]} channel(s) but the model outputs {out.shape[0]}"
+            )
+        values = compute_pixel_metrics(out, target, names, protocol)
+        stem = Path(pair.name).with_suffix("").as_posix().replace("/", "__")
+        output_file = write_image(out_dir / "outputs" / f"{stem}.png", from_tensor(out, translator.out_dtype))
+        previews = {
+            kind: _preview(arr, out_dir / "previews" / f"{stem}_{kind}.png")
+            for kind, arr in (("input", a), ("output", from_tensor(out, translator.out_dtype)), ("target", b))
+        }
+        rows.append(EvaluationRow(pair.name, previews["input"], previews["output"], previews["target"], values))
+        per_image.append({"name": pair.name, "output": output_file.relative_to(out_dir).as_posix(), **values})
+    summary = {
+        "metrics": {name: summarize([r[name] for r in per_image]).to_dict() for name in names},
+        "count": len(per_image),
+        "protocol": {
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "generator_sha256": file_sha256(weights),
+            "data": str(base.resolve()),
+            "phase": phase,
+            "layout": layout,
+            "direction": direction,
+            "preprocess": "none: each input translated at its own size (reflect-padded to the network stride)",
+            "test_mode": translator.mode,
+            "seed": seed,
+            "metrics": protocol.to_dict(),
+            "confidence_interval": "95%, Student t with n-1 degrees of freedom, over images",
+            "diptych": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(translator.device),
+        },
+    }
+    write_text_atomic(out_dir / METRICS_FILE, json.dumps(_finite(summary), indent=2))
+    _write_csv(out_dir / PER_IMAGE_FILE, per_image, names)
+    write_evaluation_report(rows, out_dir / REPORT_FILE, summary, names)
+    return Evaluation(out_dir, summary)
+
+
+def _preview(arr: np.ndarray, path: Path) -> Path:
+    """An 8-bit PNG a browser can show (16-bit and float data are scaled by their sample type's range)."""
+    if arr.dtype != np.uint8:
+        arr = from_tensor(to_tensor(arr), np.uint8)
+    if arr.shape[2] not in (1, 3, 4):
+        arr = arr[:, :, :3] if arr.shape[2] > 3 else arr[:, :, :1]
+    return write_image(path, arr)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], names: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["name", "output", *names])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf by None so metrics.json is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
