@@ -18,7 +18,8 @@ SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
     "generator": "generator (U-Net)",
     "discriminator": "discriminator (conditional PatchGAN)",
-    "train": "training (losses, optimiser, schedule, checkpoints)",
+    "train": "training (losses, optimiser, schedule, checkpoints, logging)",
+    "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
 FLAG_OVERRIDES = {("data", "root"): "data"}
 
@@ -63,7 +64,7 @@ def _flag(section: str, f: dataclasses.Field) -> str:
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """Add one option per config field, grouped by section, defaults suppressed so only given flags override."""
     defaults = RunConfig()
-    for section in ("data", "generator", "discriminator", "train"):
+    for section in ("data", "generator", "discriminator", "train", "validation"):
         group = parser.add_argument_group(SECTION_TITLES[section])
         for f in dataclasses.fields(getattr(defaults, section)):
             if f.metadata.get("cli") is False:

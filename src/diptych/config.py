@@ -82,6 +82,30 @@ class DataConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """Held-out pairs scored during training; the best checkpoint by one metric is kept beside the latest."""
+
+    root: str = opt("", "validation dataset folder (its val/ split if present); empty = no validation", flag="val-data")
+    phase: str = opt("val", "split sub-folder of the validation folder", flag="val-phase")
+    fraction: float = opt(
+        0.0, "hold out this fraction of the training pairs for validation instead of --val-data", flag="val-fraction"
+    )
+    every: int = opt(1000, "validate every this many steps (and at the end)", flag="val-every")
+    metric: str = opt(
+        "psnr",
+        "metric that selects the best checkpoint",
+        choices=("psnr", "ssim", "ms_ssim", "l1", "mse"),
+        flag="val-metric",
+    )
+    max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any validation split is configured."""
+        return bool(self.root) or self.fraction > 0
+
+
+@dataclass
 class TrainConfig:
     """The optimisation: losses, optimiser, schedule, checkpoints."""
 
@@ -108,6 +132,9 @@ class TrainConfig:
     seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout")
     device: str = opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-exact resume on GPU; slower)")
+    tensorboard: bool = opt(
+        False, "also log losses, learning rates, validation metrics and image grids to RUN/tensorboard"
+    )
 
 
 @dataclass
@@ -119,10 +146,11 @@ class RunConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     test_mode: str = "eval"
     format_version: int = 1
 
-    SECTIONS = ("generator", "discriminator", "data", "train")
+    SECTIONS = ("generator", "discriminator", "data", "train", "validation")
 
     def validate(self) -> RunConfig:
         """Check every field; raise ConfigError naming the first bad one."""
@@ -170,6 +198,14 @@ class RunConfig:
                 f"--load-size {data.load_size} is smaller than --crop-size {data.crop_size}; "
                 "the resize target must be at least the crop size"
             )
+        v = self.validation
+        _choice("val-metric", v.metric, ("psnr", "ssim", "ms_ssim", "l1", "mse"))
+        _at_least("val-every", v.every, 1)
+        _at_least("val-max-items", v.max_items, 0)
+        if not 0.0 <= v.fraction < 1.0:
+            raise ConfigError(f"--val-fraction {v.fraction} is out of range; use a value in [0, 1)")
+        if v.root and v.fraction > 0:
+            raise ConfigError("--val-data and --val-fraction are alternatives; give one of them")
         if t.epochs + t.epochs_decay == 0 and t.max_steps == 0:
             raise ConfigError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is 0")
         if not (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda") or t.device == "mps"):
@@ -211,6 +247,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "discriminator": DiscriminatorConfig,
     "data": DataConfig,
     "train": TrainConfig,
+    "validation": ValidationConfig,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -19,12 +19,10 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import resolve_checkpoint, weights_file
-from .data.io import from_tensor, read_image, to_tensor, write_image
-from .data.paired import Pair, check_pairs, find_pairs
-from .data.transforms import JointTransform
-from .errors import DataError
-from .metrics import DEFAULT_METRICS, MetricProtocol, compute_pixel_metrics, summarize, validate_metric_names
+from .data.io import from_tensor, to_tensor, write_image
+from .metrics import DEFAULT_METRICS, MetricProtocol, summarize, validate_metric_names
 from .report import EvaluationRow, write_evaluation_report
+from .scoring import load_test_pairs, score_pairs
 from .translate import Translator
 
 METRICS_FILE = "metrics.json"
@@ -38,24 +36,6 @@ class Evaluation:
 
     out_dir: Path
     summary: dict[str, Any]
-
-
-def load_test_pairs(root: Path, phase: str, layout: str = "auto") -> tuple[str, Path, list[Pair]]:
-    """Find and check a test split: every input must have a target of the same size."""
-    layout, base, pairs = find_pairs(Path(root), layout, phase)
-    good, _, _ = check_pairs(pairs, layout, JointTransform("none", flip=False), skip_bad=False)
-    return layout, base, good
-
-
-def read_pair(pair: Pair, layout: str, direction: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (input, target) arrays of a pair, honouring the aligned layout and the direction."""
-    a = read_image(pair.a_path)
-    if layout == "aligned":
-        half = a.shape[1] // 2
-        a, b = a[:, :half], a[:, half : 2 * half]
-    else:
-        b = read_image(pair.b_path)
-    return (a, b) if direction == "AtoB" else (b, a)
 
 
 def file_sha256(path: Path) -> str:
@@ -96,20 +76,16 @@ def evaluate(
     out_dir = Path(out_dir)
     rows: list[EvaluationRow] = []
     per_image: list[dict[str, Any]] = []
-    for pair in tqdm(pairs, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True):
-        a, b = read_pair(pair, layout, direction)
-        out = translator.translate_tensor(to_tensor(translator.match_channels(a, str(pair.a_path)))[None])[0]
-        target = to_tensor(b)
-        if out.shape[0] != target.shape[0]:
-            raise DataError(
-                f"{pair.b_path}: target has {target.shape[0]} channel(s) but the model outputs {out.shape[0]}"
-            )
-        values = compute_pixel_metrics(out, target, names, protocol)
+    scored = score_pairs(
+        translator.translate_tensor, translator.match_channels, pairs, layout, direction, names, protocol
+    )
+    for pair, a, b, out, values in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
         stem = Path(pair.name).with_suffix("").as_posix().replace("/", "__")
-        output_file = write_image(out_dir / "outputs" / f"{stem}.png", from_tensor(out, translator.out_dtype))
+        out_arr = from_tensor(out, translator.out_dtype)
+        output_file = write_image(out_dir / "outputs" / f"{stem}.png", out_arr)
         previews = {
             kind: _preview(arr, out_dir / "previews" / f"{stem}_{kind}.png")
-            for kind, arr in (("input", a), ("output", from_tensor(out, translator.out_dtype)), ("target", b))
+            for kind, arr in (("input", a), ("output", out_arr), ("target", b))
         }
         rows.append(EvaluationRow(pair.name, previews["input"], previews["output"], previews["target"], values))
         per_image.append({"name": pair.name, "output": output_file.relative_to(out_dir).as_posix(), **values})

@@ -28,14 +28,18 @@ from .checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
     weights_file,
+    write_checkpoint_folder,
 )
 from .config import RunConfig, TrainConfig, load_config
 from .data import PairedDataset, collate_pairs, open_paired_dataset
 from .device import resolve_device
 from .errors import ConfigError
+from .plots import CURVES_FILE, plot_training_curves
 from .recipes import create_recipe
+from .validation import Validator
 
 LOG_FILE = "log.jsonl"
+BEST_DIR = "best"
 STATE_VERSION = 1
 
 
@@ -123,6 +127,9 @@ class Trainer:
                 torch.backends.cudnn.benchmark = False
         self.dataset: PairedDataset = open_paired_dataset(config.data)
         self._fill_channels()
+        self.validator, self.dataset = Validator.from_config(config, self.dataset, self.device)
+        self.best: dict[str, Any] | None = None
+        self._writer: Any = None
         torch.manual_seed(config.train.seed)
         self.recipe = create_recipe(config, self.device)
         self.schedulers = {name: make_scheduler(opt, config.train) for name, opt in self.recipe.optimizers.items()}
@@ -201,6 +208,8 @@ class Trainer:
                         means = self._log(window, time.perf_counter() - started)
                         bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
                         window = {}
+                    if self.validator is not None and self.step % self.config.validation.every == 0:
+                        self.validate()
                     if self.step % t.save_every == 0:
                         self.save()
                         last_saved = self.step
@@ -211,7 +220,12 @@ class Trainer:
         bar.close()
         if window:
             self._log(window, time.perf_counter() - started)
+        if self.validator is not None and self.step % self.config.validation.every != 0:
+            self.validate()
         ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
+        if self._writer is not None:
+            self._writer.close()
+        plot_training_curves(self.run_dir / LOG_FILE, self.run_dir / CURVES_FILE)
         return TrainResult(self.run_dir, ckpt, self.step, interrupted=stop.requested and self.step < total)
 
     def describe(self) -> str:
@@ -245,9 +259,55 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
         record.update({f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.optimizers.items()})
         record.update({k: round(v, 6) for k, v in means.items()})
+        self._append_log(record)
+        writer = self.tensorboard()
+        if writer is not None:
+            for key, value in record.items():
+                if key.startswith("lr_"):
+                    writer.add_scalar(f"lr/{key[3:]}", value, self.step)
+            for key, value in means.items():
+                writer.add_scalar(f"loss/{key}", value, self.step)
+        return means
+
+    def _append_log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / LOG_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        return means
+
+    def tensorboard(self) -> Any:
+        """The TensorBoard writer when --tensorboard is on (created on first use), else None."""
+        if not self.config.train.tensorboard:
+            return None
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "--tensorboard needs the tensorboard package: pip install 'diptych[tensorboard]'"
+                ) from None
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1)
+        return self._writer
+
+    def validate(self) -> dict[str, float]:
+        """Score the generator on the validation pairs; log the means and keep the best checkpoint."""
+        assert self.validator is not None
+        result = self.validator(self.recipe.networks["generator"])
+        record = {"step": self.step, "epoch": self.epoch}
+        record.update({f"val_{k}": round(v, 6) for k, v in result.means.items()})
+        self._append_log(record)
+        value = result.means[self.validator.metric]
+        if self.validator.is_better(value, None if self.best is None else self.best["value"]):
+            self.best = {"step": self.step, "metric": self.validator.metric, "value": value}
+            write_checkpoint_folder(
+                self.ckpt_root / BEST_DIR, self.config, {"generator": self.recipe.networks["generator"]}
+            )
+            write_text_atomic(self.ckpt_root / f"{BEST_DIR}.json", json.dumps(self.best, indent=2))
+        writer = self.tensorboard()
+        if writer is not None:
+            for key, val in result.means.items():
+                writer.add_scalar(f"val/{key}", val, self.step)
+            for i, triplet in enumerate(result.samples):
+                writer.add_image(f"val/{i}", image_grid(triplet), self.step)
+        return result.means
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides weights needed to continue exactly: optimisers, schedules, counters, RNG."""
@@ -260,6 +320,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng_cpu": torch.get_rng_state(),
+            "best": json.dumps(self.best),
         }
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
@@ -286,6 +347,7 @@ class Trainer:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.epoch_l1 = [float(state["epoch_l1"][0]), int(state["epoch_l1"][1])]
         torch.set_rng_state(state["rng_cpu"])
+        self.best = json.loads(state.get("best", "null"))
         if "rng_cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self._truncate_log()
@@ -332,7 +394,7 @@ class _GracefulStop:
 def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
     """The stored config of a run, with schedule-length fields optionally overridden to train longer."""
     config = load_config(Path(run_dir) / CONFIG_FILE)
-    allowed = {"epochs", "epochs_decay", "max_steps", "save_every", "keep_last", "log_every", "device"}
+    allowed = {"epochs", "epochs_decay", "max_steps", "save_every", "keep_last", "log_every", "device", "tensorboard"}
     for section, values in (overrides or {}).items():
         for key, value in values.items():
             if section != "train" or key not in allowed:
@@ -346,3 +408,13 @@ def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | No
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a model as `config` describes, writing checkpoints and logs under run_dir."""
     return Trainer(config, run_dir, resume=resume, progress=progress).fit()
+
+
+def image_grid(triplet: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Input | output | target side by side as a 3xHxW image in [0, 1] (grey and >3 channels shown as RGB)."""
+    shown = []
+    for t in triplet:
+        t = (t.float().clamp(-1, 1) + 1) / 2
+        t = t.expand(3, -1, -1) if t.shape[0] == 1 else t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1)
+        shown.append(t)
+    return torch.cat(shown, dim=2)

@@ -108,7 +108,12 @@ def compute_pixel_metrics(
             else:
                 values[name] = float(
                     multiscale_structural_similarity_index_measure(
-                        x.float(), y.float(), data_range=1.0, kernel_size=SSIM_KERNEL, sigma=SSIM_SIGMA, normalize="relu"
+                        x.float(),
+                        y.float(),
+                        data_range=1.0,
+                        kernel_size=SSIM_KERNEL,
+                        sigma=SSIM_SIGMA,
+                        normalize="relu",
                     )
                 )
     return values

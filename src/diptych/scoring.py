@@ -1,0 +1,54 @@
+"""Scoring translated pairs against their targets: shared by evaluation and validation during training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.io import read_image, to_tensor
+from .data.paired import Pair, check_pairs, find_pairs
+from .data.transforms import JointTransform
+from .errors import DataError
+from .metrics import MetricProtocol, compute_pixel_metrics
+
+
+def load_test_pairs(root: Path, phase: str, layout: str = "auto") -> tuple[str, Path, list[Pair]]:
+    """Find and check a test split: every input must have a target of the same size."""
+    layout, base, pairs = find_pairs(Path(root), layout, phase)
+    good, _, _ = check_pairs(pairs, layout, JointTransform("none", flip=False), skip_bad=False)
+    return layout, base, good
+
+
+def read_pair(pair: Pair, layout: str, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (input, target) arrays of a pair, honouring the aligned layout and the direction."""
+    a = read_image(pair.a_path)
+    if layout == "aligned":
+        half = a.shape[1] // 2
+        a, b = a[:, :half], a[:, half : 2 * half]
+    else:
+        b = read_image(pair.b_path)
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
+def score_pairs(
+    translate: Callable[[torch.Tensor], torch.Tensor],
+    match_channels: Callable[[np.ndarray, str], np.ndarray],
+    pairs: list[Pair],
+    layout: str,
+    direction: str,
+    names: list[str],
+    protocol: MetricProtocol,
+) -> Iterator[tuple[Pair, np.ndarray, np.ndarray, torch.Tensor, dict[str, float]]]:
+    """Translate each pair's input at its own size and score the output: yields (pair, input, target, output, metrics)."""
+    for pair in pairs:
+        a, b = read_pair(pair, layout, direction)
+        out = translate(to_tensor(match_channels(a, str(pair.a_path)))[None])[0]
+        target = to_tensor(b)
+        if out.shape[0] != target.shape[0]:
+            raise DataError(
+                f"{pair.b_path}: target has {target.shape[0]} channel(s) but the model outputs {out.shape[0]}"
+            )
+        yield pair, a, b, out, compute_pixel_metrics(out, target, names, protocol)

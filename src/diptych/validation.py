@@ -1,0 +1,112 @@
+"""Validation during training: score held-out pairs with the current generator and track the best step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .data.io import to_tensor
+from .data.paired import Pair, PairedDataset
+from .errors import ConfigError, DataError
+from .metrics import MetricProtocol, summarize
+from .metrics.pixel import HIGHER_IS_BETTER
+from .scoring import load_test_pairs, score_pairs
+
+# Cheap metrics always reported; the selection metric is added when it is another one.
+REPORTED = ("psnr", "ssim", "l1")
+GRID_IMAGES = 4
+
+
+@dataclass
+class ValidationResult:
+    """Mean metrics over the validation pairs, and a few (input, output, target) triplets in [-1, 1] for display."""
+
+    means: dict[str, float]
+    samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+def split_off_validation(dataset: PairedDataset, fraction: float, seed: int) -> tuple[PairedDataset, list[Pair]]:
+    """Hold out a seeded random fraction of the training pairs (at least one, leaving at least one)."""
+    n = len(dataset)
+    k = max(1, round(n * fraction))
+    if n - k < 1:
+        raise ConfigError(f"--val-fraction {fraction} leaves no training pairs out of {n}; use a smaller fraction")
+    held = set(np.random.default_rng(seed).permutation(n)[:k].tolist())
+    keep = [p for i, p in enumerate(dataset.pairs) if i not in held]
+    val = [p for i, p in enumerate(dataset.pairs) if i in held]
+    return PairedDataset(keep, dataset.layout, dataset.direction, dataset.transform, dataset.summary), val
+
+
+class Validator:
+    """Scores the generator on fixed pairs at their own size, in eval mode, without touching any RNG."""
+
+    def __init__(self, pairs: list[Pair], layout: str, config: RunConfig, device: torch.device) -> None:
+        v = config.validation
+        self.pairs = pairs[: v.max_items] if v.max_items else pairs
+        self.layout = layout
+        self.direction = config.data.direction
+        self.metric = v.metric
+        self.names = list(dict.fromkeys([*REPORTED, v.metric]))
+        self.protocol = MetricProtocol(sample_type=config.data.sample_type or "uint8")
+        self.in_channels = config.generator.in_channels
+        self.device = device
+        self.higher_is_better = HIGHER_IS_BETTER[v.metric]
+
+    @classmethod
+    def from_config(
+        cls, config: RunConfig, dataset: PairedDataset, device: torch.device
+    ) -> tuple[Validator | None, PairedDataset]:
+        """The validator a config asks for (or None), and the training dataset left after any hold-out."""
+        v = config.validation
+        if v.fraction > 0:
+            train_set, pairs = split_off_validation(dataset, v.fraction, config.train.seed)
+            return cls(pairs, dataset.layout, config, device), train_set
+        if v.root:
+            layout, _, pairs = load_test_pairs(Path(v.root), v.phase, config.data.layout)
+            return cls(pairs, layout, config, device), dataset
+        return None, dataset
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Whether `value` of the selection metric beats the best so far."""
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value > best if self.higher_is_better else value < best
+
+    def _check_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
+        if arr.shape[2] != self.in_channels:
+            raise DataError(
+                f"{name}: validation input has {arr.shape[2]} channel(s); the model takes {self.in_channels}"
+            )
+        return arr
+
+    @torch.no_grad()
+    def __call__(self, generator: nn.Module) -> ValidationResult:
+        """Mean metrics of the generator's outputs over the validation pairs."""
+        was_training = generator.training
+        generator.eval()
+
+        def translate(x: torch.Tensor) -> torch.Tensor:
+            return generator(x.to(self.device)).float().cpu()
+
+        per_image: dict[str, list[float]] = {n: [] for n in self.names}
+        samples = []
+        try:
+            scored = score_pairs(
+                translate, self._check_channels, self.pairs, self.layout, self.direction, self.names, self.protocol
+            )
+            for _, a, b, out, values in scored:
+                for n, val in values.items():
+                    per_image[n].append(val)
+                if len(samples) < GRID_IMAGES:
+                    samples.append((to_tensor(a), out, to_tensor(b)))
+        finally:
+            generator.train(was_training)
+        return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
