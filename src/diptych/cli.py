@@ -12,7 +12,7 @@ from typing import Any
 from . import __version__
 from .config import PRESETS, TEST_MODES, RunConfig, load_config
 from .errors import DiptychError, one_line
-from .metrics.pixel import DEFAULT_METRICS, PIXEL_METRICS
+from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
 
 SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
@@ -229,8 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default=",".join(DEFAULT_METRICS),
-        help=f"comma-separated, from {', '.join(PIXEL_METRICS)} (default: {','.join(DEFAULT_METRICS)})",
+        help=f"comma-separated, from {', '.join(ALL_METRICS)}; lpips, fid and kid need local weights "
+        f"(default: {','.join(DEFAULT_METRICS)})",
     )
+    p.add_argument("--inception-weights", type=Path, help="Inception-v3 weights file for fid/kid (never downloaded)")
+    p.add_argument(
+        "--inception-variant",
+        choices=("fid", "torchvision"),
+        default="fid",
+        help="fid: pytorch-fid's pt_inception-2015-12-05 weights (standard FID); torchvision: inception_v3_google",
+    )
+    p.add_argument(
+        "--lpips-weights",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="FILE",
+        help="backbone + LPIPS v0.1 linear-layer weights",
+    )
+    p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone (default: alex)")
     p.add_argument(
         "--channels",
         choices=("all", "luminance"),
@@ -345,10 +362,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
-    from .evaluate import evaluate
+    from .evaluate import DeepMetricOptions, evaluate
     from .metrics import validate_metric_names
+    from .metrics.pixel import ALL_METRICS
 
-    names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()])
+    names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()], ALL_METRICS)
+    deep = DeepMetricOptions(args.inception_weights, args.inception_variant, tuple(args.lpips_weights), args.lpips_net)
     if args.crop_border < 0:
         raise DiptychError(f"--crop-border {args.crop_border} must be >= 0")
     out = args.out
@@ -372,9 +391,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         max_items=args.max_items,
         progress=not args.no_progress,
+        deep=deep,
     )
     for name, m in result.summary["metrics"].items():
-        ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m["n"] > 1 else ""
+        ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
         print(f"{name:8s} {m['mean']:.4g}{ci}  n={m['n']}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
     return 0

@@ -21,6 +21,9 @@ from .atomic import atomic_path, write_text_atomic
 from .checkpoint import resolve_checkpoint, weights_file
 from .data.io import from_tensor, to_tensor, write_image
 from .metrics import DEFAULT_METRICS, MetricProtocol, summarize, validate_metric_names
+from .metrics.feature import SET_METRICS, inception_distances
+from .metrics.lpips import load_lpips, lpips_distance
+from .metrics.pixel import ALL_METRICS, PIXEL_METRICS
 from .report import EvaluationRow, write_evaluation_report
 from .scoring import load_test_pairs, score_pairs
 from .translate import Translator
@@ -28,6 +31,33 @@ from .translate import Translator
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"
 REPORT_FILE = "report.html"
+
+
+@dataclass(frozen=True)
+class DeepMetricOptions:
+    """Local weight files for the feature-network metrics (FID/KID: Inception-v3; LPIPS: AlexNet or VGG16)."""
+
+    inception_weights: Path | None = None
+    inception_variant: str = "fid"
+    lpips_weights: tuple[Path, ...] = ()
+    lpips_net: str = "alex"
+
+    def describe(self, names: list[str]) -> dict[str, Any]:
+        """The networks and weight files (with hashes) behind the requested metrics."""
+        out: dict[str, Any] = {}
+        if {"fid", "kid"} & set(names) and self.inception_weights:
+            out["inception"] = {
+                "variant": self.inception_variant,
+                "weights": str(self.inception_weights),
+                "sha256": file_sha256(Path(self.inception_weights)),
+                "input": "RGB resized to 299x299 (bilinear); grey repeated, extra channels dropped",
+            }
+        if "lpips" in names:
+            out["lpips"] = {
+                "net": self.lpips_net,
+                "weights": [{"file": str(f), "sha256": file_sha256(Path(f))} for f in self.lpips_weights],
+            }
+        return out
 
 
 @dataclass
@@ -62,9 +92,19 @@ def evaluate(
     device: str = "auto",
     max_items: int = 0,
     progress: bool = True,
+    deep: DeepMetricOptions | None = None,
 ) -> Evaluation:
     """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
-    names = validate_metric_names(list(metrics))
+    names = validate_metric_names(list(metrics), ALL_METRICS)
+    deep = deep or DeepMetricOptions()
+    pixel_names = [n for n in names if n in PIXEL_METRICS]
+    image_names = [n for n in names if n not in SET_METRICS]
+    set_names = [n for n in names if n in SET_METRICS]
+    # Load feature networks first: a missing weights file should fail before any translation.
+    lpips_model = load_lpips(deep.lpips_weights, deep.lpips_net) if "lpips" in names else None
+    distances = (
+        inception_distances(set_names, deep.inception_weights, deep.inception_variant, "cpu") if set_names else None
+    )
     translator = Translator.load(checkpoint, device=device, mode=test_mode, seed=seed)
     folder = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix != ".safetensors" else Path(checkpoint).parent
     weights = Path(checkpoint) if Path(checkpoint).suffix == ".safetensors" else folder / weights_file("generator")
@@ -77,9 +117,14 @@ def evaluate(
     rows: list[EvaluationRow] = []
     per_image: list[dict[str, Any]] = []
     scored = score_pairs(
-        translator.translate_tensor, translator.match_channels, pairs, layout, direction, names, protocol
+        translator.translate_tensor, translator.match_channels, pairs, layout, direction, pixel_names, protocol
     )
     for pair, a, b, out, values in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
+        if lpips_model is not None:
+            values["lpips"] = lpips_distance(lpips_model, out, to_tensor(b))
+        if distances is not None:
+            distances.update(out[None], to_tensor(b)[None])
+        values = {n: values[n] for n in image_names}
         stem = Path(pair.name).with_suffix("").as_posix().replace("/", "__")
         out_arr = from_tensor(out, translator.out_dtype)
         output_file = write_image(out_dir / "outputs" / f"{stem}.png", out_arr)
@@ -89,8 +134,18 @@ def evaluate(
         }
         rows.append(EvaluationRow(pair.name, previews["input"], previews["output"], previews["target"], values))
         per_image.append({"name": pair.name, "output": output_file.relative_to(out_dir).as_posix(), **values})
+    metric_summaries: dict[str, Any] = {n: summarize([r[n] for r in per_image]).to_dict() for n in image_names}
+    if distances is not None:
+        for name, value in distances.compute().items():
+            metric_summaries[name] = {
+                "mean": value,
+                "std": None,
+                "n": len(per_image),
+                "ci95_low": None,
+                "ci95_high": None,
+            }
     summary = {
-        "metrics": {name: summarize([r[name] for r in per_image]).to_dict() for name in names},
+        "metrics": {n: metric_summaries[n] for n in names},
         "count": len(per_image),
         "protocol": {
             "checkpoint": str(Path(checkpoint).resolve()),
@@ -103,6 +158,7 @@ def evaluate(
             "test_mode": translator.mode,
             "seed": seed,
             "metrics": protocol.to_dict(),
+            "feature_networks": deep.describe(names),
             "confidence_interval": "95%, Student t with n-1 degrees of freedom, over images",
             "diptych": __version__,
             "torch": torch.__version__,
@@ -111,8 +167,8 @@ def evaluate(
         },
     }
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(_finite(summary), indent=2))
-    _write_csv(out_dir / PER_IMAGE_FILE, per_image, names)
-    write_evaluation_report(rows, out_dir / REPORT_FILE, summary, names)
+    _write_csv(out_dir / PER_IMAGE_FILE, per_image, image_names)
+    write_evaluation_report(rows, out_dir / REPORT_FILE, summary, image_names)
     return Evaluation(out_dir, summary)
 
 

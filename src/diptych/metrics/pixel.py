@@ -15,6 +15,8 @@ from ..errors import ConfigError, DataError
 
 PIXEL_METRICS = ("l1", "mse", "psnr", "ssim", "ms_ssim")
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "l1", "mse")
+# Metrics that need a feature network whose weights the user provides: LPIPS per image, FID/KID per set.
+ALL_METRICS = (*PIXEL_METRICS, "lpips", "fid", "kid")
 HIGHER_IS_BETTER = {
     "l1": False,
     "mse": False,
