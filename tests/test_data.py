@@ -419,7 +419,7 @@ def test_paired_dataset_summary_and_reproducible_keys(aligned_dataset: Path) -> 
     assert (ds.summary.layout, ds.summary.in_channels, ds.summary.out_channels) == ("aligned", 3, 3)
     assert ds.summary.dtype == "uint8" and ds.summary.skipped == ()
     first = ds[(3, 7)]
-    assert first["name"] == "img_003.png"
+    assert first["name"] == "img_003"
     assert first["A"].shape == (3, 32, 32)
     torch.testing.assert_close(first["B"], -first["A"], rtol=0, atol=1e-6)  # B = 255 - A survives augmentation
     assert torch.equal(ds[(3, 7)]["A"], first["A"])
@@ -433,7 +433,7 @@ def test_paired_dataset_summary_and_reproducible_keys(aligned_dataset: Path) -> 
 
 def test_max_items_limits_the_pairs(aligned_dataset: Path) -> None:
     ds = open_paired_dataset(data_config(aligned_dataset, max_items=3))
-    assert [ds[i]["name"] for i in range(len(ds))] == ["img_000.png", "img_001.png", "img_002.png"]
+    assert [ds[i]["name"] for i in range(len(ds))] == ["img_000", "img_001", "img_002"]
 
 
 def test_find_pairs_matches_names_across_extensions(tmp_path: Path) -> None:

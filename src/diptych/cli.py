@@ -52,7 +52,7 @@ EVALUATE_EPILOG = """examples:
 
 Protocol: outputs and targets are compared in [0, 1], where 1 is the full range of the data's sample
 type (255 for 8-bit, 65535 for 16-bit); SSIM uses an 11x11 Gaussian window (sigma 1.5) and excludes
-its 5-pixel border, as scikit-image does; MS-SSIM needs images of at least 161 pixels per side
+its 5-pixel border, as scikit-image does; MS-SSIM needs images of at least 176 pixels per side
 (otherwise n/a). Means come with 95% Student-t confidence intervals over images.
 """
 

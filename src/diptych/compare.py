@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text_atomic
+from .data.paired import file_stem
 from .errors import DataError
 from .evaluate import METRICS_FILE
 from .report import STYLE
@@ -101,7 +102,6 @@ def _text_table(evals: list[LoadedEvaluation], labels: list[str], names: list[st
 
 def _write_page(evals: list[LoadedEvaluation], labels: list[str], names: list[str], page: Path) -> Path:
     common = [n for n in evals[0].rows if all(n in e.rows for e in evals[1:])]
-    stem = lambda name: Path(name).with_suffix("").as_posix().replace("/", "__")  # noqa: E731
     first = evals[0].folder / "previews"
 
     def img(path: Path) -> str:
@@ -111,7 +111,7 @@ def _write_page(evals: list[LoadedEvaluation], labels: list[str], names: list[st
     head = "<tr><th>image</th><th>input</th><th>target</th>" + "".join(f"<th>{html.escape(lab)}</th>" for lab in labels)
     body = []
     for name in common:
-        s = stem(name)
+        s = file_stem(name)
         cells = [f"<td>{html.escape(name)}</td>", f"<td>{img(first / f'{s}_input.png')}</td>"]
         cells.append(f"<td>{img(first / f'{s}_target.png')}</td>")
         for e in evals:

@@ -20,6 +20,7 @@ from . import __version__
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import resolve_checkpoint, weights_file
 from .data.io import from_tensor, to_tensor, write_image
+from .data.paired import file_stem
 from .metrics import DEFAULT_METRICS, MetricProtocol, summarize, validate_metric_names
 from .metrics.feature import SET_METRICS, inception_distances
 from .metrics.lpips import load_lpips, lpips_distance
@@ -125,7 +126,7 @@ def evaluate(
         if distances is not None:
             distances.update(out[None], to_tensor(b)[None])
         values = {n: values[n] for n in image_names}
-        stem = Path(pair.name).with_suffix("").as_posix().replace("/", "__")
+        stem = file_stem(pair.name)
         out_arr = from_tensor(out, translator.out_dtype)
         output_file = write_image(out_dir / "outputs" / f"{stem}.png", out_arr)
         previews = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.io import read_image, to_tensor
+from .data.io import from_tensor, read_image, to_tensor
 from .data.paired import Pair, check_pairs, find_pairs
 from .data.transforms import JointTransform
 from .errors import DataError
@@ -17,6 +17,11 @@ from .metrics import MetricProtocol, compute_pixel_metrics
 
 def load_test_pairs(root: Path, phase: str, layout: str = "auto") -> tuple[str, Path, list[Pair]]:
     """Find and check a test split: every input must have a target of the same size."""
+    splits = [d for d in ("train", "val", "test") if (Path(root) / d).is_dir()]
+    if splits and not (Path(root) / phase).is_dir():
+        raise DataError(
+            f"{root}: has no {phase}/ split (found {', '.join(s + '/' for s in splits)}); pass --phase or the split folder"
+        )
     layout, base, pairs = find_pairs(Path(root), layout, phase)
     good, _, _ = check_pairs(pairs, layout, JointTransform("none", flip=False), skip_bad=False)
     return layout, base, good
@@ -45,7 +50,8 @@ def score_pairs(
     """Translate each pair's input at its own size and score the output: yields (pair, input, target, output, metrics)."""
     for pair in pairs:
         a, b = read_pair(pair, layout, direction)
-        out = translate(to_tensor(match_channels(a, str(pair.a_path)))[None])[0]
+        # Score what is written: the output rounded to the data's sample type, not the raw float.
+        out = to_tensor(from_tensor(translate(to_tensor(match_channels(a, str(pair.a_path)))[None])[0], b.dtype))
         target = to_tensor(b)
         if out.shape[0] != target.shape[0]:
             raise DataError(

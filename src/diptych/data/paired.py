@@ -27,6 +27,11 @@ class Pair:
     b_path: Path
 
 
+def file_stem(name: str) -> str:
+    """A flat file-name stem for a pair name (which may contain folders): sub/img -> sub__img."""
+    return name.replace("/", "__")
+
+
 @dataclass(frozen=True)
 class PairInfo:
     """What a checked pair holds: its size (of one side) and the channels and sample type of A and B."""
@@ -73,10 +78,10 @@ def find_pairs(root: Path, layout: str, phase: str = "train") -> tuple[str, Path
     layout, base = resolve_layout(root, layout, phase)
     exts = " ".join(IMAGE_EXTENSIONS)
     if layout == "aligned":
-        files = list_images(base)
+        files = _by_stem(base)
         if not files:
             raise DataError(f"{base}: no images found (looked for {exts}); is this the dataset folder?")
-        return layout, base, [Pair(str(p.relative_to(base)), p, p) for p in files]
+        return layout, base, [Pair(name, p, p) for name, p in sorted(files.items())]
     a_dir, b_dir = base / "A", base / "B"
     if (a_dir / phase).is_dir() and (b_dir / phase).is_dir():
         a_dir, b_dir = a_dir / phase, b_dir / phase

@@ -28,8 +28,8 @@ HIGHER_IS_BETTER = {
     "lpips": False,
 }
 SSIM_KERNEL, SSIM_SIGMA = 11, 1.5
-# MS-SSIM downsamples 4 times; the 11-pixel window must still fit at the coarsest scale.
-MS_SSIM_MIN_SIDE = (SSIM_KERNEL - 1) * 2**4 + 1
+# MS-SSIM downsamples 4 times; torchmetrics needs side // 16 > kernel - 1 at the coarsest scale.
+MS_SSIM_MIN_SIDE = SSIM_KERNEL * 2**4
 # ITU-R BT.601 luma, the convention of super-resolution papers (Y of YCbCr).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -63,7 +63,7 @@ def validate_metric_names(names: list[str] | tuple[str, ...], available: tuple[s
     for name in names:
         key = name.strip().lower().replace("-", "_")
         if key not in available:
-            raise ConfigError(f"unknown metric {name!r}; choose from {', '.join(available)}")
+            raise ConfigError(f"unknown metric {name!r} (--metrics); choose from {', '.join(available)}")
         out.append(key)
     return out
 
@@ -93,6 +93,7 @@ def compute_pixel_metrics(
         raise DataError(
             f"output {tuple(output.shape)} and target {tuple(target.shape)} differ in size; they must match to be compared"
         )
+    names = validate_metric_names(names)
     x, y = _prepare(output, protocol), _prepare(target, protocol)
     values: dict[str, float] = {}
     for name in names:
