@@ -160,3 +160,83 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(
     train(resume_config(tmp_path / "resumed"), tmp_path / "resumed", resume=True, progress=False)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _lrs_by_epoch(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if x]
+    return {r["epoch"]: r["lr_generator"] for r in records if "lr_generator" in r}
+
+
+@pytest.mark.parametrize("policy", ["linear", "cosine", "step"])
+def test_resume_with_a_longer_schedule_follows_the_new_curve(
+    aligned_dataset: Path, tmp_path: Path, policy: str
+) -> None:
+    """Training 2+2 epochs, then resuming with --epochs-decay 6, gives the learning rates of a straight 2+6 run."""
+
+    def cfg(decay: int):  # type: ignore[no-untyped-def]
+        c = tiny_config(aligned_dataset, lr_policy=policy, lr_step_epochs=2, lr_gamma=0.5, seed=1)
+        c.data.batch_size = 4  # 2 steps per epoch
+        c.train.epochs, c.train.epochs_decay = 2, decay
+        return c
+
+    train(cfg(6), tmp_path / "straight", progress=False)
+    train(cfg(2), tmp_path / "longer", progress=False)
+    train(
+        resume_config(tmp_path / "longer", {"train": {"epochs_decay": 6}}),
+        tmp_path / "longer",
+        resume=True,
+        progress=False,
+    )
+    straight, longer = _lrs_by_epoch(tmp_path / "straight"), _lrs_by_epoch(tmp_path / "longer")
+    assert set(straight) == set(longer) == set(range(8))
+    for epoch in range(4, 8):
+        assert longer[epoch] == pytest.approx(straight[epoch], rel=1e-9), (epoch, longer, straight)
+    assert all(v > 0 for v in longer.values())
+
+
+def test_max_steps_only_keeps_a_constant_rate(aligned_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(aligned_dataset, max_steps=20)
+    cfg.train.epochs, cfg.train.epochs_decay = 0, 0
+    train(cfg, tmp_path / "run", progress=False)
+    assert set(_lrs_by_epoch(tmp_path / "run").values()) == {cfg.train.lr}
+
+
+def test_trainers_do_not_share_random_state(aligned_dataset: Path, tmp_path: Path) -> None:
+    """Building another trainer (or drawing global random numbers) does not change a trainer's run."""
+
+    def cfg(seed: int):  # type: ignore[no-untyped-def]
+        c = tiny_config(aligned_dataset, max_steps=4, seed=seed)
+        c.generator.depth = 6  # dropout draws random numbers
+        c.data.preprocess, c.data.load_size, c.data.crop_size = "resize_and_crop", 72, 64
+        return c
+
+    alone = Trainer(cfg(0), tmp_path / "alone", progress=False).fit()
+    a = Trainer(cfg(0), tmp_path / "a", progress=False)
+    Trainer(cfg(2), tmp_path / "b", progress=False)
+    torch.rand(1000)  # unrelated use of the global generator
+    a.fit()
+    w1, w2 = _weights(alone.run_dir), _weights(tmp_path / "a")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_too_small_for_the_discriminator_is_refused_before_writing(aligned_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(aligned_dataset, max_steps=1)
+    cfg.data.crop_size = cfg.data.load_size = 16
+    cfg.discriminator.n_layers = 3
+    with pytest.raises(ConfigError, match=r"--crop-size 16 is too small for the 70x70 PatchGAN"):
+        Trainer(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_new_run_starts_a_fresh_log_and_resume_survives_a_torn_line(aligned_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"step": 99, "epoch": 9}\n')  # left by a run killed before its first checkpoint
+    train(tiny_config(aligned_dataset, max_steps=3), run, progress=False)
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 4, "epo')  # torn by a crash mid-write
+    train(resume_config(run, {"train": {"max_steps": 5}, "data": {"workers": 0}}), run, resume=True, progress=False)
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]

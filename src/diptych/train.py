@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from .config import RunConfig, TrainConfig, load_config
 from .data import PairedDataset, collate_pairs, open_paired_dataset
 from .device import resolve_device
 from .errors import ConfigError
+from .nets import receptive_field
 from .plots import CURVES_FILE, plot_training_curves
 from .recipes import create_recipe
 from .validation import Validator
@@ -76,17 +79,26 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return self.size - self.start
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> Any:
-    """The learning-rate policy, stepped once per epoch (plateau is fed the epoch's mean L1)."""
+def lr_factor(t: TrainConfig, epoch: int) -> float:
+    """The closed-form learning-rate multiplier of the linear, step and cosine policies at an epoch."""
     total = t.epochs + t.epochs_decay
+    if total == 0:
+        return 1.0  # a run measured in --max-steps only keeps a constant rate
     if t.lr_policy == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda e: 1.0 - max(0, e + 1 - t.epochs) / float(t.epochs_decay + 1)
-        )
+        # pix2pix: constant for `epochs`, then linearly towards zero over `epochs_decay`.
+        return max(0.0, 1.0 - max(0, epoch + 1 - t.epochs) / float(t.epochs_decay + 1))
     if t.lr_policy == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.lr_step_epochs, gamma=t.lr_gamma)
+        return t.lr_gamma ** (epoch // t.lr_step_epochs)
     if t.lr_policy == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total), eta_min=0.0)
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
+    raise ValueError(f"{t.lr_policy} has no closed form")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> Any:
+    """The learning-rate policy, stepped once per epoch (plateau is fed the epoch mean of the recipe's monitor loss)."""
+    if t.lr_policy in ("linear", "step", "cosine"):
+        # A pure function of the epoch, so resuming with a longer schedule continues the new curve.
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(t, e))
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=0.2, threshold=0.01, patience=t.plateau_patience
     )
@@ -121,17 +133,18 @@ class Trainer:
         config.validate()
         self.config = config
         self.device = resolve_device(config.train.device)
-        if config.train.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            if self.device.type == "cuda":
-                torch.backends.cudnn.benchmark = False
         self.dataset: PairedDataset = open_paired_dataset(config.data)
         self._fill_channels()
         self.validator, self.dataset = Validator.from_config(config, self.dataset, self.device)
         self.best: dict[str, Any] | None = None
         self._writer: Any = None
-        torch.manual_seed(config.train.seed)
-        self.recipe = create_recipe(config, self.device)
+        self._check_sizes()
+        # The trainer's random numbers (initialisation, dropout, penalties) come from its own generator state,
+        # swapped in around its work, so other code in the process neither disturbs nor is disturbed by it.
+        self._rng_state = torch.Generator().manual_seed(config.train.seed).get_state()
+        self._cuda_rng_state: list[torch.Tensor] | None = None
+        with self._own_rng():
+            self.recipe = create_recipe(config, self.device)
         self.schedulers = {name: make_scheduler(opt, config.train) for name, opt in self.recipe.optimizers.items()}
         self.steps_per_epoch = math.ceil(len(self.dataset) / config.data.batch_size)
         self.step = 0
@@ -151,6 +164,46 @@ class Trainer:
                 flag = field_name.replace("_", "-")
                 raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {summary.root})")
         self.config.data.sample_type = summary.dtype
+        self.config.data.layout = summary.layout
+
+    def _check_sizes(self) -> None:
+        """Refuse training images too small for the discriminator; warn when they are smaller than the U-Net stride."""
+        d, g, side = self.config.discriminator, self.config.generator, self.dataset.summary.min_side
+        flag = (
+            "--crop-size"
+            if self.config.data.preprocess in ("crop", "resize_and_crop", "scale_width_and_crop")
+            else "image side"
+        )
+        if d.n_layers > 0 and side // 2**d.n_layers < 3:
+            rf = receptive_field(d.n_layers)
+            raise ConfigError(
+                f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}), which needs at "
+                f"least {3 * 2**d.n_layers} pixels; use larger crops or fewer --n-layers"
+            )
+        if side < 2**g.depth and self.progress:
+            print(
+                f"diptych: warning: training images ({side} px) are smaller than the U-Net stride ({2**g.depth}); "
+                f"they are mirror-padded, which costs compute: consider --depth {max(1, side.bit_length() - 1)}",
+                file=sys.stderr,
+            )
+
+    @contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Run a block on this trainer's private random state (CPU, and CUDA when training there)."""
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.set_rng_state(self._rng_state)
+            if cuda:
+                if self._cuda_rng_state is None:
+                    torch.cuda.manual_seed(self.config.train.seed)
+                else:
+                    torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
+            try:
+                yield
+            finally:
+                self._rng_state = torch.get_rng_state()
+                if cuda:
+                    self._cuda_rng_state = torch.cuda.get_rng_state(self.device)
 
     @property
     def total_steps(self) -> int:
@@ -167,6 +220,8 @@ class Trainer:
             return TrainResult(self.run_dir, resolve_checkpoint(self.ckpt_root), self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.run_dir / CONFIG_FILE, self.config.to_json())
+        if not self.resume:
+            write_text_atomic(self.run_dir / LOG_FILE, "")  # a fresh run never continues an abandoned run's log
         if self.progress:
             print(self.describe(), file=sys.stderr)
         sampler = EpochSampler(len(self.dataset), t.seed, shuffle=True)
@@ -190,16 +245,17 @@ class Trainer:
         window: dict[str, list[float]] = {}
         last_saved = -1
         started = time.perf_counter()
-        with _GracefulStop() as stop:
+        with _GracefulStop() as stop, _deterministic(t.deterministic, self.device):
             while self.epoch < total_epochs and self.step < total and not stop.requested:
                 sampler.set_epoch(self.epoch, start=self.batch_in_epoch * data.batch_size)
                 for module in self.recipe.networks.values():
                     module.train()
                 for batch in loader:
-                    losses = self.recipe.train_step(batch)
+                    with self._own_rng():
+                        losses = self.recipe.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
-                    self.epoch_l1[0] += float(losses["G_L1"]) if "G_L1" in losses else 0.0
+                    self.epoch_l1[0] += float(losses[self.recipe.monitor])
                     self.epoch_l1[1] += 1
                     for name, value in losses.items():
                         window.setdefault(name, []).append(float(value))
@@ -319,11 +375,11 @@ class Trainer:
             "epoch_l1": list(self.epoch_l1),
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-            "rng_cpu": torch.get_rng_state(),
+            "rng_cpu": self._rng_state,
             "best": json.dumps(self.best),
         }
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self._cuda_rng_state is not None:
+            state["rng_cuda"] = self._cuda_rng_state
         return state
 
     def save(self) -> Path:
@@ -340,16 +396,21 @@ class Trainer:
         state = load_training_state(folder)
         for name, opt in self.recipe.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        for name, sched in self.schedulers.items():
-            sched.load_state_dict(state["schedulers"][name])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                # The schedule may have been lengthened on resume: put the rate on the (new) curve.
+                opt = self.recipe.optimizers[name]
+                for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+                    group["lr"] = base * lr_factor(self.config.train, self.epoch)
+                sched._last_lr = [group["lr"] for group in opt.param_groups]
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.epoch_l1 = [float(state["epoch_l1"][0]), int(state["epoch_l1"][1])]
-        torch.set_rng_state(state["rng_cpu"])
+        self._rng_state = state["rng_cpu"]
+        self._cuda_rng_state = state.get("rng_cuda")
         self.best = json.loads(state.get("best", "null"))
-        if "rng_cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
         self._truncate_log()
 
     def _truncate_log(self) -> None:
@@ -357,7 +418,13 @@ class Trainer:
         log = self.run_dir / LOG_FILE
         if not log.is_file():
             return
-        kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line torn by a crash mid-write
         write_text_atomic(log, "".join(line + "\n" for line in kept))
 
 
@@ -368,6 +435,22 @@ def _worker_init(_: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextmanager
+def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the duration of a run, restoring the process's previous setting afterwards."""
+    if not enabled:
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+
+
 class _GracefulStop:
     """Turns the first Ctrl-C into a request to stop at the next step boundary; a second one aborts at once."""
 
@@ -376,7 +459,11 @@ class _GracefulStop:
         self._previous: Any = None
 
     def __enter__(self) -> _GracefulStop:
-        if threading.current_thread() is threading.main_thread():
+        # Only in the main thread, and not where the process was started with Ctrl-C ignored (nohup, &).
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -394,15 +481,38 @@ class _GracefulStop:
 def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
     """The stored config of a run, with schedule-length fields optionally overridden to train longer."""
     config = load_config(Path(run_dir) / CONFIG_FILE)
-    allowed = {"epochs", "epochs_decay", "max_steps", "save_every", "keep_last", "log_every", "device", "tensorboard"}
+    allowed = {
+        "train": {
+            "epochs",
+            "epochs_decay",
+            "max_steps",
+            "save_every",
+            "keep_last",
+            "log_every",
+            "device",
+            "tensorboard",
+            "deterministic",
+        },
+        "data": {"workers"},
+        "validation": {"every"},
+    }
     for section, values in (overrides or {}).items():
         for key, value in values.items():
-            if section != "train" or key not in allowed:
+            if key not in allowed.get(section, set()):
+                names = sorted(_flag_name(s, k) for s, keys in allowed.items() for k in keys)
                 raise ConfigError(
-                    f"--{key.replace('_', '-')} cannot change when resuming; only {', '.join(sorted(allowed))} can"
+                    f"{_flag_name(section, key)} cannot change when resuming; only {', '.join(names)} can"
                 )
-            setattr(config.train, key, value)
+            setattr(getattr(config, section), key, value)
     return config.validate()
+
+
+def _flag_name(section: str, key: str) -> str:
+    """The command-line flag of a config field."""
+    for f in dataclasses.fields(getattr(RunConfig(), section)):
+        if f.name == key:
+            return "--" + f.metadata.get("flag", key.replace("_", "-"))
+    return "--" + key.replace("_", "-")
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:

@@ -52,6 +52,7 @@ class DatasetSummary:
     in_channels: int
     out_channels: int
     dtype: str
+    min_side: int = 0
     skipped: tuple[str, ...] = ()
 
 
@@ -224,7 +225,8 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
             )
     ref = infos[0]
     a_nc, b_nc = (ref.a_channels, ref.b_channels) if cfg.direction == "AtoB" else (ref.b_channels, ref.a_channels)
-    summary = DatasetSummary(layout, base, a_nc, b_nc, ref.dtype, tuple(bad))
+    min_side = min(min(transform.output_size(i.height, i.width)) for i in infos)
+    summary = DatasetSummary(layout, base, a_nc, b_nc, ref.dtype, min_side, tuple(bad))
     return PairedDataset(good, layout, cfg.direction, transform, summary)
 
 

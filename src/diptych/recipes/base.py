@@ -13,6 +13,7 @@ class Recipe(Protocol):
 
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
+    monitor: str  # the loss whose epoch mean drives the plateau learning-rate policy
 
     def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
         """Run one optimisation step; return detached scalar losses by name."""

@@ -28,6 +28,9 @@ class Pix2PixRecipe:
         self.lambda_l1 = t.lambda_l1
         self.lambda_gp = t.lambda_gp if t.gan_loss == "wgangp" else 0.0
         self.device = device
+        self.monitor = "G_L1"
+        # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
+        self.d_scale = 0.5 if t.gan_loss in ("vanilla", "lsgan") else 1.0
 
     def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
         """One D update then one G update on a batch of pairs."""
@@ -46,7 +49,7 @@ class Pix2PixRecipe:
         opt_d.zero_grad(set_to_none=True)
         loss_d_fake = self.adversarial(d(torch.cat([real_a, fake_b.detach()], 1)), False, for_discriminator=True)
         loss_d_real = self.adversarial(d(torch.cat([real_a, real_b], 1)), True, for_discriminator=True)
-        loss_d = 0.5 * (loss_d_fake + loss_d_real)
+        loss_d = self.d_scale * (loss_d_fake + loss_d_real)
         losses = {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach()}
         if self.lambda_gp > 0:
             gp = gradient_penalty(lambda b: d(torch.cat([real_a, b], 1)), real_b, fake_b)
