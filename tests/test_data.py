@@ -588,3 +588,26 @@ def test_hidden_folders_are_ignored(tmp_path: Path) -> None:
     write_image(root / "A" / ".ipynb_checkpoints" / "img_000-checkpoint.png", noise((64, 64, 3)))
     _, _, pairs = find_pairs(root, "folders")
     assert [p.name for p in pairs] == ["img_000", "img_001"]
+
+
+def test_channel_first_tiff_stack_is_read_as_channels(tmp_path: Path) -> None:
+    """A 5-band stack stored as pages (CYX, as many scientific tools write it) reads as HxWx5."""
+    import tifffile
+
+    stack = noise((5, 24, 20), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "bands.tif", stack)
+    arr = read_image(tmp_path / "bands.tif")
+    assert arr.shape == (24, 20, 5) and np.array_equal(arr[:, :, 3], stack[3])
+
+
+def test_skip_bad_skips_missing_partners(tmp_path: Path) -> None:
+    root = write_folders(tmp_path / "ds", _good_pairs(3))
+    write_image(root / "A" / "lonely.png", noise((64, 64, 3)))
+    ds = open_paired_dataset(data_config(root, skip_bad=True, layout="folders"))
+    assert len(ds) == 3 and any("lonely.png: no partner" in s for s in ds.summary.skipped)
+
+
+def test_missing_phase_folder_is_an_error_when_other_splits_exist(tmp_path: Path) -> None:
+    write_aligned(tmp_path / "ds" / "train", _good_pairs(2))
+    with pytest.raises(DataError, match=r"no val/ split \(found train/\)"):
+        find_pairs(tmp_path / "ds", "auto", "val")

@@ -17,11 +17,6 @@ from .metrics import MetricProtocol, compute_pixel_metrics
 
 def load_test_pairs(root: Path, phase: str, layout: str = "auto") -> tuple[str, Path, list[Pair]]:
     """Find and check a test split: every input must have a target of the same size."""
-    splits = [d for d in ("train", "val", "test") if (Path(root) / d).is_dir()]
-    if splits and not (Path(root) / phase).is_dir():
-        raise DataError(
-            f"{root}: has no {phase}/ split (found {', '.join(s + '/' for s in splits)}); pass --phase or the split folder"
-        )
     layout, base, pairs = find_pairs(Path(root), layout, phase)
     good, _, _ = check_pairs(pairs, layout, JointTransform("none", flip=False), skip_bad=False)
     return layout, base, good

@@ -36,10 +36,10 @@ def read_image(path: Path) -> np.ndarray:
     path = Path(path)
     try:
         if path.suffix.lower() in TIFF_EXTENSIONS:
-            arr = tifffile.imread(path)
+            arr = _read_tiff(path)
         else:
             with Image.open(path) as img:
-                arr = _pil_to_array(img)
+                arr = pil_to_array(img)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -49,7 +49,19 @@ def read_image(path: Path) -> np.ndarray:
     return _normalise_array(arr, path)
 
 
-def _pil_to_array(img: Image.Image) -> np.ndarray:
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        arr = series.asarray()
+        axes = series.axes
+    if arr.ndim == 3 and axes.endswith("YX"):
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def pil_to_array(img: Image.Image) -> np.ndarray:
+    """A PIL image as an array with its precision kept (16-bit modes stay uint16, palettes become RGB/RGBA)."""
     mode = img.mode
     if mode == "1":
         img = img.convert("L")
@@ -121,7 +133,11 @@ def write_image(path: Path, arr: np.ndarray) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if suffix in TIFF_EXTENSIONS:
-            tifffile.imwrite(tmp, arr[:, :, 0] if channels == 1 else arr, photometric=_photometric(channels))
+            if channels == 1:
+                tifffile.imwrite(tmp, arr[:, :, 0], photometric="minisblack")
+            else:
+                # Interleaved samples (YXS): other tools read it as one multi-channel image, not a stack of pages.
+                tifffile.imwrite(tmp, arr, photometric=_photometric(channels), planarconfig="contig")
         else:
             img = _array_to_pil(arr)
             fmt = Image.registered_extensions().get(suffix)

@@ -62,6 +62,11 @@ def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
         raise DataError(f"{root}: dataset folder does not exist")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; pass the dataset folder")
+    splits = [d for d in ("train", "val", "test") if (root / d).is_dir() or (root / "A" / d).is_dir()]
+    if splits and not ((root / phase).is_dir() or (root / "A" / phase).is_dir()):
+        raise DataError(
+            f"{root}: has no {phase}/ split (found {', '.join(s + '/' for s in splits)}); pass --phase or the split folder"
+        )
     candidates = [root / phase, root] if (root / phase).is_dir() else [root]
     for base in candidates:
         has_folders = (base / "A").is_dir() and (base / "B").is_dir()
@@ -74,8 +79,10 @@ def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
     raise DataError(f"{root}: expected A/ and B/ sub-folders for --layout folders")
 
 
-def find_pairs(root: Path, layout: str, phase: str = "train") -> tuple[str, Path, list[Pair]]:
-    """List the pairs of a dataset folder; raise DataError for unmatched names or an empty dataset."""
+def find_pairs(
+    root: Path, layout: str, phase: str = "train", unmatched: list[str] | None = None
+) -> tuple[str, Path, list[Pair]]:
+    """List the pairs of a dataset folder; unmatched names raise DataError, or are listed in `unmatched` if given."""
     layout, base = resolve_layout(root, layout, phase)
     exts = " ".join(IMAGE_EXTENSIONS)
     if layout == "aligned":
@@ -91,11 +98,14 @@ def find_pairs(root: Path, layout: str, phase: str = "train") -> tuple[str, Path
         raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {exts})")
     only_a = sorted(set(a_files) - set(b_files))
     only_b = sorted(set(b_files) - set(a_files))
-    if only_a or only_b:
+    if (only_a or only_b) and unmatched is not None:
+        unmatched += [f"{a_files[n]}: no partner in {b_dir}" for n in only_a]
+        unmatched += [f"{b_files[n]}: no partner in {a_dir}" for n in only_b]
+    elif only_a or only_b:
         side, names, other = (a_dir, only_a, b_dir) if only_a else (b_dir, only_b, a_dir)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise DataError(f"{side}: {len(names)} image(s) have no partner of the same name in {other}: {shown}")
-    return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files)]
+    return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files) if name in b_files]
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
@@ -206,10 +216,12 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
         raise DataError("no dataset given; pass the dataset folder (--data DIR)")
     if transform is None:
         transform = JointTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip)
-    layout, base, pairs = find_pairs(Path(cfg.root), cfg.layout, cfg.phase)
+    unmatched: list[str] | None = [] if cfg.skip_bad else None
+    layout, base, pairs = find_pairs(Path(cfg.root), cfg.layout, cfg.phase, unmatched)
     if cfg.max_items:
         pairs = pairs[: cfg.max_items]
     good, infos, bad = check_pairs(pairs, layout, transform, cfg.skip_bad)
+    bad = (unmatched or []) + bad
     if bad:
         print(f"diptych: skipped {len(bad)} bad pair(s):", file=sys.stderr)
         for msg in bad:
