@@ -462,3 +462,47 @@ def test_config_from_another_run_takes_channels_from_the_new_data(
     assert code == 0, err
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["generator"]["in_channels"] == 1 and stored["generator"]["depth"] == 4
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"train": {"lr": "fast"}}', ["train.lr", "float"]),
+        ('{"train": 5}', ["section 'train'"]),
+        ('{"data": {"flip": "no"}}', ["data.flip", "bool"]),
+        ('{"train": {"epochs": 2.5}}', ["train.epochs", "int"]),
+    ],
+)
+def test_config_values_are_type_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, words: list[str]
+) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(content)
+    code, _, err = run_cli(["train", "--config", cfg, "--data", tmp_path, "--run-dir", tmp_path / "run"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "c.json", *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_negative_seed_is_an_option_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["train", "--data", tmp_path, "--seed", "-1", "--run-dir", tmp_path / "run"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "--seed")
+    assert not (tmp_path / "run").exists()
+
+
+def test_translate_with_the_discriminator_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trained_run: Path
+) -> None:
+    disc = next((trained_run / "checkpoints").glob("step_*")) / "discriminator.safetensors"
+    code, _, err = run_cli(["translate", disc, disc, "--out", tmp_path / "o"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "discriminator", "generator.safetensors")
+
+
+def test_demo_refuses_to_delete_a_folder_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    code, _, err = run_cli(["demo", "--out", tmp_path, "--overwrite", "--steps", "1"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "not a diptych demo folder")
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -65,7 +65,7 @@ def test_pil_in_pil_out_and_channel_conversion(run_dir: Path) -> None:
     gray = img.convert("L")  # converted to the 3 channels the model expects
     assert t(gray).size == (50, 50)
     with pytest.raises(Exception, match="channel"):
-        t(np.zeros((8, 8, 2), dtype=np.uint16))
+        t(np.zeros((8, 8, 5), dtype=np.uint16))
 
 
 def test_translate_files_keeps_structure_and_sizes(run_dir: Path, tmp_path: Path) -> None:
@@ -140,3 +140,42 @@ def test_sixteen_bit_gray_pil_round_trip(tmp_path: Path) -> None:
     t = Translator.load(train(tiny_config(data, max_steps=1), tmp_path / "run", progress=False).run_dir, device="cpu")
     out = t(Image.fromarray(np.full((20, 24), 500, np.int32)).convert("I;16"))
     assert isinstance(out, Image.Image) and out.mode == "I;16" and out.size == (24, 20)
+
+
+def test_translate_files_refuses_to_overwrite_and_checks_inputs_first(run_dir: Path, tmp_path: Path) -> None:
+    from diptych.errors import DataError
+
+    src = tmp_path / "in"
+    for i in range(4):
+        write_image(src / f"im{i}.png", np.full((24, 24, 3), 50 * i, np.uint8))
+    t = Translator.load(run_dir, device="cpu")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "im1.png").write_bytes(b"the user's own file")
+    with pytest.raises(DataError, match=r"im1\.png: already exists; pass --overwrite"):
+        t.translate_files([src], out, progress=False)
+    assert (out / "im1.png").read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in out.iterdir()) == ["im1.png"]
+    assert len(t.translate_files([src], out, overwrite=True, progress=False)) == 4
+
+    # A truncated input among good ones: nothing is written at all.
+    data = (src / "im2.png").read_bytes()
+    (src / "im2.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"im2\.png"):
+        t.translate_files([src], tmp_path / "out2", progress=False)
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
+    written = t.translate_files([src], tmp_path / "out3", skip_bad=True, progress=False)
+    assert sorted(p.name for p in written) == ["im0.png", "im1.png", "im3.png"]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        t.translate_files([src / "im0.png"], tmp_path / "afile", progress=False)
+
+
+def test_sixteen_bit_pil_input_keeps_its_precision(run_dir: Path) -> None:
+    """A 16-bit PIL image is not squeezed to 8 bits on its way in: same result as the array."""
+    t = Translator.load(run_dir, device="cpu")
+    arr = np.random.default_rng(0).integers(0, 65536, (30, 40), dtype=np.uint16)
+    img = Image.fromarray(arr.astype(np.int32)).convert("I;16")
+    assert np.array_equal(np.asarray(t(img)), t(arr))
+    with pytest.raises(Exception, match="int64"):
+        t(arr.astype(np.int64))

@@ -120,7 +120,7 @@ def read_checkpoint_config(path: str | Path) -> RunConfig:
     """The RunConfig stored with a checkpoint (from a weights file's metadata or the folder's config.json)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".safetensors":
-        raw = _read_metadata(path).get("config")
+        raw = read_metadata(path).get("config")
         if raw is None:
             raise CheckpointError(
                 f"{path}: safetensors file has no diptych configuration; it was not written by diptych"
@@ -168,7 +168,7 @@ def load_training_state(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{file}: corrupt or truncated training state ({type(exc).__name__})") from None
 
 
-def _read_metadata(file: Path) -> dict[str, str]:
+def read_metadata(file: Path) -> dict[str, str]:
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})

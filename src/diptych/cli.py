@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("png", "jpg", "tif"), default="png", help="output format (default: png)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -320,6 +321,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         aligned=args.aligned,
         suffix=f".{args.format}",
         skip_bad=args.skip_bad,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     print(f"wrote {len(written)} image(s) to {args.out}")

@@ -187,6 +187,7 @@ class RunConfig:
         _at_least("keep-last", t.keep_last, 0)
         _at_least("log-every", t.log_every, 1)
         _at_least("lr-step-epochs", t.lr_step_epochs, 1)
+        _at_least("seed", t.seed, 0)
         if not 0.0 <= g.dropout < 1.0:
             raise ConfigError(f"--dropout {g.dropout} is out of range; use a value in [0, 1)")
         if t.lr <= 0:
@@ -232,10 +233,14 @@ class RunConfig:
                 raise ConfigError(f"{source}: unknown key {key!r}")
             if key in cls.SECTIONS:
                 sub_cls = _SECTION_CLASSES[key]
-                names = {f.name for f in dataclasses.fields(sub_cls)}
-                unknown = set(value) - names
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{source}: section {key!r} must be a JSON object, got {value!r}")
+                fields = {f.name: f for f in dataclasses.fields(sub_cls)}
+                unknown = set(value) - set(fields)
                 if unknown:
                     raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} in section {key!r}")
+                for name, item in value.items():
+                    _check_type(f"{source}: {key}.{name}", item, getattr(sub_cls(), name))
                 kwargs[key] = sub_cls(**value)
             else:
                 kwargs[key] = value
@@ -266,6 +271,16 @@ def load_config(path: str | Path) -> RunConfig:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
     return RunConfig.from_dict(raw, source=str(path)).validate()
+
+
+def _check_type(where: str, value: Any, default: Any) -> None:
+    """Reject a JSON value whose type differs from the field's (ints are accepted for floats)."""
+    expected = type(default)
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -20,6 +20,7 @@ from .translate import Translator
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "motorcycle")
 TEST_PHOTOS = ("chelsea", "coffee")
+DEMO_ENTRIES = {"data", "run", "translated", "index.html"}
 
 
 def resize_short_side(photo: np.ndarray, short: int) -> np.ndarray:
@@ -81,6 +82,9 @@ def run_demo(
     if out.exists():
         if not overwrite:
             raise DiptychError(f"{out}: already exists; pass --overwrite to replace it or choose another --out")
+        # Only ever delete what a previous demo wrote.
+        if not out.is_dir() or not {p.name for p in out.iterdir()} <= DEMO_ENTRIES:
+            raise DiptychError(f"{out}: is not a diptych demo folder; refusing to delete it, choose another --out")
         shutil.rmtree(out)
     data_root = build_demo_pairs(out / "data", task)
     print(f"dataset: {data_root} ({len(TRAIN_PHOTOS) * 2} training pairs, held-out photos: {', '.join(TEST_PHOTOS)})")

@@ -13,14 +13,21 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import load_weights, read_checkpoint_config, resolve_checkpoint, weights_file
+from .checkpoint import load_weights, read_checkpoint_config, read_metadata, resolve_checkpoint, weights_file
 from .config import TEST_MODES, RunConfig
-from .data.io import from_tensor, list_images, output_suffix, read_image, to_tensor, write_image
+from .data.io import (
+    convert_channels,
+    from_tensor,
+    list_images,
+    output_suffix,
+    pil_to_array,
+    read_image,
+    to_tensor,
+    write_image,
+)
 from .device import resolve_device
-from .errors import ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError
 from .nets import create_generator
-
-PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 class Translator:
@@ -44,12 +51,18 @@ class Translator:
             for m in self.generator.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.momentum = 0.0  # use batch statistics without drifting the stored running ones
-        self._rng = torch.Generator(device=device).manual_seed(seed)
+        self._rng = torch.Generator().manual_seed(seed)  # on the CPU: it only draws per-call seeds
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", mode: str | None = None, seed: int = 0) -> Translator:
         """Load a generator from a run folder, checkpoint folder or generator.safetensors file."""
         path = Path(path)
+        if path.suffix == ".safetensors" and path.is_file():
+            network = read_metadata(path).get("network", "generator")
+            if network != "generator":
+                raise CheckpointError(
+                    f"{path}: holds the {network}'s weights; pass generator.safetensors or the folder"
+                )
         config = read_checkpoint_config(path)
         weights = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / weights_file("generator")
         generator = create_generator(config.generator)
@@ -71,28 +84,28 @@ class Translator:
     def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         """Translate one PIL image or HxW(xC) array; returns the same kind, at the input's size."""
         if isinstance(image, Image.Image):
-            arr = np.asarray(image.convert(PIL_MODES.get(self.in_channels, image.mode)))
-            out = self._translate_array(arr)
+            out = self._translate_array(pil_to_array(image))
             if out.dtype != np.uint8 and out.shape[2] > 1:
                 raise DataError(f"{out.shape[2]}-channel {out.dtype} output cannot be a PIL image; pass a NumPy array")
             if out.dtype == np.uint16:
                 return Image.fromarray(out[:, :, 0].astype(np.int32)).convert("I;16")
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
-        return self._translate_array(np.asarray(image))
+        arr = np.asarray(image)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        if arr.dtype not in (np.uint8, np.uint16, np.float32) or arr.ndim not in (2, 3):
+            raise DataError(
+                f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC uint8, uint16 or float in [0, 1]"
+            )
+        return self._translate_array(arr)
 
     def _translate_array(self, arr: np.ndarray) -> np.ndarray:
         arr = self.match_channels(arr if arr.ndim == 3 else arr[:, :, None], "input")
         return from_tensor(self.translate_tensor(to_tensor(arr)[None])[0], self.out_dtype)
 
     def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
-        c = arr.shape[2]
-        if c == self.in_channels:
-            return arr
-        if arr.dtype == np.uint8 and c in PIL_MODES and self.in_channels in PIL_MODES:
-            src = Image.fromarray(arr[:, :, 0] if c == 1 else arr)
-            out = np.asarray(src.convert(PIL_MODES[self.in_channels]))
-            return out if out.ndim == 3 else out[:, :, None]
-        raise DataError(f"{name}: has {c} channel(s) but the model expects {self.in_channels}")
+        """Adapt an input's channels to the model (grey <-> RGB, alpha added or dropped) or raise DataError."""
+        return convert_channels(arr, self.in_channels, name)
 
     def translate_files(
         self,
@@ -103,24 +116,37 @@ class Translator:
         aligned: bool = False,
         suffix: str = ".png",
         skip_bad: bool = False,
+        overwrite: bool = False,
         progress: bool = True,
     ) -> list[Path]:
-        """Translate files and folders into out_dir (folder structure kept); return the written paths."""
+        """Translate files and folders into out_dir (folder structure kept); return the written paths.
+
+        Every input is decoded once before anything is written, so a bad file stops the run with no outputs
+        (or is skipped and listed with skip_bad); existing outputs are only replaced with overwrite=True.
+        """
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DataError(f"{out_dir}: exists and is not a folder; choose another --out")
         out_channels = self.config.generator.out_channels
         if suffix in (".jpg", ".jpeg") and (self.out_dtype != np.uint8 or out_channels not in (1, 3)):
             raise ConfigError(
                 f"--format jpg cannot hold {out_channels}-channel {self.out_dtype} output; use --format png or tif"
             )
         suffix = output_suffix(suffix, self.out_dtype, out_channels)
-        jobs = plan_outputs(inputs, Path(out_dir), suffix)
+        jobs = plan_outputs(inputs, out_dir, suffix)
+        existing = [dest for _, dest in jobs if dest.exists()]
+        if existing and not overwrite:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise DataError(f"{existing[0]}: already exists{more}; pass --overwrite to replace earlier outputs")
+        bad: list[str] = []
+        jobs = self._check_inputs(jobs, aligned, bad, skip_bad)
         if self.mode == "paper":
             batch_size = 1  # batch statistics would mix images
         written: list[Path] = []
-        bad: list[str] = []
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
-            for group in _same_size_batches(self._decoded(jobs, aligned, pool, bad, skip_bad), batch_size):
+            for group in _same_size_batches(self._decoded(jobs, aligned, pool), batch_size):
                 outputs = self.translate_tensor(torch.stack([t for _, t in group]))
                 for (dest, _), out in zip(group, outputs, strict=True):
                     pending.append(pool.submit(write_image, dest, from_tensor(out, self.out_dtype)))
@@ -133,30 +159,45 @@ class Translator:
                 print(f"  {msg}", file=sys.stderr)
         return written
 
-    def _decoded(
-        self, jobs: list[tuple[Path, Path]], aligned: bool, pool: ThreadPoolExecutor, bad: list[str], skip_bad: bool
-    ) -> Iterator[tuple[Path, torch.Tensor]]:
-        def load(job: tuple[Path, Path]) -> tuple[Path, torch.Tensor]:
-            src, dest = job
-            arr = read_image(src)
-            if aligned:
-                half = arr.shape[1] // 2
-                if arr.shape[1] % 2:
-                    raise DataError(f"{src}: aligned A|B image has odd width {arr.shape[1]}")
-                arr = arr[:, :half] if self.config.data.direction == "AtoB" else arr[:, half:]
-            return dest, to_tensor(self.match_channels(arr, str(src)))
+    def _load(self, src: Path, aligned: bool) -> np.ndarray:
+        arr = read_image(src)
+        if aligned:
+            if arr.shape[1] % 2:
+                raise DataError(f"{src}: aligned A|B image has odd width {arr.shape[1]}")
+            half = arr.shape[1] // 2
+            arr = arr[:, :half] if self.config.data.direction == "AtoB" else arr[:, half:]
+        return self.match_channels(arr, str(src))
 
-        window = 8
-        futures = [pool.submit(load, job) for job in jobs[:window]]
-        for i in range(len(jobs)):
-            if i + window < len(jobs):
-                futures.append(pool.submit(load, jobs[i + window]))
+    def _check_inputs(
+        self, jobs: list[tuple[Path, Path]], aligned: bool, bad: list[str], skip_bad: bool
+    ) -> list[tuple[Path, Path]]:
+        """Decode every input once (in threads) so a bad one is found before any output is written."""
+
+        def check(job: tuple[Path, Path]) -> str | None:
             try:
-                yield futures[i].result()
+                self._load(job[0], aligned)
             except DataError as exc:
-                if not skip_bad:
-                    raise
-                bad.append(str(exc))
+                return str(exc)
+            return None
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            problems = list(pool.map(check, jobs))
+        errors = [p for p in problems if p]
+        if errors and not skip_bad:
+            raise DataError(errors[0] + (f" (and {len(errors) - 1} more bad inputs)" if len(errors) > 1 else ""))
+        bad.extend(errors)
+        return [job for job, problem in zip(jobs, problems, strict=True) if problem is None]
+
+    def _decoded(
+        self, jobs: list[tuple[Path, Path]], aligned: bool, pool: ThreadPoolExecutor
+    ) -> Iterator[tuple[Path, torch.Tensor]]:
+        """Decode inputs a few ahead of the network, in the thread pool."""
+        window = 8
+        futures = [pool.submit(self._load, src, aligned) for src, _ in jobs[:window]]
+        for i, (_, dest) in enumerate(jobs):
+            if i + window < len(jobs):
+                futures.append(pool.submit(self._load, jobs[i + window][0], aligned))
+            yield dest, to_tensor(futures[i].result())
             futures[i] = None  # type: ignore[call-overload]
 
 

@@ -93,6 +93,31 @@ def _normalise_array(arr: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"{path}: unsupported sample type {arr.dtype}")
 
 
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L" conversion
+
+
+def convert_channels(arr: np.ndarray, channels: int, name: str) -> np.ndarray:
+    """Adapt an HxWxC image to `channels`: grey <-> RGB (BT.601 luma), add or drop alpha; anything else is an error."""
+    c = arr.shape[2]
+    if c == channels:
+        return arr
+    full = np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 1.0
+    if c in (1, 2) and channels in (3, 4):
+        rgb = np.repeat(arr[:, :, :1], 3, axis=2)
+        return rgb if channels == 3 else np.concatenate([rgb, np.full_like(arr[:, :, :1], full)], axis=2)
+    if c in (3, 4) and channels == 1:
+        y = arr[:, :, :3].astype(np.float64) @ LUMA
+        y = np.clip(np.round(y), 0, full) if arr.dtype.kind == "u" else y
+        return y.astype(arr.dtype)[:, :, None]
+    if c == 2 and channels == 1:
+        return arr[:, :, :1]
+    if c == 4 and channels == 3:
+        return arr[:, :, :3]
+    if c == 3 and channels == 4:
+        return np.concatenate([arr, np.full_like(arr[:, :, :1], full)], axis=2)
+    raise DataError(f"{name}: has {c} channel(s) but the model expects {channels}")
+
+
 def dtype_scale(dtype: np.dtype | str) -> float:
     """The value that maps to 1.0: 255 for uint8, 65535 for uint16, 1 for floats (assumed in [0, 1])."""
     dtype = np.dtype(dtype)
@@ -145,6 +170,8 @@ def write_image(path: Path, arr: np.ndarray) -> Path:
                 raise DataError(f"{path}: unknown image extension {suffix!r}; use .png, .jpg or .tif")
             img.save(tmp, format=fmt)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             tmp.unlink()
