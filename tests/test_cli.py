@@ -294,7 +294,7 @@ def test_train_and_translate_16bit_grayscale(tmp_path: Path, capsys: pytest.Capt
 
 def test_info_prints_the_stored_config(capsys: pytest.CaptureFixture[str], trained_run: Path) -> None:
     code, out, err = run_cli(["info", trained_run], capsys)
-    assert code == 0 and err == ""
+    assert code == 0 and err == f"checkpoint: {trained_run / 'checkpoints' / 'step_00000003'}\n"
     info = json.loads(out)
     assert info["generator"]["depth"] == 4
     assert info["generator"]["ngf"] == 8

@@ -611,3 +611,15 @@ def test_missing_phase_folder_is_an_error_when_other_splits_exist(tmp_path: Path
     write_aligned(tmp_path / "ds" / "train", _good_pairs(2))
     with pytest.raises(DataError, match=r"no val/ split \(found train/\)"):
         find_pairs(tmp_path / "ds", "auto", "val")
+
+
+def test_eight_bit_inputs_with_sixteen_bit_targets(tmp_path: Path) -> None:
+    """An 8-bit photo -> 16-bit map dataset: each side is scaled by its own range; outputs take the target's type."""
+    pairs = [(noise((40, 40, 3), seed=i), noise((40, 40, 1), seed=i, dtype=np.uint16)) for i in range(3)]
+    root = write_folders(tmp_path / "ds", pairs)
+    ds = open_paired_dataset(data_config(root, layout="folders", preprocess="none", flip=False))
+    assert (ds.summary.in_channels, ds.summary.out_channels, ds.summary.dtype) == (3, 1, "uint16")
+    item = ds[0]
+    assert torch.allclose(item["A"], to_tensor(pairs[0][0])) and torch.allclose(item["B"], to_tensor(pairs[0][1]))
+    back = open_paired_dataset(data_config(root, layout="folders", preprocess="none", direction="BtoA"))
+    assert back.summary.dtype == "uint8"

@@ -22,6 +22,7 @@ SECTION_TITLES = {
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
 FLAG_OVERRIDES = {("data", "root"): "data"}
+METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME"}
 
 TRAIN_EPILOG = """examples:
   diptych train --data datasets/facades --direction BtoA --run-dir runs/facades
@@ -81,9 +82,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             else:
                 kwargs["type"] = type(default)
                 if "choices" not in f.metadata:
-                    kwargs["metavar"] = {int: "N", float: "X"}.get(
-                        type(default), "DIR" if f.name == "root" else "VALUE"
-                    )
+                    kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(f.name, "NAME")
                 if "choices" in f.metadata:
                     kwargs["choices"] = f.metadata["choices"]
             group.add_argument(f"--{_flag(section, f)}", **kwargs)
@@ -92,7 +91,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         "--netG",
         choices=sorted(PRESETS),
         default=argparse.SUPPRESS,
-        help="reference-style generator preset (sets --depth)",
+        help="reference-style generator preset: unet_256 = --depth 8, unet_128 = --depth 7 (an explicit --depth wins)",
     )
 
 
@@ -143,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, help="folder for checkpoints, config and logs (default: runs/pix2pix-<time>)"
     )
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly from its latest checkpoint")
-    p.add_argument("--config", type=Path, help="start from a JSON configuration (e.g. another run's config.json)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    p.add_argument(
+        "--config", type=Path, metavar="FILE", help="start from a JSON configuration (e.g. another run's config.json)"
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or run summary (logs still go to log.jsonl)"
+    )
     add_config_options(p)
 
     p = sub.add_parser(
@@ -154,11 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=TRANSLATE_EPILOG,
         formatter_class=fmt,
     )
-    p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files and/or folders of images")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; folder structure is kept)")
     p.add_argument(
-        "--batch-size", type=int, default=4, help="images per forward pass (same-size images only) (default: 4)"
+        "checkpoint", type=Path, metavar="CHECKPOINT", help="run folder, checkpoint folder or generator.safetensors"
+    )
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder (created; folder structure kept; outputs are named <input stem>.<format>)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        metavar="N",
+        help="images per forward pass (same-size images only) (default: 4)",
     )
     p.add_argument(
         "--test-mode",
@@ -168,9 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(dropout on, per-image statistics). Default: the mode stored with the model (eval for models trained here)",
     )
     p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
-    p.add_argument("--aligned", action="store_true", help="inputs are aligned A|B images: translate the source half")
-    p.add_argument("--format", choices=("png", "jpg", "tif"), default="png", help="output format (default: png)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument(
+        "--aligned",
+        action="store_true",
+        help="inputs are aligned A|B images: translate the source half (left for AtoB models, right for BtoA)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("png", "jpg", "tif"),
+        default="png",
+        help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif",
+    )
+    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -207,9 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pth", type=Path, help="the reference's *_net_G.pth")
     p.add_argument("out", type=Path, help="checkpoint folder to create")
     p.add_argument("--no-dropout", action="store_true", help="the model was trained with --no_dropout")
-    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help="direction it was trained in")
     p.add_argument(
-        "--test-mode", choices=TEST_MODES, default=None, help="default: paper for batch-norm models (as test.py)"
+        "--direction",
+        choices=("AtoB", "BtoA"),
+        default="AtoB",
+        help="direction it was trained in; decides which half --aligned inputs use (default: AtoB)",
+    )
+    p.add_argument(
+        "--test-mode",
+        choices=TEST_MODES,
+        default=None,
+        help="stored test-time mode; default: paper for batch-norm models (as the reference's test.py), else eval",
     )
 
     p = sub.add_parser(
@@ -356,8 +388,10 @@ def cmd_convert_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .checkpoint import read_checkpoint_config
+    from .checkpoint import read_checkpoint_config, resolve_checkpoint
 
+    if args.checkpoint.suffix != ".safetensors":
+        print(f"checkpoint: {resolve_checkpoint(args.checkpoint)}", file=sys.stderr)
     print(read_checkpoint_config(args.checkpoint).to_json())
     return 0
 

@@ -41,7 +41,9 @@ class GeneratorConfig:
     )
     ngf: int = opt(64, "filters in the generator's first layer")
     norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
-    dropout: float = opt(0.5, "dropout in the innermost decoder blocks (the paper's noise); 0 disables")
+    dropout: float = opt(
+        0.5, "dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); 0 disables"
+    )
     upsample: str = opt(
         "transpose",
         "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
@@ -64,12 +66,18 @@ class DiscriminatorConfig:
 class DataConfig:
     """Where the pairs are and how they are augmented."""
 
-    root: str = opt("", "dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders")
+    root: str = opt("", "(required) dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders")
     layout: str = opt("auto", "dataset layout; auto detects A/+B/ folders, else aligned", choices=LAYOUTS)
     phase: str = opt("train", "sub-folder to use when the dataset has train/val/test sub-folders")
     direction: str = opt("AtoB", "translate A to B or B to A", choices=DIRECTIONS)
-    preprocess: str = opt("resize_and_crop", "joint A/B transform at training time", choices=PREPROCESS)
-    load_size: int = opt(286, "resize target before cropping (the paper's 286 -> 256 jitter)")
+    preprocess: str = opt(
+        "resize_and_crop",
+        "joint A/B transform: resize_and_crop = resize to load-size square, random crop-size crop (the paper's "
+        "jitter); crop = random crop at native size; scale_width = width to load-size, aspect kept; "
+        "scale_width_and_crop = that, then a random crop; none = native size",
+        choices=PREPROCESS,
+    )
+    load_size: int = opt(286, "resize target: the square side for resize_and_crop, the width for scale_width*")
     crop_size: int = opt(256, "training crop size")
     flip: bool = opt(True, "random horizontal flip, identical for A and B")
     workers: int = opt(2, "data-loading worker processes (0 = load in the main process)")
@@ -115,15 +123,17 @@ class TrainConfig:
     lr: float = opt(2e-4, "Adam learning rate for both networks")
     beta1: float = opt(0.5, "Adam beta1")
     beta2: float = opt(0.999, "Adam beta2")
-    epochs: int = opt(100, "epochs at the initial learning rate")
-    epochs_decay: int = opt(100, "further epochs over which the learning rate decays (total = epochs + epochs_decay)")
+    epochs: int = opt(100, "epochs at the initial learning rate (linear policy); the run lasts epochs + epochs-decay")
+    epochs_decay: int = opt(100, "further epochs over which the learning rate decays to zero (linear policy)")
     lr_policy: str = opt("linear", "learning-rate policy", choices=LR_POLICIES)
     lr_step_epochs: int = opt(50, "step policy: multiply the learning rate by lr_gamma every this many epochs")
     lr_gamma: float = opt(0.1, "step policy: decay factor")
     plateau_patience: int = opt(
         5, "plateau policy: epochs without L1 improvement before the learning rate is cut by 5x"
     )
-    max_steps: int = opt(0, "stop after this many optimisation steps in total (0 = run all epochs)")
+    max_steps: int = opt(
+        0, "stop after this many optimisation steps (0 = run all epochs); the learning rate still follows epochs"
+    )
     save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)")
     keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)")
     log_every: int = opt(10, "write mean losses to log.jsonl every this many steps")

@@ -150,7 +150,8 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.epoch_l1 = [0.0, 0]
+        # Sum (a tensor on the training device, so no per-step sync) and count of the monitor loss this epoch.
+        self.epoch_l1: list[Any] = [0.0, 0]
         if resume:
             self._restore()
 
@@ -242,7 +243,7 @@ class Trainer:
         bar = tqdm(
             total=total, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True
         )
-        window: dict[str, list[float]] = {}
+        window: dict[str, list[torch.Tensor]] = {}
         last_saved = -1
         started = time.perf_counter()
         with _GracefulStop() as stop, _deterministic(t.deterministic, self.device):
@@ -255,10 +256,10 @@ class Trainer:
                         losses = self.recipe.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
-                    self.epoch_l1[0] += float(losses[self.recipe.monitor])
+                    self.epoch_l1[0] = self.epoch_l1[0] + losses[self.recipe.monitor].double()
                     self.epoch_l1[1] += 1
                     for name, value in losses.items():
-                        window.setdefault(name, []).append(float(value))
+                        window.setdefault(name, []).append(value)
                     bar.update(1)
                     if self.step % t.log_every == 0 or self.step == total:
                         means = self._log(window, time.perf_counter() - started)
@@ -300,7 +301,7 @@ class Trainer:
         )
 
     def _end_epoch(self) -> None:
-        mean_l1 = self.epoch_l1[0] / max(1, self.epoch_l1[1])
+        mean_l1 = float(self.epoch_l1[0]) / max(1, self.epoch_l1[1])
         for sched in self.schedulers.values():
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(mean_l1)
@@ -308,10 +309,12 @@ class Trainer:
                 sched.step()
         self.epoch += 1
         self.batch_in_epoch = 0
-        self.epoch_l1 = [0.0, 0]
+        # Sum (a tensor on the training device, so no per-step sync) and count of the monitor loss this epoch.
+        self.epoch_l1: list[Any] = [0.0, 0]
 
-    def _log(self, window: dict[str, list[float]], elapsed: float) -> dict[str, float]:
-        means = {k: sum(v) / len(v) for k, v in window.items()}
+    def _log(self, window: dict[str, list[torch.Tensor]], elapsed: float) -> dict[str, float]:
+        # One device sync per log line, not per step.
+        means = {k: float(torch.stack(v).double().mean()) for k, v in window.items()}
         record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
         record.update({f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.optimizers.items()})
         record.update({k: round(v, 6) for k, v in means.items()})
@@ -372,7 +375,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
-            "epoch_l1": list(self.epoch_l1),
+            "epoch_l1": [float(self.epoch_l1[0]), int(self.epoch_l1[1])],
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng_cpu": self._rng_state,

@@ -40,7 +40,12 @@ class PairInfo:
     width: int
     a_channels: int
     b_channels: int
-    dtype: str
+    a_dtype: str
+    b_dtype: str
+
+    def describe(self) -> str:
+        """E.g. '1+3 channels of uint8+uint16'."""
+        return f"{self.a_channels}+{self.b_channels} channels of {self.a_dtype}+{self.b_dtype}"
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class DatasetSummary:
     root: Path
     in_channels: int
     out_channels: int
-    dtype: str
+    dtype: str  # sample type of the output side, which outputs are written in
     min_side: int = 0
     skipped: tuple[str, ...] = ()
 
@@ -127,16 +132,15 @@ def _inspect_pair(pair: Pair, layout: str) -> PairInfo:
             raise DataError(
                 f"{pair.a_path}: aligned A|B image has odd width {w}; it must be two equal halves side by side"
             )
-        return PairInfo(h, w // 2, c, c, str(a.dtype))
+        return PairInfo(h, w // 2, c, c, str(a.dtype), str(a.dtype))
     b = read_image(pair.b_path)
     if a.shape[:2] != b.shape[:2]:
         raise DataError(
             f"{pair.b_path}: size {b.shape[1]}x{b.shape[0]} differs from its partner {pair.a_path} "
             f"({a.shape[1]}x{a.shape[0]}); A and B of a pair must have the same size"
         )
-    if a.dtype != b.dtype:
-        raise DataError(f"{pair.b_path}: sample type {b.dtype} differs from its partner {pair.a_path} ({a.dtype})")
-    return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype))
+    # A and B may differ in sample type (8-bit photo -> 16-bit depth): each is scaled by its own range.
+    return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype), str(b.dtype))
 
 
 def check_pairs(
@@ -160,14 +164,10 @@ def check_pairs(
             transform.check(res.height, res.width, str(pair.a_path))
             if reference is None:
                 reference = res
-            elif (res.a_channels, res.b_channels, res.dtype) != (
-                reference.a_channels,
-                reference.b_channels,
-                reference.dtype,
-            ):
+            elif res.describe() != reference.describe():
                 raise DataError(
-                    f"{pair.a_path}: has {res.a_channels}+{res.b_channels} channels of {res.dtype}, but earlier pairs have "
-                    f"{reference.a_channels}+{reference.b_channels} of {reference.dtype}; convert the dataset to one format"
+                    f"{pair.a_path}: has {res.describe()}, but earlier pairs have {reference.describe()}; "
+                    "convert the dataset to one format"
                 )
         except DataError as exc:
             if not skip_bad:
@@ -238,7 +238,8 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
     ref = infos[0]
     a_nc, b_nc = (ref.a_channels, ref.b_channels) if cfg.direction == "AtoB" else (ref.b_channels, ref.a_channels)
     min_side = min(min(transform.output_size(i.height, i.width)) for i in infos)
-    summary = DatasetSummary(layout, base, a_nc, b_nc, ref.dtype, min_side, tuple(bad))
+    out_dtype = ref.b_dtype if cfg.direction == "AtoB" else ref.a_dtype
+    summary = DatasetSummary(layout, base, a_nc, b_nc, out_dtype, min_side, tuple(bad))
     return PairedDataset(good, layout, cfg.direction, transform, summary)
 
 
