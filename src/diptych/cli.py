@@ -197,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
+    tiles = p.add_argument_group("tiling (images larger than memory, seamless)")
+    tiles.add_argument(
+        "--tile",
+        metavar="PIXELS|auto",
+        help="translate in overlapping tiles of this size (a multiple of 2**depth), blended with a raised-cosine "
+        "window; 'auto' picks the largest tile that fits --memory-budget. Uncompressed TIFF/.npy inputs are read "
+        "and TIFF outputs written row band by row band, so memory does not grow with the image",
+    )
+    tiles.add_argument(
+        "--overlap", type=int, metavar="PIXELS", help="pixels shared by neighbouring tiles (default: tile/8)"
+    )
+    tiles.add_argument(
+        "--memory-budget",
+        type=float,
+        metavar="GIB",
+        help="memory for --tile auto, in GiB (default: half of what is free)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -355,6 +372,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        tile=args.tile,
+        overlap=args.overlap,
+        memory_budget=int(args.memory_budget * 2**30) if args.memory_budget else None,
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_weights, read_checkpoint_config, read_metadata, resolve_checkpoint, weights_file
 from .config import TEST_MODES, RunConfig
 from .data.io import (
+    TIFF_EXTENSIONS,
     convert_channels,
     from_tensor,
     list_images,
@@ -28,6 +29,16 @@ from .data.io import (
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .nets import create_generator
+from .tiling import (
+    RowSource,
+    TileSettings,
+    auto_tile,
+    available_memory,
+    check_tiles,
+    tiled_rows,
+    to_samples,
+    write_tiff_streamed,
+)
 
 
 class Translator:
@@ -118,11 +129,16 @@ class Translator:
         skip_bad: bool = False,
         overwrite: bool = False,
         progress: bool = True,
+        tile: int | str | None = None,
+        overlap: int | None = None,
+        memory_budget: int | None = None,
     ) -> list[Path]:
         """Translate files and folders into out_dir (folder structure kept); return the written paths.
 
         Every input is decoded once before anything is written, so a bad file stops the run with no outputs
         (or is skipped and listed with skip_bad); existing outputs are only replaced with overwrite=True.
+        With `tile` (pixels, or "auto" to fit `memory_budget` bytes), each image is translated in overlapping,
+        blended tiles and streamed by rows (see tiling.py); inputs are then only opened, not decoded, up front.
         """
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
@@ -139,6 +155,14 @@ class Translator:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise DataError(f"{existing[0]}: already exists{more}; pass --overwrite to replace earlier outputs")
         bad: list[str] = []
+        if tile is not None:
+            if aligned:
+                raise ConfigError("--tile cannot be combined with --aligned; split the A|B images first")
+            settings = self.tile_settings(tile, overlap, memory_budget, batch_size)
+            written = []
+            for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
+                written.append(self.translate_file_tiled(src, dest, settings))
+            return written
         jobs = self._check_inputs(jobs, aligned, bad, skip_bad)
         if self.mode == "paper":
             batch_size = 1  # batch statistics would mix images
@@ -158,6 +182,61 @@ class Translator:
             for msg in bad:
                 print(f"  {msg}", file=sys.stderr)
         return written
+
+    def tile_settings(
+        self, tile: int | str, overlap: int | None, memory_budget: int | None, batch_size: int = 1
+    ) -> TileSettings:
+        """Resolve --tile/--overlap (and the budget for --tile auto) into checked settings."""
+        stride = getattr(self.generator, "stride", 1)
+        if self.mode == "paper":
+            raise ConfigError("--tile needs --test-mode eval: per-tile batch statistics and dropout would show seams")
+        if tile == "auto":
+            budget = memory_budget or available_memory() // 2
+            tile = auto_tile(self.bytes_per_pixel(), budget, stride)
+        if isinstance(tile, str):
+            try:
+                tile = int(tile)
+            except ValueError:
+                raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
+        if overlap is None:
+            overlap = max(16, tile // 8)
+        settings = TileSettings(tile, overlap, max(1, batch_size))
+        check_tiles(settings, stride)
+        return settings
+
+    def bytes_per_pixel(self) -> float:
+        """Activation bytes per input pixel (every layer's output counted, so an upper bound)."""
+        stride = getattr(self.generator, "stride", 64)
+        total = 0
+
+        def hook(_: nn.Module, __: object, out: object) -> None:
+            nonlocal total
+            if isinstance(out, torch.Tensor):
+                total += out.numel() * out.element_size()
+
+        handles = [m.register_forward_hook(hook) for m in self.generator.modules() if not list(m.children())]
+        try:
+            self.translate_tensor(torch.zeros(1, self.in_channels, stride, stride))
+        finally:
+            for h in handles:
+                h.remove()
+        return total / (stride * stride)
+
+    def translate_file_tiled(self, src: Path, dest: Path, settings: TileSettings) -> Path:
+        """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""
+        source = RowSource(src)
+        out_c = self.config.generator.out_channels
+        bands = tiled_rows(
+            source,
+            self.translate_tensor,
+            lambda rows: self.match_channels(rows, str(src)),
+            out_c,
+            settings,
+        )
+        samples = (to_samples(b, self.out_dtype) for b in bands)
+        if dest.suffix.lower() in TIFF_EXTENSIONS:
+            return write_tiff_streamed(dest, source.height, source.width, out_c, self.out_dtype, samples)
+        return write_image(dest, np.concatenate(list(samples)))
 
     def _load(self, src: Path, aligned: bool) -> np.ndarray:
         arr = read_image(src)

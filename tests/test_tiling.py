@@ -1,0 +1,157 @@
+"""Seamless tiled translation: tiling geometry, exactness for local networks, seams, streaming I/O, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from torch import nn
+
+from diptych import Translator
+from diptych.config import RunConfig
+from diptych.data.io import read_image, to_tensor, write_image
+from diptych.errors import ConfigError
+from diptych.metrics.seams import seam_score, seam_visibility
+from diptych.nets import UNetGenerator, init_weights
+from diptych.tiling import RowSource, TileSettings, auto_tile, blend_weights, tile_starts, tiled_rows
+
+from .conftest import photo_crops
+
+
+def _translator(generator: nn.Module, in_c: int = 3, out_c: int = 3) -> Translator:
+    cfg = RunConfig()
+    cfg.generator.in_channels, cfg.generator.out_channels = in_c, out_c
+    cfg.data.sample_type = "uint8"
+    return Translator(generator.eval(), cfg, torch.device("cpu"), mode="eval")
+
+
+def _photo(h: int, w: int) -> np.ndarray:
+    from diptych.data.samples import sample_photo
+
+    return np.ascontiguousarray(sample_photo("retina")[200 : 200 + h, 300 : 300 + w])
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "overlap"), [(100, 32, 8), (64, 64, 16), (65, 64, 16), (1000, 256, 64), (10, 64, 8)]
+)
+def test_tiles_cover_the_image_and_blend_to_one(size: int, tile: int, overlap: int) -> None:
+    starts = tile_starts(size, tile, overlap)
+    covered = np.zeros(size)
+    total = np.zeros(size)
+    for i, s in enumerate(starts):
+        e = min(s + tile, size)
+        covered[s:e] = 1
+        total[s:e] += blend_weights(starts, i, tile, size)
+        if i:
+            assert min(starts[i - 1] + tile, size) - s >= overlap  # neighbours share at least `overlap`
+    assert covered.all()
+    assert np.allclose(total, 1.0, atol=1e-6)  # a partition of unity: no brightness change under overlaps
+
+
+def test_tiled_equals_whole_for_a_local_network() -> None:
+    """A 1x1-conv network has no spatial context, so tiling must reproduce the whole-image output exactly."""
+    torch.manual_seed(0)
+    t = _translator(nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Tanh()))
+    img = _photo(203, 317)
+    whole = t.translate_tensor(to_tensor(img)[None])[0].permute(1, 2, 0).numpy()
+
+    class ArraySource(RowSource):
+        def __init__(self, arr: np.ndarray) -> None:
+            self.array, (self.height, self.width, self.channels), self.streamed = arr, arr.shape, True
+
+    bands = list(tiled_rows(ArraySource(img), t.translate_tensor, lambda a: a, 3, TileSettings(64, 24, 3)))
+    tiled = np.concatenate(bands)
+    assert tiled.shape == whole.shape
+    assert np.abs(tiled - whole).max() < 1e-5
+
+
+def _unet_translator() -> Translator:
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, depth=5, ngf=8)
+    init_weights(g)
+    return _translator(g)
+
+
+def test_seam_metric_low_for_blended_tiles_high_for_naive_tiles(tmp_path: Path) -> None:
+    """On a real photo, blended tiles are as seamless as the whole-image output; naive tiles are not."""
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, depth=5, ngf=8)
+    init_weights(g, "kaiming")  # textured outputs that depend on context
+    t = _translator(g)
+    img = _photo(256, 256)
+    write_image(tmp_path / "in.tif", img)
+    tiled = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif", t.tile_settings(64, 16, None)))
+    naive = np.zeros_like(img)
+    for y in range(0, 256, 64):
+        for x in range(0, 256, 64):
+            naive[y : y + 64, x : x + 64] = t(img[y : y + 64, x : x + 64])
+    lines = [64, 128, 192]
+    blended, cut, whole = (seam_visibility(x, lines, lines) for x in (tiled, naive, t(img)))
+    assert blended < 0.1 and abs(blended - whole) < 0.05, (blended, whole)
+    assert cut > 0.3 and cut > 4 * blended, (cut, blended)
+    # The ratio itself: about 1 for blended tiles.
+    assert 0.9 < seam_score(tiled, lines, lines) < 1.1
+
+
+def test_streamed_tiff_equals_in_memory_output_and_keeps_odd_sizes(tmp_path: Path) -> None:
+    t = _unet_translator()
+    img = _photo(333, 517)
+    write_image(tmp_path / "in.tif", img)
+    assert RowSource(tmp_path / "in.tif").streamed  # uncompressed TIFF is memory-mapped
+    settings = t.tile_settings(96, 32, None)
+    a = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "a.tif", settings))
+    b = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "b.png", settings))
+    assert a.shape == b.shape == (333, 517, 3)
+    assert np.array_equal(a, b)
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:
+        assert tif.pages[0].is_tiled  # written tile by tile
+
+
+def test_sources_that_stream_and_those_that_decode(tmp_path: Path) -> None:
+    img = photo_crops("coffee", 40, 1)[0]
+    np.save(tmp_path / "x.npy", img)
+    tifffile.imwrite(tmp_path / "z.tif", img, compression="zlib")
+    write_image(tmp_path / "p.png", img)
+    assert RowSource(tmp_path / "x.npy").streamed
+    assert not RowSource(tmp_path / "z.tif").streamed and not RowSource(tmp_path / "p.png").streamed
+    for name in ("x.npy", "z.tif", "p.png"):
+        assert np.array_equal(RowSource(tmp_path / name).rows(5, 9), img[5:9])
+
+
+def test_translate_files_with_tiles_via_the_api(tmp_path: Path) -> None:
+    t = _unet_translator()
+    write_image(tmp_path / "in" / "big.png", _photo(150, 210))
+    (out,) = t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, progress=False)
+    assert read_image(out).shape == (150, 210, 3)
+    (auto,) = t.translate_files(
+        [tmp_path / "in"], tmp_path / "auto", tile="auto", memory_budget=64 << 20, progress=False
+    )
+    assert read_image(auto).shape == (150, 210, 3)
+
+
+def test_tile_errors() -> None:
+    t = _unet_translator()  # stride 32
+    with pytest.raises(ConfigError, match=r"--tile 48 must be a multiple of the network stride 32"):
+        t.tile_settings(48, 8, None)
+    with pytest.raises(ConfigError, match=r"--tile 16 must be a multiple"):
+        t.tile_settings(16, 4, None)
+    with pytest.raises(ConfigError, match=r"--overlap 64 must be >= 0 and smaller than --tile 64"):
+        t.tile_settings(64, 64, None)
+    with pytest.raises(ConfigError, match="not a number"):
+        t.tile_settings("big", 8, None)
+    paper = Translator(t.generator, t.config, torch.device("cpu"), mode="paper")
+    with pytest.raises(ConfigError, match="--test-mode eval"):
+        paper.tile_settings(64, 16, None)
+
+
+def test_auto_tile_fits_the_budget() -> None:
+    assert auto_tile(1000.0, 1000 * 512 * 512, 32) == 512
+    assert auto_tile(1000.0, 1000, 32) == 32  # never below one stride
+    assert auto_tile(1.0, 1 << 40, 256) == 4096  # capped
+    t = _unet_translator()
+    bpp = t.bytes_per_pixel()
+    assert bpp > 3 * 4  # at least the input and output pixels
+    assert t.tile_settings("auto", None, int(bpp * 256 * 256)).tile == 256
