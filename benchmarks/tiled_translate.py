@@ -1,0 +1,129 @@
+"""Benchmark: tiled translation of large images through a unet_256 generator on this machine.
+
+Checks issue 4's targets: peak RSS under 1.5 GiB at 8192x8192, and time per megapixel flat (within 15%)
+from 1024x1024 to 8192x8192. Each size runs in a fresh process so its peak RSS is its own.
+
+    python benchmarks/tiled_translate.py                 # 1024, 2048, 4096, 8192
+    python benchmarks/tiled_translate.py --sizes 512 1024 --tile 256   # quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux), else the platform string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_checkpoint(folder: Path, ngf: int) -> Path:
+    """A unet_256 generator with pix2pix's initialisation, saved as a diptych checkpoint (timing needs no training)."""
+    from diptych.checkpoint import write_checkpoint_folder
+    from diptych.config import RunConfig
+    from diptych.nets import create_generator, init_weights
+
+    config = RunConfig()
+    config.generator.in_channels = config.generator.out_channels = 3
+    config.generator.ngf = ngf
+    config.data.sample_type = "uint8"
+    torch.manual_seed(0)
+    generator = create_generator(config.generator)
+    init_weights(generator)
+    return write_checkpoint_folder(folder, config.validate(), {"generator": generator})
+
+
+def make_input(path: Path, size: int) -> Path:
+    """An uncompressed size x size RGB TIFF filled by tiling a real photograph, written by rows (little RAM)."""
+    from diptych.data.samples import sample_photo
+
+    photo = sample_photo("hubble_deep_field")
+    ph, pw = photo.shape[:2]
+    out = tifffile.memmap(path, shape=(size, size, 3), dtype=np.uint8, photometric="rgb")
+    reps = -(-size // pw)
+    for y in range(0, size, ph):
+        rows = min(ph, size - y)
+        out[y : y + rows] = np.tile(photo[:rows], (1, reps, 1))[:, :size]
+    out.flush()
+    del out
+    return path
+
+
+def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int) -> dict[str, float]:
+    """Translate one image (in this process) and report seconds and peak RSS."""
+    torch.set_num_threads(threads)
+    from diptych import Translator
+
+    translator = Translator.load(checkpoint, device="cpu")
+    settings = translator.tile_settings(tile, overlap, None)
+    out = image.with_name(image.stem + "_out.tif")
+    start = time.perf_counter()
+    translator.translate_file_tiled(image, out, settings)
+    seconds = time.perf_counter() - start
+    out.unlink()
+    return {"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--child", nargs=2, metavar=("CHECKPOINT", "IMAGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(Path(args.child[0]), Path(args.child[1]), args.tile, args.overlap, args.threads)))
+        return
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {args.threads} threads")
+    print(f"generator: unet_256 (depth 8, ngf {args.ngf}), tile {args.tile}, overlap {args.overlap}, eval mode")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = make_checkpoint(Path(tmp) / "ckpt", args.ngf)
+        for size in args.sizes:
+            image = make_input(Path(tmp) / f"in_{size}.tif", size)
+            cmd = [sys.executable, __file__, "--child", str(checkpoint), str(image)]
+            cmd += ["--tile", str(args.tile), "--overlap", str(args.overlap), "--threads", str(args.threads)]
+            result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            image.unlink()
+            mp = size * size / 1e6
+            rows.append((size, mp, result["seconds"], result["seconds"] / mp, result["peak_rss_mib"]))
+            print(
+                f"  {size}x{size}: {result['seconds']:.1f} s, {result['seconds'] / mp:.2f} s/MP, peak RSS {result['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
+    base = rows[0][3]
+    print("\n| size | MP | seconds | s/MP | s/MP vs first | peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|")
+    for size, mp, sec, spm, rss in rows:
+        print(f"| {size}x{size} | {mp:.1f} | {sec:.1f} | {spm:.2f} | {spm / base:.2f} | {rss:.0f} |")
+    worst = max(abs(r[3] / base - 1) for r in rows)
+    print(
+        f"\ntime per MP within {worst * 100:.1f}% of the first size (target 15%); "
+        f"largest peak RSS {max(r[4] for r in rows):.0f} MiB (target 1536)"
+    )
+
+
+if __name__ == "__main__":
+    main()
