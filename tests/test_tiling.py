@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,26 @@ def test_auto_tile_fits_the_budget() -> None:
     bpp = t.bytes_per_pixel()
     assert bpp > 3 * 4  # at least the input and output pixels
     assert t.tile_settings("auto", None, int(bpp * 256 * 256)).tile == 256
+
+
+def test_plan_axis_minimises_padded_work() -> None:
+    from diptych.tiling import plan_axis
+
+    assert plan_axis(1000, 1024, 64, 256) == 1000  # fits in one tile: no overlap at all
+    assert plan_axis(1024, 512, 64, 256) == 256  # 5 x 256 = 1280 beats 3 x 512 = 1536
+    assert plan_axis(4096, 512, 64, 256) == 512  # 9 x 512 = 4608
+    for size in (700, 1024, 3000, 8192):
+        tile = plan_axis(size, 512, 64, 256)
+        starts = tile_starts(size, tile, 64)
+        assert tile % 256 == 0 or tile == size
+        assert starts[0] == 0 and starts[-1] + tile == size
+        assert all(b - a <= tile - 64 for a, b in itertools.pairwise(starts))
+
+
+def test_released_rows_can_still_be_read(tmp_path: Path) -> None:
+    img = _photo(300, 200)
+    write_image(tmp_path / "in.tif", img)
+    src = RowSource(tmp_path / "in.tif")
+    assert np.array_equal(src.rows(100, 120), img[100:120])
+    src.release(250)
+    assert np.array_equal(src.rows(0, 300), img)

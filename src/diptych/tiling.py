@@ -7,6 +7,7 @@ when the source can be read by rows (uncompressed TIFF/BigTIFF, .npy) and the ou
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +24,30 @@ TIFF_TILE = 256  # tile edge of streamed TIFF output (a multiple of 16, as TIFF 
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of length `tile` covering [0, size) with at least `overlap` shared pixels."""
+    """Start offsets of the fewest tiles of length `tile` that cover [0, size), neighbours sharing >= `overlap`,
+    spread evenly (so every overlap is about the same)."""
     if size <= tile:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile + 1, stride))
-    if starts[-1] + tile < size:
-        starts.append(size - tile)
-    return starts
+    n = math.ceil((size - overlap) / (tile - overlap))
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+
+def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> int:
+    """The tile length (a multiple of `stride`, at most `tile_max`) that needs the least padded work along an axis.
+
+    The network pads every tile to a multiple of its stride, so the work is tiles x length; a smaller tile
+    can cover an awkward size with less waste (1024 px with 512 tiles and 64 overlap needs 3 x 512, but
+    5 x 256 does it with 1280)."""
+    if size <= tile_max:
+        return size  # one tile: no overlap needed at all
+    best, best_cost = tile_max, math.inf
+    for tile in range(tile_max, stride - 1, -stride):
+        if tile <= overlap:
+            break
+        cost = len(tile_starts(size, tile, overlap)) * tile
+        if cost < best_cost:
+            best, best_cost = tile, cost
+    return best
 
 
 def blend_weights(starts: list[int], index: int, tile: int, size: int) -> np.ndarray:
@@ -80,6 +97,20 @@ class RowSource:
         self.array = arr
         self.height, self.width, self.channels = arr.shape
 
+    def release(self, y: int) -> None:
+        """Let the OS drop memory-mapped pages of rows above `y` (they count as resident memory otherwise)."""
+        mm = getattr(self.array, "_mmap", None)
+        if mm is None or y <= 0:
+            return
+        row_bytes = self.width * self.channels * self.array.dtype.itemsize
+        start = int(getattr(self.array, "offset", 0)) % mmap.ALLOCATIONGRANULARITY  # where numpy maps the data
+        end = start + y * row_bytes
+        page = mmap.PAGESIZE
+        begin = start // page * page
+        length = (end - begin) // page * page
+        if length > 0 and hasattr(mm, "madvise"):
+            mm.madvise(mmap.MADV_DONTNEED, begin, length)
+
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Rows [y0, y1) as an in-memory HxWxC array of the file's sample type."""
         block = np.array(self.array[y0:y1])
@@ -95,6 +126,7 @@ class TileSettings:
     tile: int
     overlap: int
     batch_size: int = 1
+    stride: int = 1  # the network's: tiles are multiples of it
 
 
 def check_tiles(settings: TileSettings, stride: int) -> None:
@@ -116,30 +148,32 @@ def tiled_rows(
     settings: TileSettings,
 ) -> Iterator[np.ndarray]:
     """Yield finished output rows (float32, [-1, 1], HxWxC bands, top to bottom) of a tiled translation."""
-    h, w, tile = source.height, source.width, settings.tile
-    ys, xs = tile_starts(h, tile, settings.overlap), tile_starts(w, tile, settings.overlap)
-    wx = [blend_weights(xs, j, tile, w) for j in range(len(xs))]
+    h, w = source.height, source.width
+    th, tw = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
+    ys, xs = tile_starts(h, th, settings.overlap), tile_starts(w, tw, settings.overlap)
+    wx = [blend_weights(xs, j, tw, w) for j in range(len(xs))]
     acc = np.zeros((0, w, out_channels), dtype=np.float32)
     wsum = np.zeros((0, w, 1), dtype=np.float32)
     top = 0  # image row of acc[0]
     for i, y0 in enumerate(ys):
-        y1 = min(y0 + tile, h)
+        y1 = min(y0 + th, h)
         grow = y1 - (top + acc.shape[0])
         if grow > 0:
             acc = np.concatenate([acc, np.zeros((grow, w, out_channels), np.float32)])
             wsum = np.concatenate([wsum, np.zeros((grow, w, 1), np.float32)])
         band = to_tensor(prepare(source.rows(y0, y1)))
-        wy = blend_weights(ys, i, tile, h)
+        source.release(y0)  # rows above this band are no longer needed
+        wy = blend_weights(ys, i, th, h)
         for first in range(0, len(xs), settings.batch_size):
             cols = list(range(first, min(first + settings.batch_size, len(xs))))
-            widths = {min(xs[j] + tile, w) - xs[j] for j in cols}
+            widths = {min(xs[j] + tw, w) - xs[j] for j in cols}
             groups = [cols] if len(widths) == 1 else [[j] for j in cols]
             for group in groups:
-                crops = torch.stack([band[:, :, xs[j] : min(xs[j] + tile, w)] for j in group])
+                crops = torch.stack([band[:, :, xs[j] : min(xs[j] + tw, w)] for j in group])
                 outs = translate(crops).numpy()
                 for j, out in zip(group, outs, strict=True):
                     weight = wy[:, None, None] * wx[j][None, :, None]
-                    x0, x1 = xs[j], min(xs[j] + tile, w)
+                    x0, x1 = xs[j], min(xs[j] + tw, w)
                     acc[y0 - top : y1 - top, x0:x1] += out.transpose(1, 2, 0) * weight
                     wsum[y0 - top : y1 - top, x0:x1] += weight
         done = ys[i + 1] if i + 1 < len(ys) else h

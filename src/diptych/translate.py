@@ -200,7 +200,7 @@ class Translator:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
             overlap = max(16, tile // 8)
-        settings = TileSettings(tile, overlap, max(1, batch_size))
+        settings = TileSettings(tile, overlap, max(1, batch_size), stride)
         check_tiles(settings, stride)
         return settings
 
