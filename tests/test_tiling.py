@@ -162,7 +162,8 @@ def test_plan_axis_minimises_padded_work() -> None:
     from diptych.tiling import plan_axis
 
     assert plan_axis(1000, 1024, 64, 256) == 1000  # fits in one tile: no overlap at all
-    assert plan_axis(1024, 512, 64, 256) == 256  # 5 x 256 = 1280 beats 3 x 512 = 1536
+    assert plan_axis(1024, 512, 64, 256) == 512  # 5 x 256 px tiles pad less, but small tiles run slower per pixel
+    assert plan_axis(1100, 768, 64, 256) == 768  # 2 x 768 beats 3 x 512 (3 x 512 x 1.5 > 2 x 768 x 1.33)
     assert plan_axis(4096, 512, 64, 256) == 512  # 9 x 512 = 4608
     for size in (700, 1024, 3000, 8192):
         tile = plan_axis(size, 512, 64, 256)
