@@ -241,7 +241,13 @@ class Trainer:
         total_epochs = t.epochs + t.epochs_decay if (t.epochs + t.epochs_decay) else math.inf
         total = self.total_steps
         bar = tqdm(
-            total=total, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True
+            total=total,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not every step
         )
         window: dict[str, list[torch.Tensor]] = {}
         last_saved = -1
