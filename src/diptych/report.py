@@ -27,7 +27,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; background: #fafafa; color: #222; }
 table { border-collapse: collapse; }
 th, td { padding: 6px 10px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
-img { max-width: 360px; image-rendering: auto; border: 1px solid #ccc; background: #fff; }
+img { max-width: min(360px, 24vw); image-rendering: auto; border: 1px solid #ccc; background: #fff; }
 .meta { color: #555; margin-bottom: 1rem; }
 """
 
@@ -88,8 +88,11 @@ document.querySelectorAll('#images th.metric').forEach(th => {
   let worst = false;
   th.addEventListener('click', () => { worst = !worst; sortTable(+th.dataset.col, th.dataset.metric, worst); });
 });
-const first = document.querySelector('#images th.metric');
-if (first) sortTable(+first.dataset.col, first.dataset.metric, true);
+// Initial order: report.html#sort=METRIC:best|worst (a shareable link), else worst first by the first metric.
+const wanted = /#sort=([\\w-]+)(?::(best|worst))?/.exec(location.hash);
+const chosen = wanted && document.querySelector('#images th[data-metric="' + wanted[1] + '"]');
+const first = chosen || document.querySelector('#images th.metric');
+if (first) sortTable(+first.dataset.col, first.dataset.metric, !(chosen && wanted[2] === 'best'));
 </script>
 """
 
@@ -125,7 +128,8 @@ def write_evaluation_report(rows: list[EvaluationRow], page: Path, summary: dict
         f"<!doctype html><html><head><meta charset='utf-8'><title>diptych evaluation</title>"
         f"<style>{STYLE} th.metric {{ cursor: pointer; }} th.sorted {{ background: #e8eefc; }}</style></head><body>"
         f"<h1>diptych evaluation</h1><p class='meta'>{summary['count']} images; rows start worst first by "
-        f"{html.escape(names[0]) if names else 'name'}; click a metric's header to re-sort.</p>"
+        f"{html.escape(names[0]) if names else 'name'}; click a metric's header to re-sort, or link to "
+        f"report.html#sort=METRIC:best.</p>"
         f"<table id='summary'><tr><th>metric</th><th>mean</th><th>95% CI</th><th>n</th><th>better</th></tr>"
         f"{metric_rows}</table><details><summary>protocol (everything needed to reproduce these numbers)</summary>"
         f"<pre>{protocol}</pre></details><h2>images</h2><table id='images'><thead>{head}</tr></thead>"
