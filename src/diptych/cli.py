@@ -95,6 +95,19 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    """--test-mode, --seed and --device, shared by the commands that run a trained generator."""
+    p.add_argument(
+        "--test-mode",
+        choices=TEST_MODES,
+        default=None,
+        help="eval: deterministic (running BN statistics, no dropout); paper: pix2pix's test-time noise "
+        "(dropout on, per-image statistics). Default: the mode stored with the model (eval for models trained here)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
+    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
+
+
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
     """Apply the options present on the command line to a base config."""
     config = base or RunConfig()
@@ -175,14 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="images per forward pass (same-size images only) (default: 4)",
     )
-    p.add_argument(
-        "--test-mode",
-        choices=TEST_MODES,
-        default=None,
-        help="eval: deterministic (running BN statistics, no dropout); paper: pix2pix's test-time noise "
-        "(dropout on, per-image statistics). Default: the mode stored with the model (eval for models trained here)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
+    add_inference_options(p)
     p.add_argument(
         "--aligned",
         action="store_true",
@@ -194,7 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="png",
         help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif",
     )
-    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
     tiles = p.add_argument_group("tiling (images larger than memory, seamless)")
@@ -305,9 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare all channels (averaged), or BT.601 luminance Y only, as super-resolution papers do (default: all)",
     )
     p.add_argument("--crop-border", type=int, default=0, help="pixels ignored at every image border (default: 0)")
-    p.add_argument("--test-mode", choices=TEST_MODES, default=None, help="default: the mode stored with the model")
-    p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    add_inference_options(p)
     p.add_argument("--max-items", type=int, default=0, help="evaluate at most this many pairs (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
