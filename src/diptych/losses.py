@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .errors import ConfigError
+from .nets.vgg import vgg_features
+from .weights import load_state_dict_file
 
 
 class AdversarialLoss(nn.Module):
@@ -50,3 +55,81 @@ def gradient_penalty(
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error, computed in float32."""
     return F.l1_loss(output.float(), target.float())
+
+
+def multiscale_adversarial(
+    loss: AdversarialLoss, outputs: list[list[torch.Tensor]], target_is_real: bool, for_discriminator: bool = True
+) -> torch.Tensor:
+    """An adversarial loss summed over the scales of a multi-scale discriminator (its last output per scale)."""
+    return torch.stack([loss(scale[-1], target_is_real, for_discriminator) for scale in outputs]).sum()
+
+
+def feature_matching_loss(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]]) -> torch.Tensor:
+    """pix2pixHD's discriminator feature matching: L1 between the intermediate features D computes for the
+    generated and the real pair, averaged over scales and weighted 4 / (number of feature layers) per layer."""
+    total = torch.zeros((), device=fake[0][0].device)
+    for f_scale, r_scale in zip(fake, real, strict=True):
+        layers = len(f_scale) - 1  # the last output is the logits, not a feature
+        for f, r in zip(f_scale[:-1], r_scale[:-1], strict=True):
+            total = total + (4.0 / layers / len(fake)) * F.l1_loss(f.float(), r.detach().float())
+    return total
+
+
+class PerceptualLoss(nn.Module):
+    """VGG19 feature L1 at relu1_1 .. relu5_1 (weights 1/32 .. 1, as pix2pixHD) on ImageNet-normalised inputs.
+
+    The VGG19 weights come from a local file in torchvision's layout (vgg19-*.pth, keys `features.N.*`);
+    they are frozen. Inputs are [-1, 1] images with 1 or 3 channels (grey is repeated).
+    """
+
+    TAPS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's vgg19.features
+    WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+
+    def __init__(self, weights: str | Path | None = None, features: nn.Sequential | None = None) -> None:
+        super().__init__()
+        if features is None:
+            features = load_vgg19_features(weights)
+        self.features = features[: self.TAPS[-1] + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x.float() + 1) / 2
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+        x = (x - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.TAPS:
+                out.append(x)
+        return out
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros((), device=output.device)
+        for w, fo, ft in zip(self.WEIGHTS, self._taps(output), self._taps(target), strict=True):
+            total = total + w * F.l1_loss(fo, ft.detach())
+        return total
+
+
+def load_vgg19_features(weights: str | Path | None) -> nn.Sequential:
+    """VGG19 convolutional features with weights from a local torchvision-layout file; a clear error without one."""
+    if weights is None:
+        raise ConfigError(
+            "the perceptual loss needs VGG19 weights: pass --vgg-weights FILE (torchvision's vgg19-*.pth, "
+            "keys features.N.weight/bias); diptych never downloads weights"
+        )
+    features = vgg_features("vgg19")
+    state = {
+        k.removeprefix("features."): v
+        for k, v in load_state_dict_file(Path(weights), "VGG19").items()
+        if k.startswith("features.")
+    }
+    try:
+        missing, unexpected = features.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ConfigError(
+            f"{weights}: not VGG19 weights in torchvision's layout ({str(exc).splitlines()[-1].strip()})"
+        ) from None
+    if missing or unexpected:
+        raise ConfigError(f"{weights}: not VGG19 weights in torchvision's layout (missing {missing[:3]})")
+    return features

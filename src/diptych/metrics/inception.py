@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..weights import load_state_dict_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,27 +190,6 @@ class InceptionFeatures(nn.Module):
         for block in (self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
             x = block(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-
-
-def load_state_dict_file(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """Read a tensor state dict from .safetensors or a PyTorch file (weights_only), with errors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: {what} weights file not found; metrics never download weights, pass a local file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged or foreign files raise many types
-        raise ConfigError(f"{path}: not a readable {what} weights file ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{path}: expected a state dict of tensors for {what}")
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def load_inception(path: str | Path, variant: str = "fid") -> InceptionFeatures:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .inception import load_state_dict_file
+from ..nets.vgg import vgg_features
+from ..weights import load_state_dict_file
 
 # (conv in, conv out, kernel, stride, padding) per conv, and after which ReLU (by features index) a tap is taken.
 ALEX_CONVS = {
@@ -26,7 +27,6 @@ ALEX_CONVS = {
 }
 ALEX_POOLS = (2, 5)
 ALEX_TAPS = (1, 4, 7, 9, 11)
-VGG_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 VGG_TAPS = (3, 8, 15, 22, 29)
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
@@ -46,15 +46,7 @@ def _alexnet_features() -> tuple[nn.Sequential, tuple[int, ...], list[int]]:
 
 
 def _vgg16_features() -> tuple[nn.Sequential, tuple[int, ...], list[int]]:
-    layers: list[nn.Module] = []
-    cin = 3
-    for item in VGG_CFG:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, stride=2))
-        else:
-            layers += [nn.Conv2d(cin, int(item), 3, padding=1), nn.ReLU(inplace=False)]
-            cin = int(item)
-    return nn.Sequential(*layers), VGG_TAPS, [64, 128, 256, 512, 512]
+    return vgg_features("vgg16"), VGG_TAPS, [64, 128, 256, 512, 512]
 
 
 class LPIPS(nn.Module):

@@ -1,0 +1,157 @@
+"""pix2pixHD coarse-to-fine generator: a global ResNet generator wrapped by local enhancers at 2x each."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
+
+
+def _conv_norm_relu(cin: int, cout: int, kernel: int, stride: int, norm: str) -> nn.Sequential:
+    pad = kernel // 2
+    layers: list[nn.Module] = []
+    if kernel == 7:
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7, bias=conv_bias(norm))]
+    else:
+        layers += [nn.Conv2d(cin, cout, kernel, stride=stride, padding=pad, bias=conv_bias(norm))]
+    return nn.Sequential(*layers, make_norm(norm, cout), nn.ReLU(inplace=True))
+
+
+def _up_norm_relu(cin: int, cout: int, norm: str) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=conv_bias(norm)),
+        make_norm(norm, cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _output_head(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7), nn.Tanh())
+
+
+class ResidualBlock(nn.Module):
+    """x + (reflect-pad, 3x3 conv, norm, ReLU, reflect-pad, 3x3 conv, norm)(x)."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        bias = conv_bias(norm)
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            make_norm(norm, channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            make_norm(norm, channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class GlobalGenerator(nn.Module):
+    """pix2pixHD's G1: 7x7 front, `n_down` stride-2 convs, residual blocks, as many transposed convs, 7x7 head."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        ngf: int = 64,
+        n_down: int = 4,
+        n_blocks: int = 9,
+        norm: str = "instance",
+    ) -> None:
+        super().__init__()
+        self.front = _conv_norm_relu(in_channels, ngf, 7, 1, norm)
+        self.down = nn.Sequential(*(_conv_norm_relu(ngf * 2**i, ngf * 2 ** (i + 1), 3, 2, norm) for i in range(n_down)))
+        width = ngf * 2**n_down
+        self.blocks = nn.Sequential(*(ResidualBlock(width, norm) for _ in range(n_blocks)))
+        self.up = nn.Sequential(
+            *(_up_norm_relu(ngf * 2 ** (n_down - i), ngf * 2 ** (n_down - i - 1), norm) for i in range(n_down))
+        )
+        self.head = _output_head(ngf, out_channels)
+        self.stride = 2**n_down
+        self.feature_channels = ngf
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the output head (what a local enhancer adds to its own features)."""
+        return self.up(self.blocks(self.down(self.front(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class LocalEnhancer(nn.Module):
+    """One 2x refinement stage: its own front/downsampling on the finer input, plus the coarser stage's features."""
+
+    def __init__(self, in_channels: int, width: int, n_blocks: int, norm: str) -> None:
+        super().__init__()
+        self.down = nn.Sequential(
+            _conv_norm_relu(in_channels, width, 7, 1, norm), _conv_norm_relu(width, width * 2, 3, 2, norm)
+        )
+        self.blocks = nn.Sequential(*(ResidualBlock(width * 2, norm) for _ in range(n_blocks)))
+        self.up = _up_norm_relu(width * 2, width, norm)
+
+    def forward(self, x: torch.Tensor, coarse_features: torch.Tensor) -> torch.Tensor:
+        return self.up(self.blocks(self.down(x) + coarse_features))
+
+
+class HDGenerator(nn.Module):
+    """Coarse-to-fine generator: a GlobalGenerator at 1/2**n_local resolution and n_local LocalEnhancers.
+
+    With n_local = 0 it is the global generator alone (stage 1 of pix2pixHD's schedule, trained at half
+    resolution); `global_generator` keeps the same parameter names either way, so stage-1 weights load
+    into a stage-2 model with `load_global`. Inputs of any size are reflect-padded to the stride.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        ngf: int = 32,
+        n_local: int = 1,
+        n_down_global: int = 4,
+        n_blocks_global: int = 9,
+        n_blocks_local: int = 3,
+        norm: str = "instance",
+    ) -> None:
+        super().__init__()
+        self.n_local = n_local
+        self.global_generator = GlobalGenerator(
+            in_channels, out_channels, ngf * 2**n_local, n_down_global, n_blocks_global, norm
+        )
+        self.local = nn.ModuleList(
+            LocalEnhancer(in_channels, ngf * 2 ** (n_local - k - 1), n_blocks_local, norm) for k in range(n_local)
+        )
+        self.head = _output_head(ngf, out_channels) if n_local else nn.Identity()
+        self.stride = 2 ** (n_down_global + n_local)
+
+    def load_global(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a stage-1 model's global generator (its output head is unused once enhancers exist)."""
+        prefix = "global_generator."
+        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if self.n_local:
+            own = {k: v for k, v in own.items() if not k.startswith("head.")}
+        try:
+            missing, unexpected = self.global_generator.load_state_dict(own, strict=False)
+        except RuntimeError as exc:  # shape mismatches: a different width or depth
+            raise ValueError(f"global generator weights do not fit ({str(exc).splitlines()[1].strip()})") from None
+        missing = [k for k in missing if not (self.n_local and k.startswith("head."))]
+        if missing or unexpected:
+            raise ValueError(
+                f"global generator weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.stride)
+        pyramid = [padded]
+        for _ in range(self.n_local):
+            pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False))
+        if not self.n_local:
+            return crop_padded(self.global_generator(padded), padded.shape, size)
+        features = self.global_generator.features(pyramid[-1])
+        for k, enhancer in enumerate(self.local):
+            features = enhancer(pyramid[self.n_local - 1 - k], features)
+        return crop_padded(self.head(features), padded.shape, size)

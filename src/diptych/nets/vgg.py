@@ -1,0 +1,23 @@
+"""VGG feature stacks with torchvision's parameter names (`features.N.*`), for perceptual losses and LPIPS."""
+
+from __future__ import annotations
+
+from torch import nn
+
+CONFIGS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512),
+}
+
+
+def vgg_features(name: str) -> nn.Sequential:
+    """The convolutional part of VGG16/VGG19 (3x3 convs, ReLU, 2x2 max pools), laid out as torchvision's."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for item in CONFIGS[name]:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, stride=2))
+        else:
+            layers += [nn.Conv2d(cin, int(item), 3, padding=1), nn.ReLU(inplace=False)]
+            cin = int(item)
+    return nn.Sequential(*layers)
