@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import PRESETS, TEST_MODES, RunConfig, load_config
+from .config import PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
 from .errors import DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
 
@@ -86,7 +86,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 if "choices" in f.metadata:
                     kwargs["choices"] = f.metadata["choices"]
             group.add_argument(f"--{_flag(section, f)}", **kwargs)
-    extra = parser.add_argument_group("shortcuts")
+    extra = parser.add_argument_group("method and shortcuts")
+    extra.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=argparse.SUPPRESS,
+        help="training method: pix2pix (default) or pix2pixhd, which also switches to its defaults "
+        "(--arch hd --ngf 32 --g-norm/--d-norm instance --num-d 2 --gan-loss lsgan --lambda-l1 0); flags given win",
+    )
     extra.add_argument(
         "--netG",
         choices=sorted(PRESETS),
@@ -112,6 +119,11 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     """Apply the options present on the command line to a base config."""
     config = base or RunConfig()
     values = vars(args)
+    if "recipe" in values:
+        config.recipe = values["recipe"]
+        for section, fields in RECIPE_DEFAULTS[config.recipe].items():
+            for key, value in fields.items():
+                setattr(getattr(config, section), key, value)
     if "netG" in values:
         for key, value in PRESETS[values["netG"]].items():
             setattr(config.generator, key, value)
@@ -337,7 +349,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import resume_config, train
 
     if args.resume:
-        for flag, given in (("--config", args.config), ("--run-dir", args.run_dir), ("--netG", "netG" in vars(args))):
+        rejected = (("--config", args.config), ("--run-dir", args.run_dir), ("--netG", "netG" in vars(args)))
+        for flag, given in (*rejected, ("--recipe", "recipe" in vars(args))):
             if given:
                 raise DiptychError(f"{flag} cannot be combined with --resume; the run's own config.json is used")
         run_dir = args.resume

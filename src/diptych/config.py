@@ -18,6 +18,17 @@ PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", 
 LAYOUTS = ("auto", "aligned", "folders")
 DIRECTIONS = ("AtoB", "BtoA")
 UPSAMPLES = ("transpose", "resize")
+ARCHS = ("unet", "hd")
+RECIPES = ("pix2pix", "pix2pixhd")
+# Defaults a recipe brings before command-line flags are applied (pix2pixHD's published settings).
+RECIPE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "pix2pix": {},
+    "pix2pixhd": {
+        "generator": {"arch": "hd", "ngf": 32, "norm": "instance"},
+        "discriminator": {"num_d": 2, "norm": "instance"},
+        "train": {"gan_loss": "lsgan", "lambda_l1": 0.0},
+    },
+}
 TEST_MODES = ("eval", "paper")
 
 
@@ -33,9 +44,14 @@ def opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag
 
 @dataclass
 class GeneratorConfig:
-    """The U-Net generator's architecture."""
+    """The generator's architecture: pix2pix's U-Net or pix2pixHD's coarse-to-fine ResNet."""
 
-    arch: str = opt("unet", "generator family", choices=("unet",), flag="arch")
+    arch: str = opt(
+        "unet",
+        "generator family: unet (pix2pix) or hd (pix2pixHD global + local enhancers)",
+        choices=ARCHS,
+        flag="arch",
+    )
     depth: int = opt(
         8, "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth"
     )
@@ -51,15 +67,20 @@ class GeneratorConfig:
     )
     in_channels: int = opt(0, "input channels; 0 = taken from the data")
     out_channels: int = opt(0, "output channels; 0 = taken from the data")
+    n_local: int = opt(1, "hd: local enhancers around the global generator (0 = global generator alone, stage 1)")
+    n_down_global: int = opt(4, "hd: stride-2 downsamplings in the global generator")
+    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator")
+    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer")
 
 
 @dataclass
 class DiscriminatorConfig:
-    """The conditional PatchGAN discriminator's architecture."""
+    """The conditional PatchGAN discriminator's architecture (num_d > 1: pix2pixHD's multi-scale version)."""
 
     n_layers: int = opt(3, "PatchGAN depth: 0 = pixel (1x1), 1 = 16x16, 2 = 34x34, 3 = 70x70, 4 = 142x142, 5 = 286x286")
     ndf: int = opt(64, "filters in the discriminator's first layer")
     norm: str = opt("batch", "normalisation layer in the discriminator", choices=NORMS, flag="d-norm")
+    num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)")
 
 
 @dataclass
@@ -120,6 +141,13 @@ class TrainConfig:
     gan_loss: str = opt("vanilla", "adversarial loss", choices=GAN_LOSSES)
     lambda_l1: float = opt(100.0, "weight of the L1 reconstruction loss")
     lambda_gp: float = opt(10.0, "weight of the WGAN-GP gradient penalty (wgangp only)")
+    lambda_feat: float = opt(10.0, "pix2pixhd: weight of the discriminator feature-matching loss")
+    lambda_vgg: float = opt(0.0, "pix2pixhd: weight of the VGG19 perceptual loss (needs --vgg-weights); 0 = off")
+    vgg_weights: str = opt("", "pix2pixhd: local torchvision vgg19-*.pth for the perceptual loss (never downloaded)")
+    init_global: str = opt("", "pix2pixhd stage 2: run or checkpoint whose global generator initialises this one")
+    fix_global_steps: int = opt(
+        0, "pix2pixhd: keep the global generator frozen for this many steps (train the enhancer)"
+    )
     lr: float = opt(2e-4, "Adam learning rate for both networks")
     beta1: float = opt(0.5, "Adam beta1")
     beta2: float = opt(0.999, "Adam beta2")
@@ -165,9 +193,21 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check every field; raise ConfigError naming the first bad one."""
         g, d, data, t = self.generator, self.discriminator, self.data, self.train
-        _choice("recipe", self.recipe, ("pix2pix",))
+        _choice("recipe", self.recipe, RECIPES)
         _choice("test_mode", self.test_mode, TEST_MODES)
-        _choice("arch", g.arch, ("unet",))
+        _choice("arch", g.arch, ARCHS)
+        _at_least("num-d", d.num_d, 1)
+        _at_least("n-local", g.n_local, 0)
+        _at_least("n-down-global", g.n_down_global, 1)
+        _at_least("fix-global-steps", t.fix_global_steps, 0)
+        if self.recipe == "pix2pixhd" and g.arch != "hd":
+            raise ConfigError("--recipe pix2pixhd needs --arch hd")
+        if self.recipe == "pix2pix" and d.num_d > 1:
+            raise ConfigError("--num-d > 1 is pix2pixHD's multi-scale discriminator: use --recipe pix2pixhd")
+        if t.lambda_vgg > 0 and not t.vgg_weights:
+            raise ConfigError(
+                "--lambda-vgg needs --vgg-weights FILE (torchvision's vgg19-*.pth); nothing is downloaded"
+            )
         _choice("g-norm", g.norm, NORMS)
         _choice("d-norm", d.norm, NORMS)
         _choice("upsample", g.upsample, UPSAMPLES)

@@ -36,7 +36,7 @@ from .config import RunConfig, TrainConfig, load_config
 from .data import PairedDataset, collate_pairs, open_paired_dataset
 from .device import resolve_device
 from .errors import ConfigError
-from .nets import receptive_field
+from .nets import generator_stride, receptive_field
 from .plots import CURVES_FILE, plot_training_curves
 from .recipes import create_recipe
 from .validation import Validator
@@ -181,10 +181,12 @@ class Trainer:
                 f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}), which needs at "
                 f"least {3 * 2**d.n_layers} pixels; use larger crops or fewer --n-layers"
             )
-        if side < 2**g.depth and self.progress:
+        stride = generator_stride(g)
+        if side < stride and self.progress:
+            hint = f"--depth {max(1, side.bit_length() - 1)}" if g.arch == "unet" else "fewer --n-down-global"
             print(
-                f"diptych: warning: training images ({side} px) are smaller than the U-Net stride ({2**g.depth}); "
-                f"they are mirror-padded, which costs compute: consider --depth {max(1, side.bit_length() - 1)}",
+                f"diptych: warning: training images ({side} px) are smaller than the generator's stride ({stride}); "
+                f"they are mirror-padded, which costs compute: consider {hint}",
                 file=sys.stderr,
             )
 
@@ -258,6 +260,8 @@ class Trainer:
                 for module in self.recipe.networks.values():
                     module.train()
                 for batch in loader:
+                    if hasattr(self.recipe, "set_step"):
+                        self.recipe.set_step(self.step)
                     with self._own_rng():
                         losses = self.recipe.train_step(batch)
                     self.step += 1

@@ -5,15 +5,20 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import DiscriminatorConfig, GeneratorConfig
+from .hd import HDGenerator
 from .layers import init_weights
+from .multiscale import MultiscaleDiscriminator
 from .patchgan import PatchDiscriminator, receptive_field
 from .unet import UNetGenerator
 
 __all__ = [
+    "HDGenerator",
+    "MultiscaleDiscriminator",
     "PatchDiscriminator",
     "UNetGenerator",
     "create_discriminator",
     "create_generator",
+    "generator_stride",
     "init_weights",
     "receptive_field",
 ]
@@ -25,9 +30,27 @@ def create_generator(cfg: GeneratorConfig) -> nn.Module:
         raise ValueError("generator channels are not set; they come from the data")
     if cfg.arch == "unet":
         return UNetGenerator(cfg.in_channels, cfg.out_channels, cfg.depth, cfg.ngf, cfg.norm, cfg.dropout, cfg.upsample)
+    if cfg.arch == "hd":
+        return HDGenerator(
+            cfg.in_channels,
+            cfg.out_channels,
+            cfg.ngf,
+            cfg.n_local,
+            cfg.n_down_global,
+            cfg.n_blocks_global,
+            cfg.n_blocks_local,
+            cfg.norm,
+        )
     raise ValueError(f"unknown generator arch {cfg.arch!r}")
+
+
+def generator_stride(cfg: GeneratorConfig) -> int:
+    """The multiple of which the generator's inputs are padded to."""
+    return 2**cfg.depth if cfg.arch == "unet" else 2 ** (cfg.n_down_global + cfg.n_local)
 
 
 def create_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Module:
     """Build the (conditional) discriminator; in_channels = input + output channels."""
+    if cfg.num_d > 1:
+        return MultiscaleDiscriminator(in_channels, cfg.num_d, cfg.ndf, cfg.n_layers, cfg.norm)
     return PatchDiscriminator(in_channels, cfg.ndf, cfg.n_layers, cfg.norm)

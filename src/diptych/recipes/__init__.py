@@ -7,10 +7,11 @@ import torch
 from ..config import RunConfig
 from .base import Recipe
 from .pix2pix import Pix2PixRecipe
+from .pix2pixhd import Pix2PixHDRecipe
 
-__all__ = ["Pix2PixRecipe", "Recipe", "create_recipe"]
+__all__ = ["Pix2PixHDRecipe", "Pix2PixRecipe", "Recipe", "create_recipe"]
 
-RECIPES: dict[str, type] = {"pix2pix": Pix2PixRecipe}
+RECIPES: dict[str, type] = {"pix2pix": Pix2PixRecipe, "pix2pixhd": Pix2PixHDRecipe}
 
 
 def create_recipe(config: RunConfig, device: torch.device) -> Recipe:
