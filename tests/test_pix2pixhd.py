@@ -119,3 +119,28 @@ def test_hd_errors(data: Path, tmp_path: Path) -> None:
     train(tiny_config(data, max_steps=1), unet_run, progress=False)
     with pytest.raises(ConfigError, match="not an hd generator"):
         Trainer(hd_config(data, max_steps=1, init_global=str(unet_run)), tmp_path / "x", progress=False)
+
+
+def test_gradient_checkpointing_gives_the_same_weights(data: Path, tmp_path: Path) -> None:
+    plain = train(hd_config(data, n_local=0, max_steps=2, seed=5), tmp_path / "plain", progress=False)
+    ckpt = train(hd_config(data, n_local=0, max_steps=2, seed=5, grad_checkpoint=True), tmp_path / "ckpt", progress=False)
+    a = load_file(resolve_checkpoint(plain.run_dir) / "generator.safetensors")
+    b = load_file(resolve_checkpoint(ckpt.run_dir) / "generator.safetensors")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "pix2pixhd"])
+def test_bf16_autocast_trains_with_fp32_weights(data: Path, tmp_path: Path, recipe: str) -> None:
+    from .conftest import tiny_config
+
+    cfg = hd_config(data, max_steps=3) if recipe == "pix2pixhd" else tiny_config(data, max_steps=3)
+    cfg.train.precision = "bf16"
+    result = train(cfg, tmp_path / "bf16", progress=False)
+    weights = load_file(resolve_checkpoint(result.run_dir) / "generator.safetensors")
+    assert all(v.dtype in (torch.float32, torch.int64) for v in weights.values())  # state stays fp32
+    import json
+
+    records = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["G_L1"]) for r in records)
+    t = Translator.load(result.run_dir, device="cpu")
+    assert t(photo_crops("coffee", 40, 1)[0]).shape == (40, 40, 3)

@@ -173,6 +173,12 @@ class TrainConfig:
     tensorboard: bool = opt(
         False, "also log losses, learning rates, validation metrics and image grids to RUN/tensorboard"
     )
+    precision: str = opt(
+        "fp32",
+        "fp32, or bf16 autocast for forward passes (weights stay fp32; CPUs with AVX-512 bf16 and GPUs)",
+        choices=("fp32", "bf16"),
+    )
+    grad_checkpoint: bool = opt(False, "recompute the hd generator's residual blocks in backward (less memory, slower)")
 
 
 @dataclass
@@ -214,6 +220,7 @@ class RunConfig:
         _choice("gan-loss", t.gan_loss, GAN_LOSSES)
         _choice("lr-policy", t.lr_policy, LR_POLICIES)
         _choice("init", t.init, INITS)
+        _choice("precision", t.precision, ("fp32", "bf16"))
         _choice("preprocess", data.preprocess, PREPROCESS)
         _choice("layout", data.layout, LAYOUTS)
         _choice("direction", data.direction, DIRECTIONS)

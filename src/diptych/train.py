@@ -38,6 +38,7 @@ from .device import resolve_device
 from .errors import ConfigError
 from .nets import generator_stride, receptive_field
 from .plots import CURVES_FILE, plot_training_curves
+from .precision import use_precision
 from .recipes import create_recipe
 from .validation import Validator
 
@@ -145,6 +146,10 @@ class Trainer:
         self._cuda_rng_state: list[torch.Tensor] | None = None
         with self._own_rng():
             self.recipe = create_recipe(config, self.device)
+        for module in self.recipe.networks.values():
+            use_precision(module, config.train.precision, self.device)
+            if config.train.grad_checkpoint and hasattr(module, "checkpointing"):
+                module.checkpointing = True
         self.schedulers = {name: make_scheduler(opt, config.train) for name, opt in self.recipe.optimizers.items()}
         self.steps_per_epoch = math.ceil(len(self.dataset) / config.data.batch_size)
         self.step = 0
@@ -505,6 +510,8 @@ def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | No
             "device",
             "tensorboard",
             "deterministic",
+            "precision",
+            "grad_checkpoint",
         },
         "data": {"workers"},
         "validation": {"every"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint_sequential
 
 from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
 
@@ -75,9 +76,14 @@ class GlobalGenerator(nn.Module):
         self.stride = 2**n_down
         self.feature_channels = ngf
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
         """Everything before the output head (what a local enhancer adds to its own features)."""
-        return self.up(self.blocks(self.down(self.front(x))))
+        h = self.down(self.front(x))
+        if checkpointing and torch.is_grad_enabled():
+            h = checkpoint_sequential(self.blocks, len(self.blocks), h, use_reentrant=False)
+        else:
+            h = self.blocks(h)
+        return self.up(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -127,6 +133,7 @@ class HDGenerator(nn.Module):
         )
         self.head = _output_head(ngf, out_channels) if n_local else nn.Identity()
         self.stride = 2 ** (n_down_global + n_local)
+        self.checkpointing = False  # recompute residual blocks in backward to save activation memory
 
     def load_global(self, state: dict[str, torch.Tensor]) -> None:
         """Load a stage-1 model's global generator (its output head is unused once enhancers exist)."""
@@ -149,9 +156,9 @@ class HDGenerator(nn.Module):
         pyramid = [padded]
         for _ in range(self.n_local):
             pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False))
+        features = self.global_generator.features(pyramid[-1], self.checkpointing)
         if not self.n_local:
-            return crop_padded(self.global_generator(padded), padded.shape, size)
-        features = self.global_generator.features(pyramid[-1])
+            return crop_padded(self.global_generator.head(features), padded.shape, size)
         for k, enhancer in enumerate(self.local):
             features = enhancer(pyramid[self.n_local - 1 - k], features)
         return crop_padded(self.head(features), padded.shape, size)
