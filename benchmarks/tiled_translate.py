@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,17 +22,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 import torch
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux), else the platform string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from machine import cpu_model
 
 
 def make_checkpoint(folder: Path, ngf: int) -> Path:

@@ -16,3 +16,11 @@ def test_tiled_translate_benchmark_smoke() -> None:
     assert out.startswith("machine: ")
     assert "| 256x256 | 0.1 |" in out and "| 300x300 |" in out
     assert "largest peak RSS" in out
+
+
+def test_hd_benchmark_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hd.py"), "--quick"], check=True, capture_output=True, text=True, timeout=300
+    ).stdout
+    assert out.startswith("machine: ")
+    assert "| G inference 256x128 | bf16 |" in out and "| train step 64x64, grad checkpointing | fp32 |" in out
