@@ -123,7 +123,9 @@ def test_hd_errors(data: Path, tmp_path: Path) -> None:
 
 def test_gradient_checkpointing_gives_the_same_weights(data: Path, tmp_path: Path) -> None:
     plain = train(hd_config(data, n_local=0, max_steps=2, seed=5), tmp_path / "plain", progress=False)
-    ckpt = train(hd_config(data, n_local=0, max_steps=2, seed=5, grad_checkpoint=True), tmp_path / "ckpt", progress=False)
+    ckpt = train(
+        hd_config(data, n_local=0, max_steps=2, seed=5, grad_checkpoint=True), tmp_path / "ckpt", progress=False
+    )
     a = load_file(resolve_checkpoint(plain.run_dir) / "generator.safetensors")
     b = load_file(resolve_checkpoint(ckpt.run_dir) / "generator.safetensors")
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)

@@ -63,7 +63,7 @@ def test_tiled_equals_whole_for_a_local_network() -> None:
         def __init__(self, arr: np.ndarray) -> None:
             self.array, (self.height, self.width, self.channels), self.streamed = arr, arr.shape, True
 
-    bands = list(tiled_rows(ArraySource(img), t.translate_tensor, lambda a: a, 3, TileSettings(64, 24, 3)))
+    bands = list(tiled_rows(ArraySource(img), t.translate_tensor, lambda a: to_tensor(a), 3, TileSettings(64, 24, 3)))
     tiled = np.concatenate(bands)
     assert tiled.shape == whole.shape
     assert np.abs(tiled - whole).max() < 1e-5

@@ -105,6 +105,11 @@ class DataConfig:
     batch_size: int = opt(1, "pairs per training step")
     max_items: int = opt(0, "use at most this many pairs (0 = all)")
     skip_bad: bool = opt(False, "skip unreadable or inconsistent pairs and list them, instead of stopping")
+    label_nc: int = opt(
+        0, "the input side holds integer label maps with this many classes (one-hot encoded); 0 = images"
+    )
+    ignore_label: int = opt(-1, "label id that is 'no class' (all-zero one-hot), e.g. 255; -1 = none")
+    instance_dir: str = opt("", "folder of instance-id maps named like the label maps; adds a boundary channel")
     sample_type: str = field(
         default="", metadata={"help": "filled from the data: uint8, uint16 or float32", "cli": False}
     )
@@ -237,6 +242,9 @@ class RunConfig:
         _at_least("batch-size", data.batch_size, 1)
         _at_least("workers", data.workers, 0)
         _at_least("max-items", data.max_items, 0)
+        _at_least("label-nc", data.label_nc, 0)
+        if data.instance_dir and not data.label_nc:
+            raise ConfigError("--instance-dir needs --label-nc (instance maps accompany label maps)")
         _at_least("epochs", t.epochs, 0)
         _at_least("epochs-decay", t.epochs_decay, 0)
         _at_least("max-steps", t.max_steps, 0)

@@ -118,7 +118,7 @@ def evaluate(
     rows: list[EvaluationRow] = []
     per_image: list[dict[str, Any]] = []
     scored = score_pairs(
-        translator.translate_tensor, translator.match_channels, pairs, layout, direction, pixel_names, protocol
+        translator.translate_tensor, translator.encode, pairs, layout, direction, pixel_names, protocol
     )
     for pair, a, b, out, values in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
         if lpips_model is not None:

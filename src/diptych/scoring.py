@@ -35,7 +35,7 @@ def read_pair(pair: Pair, layout: str, direction: str) -> tuple[np.ndarray, np.n
 
 def score_pairs(
     translate: Callable[[torch.Tensor], torch.Tensor],
-    match_channels: Callable[[np.ndarray, str], np.ndarray],
+    encode: Callable[[np.ndarray, str], torch.Tensor],
     pairs: list[Pair],
     layout: str,
     direction: str,
@@ -46,7 +46,7 @@ def score_pairs(
     for pair in pairs:
         a, b = read_pair(pair, layout, direction)
         # Score what is written: the output rounded to the data's sample type, not the raw float.
-        out = to_tensor(from_tensor(translate(to_tensor(match_channels(a, str(pair.a_path)))[None])[0], b.dtype))
+        out = to_tensor(from_tensor(translate(encode(a, str(pair.a_path))[None])[0], b.dtype))
         target = to_tensor(b)
         if out.shape[0] != target.shape[0]:
             raise DataError(

@@ -17,7 +17,7 @@ import tifffile
 import torch
 
 from .atomic import atomic_path
-from .data.io import TIFF_EXTENSIONS, from_tensor, read_image, to_tensor
+from .data.io import TIFF_EXTENSIONS, from_tensor, read_image
 from .errors import ConfigError, DataError
 
 TIFF_TILE = 256  # tile edge of streamed TIFF output (a multiple of 16, as TIFF requires)
@@ -144,7 +144,7 @@ def check_tiles(settings: TileSettings, stride: int) -> None:
 def tiled_rows(
     source: RowSource,
     translate: Callable[[torch.Tensor], torch.Tensor],
-    prepare: Callable[[np.ndarray], np.ndarray],
+    prepare: Callable[[np.ndarray], torch.Tensor],
     out_channels: int,
     settings: TileSettings,
 ) -> Iterator[np.ndarray]:
@@ -162,7 +162,7 @@ def tiled_rows(
         if grow > 0:
             acc = np.concatenate([acc, np.zeros((grow, w, out_channels), np.float32)])
             wsum = np.concatenate([wsum, np.zeros((grow, w, 1), np.float32)])
-        band = to_tensor(prepare(source.rows(y0, y1)))
+        band = prepare(source.rows(y0, y1))
         source.release(y0)  # rows above this band are no longer needed
         wy = blend_weights(ys, i, th, h)
         for first in range(0, len(xs), settings.batch_size):

@@ -26,6 +26,7 @@ from .data.io import (
     to_tensor,
     write_image,
 )
+from .data.paired import label_spec
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .nets import create_generator
@@ -63,6 +64,11 @@ class Translator:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.momentum = 0.0  # use batch statistics without drifting the stored running ones
         self._rng = torch.Generator().manual_seed(seed)  # on the CPU: it only draws per-call seeds
+        if config.data.instance_dir:
+            raise ConfigError(
+                "models trained with --instance-dir cannot be used for translation yet (no instance input)"
+            )
+        self.labels = label_spec(config.data)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", mode: str | None = None, seed: int = 0) -> Translator:
@@ -111,8 +117,14 @@ class Translator:
         return self._translate_array(arr)
 
     def _translate_array(self, arr: np.ndarray) -> np.ndarray:
-        arr = self.match_channels(arr if arr.ndim == 3 else arr[:, :, None], "input")
-        return from_tensor(self.translate_tensor(to_tensor(arr)[None])[0], self.out_dtype)
+        x = self.encode(arr if arr.ndim == 3 else arr[:, :, None], "input")
+        return from_tensor(self.translate_tensor(x[None])[0], self.out_dtype)
+
+    def encode(self, arr: np.ndarray, name: str) -> torch.Tensor:
+        """An input image as the generator's CxHxW input: [-1, 1] pixels, or one-hot channels for label maps."""
+        if self.labels is not None:
+            return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, None, name)
+        return to_tensor(self.match_channels(arr, name))
 
     def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
         """Adapt an input's channels to the model (grey <-> RGB, alpha added or dropped) or raise DataError."""
@@ -229,7 +241,7 @@ class Translator:
         bands = tiled_rows(
             source,
             self.translate_tensor,
-            lambda rows: self.match_channels(rows, str(src)),
+            lambda rows: self.encode(rows, str(src)),
             out_c,
             settings,
         )
@@ -238,14 +250,14 @@ class Translator:
             return write_tiff_streamed(dest, source.height, source.width, out_c, self.out_dtype, samples)
         return write_image(dest, np.concatenate(list(samples)))
 
-    def _load(self, src: Path, aligned: bool) -> np.ndarray:
+    def _load(self, src: Path, aligned: bool) -> torch.Tensor:
         arr = read_image(src)
         if aligned:
             if arr.shape[1] % 2:
                 raise DataError(f"{src}: aligned A|B image has odd width {arr.shape[1]}")
             half = arr.shape[1] // 2
             arr = arr[:, :half] if self.config.data.direction == "AtoB" else arr[:, half:]
-        return self.match_channels(arr, str(src))
+        return self.encode(arr, str(src))
 
     def _check_inputs(
         self, jobs: list[tuple[Path, Path]], aligned: bool, bad: list[str], skip_bad: bool
@@ -276,7 +288,7 @@ class Translator:
         for i, (_, dest) in enumerate(jobs):
             if i + window < len(jobs):
                 futures.append(pool.submit(self._load, jobs[i + window][0], aligned))
-            yield dest, to_tensor(futures[i].result())
+            yield dest, futures[i].result()
             futures[i] = None  # type: ignore[call-overload]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import RunConfig
 from .data.io import to_tensor
-from .data.paired import Pair, PairedDataset
+from .data.paired import Pair, PairedDataset, label_spec
 from .errors import ConfigError, DataError
 from .metrics import MetricProtocol, summarize
 from .metrics.pixel import HIGHER_IS_BETTER
@@ -55,6 +55,11 @@ class Validator:
         self.names = list(dict.fromkeys([*REPORTED, v.metric]))
         self.protocol = MetricProtocol(sample_type=config.data.sample_type or "uint8")
         self.in_channels = config.generator.in_channels
+        if config.data.instance_dir:
+            raise ConfigError(
+                "validation with --instance-dir is not supported yet; train without --val-data/--val-fraction"
+            )
+        self.labels = label_spec(config.data)
         self.device = device
         self.higher_is_better = HIGHER_IS_BETTER[v.metric]
 
@@ -80,12 +85,14 @@ class Validator:
             return True
         return value > best if self.higher_is_better else value < best
 
-    def _check_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
+    def _encode(self, arr: np.ndarray, name: str) -> torch.Tensor:
+        if self.labels is not None:
+            return self.labels.encode(arr[:, :, 0], None, name)
         if arr.shape[2] != self.in_channels:
             raise DataError(
                 f"{name}: validation input has {arr.shape[2]} channel(s); the model takes {self.in_channels}"
             )
-        return arr
+        return to_tensor(arr)
 
     @torch.no_grad()
     def __call__(self, generator: nn.Module) -> ValidationResult:
@@ -100,7 +107,7 @@ class Validator:
         samples = []
         try:
             scored = score_pairs(
-                translate, self._check_channels, self.pairs, self.layout, self.direction, self.names, self.protocol
+                translate, self._encode, self.pairs, self.layout, self.direction, self.names, self.protocol
             )
             for _, a, b, out, values in scored:
                 for n, val in values.items():

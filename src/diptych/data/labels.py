@@ -16,17 +16,23 @@ def one_hot_labels(
         if labels.shape[2] != 1:
             raise DataError(f"{name}: a label map must have one channel, found {labels.shape[2]}")
         labels = labels[:, :, 0]
+    check_label_range(labels, label_nc, ignore_label, name)
     ids = torch.from_numpy(labels.astype(np.int64))
     valid = torch.ones_like(ids, dtype=torch.bool) if ignore_label is None else ids != ignore_label
-    bad = ids[valid]
-    if bad.numel() and (int(bad.max()) >= label_nc or int(bad.min()) < 0):
-        value = int(bad.max()) if int(bad.max()) >= label_nc else int(bad.min())
-        raise DataError(
-            f"{name}: has label {value}, outside 0..{label_nc - 1}; raise --label-nc or set --ignore-label {value}"
-        )
     out = torch.zeros(label_nc, *ids.shape)
     out.scatter_(0, torch.where(valid, ids, 0)[None], valid[None].float())
     return out
+
+
+def check_label_range(labels: np.ndarray, label_nc: int, ignore_label: int | None, name: str) -> None:
+    """Raise DataError naming the file if a label (other than the ignore label) is outside 0 .. label_nc - 1."""
+    ids = labels.astype(np.int64, copy=False)
+    valid = ids if ignore_label is None else ids[ids != ignore_label]
+    if valid.size and (int(valid.max()) >= label_nc or int(valid.min()) < 0):
+        value = int(valid.max()) if int(valid.max()) >= label_nc else int(valid.min())
+        raise DataError(
+            f"{name}: has label {value}, outside 0..{label_nc - 1}; raise --label-nc or set --ignore-label {value}"
+        )
 
 
 def instance_boundaries(

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..config import DataConfig
 from ..errors import DataError
 from .io import IMAGE_EXTENSIONS, list_images, read_image, to_tensor
+from .labels import check_label_range, instance_boundaries, one_hot_labels
 from .transforms import JointTransform
 
 
@@ -30,6 +31,44 @@ class Pair:
 def file_stem(name: str) -> str:
     """A flat file-name stem for a pair name (which may contain folders): sub/img -> sub__img."""
     return name.replace("/", "__")
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The input side holds integer label maps: label_nc classes, an optional ignore id and instance maps."""
+
+    label_nc: int
+    ignore_label: int | None = None
+    instance_dir: Path | None = None
+
+    @property
+    def channels(self) -> int:
+        """Input channels the generator sees: one per class, plus the instance boundary map."""
+        return self.label_nc + (1 if self.instance_dir else 0)
+
+    def instance_path(self, pair: Pair) -> Path:
+        """The instance map of a pair: the same name in the instance folder (any image extension)."""
+        assert self.instance_dir is not None
+        stem = Path(pair.name)
+        for ext in (".png", ".tif", ".tiff", *IMAGE_EXTENSIONS):
+            candidate = self.instance_dir / stem.with_suffix(ext)
+            if candidate.is_file():
+                return candidate
+        raise DataError(f"{self.instance_dir}: no instance map named {stem}.*; every label map needs one")
+
+    def encode(self, labels: np.ndarray, instances: np.ndarray | None, name: str) -> torch.Tensor:
+        """One-hot label channels (+ instance boundaries) for the generator."""
+        onehot = one_hot_labels(np.rint(labels).astype(np.int64), self.label_nc, self.ignore_label, name)
+        if instances is None:
+            return onehot
+        return torch.cat([onehot, instance_boundaries(np.rint(instances).astype(np.int64), name)])
+
+
+def label_spec(cfg: DataConfig) -> LabelSpec | None:
+    """The label-map settings of a data config (without instance maps), or None for image inputs."""
+    if not cfg.label_nc:
+        return None
+    return LabelSpec(cfg.label_nc, None if cfg.ignore_label < 0 else cfg.ignore_label)
 
 
 @dataclass(frozen=True)
@@ -183,13 +222,20 @@ class PairedDataset(Dataset):
     """Yields {"A", "B", "name"} tensors in [-1, 1]; keys may be an index or (index, seed) for reproducible augmentation."""
 
     def __init__(
-        self, pairs: list[Pair], layout: str, direction: str, transform: JointTransform, summary: DatasetSummary
+        self,
+        pairs: list[Pair],
+        layout: str,
+        direction: str,
+        transform: JointTransform,
+        summary: DatasetSummary,
+        labels: LabelSpec | None = None,
     ) -> None:
         self.pairs = pairs
         self.layout = layout
         self.direction = direction
         self.transform = transform
         self.summary = summary
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -206,8 +252,20 @@ class PairedDataset(Dataset):
         if self.direction == "BtoA":
             a_arr, b_arr = b_arr, a_arr
         rng = np.random.default_rng([seed, index])
-        a, b = self.transform([to_tensor(a_arr), to_tensor(b_arr)], rng)
-        return {"A": a, "B": b, "name": pair.name}
+        if self.labels is None:
+            a, b = self.transform([to_tensor(a_arr), to_tensor(b_arr)], rng)
+            return {"A": a, "B": b, "name": pair.name}
+        # Label (and instance) maps: checked whole, resized by nearest neighbour, one-hot encoded after the crop.
+        check_label_range(a_arr[:, :, 0], self.labels.label_nc, self.labels.ignore_label, str(pair.a_path))
+        maps = [torch.from_numpy(a_arr[:, :, :1].astype(np.float32)).permute(2, 0, 1)]
+        if self.labels.instance_dir:
+            inst = read_image(self.labels.instance_path(pair))
+            if inst.shape[:2] != a_arr.shape[:2]:
+                instance_boundaries(inst, str(self.labels.instance_path(pair)), a_arr.shape[:2])  # raises
+            maps.append(torch.from_numpy(inst[:, :, :1].astype(np.float32)).permute(2, 0, 1))
+        out = self.transform([maps[0], to_tensor(b_arr), *maps[1:]], rng, nearest=(True, False, True))
+        a = self.labels.encode(out[0][0].numpy(), out[2][0].numpy() if len(out) > 2 else None, str(pair.a_path))
+        return {"A": a, "B": out[1], "name": pair.name}
 
 
 def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None) -> PairedDataset:
@@ -239,8 +297,19 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
     a_nc, b_nc = (ref.a_channels, ref.b_channels) if cfg.direction == "AtoB" else (ref.b_channels, ref.a_channels)
     min_side = min(min(transform.output_size(i.height, i.width)) for i in infos)
     out_dtype = ref.b_dtype if cfg.direction == "AtoB" else ref.a_dtype
+    labels = None
+    if cfg.label_nc:
+        if a_nc != 1:
+            raise DataError(
+                f"{base}: --label-nc needs single-channel label maps on the input side, found {a_nc} channels"
+            )
+        instance_dir = Path(cfg.instance_dir) if cfg.instance_dir else None
+        if instance_dir is not None and not instance_dir.is_dir():
+            raise DataError(f"{instance_dir}: --instance-dir is not a folder")
+        labels = LabelSpec(cfg.label_nc, None if cfg.ignore_label < 0 else cfg.ignore_label, instance_dir)
+        a_nc = labels.channels
     summary = DatasetSummary(layout, base, a_nc, b_nc, out_dtype, min_side, tuple(bad))
-    return PairedDataset(good, layout, cfg.direction, transform, summary)
+    return PairedDataset(good, layout, cfg.direction, transform, summary, labels)
 
 
 def collate_pairs(batch: list[dict[str, object]]) -> dict[str, object]:

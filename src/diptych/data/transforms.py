@@ -47,11 +47,19 @@ class JointTransform:
                 f"({w}x{h} after --preprocess {self.preprocess}); use a smaller --crop-size or --preprocess resize_and_crop"
             )
 
-    def __call__(self, images: list[torch.Tensor], rng: np.random.Generator) -> list[torch.Tensor]:
-        """Apply one random draw of the transform to every CxHxW tensor in `images`."""
+    def __call__(
+        self, images: list[torch.Tensor], rng: np.random.Generator, nearest: tuple[bool, ...] = ()
+    ) -> list[torch.Tensor]:
+        """Apply one random draw of the transform to every CxHxW tensor in `images`.
+
+        Images flagged in `nearest` (label and instance maps) are resized by nearest neighbour, never blended.
+        """
         height, width = images[0].shape[-2:]
         h, w = self.resized_size(height, width)
-        out = [resize(img, h, w) for img in images]
+        flags = (tuple(nearest) + (False,) * len(images))[: len(images)]
+        out = [
+            resize_nearest(img, h, w) if flag else resize(img, h, w) for img, flag in zip(images, flags, strict=True)
+        ]
         if self.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
             top = int(rng.integers(0, h - self.crop_size + 1))
             left = int(rng.integers(0, w - self.crop_size + 1))
@@ -59,6 +67,13 @@ class JointTransform:
         if self.flip and rng.random() < 0.5:
             out = [img.flip(-1) for img in out]
         return [img.contiguous() for img in out]
+
+
+def resize_nearest(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Nearest-neighbour resize (for maps of integer ids, whose values must not be blended)."""
+    if img.shape[-2:] == (height, width):
+        return img
+    return F.interpolate(img[None], size=(height, width), mode="nearest-exact")[0]
 
 
 def resize(img: torch.Tensor, height: int, width: int) -> torch.Tensor:

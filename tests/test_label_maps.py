@@ -1,0 +1,97 @@
+"""Semantic label-map inputs (pix2pixHD-style): one-hot encoding, nearest resizing, instance boundaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diptych import Translator
+from diptych.config import DataConfig
+from diptych.data import open_paired_dataset
+from diptych.data.io import write_image
+from diptych.errors import ConfigError, DataError
+from diptych.train import train
+
+from .conftest import photo_crops, tiny_config
+
+
+def _label_dataset(root: Path, bad_label: bool = False) -> Path:
+    """Label maps made from real photos (4 brightness classes, 255 = ignore) -> the photos; instance maps too."""
+    for i, photo in enumerate(photo_crops("astronaut", 48, 4)):
+        gray = photo.mean(axis=2)
+        labels = np.digitize(gray, [64, 128, 192]).astype(np.uint8)
+        labels[:4, :4] = 255
+        if bad_label and i == 2:
+            labels[10, 10] = 7
+        write_image(root / "A" / f"p{i}.png", labels[:, :, None])
+        write_image(root / "B" / f"p{i}.png", photo)
+        instances = (np.arange(48)[:, None] // 16 * 3 + np.arange(48)[None, :] // 16).astype(np.uint8)
+        write_image(root / "inst" / f"p{i}.png", instances[:, :, None])
+    return root
+
+
+def _cfg(root: Path, **kw: object) -> DataConfig:
+    cfg = DataConfig(
+        root=str(root), layout="folders", preprocess="resize_and_crop", load_size=61, crop_size=40, workers=0
+    )
+    cfg.label_nc, cfg.ignore_label = 4, 255
+    for key, value in kw.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def test_label_maps_are_one_hot_after_nearest_resizing(tmp_path: Path) -> None:
+    ds = open_paired_dataset(_cfg(_label_dataset(tmp_path / "ds")))
+    assert ds.summary.in_channels == 4 and ds.summary.out_channels == 3
+    for seed in range(3):
+        a = ds[(1, seed)]["A"]
+        assert a.shape == (4, 40, 40)
+        assert set(torch.unique(a).tolist()) <= {0.0, 1.0}  # never blended by the resize
+        sums = a.sum(0)
+        assert set(torch.unique(sums).tolist()) <= {0.0, 1.0}  # one class per pixel, none where ignored
+
+
+def test_instance_maps_add_a_boundary_channel(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds")
+    ds = open_paired_dataset(_cfg(root, instance_dir=str(root / "inst"), preprocess="none", flip=False))
+    assert ds.summary.in_channels == 5
+    edges = ds[0]["A"][4]
+    assert edges[:, 15].sum() == 48 and edges[:, 16].sum() == 48  # a vertical instance border at x = 16
+    assert edges[:, 8].nonzero().flatten().tolist() == [15, 16, 31, 32]  # only horizontal borders cross x = 8
+
+
+def test_labels_outside_label_nc_name_the_file(tmp_path: Path) -> None:
+    ds = open_paired_dataset(_cfg(_label_dataset(tmp_path / "ds", bad_label=True)))
+    with pytest.raises(DataError, match=r"p2\.png: has label 7, outside 0\.\.3"):
+        ds[2]
+
+
+def test_train_and_translate_from_label_maps(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds")
+    cfg = tiny_config(root, max_steps=2)
+    cfg.data.layout, cfg.data.label_nc, cfg.data.ignore_label = "folders", 4, 255
+    run = train(cfg, tmp_path / "run", progress=False).run_dir
+    t = Translator.load(run, device="cpu")
+    assert t.config.generator.in_channels == 4
+    labels = np.random.default_rng(0).integers(0, 4, (37, 53), dtype=np.uint8)
+    assert t(labels).shape == (37, 53, 3)
+    (out,) = t.translate_files([root / "A" / "p0.png"], tmp_path / "out", progress=False)
+    assert out.exists()
+    with pytest.raises(DataError, match=r"outside 0\.\.3"):
+        t(np.full((8, 8), 9, np.uint8))
+
+
+def test_label_option_errors(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, max_steps=1)
+    cfg.data.instance_dir = str(tmp_path)
+    with pytest.raises(ConfigError, match="--instance-dir needs --label-nc"):
+        cfg.validate()
+    photos = tmp_path / "photos"
+    for i, c in enumerate(photo_crops("coffee", 32, 2)):
+        write_image(photos / "A" / f"x{i}.png", c)
+        write_image(photos / "B" / f"x{i}.png", c)
+    with pytest.raises(DataError, match="single-channel label maps"):
+        open_paired_dataset(_cfg(photos, preprocess="none"))
