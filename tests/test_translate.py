@@ -179,3 +179,12 @@ def test_sixteen_bit_pil_input_keeps_its_precision(run_dir: Path) -> None:
     assert np.array_equal(np.asarray(t(img)), t(arr))
     with pytest.raises(Exception, match="int64"):
         t(arr.astype(np.int64))
+
+
+def test_bf16_inference_is_close_to_fp32(run_dir: Path) -> None:
+    img = photo_crops("astronaut", 64, 1)[0]
+    fp32 = Translator.load(run_dir, device="cpu")(img).astype(float)
+    bf16 = Translator.load(run_dir, device="cpu", precision="bf16")(img).astype(float)
+    assert np.abs(fp32 - bf16).mean() < 2.0  # within a couple of 8-bit levels on average
+    with pytest.raises(ConfigError, match="--precision"):
+        Translator.load(run_dir, device="cpu", precision="fp8")

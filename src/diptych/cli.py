@@ -113,6 +113,12 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
     p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16 autocast: faster on CPUs with AVX-512 bf16 and on GPUs; outputs differ by ~1 level (default: fp32)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
@@ -378,7 +384,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise DiptychError(f"--batch-size {args.batch_size} must be >= 1")
-    translator = Translator.load(args.checkpoint, device=args.device, mode=args.test_mode, seed=args.seed)
+    translator = Translator.load(
+        args.checkpoint, device=args.device, mode=args.test_mode, seed=args.seed, precision=args.precision
+    )
     written = translator.translate_files(
         args.inputs,
         args.out,
@@ -464,6 +472,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_items=args.max_items,
         progress=not args.no_progress,
         deep=deep,
+        precision=args.precision,
     )
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""

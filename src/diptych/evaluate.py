@@ -94,6 +94,7 @@ def evaluate(
     max_items: int = 0,
     progress: bool = True,
     deep: DeepMetricOptions | None = None,
+    precision: str = "fp32",
 ) -> Evaluation:
     """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
     names = validate_metric_names(list(metrics), ALL_METRICS)
@@ -106,7 +107,7 @@ def evaluate(
     distances = (
         inception_distances(set_names, deep.inception_weights, deep.inception_variant, "cpu") if set_names else None
     )
-    translator = Translator.load(checkpoint, device=device, mode=test_mode, seed=seed)
+    translator = Translator.load(checkpoint, device=device, mode=test_mode, seed=seed, precision=precision)
     folder = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix != ".safetensors" else Path(checkpoint).parent
     weights = Path(checkpoint) if Path(checkpoint).suffix == ".safetensors" else folder / weights_file("generator")
     layout, base, pairs = load_test_pairs(Path(data), phase, layout)
@@ -158,6 +159,7 @@ def evaluate(
             "preprocess": "none: each input translated at its own size (reflect-padded to the network stride)",
             "test_mode": translator.mode,
             "seed": seed,
+            "precision": precision,
             "metrics": protocol.to_dict(),
             "feature_networks": deep.describe(names),
             "confidence_interval": "95%, Student t with n-1 degrees of freedom, over images",
