@@ -240,3 +240,13 @@ def test_new_run_starts_a_fresh_log_and_resume_survives_a_torn_line(aligned_data
     train(resume_config(run, {"train": {"max_steps": 5}, "data": {"workers": 0}}), run, resume=True, progress=False)
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_memory_estimate_is_printed_and_plausible(aligned_dataset: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "run", progress=False)
+    line = trainer.memory_estimate()
+    import re
+
+    total = float(re.search(r"about ([\d.]+) GiB", line).group(1))  # type: ignore[union-attr]
+    assert 0.3 < total < 1.0 and "activations at 32x32, batch 1" in line
+    assert "memory estimate" in trainer.describe()

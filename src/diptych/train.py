@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
@@ -312,7 +313,49 @@ class Trainer:
             f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
             f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}\n"
             f"diptych: {self.config.recipe}: {nets}; on {self.device}\n"
-            f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}"
+            f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}\n"
+            f"diptych: {self.memory_estimate()}"
+        )
+
+    def memory_estimate(self) -> str:
+        """Weights + gradients + Adam moments (4 x fp32 per parameter), activations from hooks on one forward pass
+        of every network at the training size (every layer's output counted), and the runtime's own footprint."""
+        side = self.dataset.summary.min_side
+        batch = self.config.data.batch_size
+        params = sum(p.numel() for m in self.recipe.networks.values() for p in m.parameters())
+        state_bytes = params * 4 * 4
+        act_bytes = 0
+
+        def hook(_: nn.Module, __: object, out: object) -> None:
+            nonlocal act_bytes
+            outs = out if isinstance(out, list | tuple) else [out]
+            act_bytes += sum(t.numel() * 4 for t in outs if isinstance(t, torch.Tensor))
+
+        g_cfg = self.config.generator
+        x = torch.zeros(1, g_cfg.in_channels, side, side, device=self.device)
+        y = torch.zeros(1, g_cfg.out_channels, side, side, device=self.device)
+        handles = []
+        for module in self.recipe.networks.values():
+            handles += [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
+        modes = {name: m.training for name, m in self.recipe.networks.items()}
+        try:
+            with torch.no_grad():
+                for name, module in self.recipe.networks.items():
+                    module.eval()
+                    module(x) if name == "generator" else module(torch.cat([x, y], 1))
+        finally:
+            for h in handles:
+                h.remove()
+            for name, module in self.recipe.networks.items():
+                module.train(modes[name])
+        # Autograd keeps roughly every layer's output for backward; the fake image goes through D twice.
+        act_total = act_bytes * batch * 2
+        gib = 2**30
+        runtime = 0.4 * gib  # torch, the libraries and the data pipeline, measured on this project's CPU runs
+        total = state_bytes + act_total + runtime
+        return (
+            f"memory estimate: about {total / gib:.1f} GiB ({state_bytes / gib:.2f} weights, gradients and Adam "
+            f"state; {act_total / gib:.2f} activations at {side}x{side}, batch {batch}; 0.4 runtime)"
         )
 
     def _end_epoch(self) -> None:
