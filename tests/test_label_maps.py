@@ -63,10 +63,14 @@ def test_instance_maps_add_a_boundary_channel(tmp_path: Path) -> None:
     assert edges[:, 8].nonzero().flatten().tolist() == [15, 16, 31, 32]  # only horizontal borders cross x = 8
 
 
-def test_labels_outside_label_nc_name_the_file(tmp_path: Path) -> None:
-    ds = open_paired_dataset(_cfg(_label_dataset(tmp_path / "ds", bad_label=True)))
+def test_labels_outside_label_nc_name_the_file_before_training(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds", bad_label=True)
     with pytest.raises(DataError, match=r"p2\.png: has label 7, outside 0\.\.3"):
-        ds[2]
+        open_paired_dataset(_cfg(root))
+    assert len(open_paired_dataset(_cfg(root, skip_bad=True))) == 3
+    (root / "inst" / "p1.png").unlink()
+    with pytest.raises(DataError, match=r"no instance map named p1"):
+        open_paired_dataset(_cfg(root, instance_dir=str(root / "inst"), skip_bad=False))
 
 
 def test_train_and_translate_from_label_maps(tmp_path: Path) -> None:

@@ -146,3 +146,18 @@ def test_bf16_autocast_trains_with_fp32_weights(data: Path, tmp_path: Path, reci
     assert all(np.isfinite(r["G_L1"]) for r in records)
     t = Translator.load(result.run_dir, device="cpu")
     assert t(photo_crops("coffee", 40, 1)[0]).shape == (40, 40, 3)
+
+
+def test_stage_two_resumes_after_stage_one_moved(data: Path, tmp_path: Path) -> None:
+    stage1 = train(hd_config(data, n_local=0, max_steps=1), tmp_path / "stage1", progress=False)
+    cfg = hd_config(data, max_steps=2, init_global=str(stage1.run_dir))
+    cfg.generator.ngf = 4
+    train(cfg, tmp_path / "stage2", progress=False)
+    stage1.run_dir.rename(tmp_path / "moved")
+    resumed = train(
+        resume_config(tmp_path / "stage2", {"train": {"max_steps": 3}}),
+        tmp_path / "stage2",
+        resume=True,
+        progress=False,
+    )
+    assert resumed.steps == 3

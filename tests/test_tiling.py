@@ -180,3 +180,27 @@ def test_released_rows_can_still_be_read(tmp_path: Path) -> None:
     assert np.array_equal(src.rows(100, 120), img[100:120])
     src.release(250)
     assert np.array_equal(src.rows(0, 300), img)
+
+
+def test_hd_generator_tiles_small_images_and_too_small_tiles(tmp_path: Path) -> None:
+    from diptych.nets.hd import HDGenerator
+
+    torch.manual_seed(0)
+    t = _translator(HDGenerator(3, 3, ngf=4, n_local=1, n_down_global=2, n_blocks_global=1, n_blocks_local=1))
+    assert t(_photo(1, 300)).shape == (1, 300, 3)  # one pixel high: padded to two strides inside
+    settings = t.tile_settings("auto", None, 8 << 20)
+    assert settings.tile >= 8
+    write_image(tmp_path / "in.tif", _photo(70, 90))
+    out = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif", t.tile_settings(16, 4, None)))
+    assert out.shape == (70, 90, 3)
+
+
+def test_planar_and_page_stack_tiffs_stream_as_channels(tmp_path: Path) -> None:
+    img = _photo(60, 80)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(img, -1, 0), photometric="rgb", planarconfig="separate")
+    src = RowSource(tmp_path / "planar.tif")
+    assert src.streamed and (src.height, src.width, src.channels) == (60, 80, 3)
+    assert np.array_equal(src.rows(10, 20), img[10:20])
+    t = _unet_translator()
+    out = read_image(t.translate_file_tiled(tmp_path / "planar.tif", tmp_path / "o.tif", t.tile_settings(32, 8, None)))
+    assert out.shape == (60, 80, 3)

@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and TIFF outputs written row band by row band, so memory does not grow with the image",
     )
     tiles.add_argument(
-        "--overlap", type=int, metavar="PIXELS", help="pixels shared by neighbouring tiles (default: tile/8)"
+        "--overlap",
+        type=int,
+        metavar="PIXELS",
+        help="pixels shared by neighbouring tiles (default: tile/8, at least 16)",
     )
     tiles.add_argument(
         "--memory-budget",

@@ -95,7 +95,7 @@ class PerceptualLoss(nn.Module):
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = (x.float() + 1) / 2
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+        x = x[:, :1].expand(-1, 3, -1, -1) if x.shape[1] < 3 else x[:, :3]
         x = (x - self.mean) / self.std
         out = []
         for i, layer in enumerate(self.features):

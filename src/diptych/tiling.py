@@ -81,9 +81,13 @@ class RowSource:
             if suffix in TIFF_EXTENSIONS:
                 try:
                     arr = tifffile.memmap(self.path, mode="r")
+                    with tifffile.TiffFile(self.path) as tif:
+                        axes = tif.series[0].axes
+                    if arr.ndim == 3 and axes.endswith("YX"):
+                        arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
                     self.streamed = True
                 except (ValueError, tifffile.TiffFileError):
-                    arr = None  # compressed or non-contiguous: decode below
+                    arr = None  # compressed, tiled or non-contiguous: decode below
             elif suffix == ".npy":
                 arr = np.load(self.path, mmap_mode="r")
                 self.streamed = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -145,8 +146,13 @@ class Trainer:
         # swapped in around its work, so other code in the process neither disturbs nor is disturbed by it.
         self._rng_state = torch.Generator().manual_seed(config.train.seed).get_state()
         self._cuda_rng_state: list[torch.Tensor] | None = None
+        recipe_config = config
+        if resume and config.train.init_global:
+            # The checkpoint already holds the global generator; the stage-1 run may have moved since.
+            recipe_config = copy.deepcopy(config)
+            recipe_config.train.init_global = ""
         with self._own_rng():
-            self.recipe = create_recipe(config, self.device)
+            self.recipe = create_recipe(recipe_config, self.device)
         for module in self.recipe.networks.values():
             use_precision(module, config.train.precision, self.device)
             if config.train.grad_checkpoint and hasattr(module, "checkpointing"):

@@ -79,6 +79,7 @@ class Translator:
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
         use_precision(self.generator, precision, device)
+        self._warned_instance_norm = False
 
     @classmethod
     def load(
@@ -220,7 +221,7 @@ class Translator:
             raise ConfigError("--tile needs --test-mode eval: per-tile batch statistics and dropout would show seams")
         if tile == "auto":
             budget = memory_budget or available_memory() // 2
-            tile = auto_tile(self.bytes_per_pixel(), budget, stride)
+            tile = auto_tile(self.bytes_per_pixel() * max(1, batch_size), budget, stride)
         if isinstance(tile, str):
             try:
                 tile = int(tile)
@@ -230,11 +231,25 @@ class Translator:
             overlap = max(16, tile // 8)
         settings = TileSettings(tile, overlap, max(1, batch_size), stride)
         check_tiles(settings, stride)
+        try:  # the network itself decides what it can take (instance norm needs > 1 pixel at the bottleneck)
+            self.translate_tensor(torch.zeros(1, self.in_channels, tile, tile))
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"--tile {tile} is too small for this network ({str(exc).splitlines()[0][:120]}); use a larger --tile"
+            ) from None
+        if any(isinstance(m, nn.InstanceNorm2d) for m in self.generator.modules()) and not self._warned_instance_norm:
+            self._warned_instance_norm = True
+            print(
+                "diptych: warning: this generator uses instance norm, whose statistics are taken per tile; tiled output "
+                "can differ from whole-image output (larger tiles reduce the difference)",
+                file=sys.stderr,
+            )
         return settings
 
     def bytes_per_pixel(self) -> float:
         """Activation bytes per input pixel (every layer's output counted, so an upper bound)."""
-        stride = getattr(self.generator, "stride", 64)
+        # Two strides per side: instance-norm networks need more than one pixel at their bottleneck.
+        side = 2 * getattr(self.generator, "stride", 32)
         total = 0
 
         def hook(_: nn.Module, __: object, out: object) -> None:
@@ -244,11 +259,11 @@ class Translator:
 
         handles = [m.register_forward_hook(hook) for m in self.generator.modules() if not list(m.children())]
         try:
-            self.translate_tensor(torch.zeros(1, self.in_channels, stride, stride))
+            self.translate_tensor(torch.zeros(1, self.in_channels, side, side))
         finally:
             for h in handles:
                 h.remove()
-        return total / (stride * stride)
+        return total / (side * side)
 
     def translate_file_tiled(self, src: Path, dest: Path, settings: TileSettings) -> Path:
         """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""

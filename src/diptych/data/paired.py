@@ -268,6 +268,36 @@ class PairedDataset(Dataset):
         return {"A": a, "B": out[1], "name": pair.name}
 
 
+def check_label_files(pairs: list[Pair], layout: str, direction: str, labels: LabelSpec, skip_bad: bool) -> list[Pair]:
+    """Check every label map's range and instance map before training (not hours in); return the good pairs."""
+
+    def check(pair: Pair) -> str | None:
+        try:
+            arr = read_image(pair.a_path)
+            if layout == "aligned":
+                half = arr.shape[1] // 2
+                arr = arr[:, :half] if direction == "AtoB" else arr[:, half:]
+            elif direction == "BtoA":
+                arr = read_image(pair.b_path)
+            check_label_range(arr[:, :, 0], labels.label_nc, labels.ignore_label, str(pair.a_path))
+            if labels.instance_dir:
+                inst = read_image(labels.instance_path(pair))
+                if inst.shape[:2] != arr.shape[:2]:
+                    instance_boundaries(inst, str(labels.instance_path(pair)), arr.shape[:2])
+        except DataError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(pool.map(check, pairs))
+    errors = [p for p in problems if p]
+    if errors and not skip_bad:
+        raise DataError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    for msg in errors:
+        print(f"diptych: skipped: {msg}", file=sys.stderr)
+    return [p for p, problem in zip(pairs, problems, strict=True) if problem is None]
+
+
 def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None) -> PairedDataset:
     """Find, check and open the paired dataset a DataConfig describes."""
     if not cfg.root:
@@ -308,6 +338,7 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
             raise DataError(f"{instance_dir}: --instance-dir is not a folder")
         labels = LabelSpec(cfg.label_nc, None if cfg.ignore_label < 0 else cfg.ignore_label, instance_dir)
         a_nc = labels.channels
+        good = check_label_files(good, layout, cfg.direction, labels, cfg.skip_bad)
     summary = DatasetSummary(layout, base, a_nc, b_nc, out_dtype, min_side, tuple(bad))
     return PairedDataset(good, layout, cfg.direction, transform, summary, labels)
 

@@ -100,8 +100,13 @@ class LocalEnhancer(nn.Module):
         self.blocks = nn.Sequential(*(ResidualBlock(width * 2, norm) for _ in range(n_blocks)))
         self.up = _up_norm_relu(width * 2, width, norm)
 
-    def forward(self, x: torch.Tensor, coarse_features: torch.Tensor) -> torch.Tensor:
-        return self.up(self.blocks(self.down(x) + coarse_features))
+    def forward(self, x: torch.Tensor, coarse_features: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
+        h = self.down(x) + coarse_features
+        if checkpointing and torch.is_grad_enabled():
+            h = checkpoint_sequential(self.blocks, len(self.blocks), h, use_reentrant=False)
+        else:
+            h = self.blocks(h)
+        return self.up(h)
 
 
 class HDGenerator(nn.Module):
@@ -152,7 +157,8 @@ class HDGenerator(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, size = pad_to_multiple(x, self.stride)
+        # At least two pixels at the bottleneck: its reflection pads and instance norms need them.
+        padded, size = pad_to_multiple(x, self.stride, minimum=2 * self.stride)
         pyramid = [padded]
         for _ in range(self.n_local):
             pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False))
@@ -160,5 +166,5 @@ class HDGenerator(nn.Module):
         if not self.n_local:
             return crop_padded(self.global_generator.head(features), padded.shape, size)
         for k, enhancer in enumerate(self.local):
-            features = enhancer(pyramid[self.n_local - 1 - k], features)
+            features = enhancer(pyramid[self.n_local - 1 - k], features, self.checkpointing)
         return crop_padded(self.head(features), padded.shape, size)

@@ -44,11 +44,12 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
             nn.init.zeros_(m.bias)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W up to a multiple (repeating the reflection for tiny images); return the original size."""
+def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W up to a multiple, and at least `minimum` (repeating the reflection for tiny images);
+    return the original size."""
     h, w = x.shape[-2:]
-    target_h = -(-h // multiple) * multiple
-    target_w = -(-w // multiple) * multiple
+    target_h = max(-(-h // multiple) * multiple, minimum)
+    target_w = max(-(-w // multiple) * multiple, minimum)
     while x.shape[-2] < target_h or x.shape[-1] < target_w:
         cur_h, cur_w = x.shape[-2:]
         # Reflection can add at most size - 1 pixels per side per pass.

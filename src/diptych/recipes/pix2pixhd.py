@@ -91,6 +91,8 @@ class Pix2PixHDRecipe:
         d.requires_grad_(False)
         opt_g.zero_grad(set_to_none=True)
         pred_fake = d(torch.cat([real_a, fake_b], 1))
+        with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
+            pred_real = d(torch.cat([real_a, real_b], 1))
         loss_gan = multiscale_adversarial(self.adversarial, pred_fake, True, for_discriminator=False)
         loss_fm = feature_matching_loss(pred_fake, pred_real)
         loss_l1 = l1_loss(fake_b, real_b)
