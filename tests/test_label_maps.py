@@ -99,3 +99,40 @@ def test_label_option_errors(tmp_path: Path) -> None:
         write_image(photos / "B" / f"x{i}.png", c)
     with pytest.raises(DataError, match="single-channel label maps"):
         open_paired_dataset(_cfg(photos, preprocess="none"))
+
+
+def test_palette_label_pngs_are_read_as_indices(tmp_path: Path) -> None:
+    """VOC-style label maps: palette PNGs whose indices are the classes, not their display colours."""
+    from PIL import Image
+
+    root = _label_dataset(tmp_path / "ds")
+    for path in (root / "A").glob("*.png"):
+        labels = np.asarray(Image.open(path))
+        pal = Image.fromarray(labels, mode="P")
+        pal.putpalette([200, 10, 10, 10, 200, 10, 10, 10, 200, 90, 90, 90] + [0, 0, 0] * 252)
+        pal.save(path)
+    ds = open_paired_dataset(_cfg(root, preprocess="none", flip=False))
+    assert ds.summary.in_channels == 4  # one channel of indices, not RGB colours
+    a = ds[0]["A"]
+    assert set(torch.unique(a.sum(0)).tolist()) <= {0.0, 1.0}
+    cfg = tiny_config(root, max_steps=1)
+    cfg.data.layout, cfg.data.label_nc, cfg.data.ignore_label = "folders", 4, 255
+    t = Translator.load(train(cfg, tmp_path / "run", progress=False).run_dir, device="cpu")
+    assert t(Image.open(root / "A" / "p0.png")).size == (48, 48)
+
+
+def test_translate_with_instance_maps(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds")
+    cfg = tiny_config(root, max_steps=1)
+    cfg.data.layout, cfg.data.label_nc, cfg.data.ignore_label = "folders", 4, 255
+    cfg.data.instance_dir = str(root / "inst")
+    t = Translator.load(train(cfg, tmp_path / "run", progress=False).run_dir, device="cpu")
+    assert t.config.generator.in_channels == 5
+    labels = np.zeros((40, 40), np.uint8)
+    with pytest.raises(DataError, match="trained with instance maps"):
+        t(labels)
+    assert t(labels, instances=np.zeros((40, 40), np.uint8)).shape == (40, 40, 3)
+    (out,) = t.translate_files([root / "A" / "p0.png"], tmp_path / "out", instance_dir=root / "inst", progress=False)
+    assert out.exists()
+    with pytest.raises(ConfigError, match="--instance-dir"):
+        t.translate_files([root / "A" / "p1.png"], tmp_path / "out2", progress=False)

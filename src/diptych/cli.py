@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
+    p.add_argument(
+        "--instance-dir",
+        type=Path,
+        metavar="DIR",
+        help="instance-id maps named like the inputs, for models trained with --instance-dir",
+    )
     tiles = p.add_argument_group("tiling (images larger than memory, seamless)")
     tiles.add_argument(
         "--tile",
@@ -399,6 +405,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        instance_dir=args.instance_dir,
         tile=args.tile,
         overlap=args.overlap,
         memory_budget=int(args.memory_budget * 2**30) if args.memory_budget else None,

@@ -72,7 +72,7 @@ def blend_weights(starts: list[int], index: int, tile: int, size: int) -> np.nda
 class RowSource:
     """An image readable by row ranges; memory-mapped where the format allows, else decoded once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, palette_indices: bool = False) -> None:
         self.path = Path(path)
         self.streamed = False
         arr: np.ndarray | None = None
@@ -94,7 +94,7 @@ class RowSource:
         except OSError as exc:
             raise DataError(f"{self.path}: cannot read ({exc})") from None
         if arr is None:
-            arr = read_image(self.path)
+            arr = read_image(self.path, palette_indices)
         if arr.ndim == 2:
             arr = arr[:, :, None]
         if arr.ndim != 3:

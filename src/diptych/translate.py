@@ -71,11 +71,9 @@ class Translator:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.momentum = 0.0  # use batch statistics without drifting the stored running ones
         self._rng = torch.Generator().manual_seed(seed)  # on the CPU: it only draws per-call seeds
-        if config.data.instance_dir:
-            raise ConfigError(
-                "models trained with --instance-dir cannot be used for translation yet (no instance input)"
-            )
         self.labels = label_spec(config.data)
+        self.needs_instances = bool(config.data.instance_dir)
+        self.instance_dir: Path | None = None
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
         use_precision(self.generator, precision, device)
@@ -115,10 +113,12 @@ class Translator:
                 return self.generator(x.to(self.device)).float().cpu()
         return self.generator(x.to(self.device)).float().cpu()
 
-    def __call__(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+    def __call__(
+        self, image: Image.Image | np.ndarray, instances: np.ndarray | None = None
+    ) -> Image.Image | np.ndarray:
         """Translate one PIL image or HxW(xC) array; returns the same kind, at the input's size."""
         if isinstance(image, Image.Image):
-            out = self._translate_array(pil_to_array(image))
+            out = self._translate_array(pil_to_array(image, self.labels is not None), instances)
             if out.dtype != np.uint8 and out.shape[2] > 1:
                 raise DataError(f"{out.shape[2]}-channel {out.dtype} output cannot be a PIL image; pass a NumPy array")
             if out.dtype == np.uint16:
@@ -131,16 +131,20 @@ class Translator:
             raise DataError(
                 f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC uint8, uint16 or float in [0, 1]"
             )
-        return self._translate_array(arr)
+        return self._translate_array(arr, instances)
 
-    def _translate_array(self, arr: np.ndarray) -> np.ndarray:
-        x = self.encode(arr if arr.ndim == 3 else arr[:, :, None], "input")
+    def _translate_array(self, arr: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
+        x = self.encode(arr if arr.ndim == 3 else arr[:, :, None], "input", instances)
         return from_tensor(self.translate_tensor(x[None])[0], self.out_dtype)
 
-    def encode(self, arr: np.ndarray, name: str) -> torch.Tensor:
-        """An input image as the generator's CxHxW input: [-1, 1] pixels, or one-hot channels for label maps."""
+    def encode(self, arr: np.ndarray, name: str, instances: np.ndarray | None = None) -> torch.Tensor:
+        """An input image as the generator's CxHxW input: [-1, 1] pixels, or one-hot channels for label maps
+        (plus the instance boundary channel for models trained with instance maps)."""
         if self.labels is not None:
-            return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, None, name)
+            if self.needs_instances and instances is None:
+                raise DataError(f"{name}: this model was trained with instance maps; give one (--instance-dir DIR)")
+            inst = None if instances is None else (instances[:, :, 0] if instances.ndim == 3 else instances)
+            return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, inst, name)
         return to_tensor(self.match_channels(arr, name))
 
     def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
@@ -158,6 +162,7 @@ class Translator:
         skip_bad: bool = False,
         overwrite: bool = False,
         progress: bool = True,
+        instance_dir: str | Path | None = None,
         tile: int | str | None = None,
         overlap: int | None = None,
         memory_budget: int | None = None,
@@ -169,6 +174,7 @@ class Translator:
         With `tile` (pixels, or "auto" to fit `memory_budget` bytes), each image is translated in overlapping,
         blended tiles and streamed by rows (see tiling.py); inputs are then only opened, not decoded, up front.
         """
+        self.instance_dir = Path(instance_dir) if instance_dir else None
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise DataError(f"{out_dir}: exists and is not a folder; choose another --out")
@@ -267,7 +273,9 @@ class Translator:
 
     def translate_file_tiled(self, src: Path, dest: Path, settings: TileSettings) -> Path:
         """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""
-        source = RowSource(src)
+        if self.needs_instances:
+            raise ConfigError("--tile is not supported yet for models trained with instance maps")
+        source = RowSource(src, palette_indices=self.labels is not None)
         out_c = self.config.generator.out_channels
         bands = tiled_rows(
             source,
@@ -282,13 +290,23 @@ class Translator:
         return write_image(dest, np.concatenate(list(samples)))
 
     def _load(self, src: Path, aligned: bool) -> torch.Tensor:
-        arr = read_image(src)
+        arr = read_image(src, palette_indices=self.labels is not None)
         if aligned:
             if arr.shape[1] % 2:
                 raise DataError(f"{src}: aligned A|B image has odd width {arr.shape[1]}")
             half = arr.shape[1] // 2
             arr = arr[:, :half] if self.config.data.direction == "AtoB" else arr[:, half:]
-        return self.encode(arr, str(src))
+        instances = None
+        if self.needs_instances:
+            if self.instance_dir is None:
+                raise ConfigError("this model was trained with instance maps: pass --instance-dir DIR")
+            matches = sorted(self.instance_dir.glob(f"{src.stem}.*"))
+            if not matches:
+                raise DataError(f"{self.instance_dir}: no instance map named {src.stem}.* for {src}")
+            instances = read_image(matches[0])
+            if instances.shape[:2] != arr.shape[:2]:
+                raise DataError(f"{matches[0]}: size differs from its label map {src}")
+        return self.encode(arr, str(src), instances)
 
     def _check_inputs(
         self, jobs: list[tuple[Path, Path]], aligned: bool, bad: list[str], skip_bad: bool

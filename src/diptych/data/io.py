@@ -31,15 +31,18 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     )
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image to an HxWxC array (uint8, uint16 or float32) without losing precision."""
+def read_image(path: Path, palette_indices: bool = False) -> np.ndarray:
+    """Decode an image to an HxWxC array (uint8, uint16 or float32) without losing precision.
+
+    palette_indices=True keeps a palette PNG's indices (label maps, VOC-style) instead of its colours.
+    """
     path = Path(path)
     try:
         if path.suffix.lower() in TIFF_EXTENSIONS:
             arr = _read_tiff(path)
         else:
             with Image.open(path) as img:
-                arr = pil_to_array(img)
+                arr = pil_to_array(img, palette_indices)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -60,11 +63,13 @@ def _read_tiff(path: Path) -> np.ndarray:
     return arr
 
 
-def pil_to_array(img: Image.Image) -> np.ndarray:
+def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:
     """A PIL image as an array with its precision kept (16-bit modes stay uint16, palettes become RGB/RGBA)."""
     mode = img.mode
     if mode == "1":
         img = img.convert("L")
+    elif mode == "P" and palette_indices:
+        return np.array(img)
     elif mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):

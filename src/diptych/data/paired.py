@@ -163,8 +163,8 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _inspect_pair(pair: Pair, layout: str) -> PairInfo:
-    a = read_image(pair.a_path)
+def _inspect_pair(pair: Pair, layout: str, labels_on: str = "") -> PairInfo:
+    a = read_image(pair.a_path, palette_indices=labels_on == "A")
     if layout == "aligned":
         h, w, c = a.shape
         if w % 2:
@@ -172,7 +172,7 @@ def _inspect_pair(pair: Pair, layout: str) -> PairInfo:
                 f"{pair.a_path}: aligned A|B image has odd width {w}; it must be two equal halves side by side"
             )
         return PairInfo(h, w // 2, c, c, str(a.dtype), str(a.dtype))
-    b = read_image(pair.b_path)
+    b = read_image(pair.b_path, palette_indices=labels_on == "B")
     if a.shape[:2] != b.shape[:2]:
         raise DataError(
             f"{pair.b_path}: size {b.shape[1]}x{b.shape[0]} differs from its partner {pair.a_path} "
@@ -183,11 +183,16 @@ def _inspect_pair(pair: Pair, layout: str) -> PairInfo:
 
 
 def check_pairs(
-    pairs: list[Pair], layout: str, transform: JointTransform, skip_bad: bool, workers: int = 4
+    pairs: list[Pair],
+    layout: str,
+    transform: JointTransform,
+    skip_bad: bool,
+    workers: int = 4,
+    labels_on: str = "",
 ) -> tuple[list[Pair], list[PairInfo], list[str]]:
     """Decode every pair once (in threads) and check it; return good pairs, their infos and skipped-file messages."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_inspect_pair, p, layout) for p in pairs]
+        futures = [pool.submit(_inspect_pair, p, layout, labels_on) for p in pairs]
         results: list[PairInfo | DataError] = []
         for fut in tqdm(futures, desc="checking pairs", unit="pair", leave=False, disable=len(pairs) < 200):
             try:
@@ -243,12 +248,13 @@ class PairedDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         pair = self.pairs[index]
-        a_arr = read_image(pair.a_path)
+        labels_a = self.labels is not None and self.direction == "AtoB"
+        a_arr = read_image(pair.a_path, palette_indices=labels_a)
         if self.layout == "aligned":
             half = a_arr.shape[1] // 2
             a_arr, b_arr = a_arr[:, :half], a_arr[:, half : 2 * half]
         else:
-            b_arr = read_image(pair.b_path)
+            b_arr = read_image(pair.b_path, palette_indices=self.labels is not None and not labels_a)
         if self.direction == "BtoA":
             a_arr, b_arr = b_arr, a_arr
         rng = np.random.default_rng([seed, index])
@@ -273,12 +279,12 @@ def check_label_files(pairs: list[Pair], layout: str, direction: str, labels: La
 
     def check(pair: Pair) -> str | None:
         try:
-            arr = read_image(pair.a_path)
+            arr = read_image(pair.a_path, palette_indices=direction == "AtoB")
             if layout == "aligned":
                 half = arr.shape[1] // 2
                 arr = arr[:, :half] if direction == "AtoB" else arr[:, half:]
             elif direction == "BtoA":
-                arr = read_image(pair.b_path)
+                arr = read_image(pair.b_path, palette_indices=True)
             check_label_range(arr[:, :, 0], labels.label_nc, labels.ignore_label, str(pair.a_path))
             if labels.instance_dir:
                 inst = read_image(labels.instance_path(pair))
@@ -308,7 +314,8 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
     layout, base, pairs = find_pairs(Path(cfg.root), cfg.layout, cfg.phase, unmatched)
     if cfg.max_items:
         pairs = pairs[: cfg.max_items]
-    good, infos, bad = check_pairs(pairs, layout, transform, cfg.skip_bad)
+    labels_on = "" if not cfg.label_nc else ("A" if cfg.direction == "AtoB" else "B")
+    good, infos, bad = check_pairs(pairs, layout, transform, cfg.skip_bad, labels_on=labels_on)
     bad = (unmatched or []) + bad
     if bad:
         print(f"diptych: skipped {len(bad)} bad pair(s):", file=sys.stderr)
