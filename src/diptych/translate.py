@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_weights, read_checkpoint_config, read_metadata, resolve_checkpoint, weights_file
 from .config import TEST_MODES, RunConfig
+from .data.checks import check_all
 from .data.io import (
     TIFF_EXTENSIONS,
     convert_channels,
@@ -312,21 +313,9 @@ class Translator:
         self, jobs: list[tuple[Path, Path]], aligned: bool, bad: list[str], skip_bad: bool
     ) -> list[tuple[Path, Path]]:
         """Decode every input once (in threads) so a bad one is found before any output is written."""
-
-        def check(job: tuple[Path, Path]) -> str | None:
-            try:
-                self._load(job[0], aligned)
-            except DataError as exc:
-                return str(exc)
-            return None
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            problems = list(pool.map(check, jobs))
-        errors = [p for p in problems if p]
-        if errors and not skip_bad:
-            raise DataError(errors[0] + (f" (and {len(errors) - 1} more bad inputs)" if len(errors) > 1 else ""))
+        good, errors = check_all(jobs, lambda job: self._load(job[0], aligned), skip_bad)
         bad.extend(errors)
-        return [job for job, problem in zip(jobs, problems, strict=True) if problem is None]
+        return good
 
     def _decoded(
         self, jobs: list[tuple[Path, Path]], aligned: bool, pool: ThreadPoolExecutor

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..config import DataConfig
 from ..errors import DataError
+from .checks import check_all
 from .io import IMAGE_EXTENSIONS, list_images, read_image, to_tensor
 from .labels import check_label_range, instance_boundaries, one_hot_labels
 from .transforms import JointTransform
@@ -277,31 +278,23 @@ class PairedDataset(Dataset):
 def check_label_files(pairs: list[Pair], layout: str, direction: str, labels: LabelSpec, skip_bad: bool) -> list[Pair]:
     """Check every label map's range and instance map before training (not hours in); return the good pairs."""
 
-    def check(pair: Pair) -> str | None:
-        try:
-            arr = read_image(pair.a_path, palette_indices=direction == "AtoB")
-            if layout == "aligned":
-                half = arr.shape[1] // 2
-                arr = arr[:, :half] if direction == "AtoB" else arr[:, half:]
-            elif direction == "BtoA":
-                arr = read_image(pair.b_path, palette_indices=True)
-            check_label_range(arr[:, :, 0], labels.label_nc, labels.ignore_label, str(pair.a_path))
-            if labels.instance_dir:
-                inst = read_image(labels.instance_path(pair))
-                if inst.shape[:2] != arr.shape[:2]:
-                    instance_boundaries(inst, str(labels.instance_path(pair)), arr.shape[:2])
-        except DataError as exc:
-            return str(exc)
-        return None
+    def check(pair: Pair) -> None:
+        arr = read_image(pair.a_path, palette_indices=direction == "AtoB")
+        if layout == "aligned":
+            half = arr.shape[1] // 2
+            arr = arr[:, :half] if direction == "AtoB" else arr[:, half:]
+        elif direction == "BtoA":
+            arr = read_image(pair.b_path, palette_indices=True)
+        check_label_range(arr[:, :, 0], labels.label_nc, labels.ignore_label, str(pair.a_path))
+        if labels.instance_dir:
+            inst = read_image(labels.instance_path(pair))
+            if inst.shape[:2] != arr.shape[:2]:
+                instance_boundaries(inst, str(labels.instance_path(pair)), arr.shape[:2])
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        problems = list(pool.map(check, pairs))
-    errors = [p for p in problems if p]
-    if errors and not skip_bad:
-        raise DataError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    good, errors = check_all(pairs, check, skip_bad, workers=4)
     for msg in errors:
         print(f"diptych: skipped: {msg}", file=sys.stderr)
-    return [p for p, problem in zip(pairs, problems, strict=True) if problem is None]
+    return good
 
 
 def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None) -> PairedDataset:

@@ -7,6 +7,7 @@ import torch
 from ..config import RunConfig
 from ..losses import AdversarialLoss, gradient_penalty, l1_loss
 from ..nets import create_discriminator, create_generator, init_weights
+from .base import adam_optimizers
 
 
 class Pix2PixRecipe:
@@ -18,12 +19,8 @@ class Pix2PixRecipe:
         self.discriminator = create_discriminator(d_cfg, g_cfg.in_channels + g_cfg.out_channels).to(device)
         init_weights(self.generator, t.init, t.init_gain)
         init_weights(self.discriminator, t.init, t.init_gain)
-        betas = (t.beta1, t.beta2)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        self.optimizers = {
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=betas),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=t.lr, betas=betas),
-        }
+        self.optimizers = adam_optimizers(self.networks, t)
         self.adversarial = AdversarialLoss(t.gan_loss)
         self.lambda_l1 = t.lambda_l1
         self.lambda_gp = t.lambda_gp if t.gan_loss == "wgangp" else 0.0

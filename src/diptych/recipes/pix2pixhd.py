@@ -16,6 +16,7 @@ from ..config import RunConfig
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
 from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator, init_weights
+from .base import adam_optimizers
 
 
 class Pix2PixHDRecipe:
@@ -35,12 +36,8 @@ class Pix2PixHDRecipe:
         init_weights(self.discriminator, t.init, t.init_gain)
         if t.init_global:
             self._load_global(Path(t.init_global))
-        betas = (t.beta1, t.beta2)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        self.optimizers = {
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=betas),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=t.lr, betas=betas),
-        }
+        self.optimizers = adam_optimizers(self.networks, t)
         self.adversarial = AdversarialLoss(t.gan_loss)
         self.d_scale = 0.5 if t.gan_loss in ("vanilla", "lsgan") else 1.0
         self.lambda_feat, self.lambda_vgg, self.lambda_l1 = t.lambda_feat, t.lambda_vgg, t.lambda_l1
