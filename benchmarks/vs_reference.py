@@ -1,0 +1,152 @@
+"""Benchmark: diptych against the reference pytorch-CycleGAN-and-pix2pix, side by side on this machine.
+
+The reference is junyanz/pytorch-CycleGAN-and-pix2pix at upstream commit 2a7afba (the fork
+premsuggu/pytorch-CycleGAN-and-pix2pix holds it unchanged). Check it out into a git-ignored folder; it is
+never committed:
+
+    git clone <fork> .reference/pytorch-CycleGAN-and-pix2pix      # or: fetch it with the project's tools
+    python benchmarks/vs_reference.py --reference .reference/pytorch-CycleGAN-and-pix2pix
+
+Measured at the reference's default pix2pix settings (unet_256, 70x70 PatchGAN, batch norm, vanilla GAN,
+lambda 100, Adam 2e-4/0.5, batch 1, 256x256): the mean time of a training step (after warm-up steps) and
+of generator inference at batch 1 and 8, each framework in its own process (so each peak RSS is its own).
+The reference's model code needs only torch; its options are given as a namespace. Not measured yet: the
+reference's `test.py` end to end (it imports torchvision and wandb, which need stand-ins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from machine import cpu_model
+
+SIZE = 256
+
+
+def photo_batch(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real-photo crops (A) and their colour inversions (B) in [-1, 1], so both models see real statistics."""
+    from diptych.data.io import to_tensor
+    from diptych.data.samples import sample_photo
+
+    photo = sample_photo("astronaut")
+    rng = np.random.default_rng(seed)
+    crops = []
+    for _ in range(batch):
+        y, x = (int(v) for v in rng.integers(0, photo.shape[0] - SIZE, 2))
+        crops.append(to_tensor(np.ascontiguousarray(photo[y : y + SIZE, x : x + SIZE])))
+    a = torch.stack(crops)
+    return a, -a
+
+
+def reference_model(reference: Path, workdir: Path) -> object:
+    """The reference's Pix2PixModel at its defaults, built from its own code."""
+    sys.path.insert(0, str(reference))
+    from models.pix2pix_model import Pix2PixModel  # the reference's code, from its checkout
+
+    opt = SimpleNamespace(
+        isTrain=True, checkpoints_dir=str(workdir), name="bench", device=torch.device("cpu"), gpu_ids=[],
+        preprocess="resize_and_crop", input_nc=3, output_nc=3, ngf=64, ndf=64, netG="unet_256", netD="basic",
+        n_layers_D=3, norm="batch", no_dropout=False, init_type="normal", init_gain=0.02, gan_mode="vanilla",
+        lr=2e-4, beta1=0.5, lambda_L1=100.0, direction="AtoB", lr_policy="linear", n_epochs=100,
+        n_epochs_decay=100, epoch_count=1, continue_train=False, load_iter=0, epoch="latest", verbose=False,
+        model="pix2pix", pool_size=0, lr_decay_iters=50, isTrain_phase="train",
+    )  # fmt: skip
+    model = Pix2PixModel(opt)
+    model.netG.train()
+    model.netD.train()
+    return model
+
+
+def run(framework: str, reference: Path | None, steps: int, warmup: int) -> dict[str, float]:
+    """Time training steps and inference for one framework in this process."""
+    torch.manual_seed(0)
+    a, b = photo_batch(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        if framework == "reference":
+            model = reference_model(reference, Path(tmp))  # type: ignore[arg-type]
+
+            def step() -> None:
+                model.set_input({"A": a, "B": b, "A_paths": ["x"], "B_paths": ["x"]})  # type: ignore[attr-defined]
+                model.optimize_parameters()  # type: ignore[attr-defined]
+
+            generator = model.netG  # type: ignore[attr-defined]
+        else:
+            from diptych.config import RunConfig
+            from diptych.recipes import create_recipe
+
+            cfg = RunConfig()
+            cfg.generator.in_channels = cfg.generator.out_channels = 3
+            recipe = create_recipe(cfg, torch.device("cpu"))
+
+            def step() -> None:
+                recipe.train_step({"A": a, "B": b})
+
+            generator = recipe.generator
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        train_s = (time.perf_counter() - start) / steps
+        generator.eval()
+        out: dict[str, float] = {"train_step_s": train_s}
+        with torch.no_grad():
+            for batch in (1, 8):
+                x, _ = photo_batch(batch, seed=batch)
+                generator(x)
+                times = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    generator(x)
+                    times.append(time.perf_counter() - start)
+                out[f"infer_b{batch}_ms_per_image"] = min(times) / batch * 1000  # best of 5: least disturbed
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", type=Path, default=Path(".reference/pytorch-CycleGAN-and-pix2pix"))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--only", choices=("reference", "diptych"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        print(json.dumps(run(args.only, args.reference.resolve(), args.steps, args.warmup)))
+        return
+    if not (args.reference / "models" / "pix2pix_model.py").is_file():
+        sys.exit(f"{args.reference}: no reference checkout there; see this script's docstring")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    results = {}
+    for framework in ("reference", "diptych"):
+        cmd = [sys.executable, __file__, "--only", framework, "--reference", str(args.reference)]
+        cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+        results[framework] = json.loads(line)
+        print(f"  {framework}: {results[framework]}", flush=True)
+    ref, ours = results["reference"], results["diptych"]
+    print("\n| measure | reference | diptych | speed-up |\n|---|---|---|---|")
+    for key, label in (
+        ("train_step_s", "training step (s)"),
+        ("infer_b1_ms_per_image", "G inference, batch 1 (ms/image)"),
+        ("infer_b8_ms_per_image", "G inference, batch 8 (ms/image)"),
+    ):
+        print(f"| {label} | {ref[key]:.3f} | {ours[key]:.3f} | {ref[key] / ours[key]:.2f}x |")
+    print(f"| peak RSS (MiB) | {ref['peak_rss_mib']:.0f} | {ours['peak_rss_mib']:.0f} | |")
+
+
+if __name__ == "__main__":
+    main()
