@@ -32,6 +32,13 @@ def _output_head(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7), nn.Tanh())
 
 
+def _run_blocks(blocks: nn.Sequential, h: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """Residual blocks, recomputed in backward instead of stored when checkpointing (training only)."""
+    if checkpointing and torch.is_grad_enabled():
+        return checkpoint_sequential(blocks, len(blocks), h, use_reentrant=False)
+    return blocks(h)
+
+
 class ResidualBlock(nn.Module):
     """x + (reflect-pad, 3x3 conv, norm, ReLU, reflect-pad, 3x3 conv, norm)(x)."""
 
@@ -78,12 +85,7 @@ class GlobalGenerator(nn.Module):
 
     def features(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
         """Everything before the output head (what a local enhancer adds to its own features)."""
-        h = self.down(self.front(x))
-        if checkpointing and torch.is_grad_enabled():
-            h = checkpoint_sequential(self.blocks, len(self.blocks), h, use_reentrant=False)
-        else:
-            h = self.blocks(h)
-        return self.up(h)
+        return self.up(_run_blocks(self.blocks, self.down(self.front(x)), checkpointing))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -101,12 +103,7 @@ class LocalEnhancer(nn.Module):
         self.up = _up_norm_relu(width * 2, width, norm)
 
     def forward(self, x: torch.Tensor, coarse_features: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
-        h = self.down(x) + coarse_features
-        if checkpointing and torch.is_grad_enabled():
-            h = checkpoint_sequential(self.blocks, len(self.blocks), h, use_reentrant=False)
-        else:
-            h = self.blocks(h)
-        return self.up(h)
+        return self.up(_run_blocks(self.blocks, self.down(x) + coarse_features, checkpointing))
 
 
 class HDGenerator(nn.Module):
