@@ -10,6 +10,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
 NORMS = ("batch", "instance", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgangp")
@@ -179,9 +181,11 @@ class TrainConfig:
         False, "also log losses, learning rates, validation metrics and image grids to RUN/tensorboard"
     )
     precision: str = opt(
-        "fp32",
-        "fp32, or bf16 autocast for forward passes (weights stay fp32; CPUs with AVX-512 bf16 and GPUs)",
-        choices=("fp32", "bf16"),
+        "auto",
+        "auto (bf16 where the hardware runs it natively: CPUs with AVX-512 bf16 or AMX, recent GPUs; else fp32), "
+        "fp32, bf16, or fp16 (CUDA; loss scaling). Forward passes are autocast, weights stay fp32; a step whose "
+        "loss or gradients overflow is recomputed in fp32",
+        choices=PRECISIONS,
     )
     grad_checkpoint: bool = opt(False, "recompute the hd generator's residual blocks in backward (less memory, slower)")
 
@@ -225,7 +229,7 @@ class RunConfig:
         _choice("gan-loss", t.gan_loss, GAN_LOSSES)
         _choice("lr-policy", t.lr_policy, LR_POLICIES)
         _choice("init", t.init, INITS)
-        _choice("precision", t.precision, ("fp32", "bf16"))
+        _choice("precision", t.precision, PRECISIONS)
         _choice("preprocess", data.preprocess, PREPROCESS)
         _choice("layout", data.layout, LAYOUTS)
         _choice("direction", data.direction, DIRECTIONS)

@@ -1,14 +1,66 @@
-"""Mixed precision without touching parameter names: a module's forward runs under autocast, outputs in fp32."""
+"""Mixed precision without touching parameter names, and an optimiser step that survives overflow.
+
+A module's forward runs under autocast (bf16 or fp16) with outputs returned in fp32; weights and optimiser
+state stay fp32. `AmpStep` runs one network's update: backward (through a GradScaler for fp16), a check
+that the loss and gradients are finite, and, when they are not, the same update recomputed in fp32.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16")
+from .config import PRECISIONS
+from .errors import ConfigError, DiptychError
+
+__all__ = ["PRECISIONS", "AmpStep", "full_precision", "in_fallback", "resolve_precision", "use_precision"]
+
+_full_precision = [False]  # set while a step is being recomputed in fp32
+
+
+class TrainingDiverged(DiptychError):
+    """A loss or gradient is NaN/inf even in fp32."""
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs natively here: a CUDA GPU with bf16, or a CPU with AVX-512 bf16 / AMX (oneDNN's check)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check and check())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` becomes bf16 where the hardware runs it natively, else fp32; fp16 is for CUDA only."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"--precision fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
+    return precision
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """Run wrapped forwards in fp32 inside this block (the overflow fallback)."""
+    _full_precision[0] = True
+    try:
+        yield
+    finally:
+        _full_precision[0] = False
+
+
+def in_fallback() -> bool:
+    """Whether a step is being recomputed in fp32 right now."""
+    return _full_precision[0]
 
 
 def _to_float(x: Any) -> Any:
@@ -20,21 +72,73 @@ def _to_float(x: Any) -> Any:
 
 
 def use_precision(module: nn.Module, precision: str, device: torch.device) -> nn.Module:
-    """Make `module.forward` run under bf16 autocast (weights and optimiser state stay fp32); fp32 is a no-op.
+    """Make `module.forward` run under bf16/fp16 autocast (weights and optimiser state stay fp32); fp32 is a no-op.
 
     Only the forward pass is autocast; backward runs outside it, as PyTorch recommends. Outputs come back as
     fp32 so losses are computed in full precision.
     """
     if precision == "fp32":
         return module
-    if precision != "bf16":
+    if precision not in ("bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     inner = module.forward
 
     @functools.wraps(inner)
     def forward(*args: Any, **kwargs: Any) -> Any:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        if _full_precision[0]:
+            return inner(*args, **kwargs)
+        with torch.autocast(device_type=device.type, dtype=dtype):
             return _to_float(inner(*args, **kwargs))
 
     module.forward = forward  # type: ignore[method-assign]
     return module
+
+
+class AmpStep:
+    """One network's optimiser update under the run's precision, with a NaN/inf guard.
+
+    fp16 scales the loss (GradScaler) so small gradients survive; a step whose gradients overflow is skipped
+    by the scaler and recomputed in fp32. bf16 has fp32's range, so only a non-finite loss triggers the
+    fp32 recomputation. A loss that is non-finite in fp32 too stops training with a clear error.
+    """
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self.fallbacks = 0  # steps recomputed in fp32 so far (logged by the trainer)
+
+    def update(
+        self, optimizer: torch.optim.Optimizer, compute: Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    ) -> dict[str, torch.Tensor]:
+        """`compute` returns (loss to minimise, losses to log); it must rebuild its inputs when `in_fallback()`."""
+        loss, logged = compute()
+        if self.precision != "fp32" and self._mixed_step(optimizer, loss):
+            return logged
+        if self.precision != "fp32":
+            self.fallbacks += 1
+            optimizer.zero_grad(set_to_none=True)
+            with full_precision():
+                loss, logged = compute()
+        if not torch.isfinite(loss.detach()).item():
+            raise TrainingDiverged(
+                f"training diverged: loss is {loss.item()} in fp32; lower --lr, check the data for NaN/inf, "
+                "or resume from an earlier checkpoint"
+            )
+        loss.backward()
+        optimizer.step()
+        return logged
+
+    def _mixed_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
+        """Backward and step in mixed precision; False (nothing stepped) when the result is not finite."""
+        if not torch.isfinite(loss.detach()).item():
+            return False
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)  # skipped by the scaler when a gradient overflowed
+        self.scaler.update()
+        return self.scaler.get_scale() >= scale

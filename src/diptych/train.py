@@ -40,7 +40,7 @@ from .device import resolve_device
 from .errors import ConfigError
 from .nets import generator_stride, receptive_field
 from .plots import CURVES_FILE, plot_training_curves
-from .precision import use_precision
+from .precision import resolve_precision, use_precision
 from .recipes import create_recipe
 from .validation import Validator
 
@@ -153,8 +153,9 @@ class Trainer:
             recipe_config.train.init_global = ""
         with self._own_rng():
             self.recipe = create_recipe(recipe_config, self.device)
+        self.precision = resolve_precision(config.train.precision, self.device)
         for module in self.recipe.networks.values():
-            use_precision(module, config.train.precision, self.device)
+            use_precision(module, self.precision, self.device)
             if config.train.grad_checkpoint and hasattr(module, "checkpointing"):
                 module.checkpointing = True
         self.schedulers = {name: make_scheduler(opt, config.train) for name, opt in self.recipe.optimizers.items()}
@@ -318,7 +319,7 @@ class Trainer:
         return (
             f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
             f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}\n"
-            f"diptych: {self.config.recipe}: {nets}; on {self.device}\n"
+            f"diptych: {self.config.recipe}: {nets}; on {self.device}, {self.precision}\n"
             f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}\n"
             f"diptych: {self.memory_estimate()}"
         )
@@ -380,6 +381,8 @@ class Trainer:
         # One device sync per log line, not per step.
         means = {k: float(torch.stack(v).double().mean()) for k, v in window.items()}
         record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
+        if self.recipe.amp.fallbacks:
+            record["fp32_fallbacks"] = self.recipe.amp.fallbacks
         record.update({f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.optimizers.items()})
         record.update({k: round(v, 6) for k, v in means.items()})
         self._append_log(record)
@@ -444,7 +447,10 @@ class Trainer:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng_cpu": self._rng_state,
             "best": json.dumps(self.best),
+            "amp_fallbacks": self.recipe.amp.fallbacks,
         }
+        if self.recipe.amp.scaler is not None:
+            state["grad_scaler"] = self.recipe.amp.scaler.state_dict()
         if self._cuda_rng_state is not None:
             state["rng_cuda"] = self._cuda_rng_state
         return state
@@ -465,6 +471,9 @@ class Trainer:
             opt.load_state_dict(state["optimizers"][name])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
+        self.recipe.amp.fallbacks = int(state.get("amp_fallbacks", 0))
+        if self.recipe.amp.scaler is not None and "grad_scaler" in state:
+            self.recipe.amp.scaler.load_state_dict(state["grad_scaler"])
         for name, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
             if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):

@@ -31,7 +31,7 @@ from .data.paired import label_spec
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .nets import create_generator
-from .precision import PRECISIONS, use_precision
+from .precision import PRECISIONS, resolve_precision, use_precision
 from .tiling import (
     RowSource,
     TileSettings,
@@ -77,7 +77,8 @@ class Translator:
         self.instance_dir: Path | None = None
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
-        use_precision(self.generator, precision, device)
+        self.precision = resolve_precision(precision, device)
+        use_precision(self.generator, self.precision, device)
         self._warned_instance_norm = False
 
     @classmethod

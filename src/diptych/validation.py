@@ -16,6 +16,7 @@ from .data.paired import Pair, PairedDataset, label_spec
 from .errors import ConfigError, DataError
 from .metrics import MetricProtocol, summarize
 from .metrics.pixel import HIGHER_IS_BETTER
+from .precision import full_precision
 from .scoring import load_test_pairs, score_pairs
 
 # Cheap metrics always reported; the selection metric is added when it is another one.
@@ -101,7 +102,9 @@ class Validator:
         generator.eval()
 
         def translate(x: torch.Tensor) -> torch.Tensor:
-            return generator(x.to(self.device)).float().cpu()
+            # In fp32 whatever the training precision, so the scores match `diptych evaluate` on the checkpoint.
+            with full_precision():
+                return generator(x.to(self.device)).float().cpu()
 
         per_image: dict[str, list[float]] = {n: [] for n in self.names}
         samples = []

@@ -16,7 +16,8 @@ from ..config import RunConfig
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
 from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator, init_weights
-from .base import adam_optimizers
+from ..precision import AmpStep, in_fallback, resolve_precision
+from .base import adam_optimizers, update_d_then_g
 
 
 class Pix2PixHDRecipe:
@@ -45,6 +46,7 @@ class Pix2PixHDRecipe:
         self.fix_global_steps = t.fix_global_steps if g_cfg.n_local else 0
         self.monitor = "G_L1"
         self.device = device
+        self.amp = AmpStep(resolve_precision(t.precision, device), device)
         self.step = 0
 
     def _load_global(self, source: Path) -> None:
@@ -73,34 +75,33 @@ class Pix2PixHDRecipe:
         real_a = batch["A"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
         real_b = batch["B"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
         g, d = self.generator, self.discriminator
-        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         fake_b = g(real_a)
 
-        d.requires_grad_(True)
-        opt_d.zero_grad(set_to_none=True)
-        pred_fake = d(torch.cat([real_a, fake_b.detach()], 1))
-        pred_real = d(torch.cat([real_a, real_b], 1))
-        loss_d_fake = multiscale_adversarial(self.adversarial, pred_fake, False)
-        loss_d_real = multiscale_adversarial(self.adversarial, pred_real, True)
-        (self.d_scale * (loss_d_fake + loss_d_real)).backward()
-        opt_d.step()
+        def fake() -> torch.Tensor:  # recomputed in fp32 when the step falls back
+            return g(real_a) if in_fallback() else fake_b
 
-        d.requires_grad_(False)
-        opt_g.zero_grad(set_to_none=True)
-        pred_fake = d(torch.cat([real_a, fake_b], 1))
-        with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
+        def d_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            pred_fake = d(torch.cat([real_a, fake().detach()], 1))
             pred_real = d(torch.cat([real_a, real_b], 1))
-        loss_gan = multiscale_adversarial(self.adversarial, pred_fake, True, for_discriminator=False)
-        loss_fm = feature_matching_loss(pred_fake, pred_real)
-        loss_l1 = l1_loss(fake_b, real_b)
-        loss_g = loss_gan + self.lambda_feat * loss_fm + self.lambda_l1 * loss_l1
-        losses = {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach(), "G_GAN": loss_gan.detach()}
-        losses["G_FM"] = loss_fm.detach()
-        if self.perceptual is not None:
-            loss_vgg = self.perceptual(fake_b, real_b)
-            loss_g = loss_g + self.lambda_vgg * loss_vgg
-            losses["G_VGG"] = loss_vgg.detach()
-        loss_g.backward()
-        opt_g.step()
-        losses["G_L1"] = loss_l1.detach()
-        return losses
+            loss_fake = multiscale_adversarial(self.adversarial, pred_fake, False)
+            loss_real = multiscale_adversarial(self.adversarial, pred_real, True)
+            return self.d_scale * (loss_fake + loss_real), {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
+
+        def g_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            b = fake()
+            pred_fake = d(torch.cat([real_a, b], 1))
+            with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
+                pred_real = d(torch.cat([real_a, real_b], 1))
+            loss_gan = multiscale_adversarial(self.adversarial, pred_fake, True, for_discriminator=False)
+            loss_fm = feature_matching_loss(pred_fake, pred_real)
+            loss_l1 = l1_loss(b, real_b)
+            loss = loss_gan + self.lambda_feat * loss_fm + self.lambda_l1 * loss_l1
+            logged = {"G_GAN": loss_gan.detach(), "G_FM": loss_fm.detach()}
+            if self.perceptual is not None:
+                loss_vgg = self.perceptual(b, real_b)
+                loss = loss + self.lambda_vgg * loss_vgg
+                logged["G_VGG"] = loss_vgg.detach()
+            logged["G_L1"] = loss_l1.detach()
+            return loss, logged
+
+        return update_d_then_g(self, d_losses, g_losses)
