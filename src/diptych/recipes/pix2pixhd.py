@@ -10,16 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..checkpoint import load_weights, read_checkpoint_config, resolve_checkpoint, weights_file
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
 from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator, init_weights
-from .base import adam_optimizers
+from .base import GANRecipe, Losses, adam_optimizers
 
 
-class Pix2PixHDRecipe:
+class Pix2PixHDRecipe(GANRecipe):
     """One D update (all scales) and one G update (GAN + lambda_feat * FM [+ lambda_vgg * VGG] [+ lambda_l1 * L1])."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
@@ -43,6 +44,8 @@ class Pix2PixHDRecipe:
         self.lambda_feat, self.lambda_vgg, self.lambda_l1 = t.lambda_feat, t.lambda_vgg, t.lambda_l1
         self.perceptual = PerceptualLoss(t.vgg_weights).to(device) if t.lambda_vgg > 0 else None
         self.fix_global_steps = t.fix_global_steps if g_cfg.n_local else 0
+        self.generator_partly_frozen = self.fix_global_steps > 0
+        self.accum_steps = t.accum_steps
         self.monitor = "G_L1"
         self.device = device
         self.step = 0
@@ -66,27 +69,23 @@ class Pix2PixHDRecipe:
     def set_step(self, step: int) -> None:
         """Told by the trainer before each step (drives the frozen-global phase, also after a resume)."""
         self.step = step
-        self.generator.global_generator.requires_grad_(step >= self.fix_global_steps)
+        self.networks["generator"].global_generator.requires_grad_(step >= self.fix_global_steps)  # type: ignore[union-attr]
 
-    def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
-        """One optimisation step of D then G."""
-        real_a = batch["A"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
-        real_b = batch["B"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
-        g, d = self.generator, self.discriminator
-        opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
-        fake_b = g(real_a)
-
-        d.requires_grad_(True)
-        opt_d.zero_grad(set_to_none=True)
-        pred_fake = d(torch.cat([real_a, fake_b.detach()], 1))
+    def discriminator_loss(
+        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, Losses]:
+        """LSGAN (or the chosen loss) over all scales, real pairs up, generated pairs down."""
+        pred_fake = d(torch.cat([real_a, fake_b], 1))
         pred_real = d(torch.cat([real_a, real_b], 1))
         loss_d_fake = multiscale_adversarial(self.adversarial, pred_fake, False)
         loss_d_real = multiscale_adversarial(self.adversarial, pred_real, True)
-        (self.d_scale * (loss_d_fake + loss_d_real)).backward()
-        opt_d.step()
+        loss = self.d_scale * (loss_d_fake + loss_d_real)
+        return loss, {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach()}
 
-        d.requires_grad_(False)
-        opt_g.zero_grad(set_to_none=True)
+    def generator_loss(
+        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, Losses]:
+        """GAN + lambda_feat x feature matching [+ lambda_vgg x VGG] [+ lambda_l1 x L1]."""
         pred_fake = d(torch.cat([real_a, fake_b], 1))
         with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
             pred_real = d(torch.cat([real_a, real_b], 1))
@@ -94,13 +93,10 @@ class Pix2PixHDRecipe:
         loss_fm = feature_matching_loss(pred_fake, pred_real)
         loss_l1 = l1_loss(fake_b, real_b)
         loss_g = loss_gan + self.lambda_feat * loss_fm + self.lambda_l1 * loss_l1
-        losses = {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach(), "G_GAN": loss_gan.detach()}
-        losses["G_FM"] = loss_fm.detach()
+        losses = {"G_GAN": loss_gan.detach(), "G_FM": loss_fm.detach()}
         if self.perceptual is not None:
             loss_vgg = self.perceptual(fake_b, real_b)
             loss_g = loss_g + self.lambda_vgg * loss_vgg
             losses["G_VGG"] = loss_vgg.detach()
-        loss_g.backward()
-        opt_g.step()
         losses["G_L1"] = loss_l1.detach()
-        return losses
+        return loss_g, losses
