@@ -113,7 +113,7 @@ def test_two_processes_match_one_with_the_same_global_batch(
     moved = max(float((a[k] - _weights(two_process_runs / "ddp_half")[k]).abs().max()) for k in a)
     assert moved > 1e-3  # the second half of the run changed the weights, so agreement below means something
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=5e-5, msg=key)
     # The logged losses are the global batch's means, as a single process logs them.
     for x, y in zip(_log(single.run_dir), _log(two_process_runs / "ddp"), strict=True):
         assert x.keys() == y.keys() and x["step"] == y["step"] and x["lr_generator"] == y["lr_generator"]
@@ -126,7 +126,7 @@ def test_accumulation_under_ddp_matches_one_process(two_process_runs: Path, data
     single = train(_config(dataset, 2 * STEPS), tmp_path / "single", progress=False)
     a, b = _weights(single.run_dir), _weights(two_process_runs / "ddp_accum")
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=5e-5, msg=key)
 
 
 def test_accumulation_equals_the_big_batch(dataset: Path, tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_accumulation_equals_the_big_batch(dataset: Path, tmp_path: Path) -> Non
     split = train(_config(dataset, 6, batch=2, accum=2), tmp_path / "split", progress=False)
     a, b = _weights(whole.run_dir), _weights(split.run_dir)
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=5e-5, msg=key)
     for x, y in zip(_log(whole.run_dir), _log(split.run_dir), strict=True):
         assert x["G_L1"] == pytest.approx(y["G_L1"], rel=1e-4)
 
