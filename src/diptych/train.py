@@ -45,8 +45,6 @@ from .precision import use_precision
 from .recipes import create_recipe
 from .validation import Validator
 
-__all__ = ["EpochSampler", "TrainResult", "Trainer", "resume_config", "train"]  # EpochSampler: moved to distributed
-
 LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
 STATE_VERSION = 1
@@ -235,7 +233,10 @@ class Trainer:
         """Train to the end (or max_steps); save checkpoints on schedule, at the end and on Ctrl-C."""
         t, data = self.config.train, self.config.data
         if self.resume and self.step >= self.total_steps:
-            print(f"diptych: {self.run_dir} already finished {self.step} steps; raise --max-steps or --epochs to go on")
+            if self.dist.is_main:
+                print(
+                    f"diptych: {self.run_dir} already finished {self.step} steps; raise --max-steps or --epochs to go on"
+                )
             return TrainResult(self.run_dir, resolve_checkpoint(self.ckpt_root), self.step)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
