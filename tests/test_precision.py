@@ -31,6 +31,17 @@ def test_auto_resolves_to_what_the_hardware_runs() -> None:
         resolve_precision("fp16", CPU)
 
 
+def phase(amp: AmpStep, loss_of: object) -> object:
+    """A recipe-style phase: forward, backward through the AmpStep, report the loss and whether it is finite."""
+
+    def run(first: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        loss = loss_of()  # type: ignore[operator]
+        amp.backward(loss)
+        return {"loss": loss.detach()}, torch.isfinite(loss.detach())
+
+    return run
+
+
 def test_bf16_overflow_recomputes_the_step_in_fp32() -> None:
     torch.manual_seed(0)
     net = use_precision(Spiky(), "bf16", CPU)
@@ -39,7 +50,7 @@ def test_bf16_overflow_recomputes_the_step_in_fp32() -> None:
     amp = AmpStep("bf16", CPU)
     x = torch.randn(8, 4)
 
-    logged = amp.update(opt, lambda: (net(x).square().mean(), {"loss": net(x).detach().mean()}))
+    logged = amp.run(opt, phase(amp, lambda: net(x).square().mean()))
     assert amp.fallbacks == 1
     assert torch.isfinite(logged["loss"])  # the logged loss is the fp32 one
     assert torch.isfinite(net.lin.weight).all()
@@ -53,12 +64,12 @@ def test_fp16_gradient_overflow_is_skipped_by_the_scaler_then_recomputed() -> No
     amp = AmpStep("fp16", CPU)
     x = torch.randn(8, 4)
     # Finite in fp32, but the scaler's 65536x loss scale makes the gradients overflow.
-    amp.update(opt, lambda: (net(x).sum() * 1e35, {}))
+    amp.run(opt, phase(amp, lambda: net(x).sum() * 1e35))
     assert amp.fallbacks == 1
     assert amp.scaler is not None and amp.scaler.get_scale() < 65536.0
     assert torch.isfinite(net.weight).all()
     # A well-scaled step goes through the scaler without a fallback.
-    amp.update(opt, lambda: (net(x).mean() * 1e-2, {}))
+    amp.run(opt, phase(amp, lambda: net(x).mean() * 1e-2))
     assert amp.fallbacks == 1
 
 
@@ -66,4 +77,5 @@ def test_a_loss_that_is_not_finite_in_fp32_stops_training() -> None:
     net = nn.Linear(4, 1)
     opt = torch.optim.Adam(net.parameters())
     with pytest.raises(TrainingDiverged, match="training diverged"):
-        AmpStep("fp32", CPU).update(opt, lambda: (net(torch.randn(2, 4)).sum() * float("nan"), {}))
+        amp = AmpStep("fp32", CPU)
+        amp.run(opt, phase(amp, lambda: net(torch.randn(2, 4)).sum() * float("nan")))

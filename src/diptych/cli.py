@@ -361,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process, launched_by_torchrun
     from .train import resume_config, train
 
     if args.resume:
@@ -378,8 +379,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             base.generator.in_channels = base.generator.out_channels = 0
             base.data.sample_type = ""
         config = config_from_args(args, base)
+        if args.run_dir is None and launched_by_torchrun():
+            raise DiptychError("--run-dir is required under torchrun, so that every process writes to the same folder")
         run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
+    if not is_main_process():
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(f"interrupted at step {result.steps}; saved {result.checkpoint}")
         print(f"continue with: diptych train --resume {result.run_dir}")

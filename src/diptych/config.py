@@ -104,7 +104,9 @@ class DataConfig:
     crop_size: int = opt(256, "training crop size")
     flip: bool = opt(True, "random horizontal flip, identical for A and B")
     workers: int = opt(2, "data-loading worker processes (0 = load in the main process)")
-    batch_size: int = opt(1, "pairs per training step")
+    batch_size: int = opt(
+        1, "pairs per optimisation step, over all torchrun processes and --accum-steps micro-batches (the global batch)"
+    )
     max_items: int = opt(0, "use at most this many pairs (0 = all)")
     skip_bad: bool = opt(False, "skip unreadable or inconsistent pairs and list them, instead of stopping")
     label_nc: int = opt(
@@ -168,6 +170,9 @@ class TrainConfig:
     )
     max_steps: int = opt(
         0, "stop after this many optimisation steps (0 = run all epochs); the learning rate still follows epochs"
+    )
+    accum_steps: int = opt(
+        1, "gradient accumulation: split each step's batch into this many micro-batches (less memory, same gradient)"
     )
     save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)")
     keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)")
@@ -253,6 +258,12 @@ class RunConfig:
         _at_least("epochs-decay", t.epochs_decay, 0)
         _at_least("max-steps", t.max_steps, 0)
         _at_least("save-every", t.save_every, 1)
+        _at_least("accum-steps", t.accum_steps, 1)
+        if data.batch_size % t.accum_steps:
+            raise ConfigError(
+                f"--batch-size {data.batch_size} must be divisible by --accum-steps {t.accum_steps} "
+                "(the batch is split into that many equal micro-batches)"
+            )
         _at_least("keep-last", t.keep_last, 0)
         _at_least("log-every", t.log_every, 1)
         _at_least("lr-step-epochs", t.lr_step_epochs, 1)

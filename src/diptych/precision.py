@@ -95,6 +95,9 @@ def use_precision(module: nn.Module, precision: str, device: torch.device) -> nn
     return module
 
 
+Phase = Callable[[bool], tuple[dict[str, Any], torch.Tensor]]
+
+
 class AmpStep:
     """One network's optimiser update under the run's precision, with a NaN/inf guard.
 
@@ -107,38 +110,52 @@ class AmpStep:
         self.precision = precision
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.fallbacks = 0  # steps recomputed in fp32 so far (logged by the trainer)
+        # Every process must take the same branch: a multi-process run replaces this with an all-reduce.
+        self.any_rank: Callable[[bool], bool] = lambda flag: flag
 
-    def update(
-        self, optimizer: torch.optim.Optimizer, compute: Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-    ) -> dict[str, torch.Tensor]:
-        """`compute` returns (loss to minimise, losses to log); it must rebuild its inputs when `in_fallback()`."""
-        loss, logged = compute()
-        if self.precision != "fp32" and self._mixed_step(optimizer, loss):
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of one (micro-)batch's loss, scaled for fp16 outside the fallback."""
+        if self.scaler is not None and not in_fallback():
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def run(self, optimizer: torch.optim.Optimizer, phase: Phase) -> dict[str, Any]:
+        """Zero the gradients, run `phase` (forwards + `backward` calls; returns (losses to log, all-finite flag))
+        and step. `phase(first)` is called again with first=False inside `full_precision()` on overflow."""
+        optimizer.zero_grad(set_to_none=True)
+        logged, finite = phase(True)
+        bad = self.any_rank(not bool(finite.item()))
+        if self.precision == "fp32":
+            if bad:
+                raise TrainingDiverged(
+                    "training diverged: a loss is NaN or inf in fp32; lower --lr, check the data for NaN/inf, "
+                    "or resume from an earlier checkpoint"
+                )
+            optimizer.step()
             return logged
-        if self.precision != "fp32":
-            self.fallbacks += 1
-            optimizer.zero_grad(set_to_none=True)
-            with full_precision():
-                loss, logged = compute()
-        if not torch.isfinite(loss.detach()).item():
+        if not bad and self._mixed_step(optimizer):
+            return logged
+        self.fallbacks += 1
+        optimizer.zero_grad(set_to_none=True)
+        with full_precision():
+            logged, finite = phase(False)
+        if self.any_rank(not bool(finite.item())):
             raise TrainingDiverged(
-                f"training diverged: loss is {loss.item()} in fp32; lower --lr, check the data for NaN/inf, "
+                "training diverged: a loss is NaN or inf even in fp32; lower --lr, check the data for NaN/inf, "
                 "or resume from an earlier checkpoint"
             )
-        loss.backward()
         optimizer.step()
         return logged
 
-    def _mixed_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
-        """Backward and step in mixed precision; False (nothing stepped) when the result is not finite."""
-        if not torch.isfinite(loss.detach()).item():
-            return False
+    def _mixed_step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Step after a mixed-precision backward; False (nothing stepped) when fp16 gradients overflowed."""
         if self.scaler is None:
-            loss.backward()
             optimizer.step()
             return True
         scale = self.scaler.get_scale()
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)  # skipped by the scaler when a gradient overflowed
+        self.scaler.step(
+            optimizer
+        )  # skipped by the scaler when a gradient overflowed (all ranks agree: grads are reduced)
         self.scaler.update()
         return self.scaler.get_scale() >= scale

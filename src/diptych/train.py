@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .atomic import write_text_atomic
@@ -37,6 +37,7 @@ from .checkpoint import (
 from .config import RunConfig, TrainConfig, load_config
 from .data import PairedDataset, collate_pairs, open_paired_dataset
 from .device import resolve_device
+from .distributed import Distributed, EpochSampler, check_global_batch, prepare_networks, process_group
 from .errors import ConfigError
 from .nets import generator_stride, receptive_field
 from .plots import CURVES_FILE, plot_training_curves
@@ -47,39 +48,6 @@ from .validation import Validator
 LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
 STATE_VERSION = 1
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields (index, epoch_seed) in a per-epoch permutation derived from the seed; can start mid-epoch."""
-
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
-        self.size = size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's permutation and skip its first `start` samples."""
-        self.epoch = epoch
-        self.start = start
-
-    def epoch_seed(self) -> int:
-        """The seed that fixes this epoch's order and augmentations."""
-        return self.seed * 1_000_003 + self.epoch
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.epoch_seed())
-            order = torch.randperm(self.size, generator=gen).tolist()
-        else:
-            order = list(range(self.size))
-        seed = self.epoch_seed()
-        for index in order[self.start :]:
-            yield index, seed
-
-    def __len__(self) -> int:
-        return self.size - self.start
 
 
 def lr_factor(t: TrainConfig, epoch: int) -> float:
@@ -120,11 +88,22 @@ class TrainResult:
 class Trainer:
     """Runs a recipe over a paired dataset; owns no global state, so one process can hold several."""
 
-    def __init__(self, config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        dist: Distributed | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / CHECKPOINTS_DIR
         self.resume = resume
-        self.progress = progress
+        config.validate()
+        # One process unless torchrun started several: then rank 0 alone writes files and shows progress.
+        self.dist = dist or Distributed(device=resolve_device(config.train.device))
+        self.progress = progress and self.dist.is_main
         if resume:
             if not (self.ckpt_root / LATEST_FILE).is_file():
                 raise ConfigError(f"--resume: {self.run_dir} has no checkpoint to resume from")
@@ -133,9 +112,8 @@ class Trainer:
                 f"{self.run_dir}: this run folder already has checkpoints; pass --resume to continue it "
                 "or choose a new --run-dir"
             )
-        config.validate()
         self.config = config
-        self.device = resolve_device(config.train.device)
+        self.device = self.dist.device
         self.dataset: PairedDataset = open_paired_dataset(config.data)
         self._fill_channels()
         self.validator, self.dataset = Validator.from_config(config, self.dataset, self.device)
@@ -154,12 +132,19 @@ class Trainer:
         with self._own_rng():
             self.recipe = create_recipe(recipe_config, self.device)
         self.precision = resolve_precision(config.train.precision, self.device)
+        if self.dist.enabled:
+            # Same initial weights everywhere, then each rank draws its own dropout masks and penalty points.
+            self._rng_state = torch.Generator().manual_seed(self.dist.seed(config.train.seed)).get_state()
         for module in self.recipe.networks.values():
             use_precision(module, self.precision, self.device)
             if config.train.grad_checkpoint and hasattr(module, "checkpointing"):
                 module.checkpointing = True
         self.schedulers = {name: make_scheduler(opt, config.train) for name, opt in self.recipe.optimizers.items()}
-        self.steps_per_epoch = math.ceil(len(self.dataset) / config.data.batch_size)
+        # --batch-size is global: each process loads its share and splits it into --accum-steps micro-batches.
+        self.rank_batch = check_global_batch(
+            config.data.batch_size, self.dist.world_size, config.train.accum_steps, len(self.dataset)
+        )
+        self.steps_per_epoch = self._sampler().steps_per_epoch
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -167,6 +152,23 @@ class Trainer:
         self.epoch_l1: list[Any] = [0.0, 0]
         if resume:
             self._restore()
+        converted = prepare_networks(self.recipe.networks, self.dist)
+        if converted and self.progress:
+            print(f"diptych: SyncBatchNorm in {', '.join(converted)} (batch statistics over all processes)")
+        self.recipe.distribute(self.dist)
+
+    def _sampler(self) -> EpochSampler:
+        """This process's share of every epoch; full global batches only when they are split (processes, micro-steps)."""
+        split = self.dist.world_size * self.config.train.accum_steps > 1
+        return EpochSampler(
+            len(self.dataset),
+            self.config.train.seed,
+            shuffle=True,
+            batch_size=self.config.data.batch_size,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            drop_last=split,
+        )
 
     def _fill_channels(self) -> None:
         g, summary = self.config.generator, self.dataset.summary
@@ -211,7 +213,7 @@ class Trainer:
             torch.set_rng_state(self._rng_state)
             if cuda:
                 if self._cuda_rng_state is None:
-                    torch.cuda.manual_seed(self.config.train.seed)
+                    torch.cuda.manual_seed(self.dist.seed(self.config.train.seed))
                 else:
                     torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
             try:
@@ -232,18 +234,22 @@ class Trainer:
         """Train to the end (or max_steps); save checkpoints on schedule, at the end and on Ctrl-C."""
         t, data = self.config.train, self.config.data
         if self.resume and self.step >= self.total_steps:
-            print(f"diptych: {self.run_dir} already finished {self.step} steps; raise --max-steps or --epochs to go on")
+            if self.dist.is_main:
+                print(
+                    f"diptych: {self.run_dir} already finished {self.step} steps; raise --max-steps or --epochs to go on"
+                )
             return TrainResult(self.run_dir, resolve_checkpoint(self.ckpt_root), self.step)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.run_dir / CONFIG_FILE, self.config.to_json())
-        if not self.resume:
-            write_text_atomic(self.run_dir / LOG_FILE, "")  # a fresh run never continues an abandoned run's log
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.run_dir / CONFIG_FILE, self.config.to_json())
+            if not self.resume:
+                write_text_atomic(self.run_dir / LOG_FILE, "")  # a fresh run never continues an abandoned run's log
         if self.progress:
             print(self.describe(), file=sys.stderr)
-        sampler = EpochSampler(len(self.dataset), t.seed, shuffle=True)
+        sampler = self._sampler()
         loader = DataLoader(
             self.dataset,
-            batch_size=data.batch_size,
+            batch_size=self.rank_batch,
             sampler=sampler,
             num_workers=data.workers,
             collate_fn=collate_pairs,
@@ -267,9 +273,10 @@ class Trainer:
         window: dict[str, list[torch.Tensor]] = {}
         last_saved = -1
         started = time.perf_counter()
-        with _GracefulStop() as stop, _deterministic(t.deterministic, self.device):
-            while self.epoch < total_epochs and self.step < total and not stop.requested:
-                sampler.set_epoch(self.epoch, start=self.batch_in_epoch * data.batch_size)
+        stopping = False
+        with _GracefulStop(self.dist.enabled) as stop, _deterministic(t.deterministic, self.device):
+            while self.epoch < total_epochs and self.step < total and not stopping:
+                sampler.set_epoch(self.epoch, start=self.batch_in_epoch)
                 for module in self.recipe.networks.values():
                     module.train()
                 for batch in loader:
@@ -289,11 +296,13 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
                         window = {}
                     if self.validator is not None and self.step % self.config.validation.every == 0:
-                        self.validate()
+                        self._validate_on_main()
+                    # Every process stops at the same step, whichever received Ctrl-C.
+                    stopping = self.dist.any(stop.requested)
                     if self.step % t.save_every == 0:
                         self.save()
                         last_saved = self.step
-                    if self.step >= total or stop.requested:
+                    if self.step >= total or stopping:
                         break
                 if self.batch_in_epoch >= self.steps_per_epoch:
                     self._end_epoch()
@@ -301,12 +310,14 @@ class Trainer:
         if window:
             self._log(window, time.perf_counter() - started)
         if self.validator is not None and self.step % self.config.validation.every != 0:
-            self.validate()
-        ckpt = self.save() if last_saved != self.step else resolve_checkpoint(self.ckpt_root)
+            self._validate_on_main()
+        ckpt = self.save() if last_saved != self.step else self.ckpt_root / f"step_{self.step:08d}"
         if self._writer is not None:
             self._writer.close()
-        plot_training_curves(self.run_dir / LOG_FILE, self.run_dir / CURVES_FILE)
-        return TrainResult(self.run_dir, ckpt, self.step, interrupted=stop.requested and self.step < total)
+        if self.dist.is_main:
+            plot_training_curves(self.run_dir / LOG_FILE, self.run_dir / CURVES_FILE)
+        self.dist.barrier()
+        return TrainResult(self.run_dir, ckpt, self.step, interrupted=stopping and self.step < total)
 
     def describe(self) -> str:
         """A few lines on what this run will do: data, networks, device, length, destination."""
@@ -319,16 +330,23 @@ class Trainer:
         return (
             f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
             f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}\n"
-            f"diptych: {self.config.recipe}: {nets}; on {self.device}, {self.precision}\n"
+            f"diptych: {self.config.recipe}: {nets}; on {self.device}, {self.precision}{self._describe_split()}\n"
             f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}\n"
             f"diptych: {self.memory_estimate()}"
         )
+
+    def _describe_split(self) -> str:
+        world, accum = self.dist.world_size, self.config.train.accum_steps
+        if world * accum == 1:
+            return ""
+        micro = self.rank_batch // accum
+        return f" x {world} processes; global batch {self.config.data.batch_size} = {world} x {accum} x {micro}"
 
     def memory_estimate(self) -> str:
         """Weights + gradients + Adam moments (4 x fp32 per parameter), activations from hooks on one forward pass
         of every network at the training size (every layer's output counted), and the runtime's own footprint."""
         side = self.dataset.summary.min_side
-        batch = self.config.data.batch_size
+        batch = self.rank_batch // self.config.train.accum_steps  # what one forward pass of one process holds
         params = sum(p.numel() for m in self.recipe.networks.values() for p in m.parameters())
         state_bytes = params * 4 * 4
         act_bytes = 0
@@ -366,7 +384,7 @@ class Trainer:
         )
 
     def _end_epoch(self) -> None:
-        mean_l1 = float(self.epoch_l1[0]) / max(1, self.epoch_l1[1])
+        mean_l1 = self._epoch_l1_sum() / max(1, self.epoch_l1[1])
         for sched in self.schedulers.values():
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(mean_l1)
@@ -377,9 +395,18 @@ class Trainer:
         # Sum (a tensor on the training device, so no per-step sync) and count of the monitor loss this epoch.
         self.epoch_l1: list[Any] = [0.0, 0]
 
+    def _epoch_l1_sum(self) -> float:
+        """This epoch's sum of the monitor loss over steps, each step's value averaged over all processes' shards."""
+        total = torch.as_tensor(self.epoch_l1[0], dtype=torch.float64, device=self.device)
+        return float(self.dist.mean(total))
+
     def _log(self, window: dict[str, list[torch.Tensor]], elapsed: float) -> dict[str, float]:
-        # One device sync per log line, not per step.
-        means = {k: float(torch.stack(v).double().mean()) for k, v in window.items()}
+        # One device sync per log line, not per step; under torchrun, one all-reduce for the global batch's means.
+        keys = sorted(window)
+        stacked = torch.stack([torch.stack(window[k]).double().mean() for k in keys])
+        means = dict(zip(keys, self.dist.mean(stacked).tolist(), strict=True))
+        if not self.dist.is_main:
+            return means
         record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
         if self.recipe.amp.fallbacks:
             record["fp32_fallbacks"] = self.recipe.amp.fallbacks
@@ -413,6 +440,12 @@ class Trainer:
             self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1)
         return self._writer
 
+    def _validate_on_main(self) -> None:
+        """Validation runs on rank 0 while the other processes wait (it must fit in the process group's timeout)."""
+        if self.dist.is_main:
+            self.validate()
+        self.dist.barrier()
+
     def validate(self) -> dict[str, float]:
         """Score the generator on the validation pairs; log the means and keep the best checkpoint."""
         assert self.validator is not None
@@ -442,7 +475,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
-            "epoch_l1": [float(self.epoch_l1[0]), int(self.epoch_l1[1])],
+            "epoch_l1": [self._epoch_l1_sum(), int(self.epoch_l1[1])],
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng_cpu": self._rng_state,
@@ -453,14 +486,24 @@ class Trainer:
             state["grad_scaler"] = self.recipe.amp.scaler.state_dict()
         if self._cuda_rng_state is not None:
             state["rng_cuda"] = self._cuda_rng_state
+        if self.dist.enabled:
+            # Every rank's dropout/penalty stream, so a resume with the same number of processes continues exactly.
+            ranks = self.dist.gather((self._rng_state, self._cuda_rng_state))
+            state["world_size"] = self.dist.world_size
+            state["rng_cpu_ranks"] = [cpu for cpu, _ in ranks]
+            if ranks[0][1] is not None:
+                state["rng_cuda_ranks"] = [cuda for _, cuda in ranks]
         return state
 
     def save(self) -> Path:
-        """Write a checkpoint for the current step and prune old ones."""
+        """Write a checkpoint for the current step and prune old ones (rank 0 writes; every process takes part)."""
         name = f"step_{self.step:08d}"
-        path = save_checkpoint(self.ckpt_root, name, self.config, self.recipe.networks, self.training_state())
-        prune_checkpoints(self.ckpt_root, self.config.train.keep_last, protect={name})
-        return path
+        state = self.training_state()
+        if self.dist.is_main:
+            save_checkpoint(self.ckpt_root, name, self.config, self.recipe.networks, state)
+            prune_checkpoints(self.ckpt_root, self.config.train.keep_last, protect={name})
+        self.dist.barrier()
+        return self.ckpt_root / name
 
     def _restore(self) -> None:
         folder = resolve_checkpoint(self.ckpt_root)
@@ -486,8 +529,27 @@ class Trainer:
         self.epoch_l1 = [float(state["epoch_l1"][0]), int(state["epoch_l1"][1])]
         self._rng_state = state["rng_cpu"]
         self._cuda_rng_state = state.get("rng_cuda")
+        if self.dist.enabled:
+            self._restore_rank_rng(state)
         self.best = json.loads(state.get("best", "null"))
-        self._truncate_log()
+        if self.dist.is_main:
+            self._truncate_log()
+
+    def _restore_rank_rng(self, state: dict[str, Any]) -> None:
+        """This rank's random stream: as saved when the number of processes is unchanged, else a fresh one per rank."""
+        if state.get("world_size") == self.dist.world_size:
+            self._rng_state = state["rng_cpu_ranks"][self.dist.rank]
+            self._cuda_rng_state = state.get("rng_cuda_ranks", [None] * self.dist.world_size)[self.dist.rank]
+            return
+        seed = self.dist.seed(self.config.train.seed) + self.step
+        self._rng_state = torch.Generator().manual_seed(seed).get_state()
+        self._cuda_rng_state = None
+        if self.progress:
+            print(
+                f"diptych: resuming with {self.dist.world_size} processes (saved with {state.get('world_size', 1)}): "
+                "same global batches, new dropout draws",
+                file=sys.stderr,
+            )
 
     def _truncate_log(self) -> None:
         """Drop log lines written after the checkpoint being resumed (they will be written again)."""
@@ -528,11 +590,17 @@ def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
 
 
 class _GracefulStop:
-    """Turns the first Ctrl-C into a request to stop at the next step boundary; a second one aborts at once."""
+    """Turns the first Ctrl-C into a request to stop at the next step boundary; a second one aborts at once.
 
-    def __init__(self) -> None:
+    Under torchrun a worker gets Ctrl-C twice (from the terminal and forwarded by torchrun), so there a second one
+    within a few seconds of the first counts as the same.
+    """
+
+    def __init__(self, forwarded: bool = False) -> None:
         self.requested = False
         self._previous: Any = None
+        self._grace_s = 5.0 if forwarded else 0.0
+        self._first = 0.0
 
     def __enter__(self) -> _GracefulStop:
         # Only in the main thread, and not where the process was started with Ctrl-C ignored (nohup, &).
@@ -545,8 +613,11 @@ class _GracefulStop:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
+            if time.monotonic() - self._first < self._grace_s:
+                return
             raise KeyboardInterrupt
         self.requested = True
+        self._first = time.monotonic()
         print("\ndiptych: stopping after this step to save a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
     def __exit__(self, *exc: object) -> None:
@@ -570,6 +641,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | No
             "deterministic",
             "precision",
             "grad_checkpoint",
+            "accum_steps",
         },
         "data": {"workers"},
         "validation": {"every"},
@@ -594,8 +666,12 @@ def _flag_name(section: str, key: str) -> str:
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train a model as `config` describes, writing checkpoints and logs under run_dir."""
-    return Trainer(config, run_dir, resume=resume, progress=progress).fit()
+    """Train a model as `config` describes, writing checkpoints and logs under run_dir.
+
+    Started by torchrun, every process joins the group and trains on its share of each global batch.
+    """
+    with process_group(config.train.device) as dist:
+        return Trainer(config, run_dir, resume=resume, progress=progress, dist=dist).fit()
 
 
 def image_grid(triplet: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..config import RunConfig
 from ..losses import AdversarialLoss, gradient_penalty, l1_loss
 from ..nets import create_discriminator, create_generator, init_weights
-from ..precision import AmpStep, in_fallback, resolve_precision
-from .base import adam_optimizers, update_d_then_g
+from ..precision import AmpStep, resolve_precision
+from .base import GANRecipe, Losses, adam_optimizers
 
 
-class Pix2PixRecipe:
+class Pix2PixRecipe(GANRecipe):
     """Alternating D and G updates of pix2pix; D sees the input concatenated with the real or generated output."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
@@ -27,38 +28,29 @@ class Pix2PixRecipe:
         self.lambda_gp = t.lambda_gp if t.gan_loss == "wgangp" else 0.0
         self.device = device
         self.monitor = "G_L1"
+        self.accum_steps = t.accum_steps
         self.amp = AmpStep(resolve_precision(t.precision, device), device)
         # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
         self.d_scale = 0.5 if t.gan_loss in ("vanilla", "lsgan") else 1.0
 
-    def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
-        """One D update then one G update on a batch of pairs."""
-        real_a = batch["A"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
-        real_b = batch["B"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
-        g, d = self.generator, self.discriminator
-        fake_b = g(real_a)
+    def discriminator_loss(
+        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, Losses]:
+        """Real pairs up, generated pairs down (+ lambda_gp x gradient penalty for WGAN-GP)."""
+        loss_d_fake = self.adversarial(d(torch.cat([real_a, fake_b], 1)), False, for_discriminator=True)
+        loss_d_real = self.adversarial(d(torch.cat([real_a, real_b], 1)), True, for_discriminator=True)
+        loss_d = self.d_scale * (loss_d_fake + loss_d_real)
+        losses = {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach()}
+        if self.lambda_gp > 0:
+            gp = gradient_penalty(lambda b: d(torch.cat([real_a, b], 1)), real_b, fake_b)
+            loss_d = loss_d + self.lambda_gp * gp
+            losses["D_gp"] = gp.detach()
+        return loss_d, losses
 
-        def fake() -> torch.Tensor:  # recomputed in fp32 when the step falls back
-            return g(real_a) if in_fallback() else fake_b
-
-        def d_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            # Discriminator: real pairs up, generated pairs down.
-            b = fake().detach()
-            loss_fake = self.adversarial(d(torch.cat([real_a, b], 1)), False, for_discriminator=True)
-            loss_real = self.adversarial(d(torch.cat([real_a, real_b], 1)), True, for_discriminator=True)
-            loss = self.d_scale * (loss_fake + loss_real)
-            logged = {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
-            if self.lambda_gp > 0:
-                gp = gradient_penalty(lambda x: d(torch.cat([real_a, x], 1)), real_b, b)
-                loss = loss + self.lambda_gp * gp
-                logged["D_gp"] = gp.detach()
-            return loss, logged
-
-        def g_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            # Generator: fool D and stay close to the target in L1.
-            b = fake()
-            loss_gan = self.adversarial(d(torch.cat([real_a, b], 1)), True, for_discriminator=False)
-            loss_l1 = l1_loss(b, real_b)
-            return loss_gan + self.lambda_l1 * loss_l1, {"G_GAN": loss_gan.detach(), "G_L1": loss_l1.detach()}
-
-        return update_d_then_g(self, d_losses, g_losses)
+    def generator_loss(
+        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, Losses]:
+        """Fool D and stay close to the target in L1."""
+        loss_g_gan = self.adversarial(d(torch.cat([real_a, fake_b], 1)), True, for_discriminator=False)
+        loss_g_l1 = l1_loss(fake_b, real_b)
+        return loss_g_gan + self.lambda_l1 * loss_g_l1, {"G_GAN": loss_g_gan.detach(), "G_L1": loss_g_l1.detach()}

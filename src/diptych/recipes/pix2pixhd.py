@@ -10,17 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..checkpoint import load_weights, read_checkpoint_config, resolve_checkpoint, weights_file
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
 from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator, init_weights
-from ..precision import AmpStep, in_fallback, resolve_precision
-from .base import adam_optimizers, update_d_then_g
+from ..precision import AmpStep, resolve_precision
+from .base import GANRecipe, Losses, adam_optimizers
 
 
-class Pix2PixHDRecipe:
+class Pix2PixHDRecipe(GANRecipe):
     """One D update (all scales) and one G update (GAN + lambda_feat * FM [+ lambda_vgg * VGG] [+ lambda_l1 * L1])."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
@@ -44,9 +45,11 @@ class Pix2PixHDRecipe:
         self.lambda_feat, self.lambda_vgg, self.lambda_l1 = t.lambda_feat, t.lambda_vgg, t.lambda_l1
         self.perceptual = PerceptualLoss(t.vgg_weights).to(device) if t.lambda_vgg > 0 else None
         self.fix_global_steps = t.fix_global_steps if g_cfg.n_local else 0
+        self.generator_partly_frozen = self.fix_global_steps > 0
+        self.accum_steps = t.accum_steps
+        self.amp = AmpStep(resolve_precision(t.precision, device), device)
         self.monitor = "G_L1"
         self.device = device
-        self.amp = AmpStep(resolve_precision(t.precision, device), device)
         self.step = 0
 
     def _load_global(self, source: Path) -> None:
@@ -68,40 +71,34 @@ class Pix2PixHDRecipe:
     def set_step(self, step: int) -> None:
         """Told by the trainer before each step (drives the frozen-global phase, also after a resume)."""
         self.step = step
-        self.generator.global_generator.requires_grad_(step >= self.fix_global_steps)
+        self.networks["generator"].global_generator.requires_grad_(step >= self.fix_global_steps)  # type: ignore[union-attr]
 
-    def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
-        """One optimisation step of D then G."""
-        real_a = batch["A"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
-        real_b = batch["B"].to(self.device, non_blocking=True)  # type: ignore[union-attr]
-        g, d = self.generator, self.discriminator
-        fake_b = g(real_a)
+    def discriminator_loss(
+        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, Losses]:
+        """LSGAN (or the chosen loss) over all scales, real pairs up, generated pairs down."""
+        pred_fake = d(torch.cat([real_a, fake_b], 1))
+        pred_real = d(torch.cat([real_a, real_b], 1))
+        loss_d_fake = multiscale_adversarial(self.adversarial, pred_fake, False)
+        loss_d_real = multiscale_adversarial(self.adversarial, pred_real, True)
+        loss = self.d_scale * (loss_d_fake + loss_d_real)
+        return loss, {"D_real": loss_d_real.detach(), "D_fake": loss_d_fake.detach()}
 
-        def fake() -> torch.Tensor:  # recomputed in fp32 when the step falls back
-            return g(real_a) if in_fallback() else fake_b
-
-        def d_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            pred_fake = d(torch.cat([real_a, fake().detach()], 1))
+    def generator_loss(
+        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, Losses]:
+        """GAN + lambda_feat x feature matching [+ lambda_vgg x VGG] [+ lambda_l1 x L1]."""
+        pred_fake = d(torch.cat([real_a, fake_b], 1))
+        with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
             pred_real = d(torch.cat([real_a, real_b], 1))
-            loss_fake = multiscale_adversarial(self.adversarial, pred_fake, False)
-            loss_real = multiscale_adversarial(self.adversarial, pred_real, True)
-            return self.d_scale * (loss_fake + loss_real), {"D_real": loss_real.detach(), "D_fake": loss_fake.detach()}
-
-        def g_losses() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            b = fake()
-            pred_fake = d(torch.cat([real_a, b], 1))
-            with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
-                pred_real = d(torch.cat([real_a, real_b], 1))
-            loss_gan = multiscale_adversarial(self.adversarial, pred_fake, True, for_discriminator=False)
-            loss_fm = feature_matching_loss(pred_fake, pred_real)
-            loss_l1 = l1_loss(b, real_b)
-            loss = loss_gan + self.lambda_feat * loss_fm + self.lambda_l1 * loss_l1
-            logged = {"G_GAN": loss_gan.detach(), "G_FM": loss_fm.detach()}
-            if self.perceptual is not None:
-                loss_vgg = self.perceptual(b, real_b)
-                loss = loss + self.lambda_vgg * loss_vgg
-                logged["G_VGG"] = loss_vgg.detach()
-            logged["G_L1"] = loss_l1.detach()
-            return loss, logged
-
-        return update_d_then_g(self, d_losses, g_losses)
+        loss_gan = multiscale_adversarial(self.adversarial, pred_fake, True, for_discriminator=False)
+        loss_fm = feature_matching_loss(pred_fake, pred_real)
+        loss_l1 = l1_loss(fake_b, real_b)
+        loss_g = loss_gan + self.lambda_feat * loss_fm + self.lambda_l1 * loss_l1
+        losses = {"G_GAN": loss_gan.detach(), "G_FM": loss_fm.detach()}
+        if self.perceptual is not None:
+            loss_vgg = self.perceptual(fake_b, real_b)
+            loss_g = loss_g + self.lambda_vgg * loss_vgg
+            losses["G_VGG"] = loss_vgg.detach()
+        losses["G_L1"] = loss_l1.detach()
+        return loss_g, losses

@@ -1,0 +1,1 @@
+"""Stand-in for the part of torchvision the reference imports (see ../README.md)."""
