@@ -214,9 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("png", "jpg", "tif"),
+        choices=("png", "jpg", "tif", "npy"),
         default="png",
-        help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif",
+        help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif "
+        "(or .npy); NIfTI volumes are always written as NIfTI",
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
@@ -377,6 +378,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             # Channels and sample type always come from the data of this run, not from the file's old run.
             base.generator.in_channels = base.generator.out_channels = 0
             base.data.sample_type = ""
+            base.data.input_range, base.data.output_range = [], []
         config = config_from_args(args, base)
         run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
