@@ -133,9 +133,12 @@ class Translator:
                 return Image.fromarray(out[:, :, 0].astype(np.int32)).convert("I;16")
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         arr = np.asarray(image)
-        if arr.dtype.kind not in "uif" or arr.ndim not in (2, 3):
+        # Wider integers have no meaningful default range: they need one stored with the model (--normalize).
+        narrow = arr.dtype.kind == "f" or (arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2)
+        if not (narrow or (self.in_range is not None and arr.dtype.kind in "ui")) or arr.ndim not in (2, 3):
             raise DataError(
-                f"input array of {arr.dtype} with shape {arr.shape}: pass an HxW or HxWxC array of integers or floats"
+                f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC floats or integers of up to "
+                "16 bits (wider integers need a model trained with a value range, e.g. --normalize minmax)"
             )
         return self._translate_array(arr, instances)
 
