@@ -346,6 +346,12 @@ def test_sixteen_bit_training_and_translation_keep_the_range(tmp_path: Path) -> 
     translator = Translator.load(tmp_path / "run", device="cpu")
     target = read_image(tmp_path / "data" / "B" / "p0.png")
     assert np.array_equal(translator.decode(to_tensor(target, translator.out_range)), target)
+    # Resuming keeps the stored mapping even when the data has changed since.
+    write_image(tmp_path / "data" / "A" / "p9.png", np.full((40, 40, 1), 60000, np.uint16))
+    write_image(tmp_path / "data" / "B" / "p9.png", np.full((40, 40, 1), 9, np.uint16))
+    assert main(["train", "--resume", str(tmp_path / "run"), "--max-steps", "4", "--no-progress"]) == 0
+    resumed = load_config(tmp_path / "run" / "config.json").data
+    assert (resumed.input_range, resumed.output_range) == (data.input_range, data.output_range)
 
 
 @pytest.mark.parametrize(("a_name", "b_name"), [("x.tif", "x.npy"), ("x.npy", "x.tif")])
@@ -371,3 +377,8 @@ def test_six_band_data_trains_and_translates(tmp_path: Path, a_name: str, b_name
         assert written[0].suffix == (".tif" if fmt == ".png" else ".npy")  # float 6-band cannot be a PNG
         assert out.dtype == np.float32 and out.shape == (30, 44, 6)
         assert out.min() >= low - 1e-3 and out.max() <= high + 1e-3
+    # Tiled translation streams the same mapping.
+    tiled = translator.translate_files([src], tmp_path / "tiled", suffix=".tif", tile=32, overlap=16, progress=False)
+    out = read_image(tiled[0])
+    assert out.dtype == np.float32 and out.shape == (30, 44, 6)
+    assert out.min() >= low - 1e-3 and out.max() <= high + 1e-3

@@ -21,6 +21,7 @@ from .data.io import (
     ValueRange,
     convert_channels,
     from_tensor,
+    image_array,
     image_suffix,
     list_images,
     output_suffix,
@@ -30,7 +31,7 @@ from .data.io import (
     to_tensor,
     write_image,
 )
-from .data.nifti import is_nifti, nifti_shape, slice_index, write_nifti_like
+from .data.nifti import is_nifti, nifti_shape, read_nifti_slices, slice_index, write_nifti_like
 from .data.paired import label_spec
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
@@ -309,18 +310,19 @@ class Translator:
 
     def translate_volume(self, src: Path, dest: Path, batch_size: int = 4) -> Path:
         """Translate a NIfTI image slice by slice (along data.nifti_axis) and write the output volume as NIfTI
-        with the input's affine and header; slices are read one batch at a time through nibabel's proxy."""
+        with the input's affine and header; `batch_size` slices at a time are read through nibabel's proxy."""
         spatial, _ = nifti_shape(src)
-        axis = self.config.data.nifti_axis
+        axis = self.config.data.nifti_axis if len(spatial) == 3 else 0
+        count = spatial[axis] if len(spatial) == 3 else 1
         out_c = self.config.generator.out_channels
         volume = np.zeros(spatial + ((out_c,) if out_c > 1 else ()), dtype=self.out_dtype)
-        keys = [()] if len(spatial) == 2 else [slice_index(len(spatial), axis, i) for i in range(spatial[axis])]
-        for first in range(0, len(keys), max(1, batch_size)):
-            chunk = keys[first : first + max(1, batch_size)]
-            slices = [None if not key else (axis, first + j) for j, key in enumerate(chunk)]
-            batch = torch.stack([self.encode(read_image(src, volume_slice=vs), str(src)) for vs in slices])
-            for key, out in zip(chunk, self.translate_tensor(batch), strict=True):
+        step = max(1, batch_size)
+        for first in range(0, count, step):
+            block = read_nifti_slices(src, axis, first, min(first + step, count))
+            batch = torch.stack([self.encode(image_array(s, src), str(src)) for s in block])
+            for i, out in enumerate(self.translate_tensor(batch)):
                 arr = self.decode(out)
+                key = slice_index(len(spatial), axis, first + i) if len(spatial) == 3 else ()
                 volume[key] = arr if out_c > 1 else arr[:, :, 0]
         return write_nifti_like(dest, volume, src)
 

@@ -90,7 +90,7 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
-    return _normalise_array(arr, path)
+    return image_array(arr, path)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -123,7 +123,7 @@ def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:
     return np.array(img)
 
 
-def _normalise_array(arr: np.ndarray, path: Path) -> np.ndarray:
+def image_array(arr: np.ndarray, path: Path) -> np.ndarray:
     """HxW(xC) of any real sample type -> contiguous native-endian HxWxC (bool -> uint8 0/255, float16 -> float32)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]

@@ -44,10 +44,12 @@ def _load(path: Path) -> Any:
 
 def nifti_shape(path: Path) -> tuple[tuple[int, ...], int]:
     """(spatial shape, channels) from the header alone: (X, Y) or (X, Y, Z), and C for 4-D files (else 1)."""
-    shape = tuple(int(s) for s in _load(path).shape)
-    if len(shape) == 2:
-        return shape, 1
-    if len(shape) == 3:
+    return _spatial(_load(path), path)
+
+
+def _spatial(img: Any, path: Path) -> tuple[tuple[int, ...], int]:
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) in (2, 3):
         return shape, 1
     if len(shape) == 4:
         return shape[:3], shape[3]
@@ -56,14 +58,8 @@ def nifti_shape(path: Path) -> tuple[tuple[int, ...], int]:
     )
 
 
-def slice_count(path: Path, axis: int) -> int | None:
-    """How many 2-D slices a volume has along `axis`, or None for a 2-D image."""
-    spatial, _ = nifti_shape(path)
-    return None if len(spatial) == 2 else spatial[axis]
-
-
-def slice_index(ndim: int, axis: int, index: int) -> tuple[int | slice, ...]:
-    """The index that selects slice `index` along `axis` of an array with `ndim` dimensions."""
+def slice_index(ndim: int, axis: int, index: int | slice) -> tuple[int | slice, ...]:
+    """The index that selects slice(s) `index` along `axis` of an array with `ndim` dimensions."""
     key: list[int | slice] = [slice(None)] * ndim
     key[axis] = index
     return tuple(key)
@@ -71,19 +67,33 @@ def slice_index(ndim: int, axis: int, index: int) -> tuple[int | slice, ...]:
 
 def read_nifti(path: Path, volume_slice: tuple[int, int] | None = None) -> np.ndarray:
     """A 2-D NIfTI image, or slice (axis, index) of a volume, as HxW(xC); scaled data (scl_slope) comes as float32."""
+    if volume_slice is None:
+        img = _load(path)
+        if len(_spatial(img, path)[0]) != 2:
+            raise DataError(f"{path}: is a 3-D volume; volumes are read slice by slice (data.nifti_axis)")
+        return _as_array(img.dataobj, path)
+    axis, index = volume_slice
+    return read_nifti_slices(path, axis, index, index + 1)[0]
+
+
+def read_nifti_slices(path: Path, axis: int, start: int, stop: int) -> np.ndarray:
+    """Slices [start, stop) of a volume along `axis` as an (N, H, W[, C]) array, read through nibabel's proxy
+    (only these slices are loaded; a .nii.gz is decompressed up to them)."""
     img = _load(path)
-    spatial, _ = nifti_shape(path)
+    spatial, _ = _spatial(img, path)
     if len(spatial) == 2:
-        key: tuple[int | slice, ...] = ()
-    elif volume_slice is None:
-        raise DataError(f"{path}: is a 3-D volume; volumes are read slice by slice (data.nifti_axis)")
-    else:
-        axis, index = volume_slice
-        if not 0 <= index < spatial[axis]:
-            raise DataError(f"{path}: has {spatial[axis]} slices along axis {axis}, no slice {index}")
-        key = slice_index(len(img.shape), axis, index)
+        if (start, stop) != (0, 1):
+            raise DataError(f"{path}: is a 2-D image, it has no slice {start}")
+        return _as_array(img.dataobj, path)[None]
+    if not 0 <= start < stop <= spatial[axis]:
+        raise DataError(f"{path}: has {spatial[axis]} slices along axis {axis}, not {start}..{stop - 1}")
+    block = _as_array(img.dataobj[slice_index(len(img.shape), axis, slice(start, stop))], path)
+    return np.moveaxis(block, axis, 0)
+
+
+def _as_array(data: Any, path: Path) -> np.ndarray:
     try:
-        arr = np.asarray(img.dataobj[key] if key else img.dataobj)
+        arr = np.asarray(data)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: corrupt or truncated NIfTI data ({exc}); remove it or pass --skip-bad") from None
     if arr.dtype == np.float64:
