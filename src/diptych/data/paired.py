@@ -343,8 +343,11 @@ def check_label_files(pairs: list[Pair], layout: str, direction: str, labels: La
     """Check every label map's range and instance map before training (not hours in); return the good pairs."""
 
     def check(pair: Pair) -> None:
-        a, b = read_pair_arrays(pair, layout, "A" if direction == "AtoB" else "B")
-        arr = a if direction == "AtoB" else b
+        if layout == "aligned" or direction == "AtoB":
+            a, b = read_pair_arrays(pair, layout, "A" if direction == "AtoB" else "B")
+            arr = a if direction == "AtoB" else b
+        else:
+            arr = read_image(pair.b_path, palette_indices=True, volume_slice=pair.volume_slice)
         check_label_range(arr[:, :, 0], labels.label_nc, labels.ignore_label, str(pair.a_path))
         if labels.instance_dir:
             inst = read_image(labels.instance_path(pair))
