@@ -22,7 +22,7 @@ SECTION_TITLES = {
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
 FLAG_OVERRIDES = {("data", "root"): "data"}
-METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME"}
+METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "CENTER,WIDTH"}
 
 TRAIN_EPILOG = """examples:
   diptych train --data datasets/facades --direction BtoA --run-dir runs/facades
@@ -214,9 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("png", "jpg", "tif"),
+        choices=("png", "jpg", "tif", "npy"),
         default="png",
-        help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif",
+        help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif "
+        "(or .npy); NIfTI volumes are always written as NIfTI",
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
@@ -378,6 +379,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             # Channels and sample type always come from the data of this run, not from the file's old run.
             base.generator.in_channels = base.generator.out_channels = 0
             base.data.sample_type = ""
+            base.data.input_range, base.data.output_range = [], []
         config = config_from_args(args, base)
         if args.run_dir is None and launched_by_torchrun():
             raise DiptychError("--run-dir is required under torchrun, so that every process writes to the same folder")

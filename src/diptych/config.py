@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -32,6 +35,7 @@ RECIPE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 TEST_MODES = ("eval", "paper")
+NORMALIZE_KINDS = ("auto", "dtype", "minmax", "percentile")
 
 
 def opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
@@ -114,9 +118,44 @@ class DataConfig:
     )
     ignore_label: int = opt(-1, "label id that is 'no class' (all-zero one-hot), e.g. 255; -1 = none")
     instance_dir: str = opt("", "folder of instance-id maps named like the label maps; adds a boundary channel")
-    sample_type: str = field(
-        default="", metadata={"help": "filled from the data: uint8, uint16 or float32", "cli": False}
+    normalize: str = opt(
+        "auto",
+        "which values map to the network's [-1, 1], per side: dtype = the sample type's range (floats: [0, 1]); "
+        "minmax / percentile = computed from the training data; auto = dtype for 8/16-bit and [0, 1] floats, "
+        "else minmax. Stored with the model and inverted on output",
+        choices=NORMALIZE_KINDS,
     )
+    percentile_low: float = opt(0.5, "--normalize percentile: the percentile that maps to -1")
+    percentile_high: float = opt(99.5, "--normalize percentile: the percentile that maps to 1")
+    dicom_window: str = opt(
+        "", "CENTER,WIDTH (e.g. 40,400): window/level for DICOM sides; values outside are clipped; empty = --normalize"
+    )
+    nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)")
+    sample_type: str = field(
+        default="", metadata={"help": "filled from the data: uint8, uint16, float32, ...", "cli": False}
+    )
+    input_range: list[float] = field(
+        default_factory=list,
+        metadata={"help": "filled from the data: input values mapped to [-1, 1]; empty = sample type", "cli": False},
+    )
+    output_range: list[float] = field(
+        default_factory=list,
+        metadata={"help": "filled from the data: output values mapped to [-1, 1]; empty = sample type", "cli": False},
+    )
+
+    def window(self) -> tuple[float, float] | None:
+        """The DICOM window as a value range (center - width/2, center + width/2), or None."""
+        if not self.dicom_window:
+            return None
+        try:
+            center, width = (float(v) for v in self.dicom_window.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"--dicom-window {self.dicom_window!r} must be CENTER,WIDTH, e.g. 40,400 (a CT soft-tissue window)"
+            ) from None
+        if not width > 0:
+            raise ConfigError(f"--dicom-window {self.dicom_window!r}: the width must be positive")
+        return center - width / 2, center + width / 2
 
 
 @dataclass
@@ -239,7 +278,18 @@ class RunConfig:
         _choice("layout", data.layout, LAYOUTS)
         _choice("direction", data.direction, DIRECTIONS)
         if data.sample_type:
-            _choice("sample_type", data.sample_type, ("uint8", "uint16", "float32"))
+            _sample_type(data.sample_type)
+        _choice("normalize", data.normalize, NORMALIZE_KINDS)
+        if not 0.0 <= data.percentile_low < data.percentile_high <= 100.0:
+            raise ConfigError(
+                f"--percentile-low {data.percentile_low} and --percentile-high {data.percentile_high} must satisfy "
+                "0 <= low < high <= 100"
+            )
+        data.window()
+        if data.nifti_axis not in (0, 1, 2):
+            raise ConfigError(f"--nifti-axis {data.nifti_axis!r} must be 0, 1 or 2")
+        for name in ("input_range", "output_range"):
+            _value_range(name, getattr(data, name))
         _at_least("depth", g.depth, 1)
         _at_least("ngf", g.ngf, 1)
         _at_least("ndf", d.ndf, 1)
@@ -361,6 +411,22 @@ def _check_type(where: str, value: Any, default: Any) -> None:
         ok = True
     if not ok:
         raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
+
+
+def _sample_type(name: str) -> None:
+    try:
+        ok = np.dtype(name).kind in "uif" and np.dtype(name).name == name
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"sample_type {name!r} is not a numeric NumPy type such as uint8, uint16 or float32")
+
+
+def _value_range(name: str, value: list[float]) -> None:
+    ok = isinstance(value, list) and len(value) in (0, 2)
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or (value and not value[0] < value[1]):
+        raise ConfigError(f"data.{name} {value!r} must be empty or [low, high] with low < high")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -110,7 +110,7 @@ def evaluate(
     translator = Translator.load(checkpoint, device=device, mode=test_mode, seed=seed, precision=precision)
     folder = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix != ".safetensors" else Path(checkpoint).parent
     weights = Path(checkpoint) if Path(checkpoint).suffix == ".safetensors" else folder / weights_file("generator")
-    layout, base, pairs = load_test_pairs(Path(data), phase, layout)
+    layout, base, pairs = load_test_pairs(Path(data), phase, layout, translator.config.data.nifti_axis)
     if max_items:
         pairs = pairs[:max_items]
     direction = translator.config.data.direction
@@ -119,16 +119,23 @@ def evaluate(
     rows: list[EvaluationRow] = []
     per_image: list[dict[str, Any]] = []
     scored = score_pairs(
-        translator.translate_tensor, translator.encode, pairs, layout, direction, pixel_names, protocol
+        translator.translate_tensor,
+        translator.encode,
+        pairs,
+        layout,
+        direction,
+        pixel_names,
+        protocol,
+        translator.out_range,
     )
     for pair, a, b, out, values in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
         if lpips_model is not None:
-            values["lpips"] = lpips_distance(lpips_model, out, to_tensor(b))
+            values["lpips"] = lpips_distance(lpips_model, out, to_tensor(b, translator.out_range))
         if distances is not None:
-            distances.update(out[None], to_tensor(b)[None])
+            distances.update(out[None], to_tensor(b, translator.out_range)[None])
         values = {n: values[n] for n in image_names}
         stem = file_stem(pair.name)
-        out_arr = from_tensor(out, translator.out_dtype)
+        out_arr = translator.decode(out)
         output_file = write_image(out_dir / "outputs" / f"{stem}.png", out_arr)
         previews = {
             kind: _preview(arr, out_dir / "previews" / f"{stem}_{kind}.png")
@@ -176,9 +183,13 @@ def evaluate(
 
 
 def _preview(arr: np.ndarray, path: Path) -> Path:
-    """An 8-bit PNG a browser can show (16-bit and float data are scaled by their sample type's range)."""
-    if arr.dtype != np.uint8:
+    """An 8-bit PNG a browser can show (16-bit data and floats in [0, 1] scaled by their sample type's range,
+    other data by its own minimum and maximum)."""
+    low, high = float(arr.min()), float(arr.max())
+    if arr.dtype == np.uint16 or (arr.dtype.kind == "f" and low >= 0.0 and high <= 1.0):
         arr = from_tensor(to_tensor(arr), np.uint8)
+    elif arr.dtype != np.uint8:
+        arr = from_tensor(to_tensor(arr, (low, high if high > low else low + 1.0)), np.uint8)
     if arr.shape[2] not in (1, 3, 4):
         arr = arr[:, :, :3] if arr.shape[2] > 3 else arr[:, :, :1]
     return write_image(path, arr)

@@ -8,28 +8,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.io import from_tensor, read_image, to_tensor
-from .data.paired import Pair, check_pairs, find_pairs
+from .data.io import ValueRange, from_tensor, to_tensor
+from .data.paired import Pair, check_pairs, find_pairs, read_pair_arrays
 from .data.transforms import JointTransform
 from .errors import DataError
 from .metrics import MetricProtocol, compute_pixel_metrics
 
 
-def load_test_pairs(root: Path, phase: str, layout: str = "auto") -> tuple[str, Path, list[Pair]]:
-    """Find and check a test split: every input must have a target of the same size."""
-    layout, base, pairs = find_pairs(Path(root), layout, phase)
+def load_test_pairs(root: Path, phase: str, layout: str = "auto", nifti_axis: int = 2) -> tuple[str, Path, list[Pair]]:
+    """Find and check a test split: every input must have a target of the same size (volumes: per slice)."""
+    layout, base, pairs = find_pairs(Path(root), layout, phase, nifti_axis=nifti_axis)
     good, _, _ = check_pairs(pairs, layout, JointTransform("none", flip=False), skip_bad=False)
     return layout, base, good
 
 
 def read_pair(pair: Pair, layout: str, direction: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (input, target) arrays of a pair, honouring the aligned layout and the direction."""
-    a = read_image(pair.a_path)
-    if layout == "aligned":
-        half = a.shape[1] // 2
-        a, b = a[:, :half], a[:, half : 2 * half]
-    else:
-        b = read_image(pair.b_path)
+    """The (input, target) arrays of a pair, honouring the aligned layout, volume slices and the direction."""
+    a, b = read_pair_arrays(pair, layout)
     return (a, b) if direction == "AtoB" else (b, a)
 
 
@@ -41,13 +36,16 @@ def score_pairs(
     direction: str,
     names: list[str],
     protocol: MetricProtocol,
+    out_range: ValueRange | None = None,
 ) -> Iterator[tuple[Pair, np.ndarray, np.ndarray, torch.Tensor, dict[str, float]]]:
-    """Translate each pair's input at its own size and score the output: yields (pair, input, target, output, metrics)."""
+    """Translate each pair's input at its own size and score the output: yields (pair, input, target, output, metrics).
+
+    Outputs and targets are compared in [-1, 1] under the model's output value range (None: the sample type's)."""
     for pair in pairs:
         a, b = read_pair(pair, layout, direction)
         # Score what is written: the output rounded to the data's sample type, not the raw float.
-        out = to_tensor(from_tensor(translate(encode(a, str(pair.a_path))[None])[0], b.dtype))
-        target = to_tensor(b)
+        out = to_tensor(from_tensor(translate(encode(a, str(pair.a_path))[None])[0], b.dtype, out_range), out_range)
+        target = to_tensor(b, out_range)
         if out.shape[0] != target.shape[0]:
             raise DataError(
                 f"{pair.b_path}: target has {target.shape[0]} channel(s) but the model outputs {out.shape[0]}"

@@ -119,9 +119,7 @@ class RowSource:
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Rows [y0, y1) as an in-memory HxWxC array of the file's sample type."""
         block = np.array(self.array[y0:y1])
-        if block.dtype not in (np.uint8, np.uint16, np.float32):
-            block = block.astype(np.float32) if block.dtype.kind == "f" else np.clip(block, 0, 65535).astype(np.uint16)
-        return block
+        return block.astype(np.uint8) * 255 if block.dtype == bool else block
 
 
 @dataclass(frozen=True)
@@ -228,9 +226,9 @@ def _row_of_tiles(rows: np.ndarray, width: int) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(tile)
 
 
-def to_samples(band: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A float [-1, 1] HxWxC band in the output sample type."""
-    return from_tensor(torch.from_numpy(np.ascontiguousarray(band.transpose(2, 0, 1))), dtype)
+def to_samples(band: np.ndarray, dtype: np.dtype, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """A float [-1, 1] HxWxC band in the output sample type (and value range, see data/io.from_tensor)."""
+    return from_tensor(torch.from_numpy(np.ascontiguousarray(band.transpose(2, 0, 1))), dtype, value_range)
 
 
 def auto_tile(bytes_per_pixel: float, budget: int, stride: int, cap: int = 4096) -> int:

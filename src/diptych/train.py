@@ -181,6 +181,9 @@ class Trainer:
                 raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {summary.root})")
         self.config.data.sample_type = summary.dtype
         self.config.data.layout = summary.layout
+        # Stored with every checkpoint, so translation maps values exactly as training did.
+        self.config.data.input_range = list(summary.in_range) if summary.in_range else []
+        self.config.data.output_range = list(summary.out_range) if summary.out_range else []
 
     def _check_sizes(self) -> None:
         """Refuse training images too small for the discriminator; warn when they are smaller than the U-Net stride."""
@@ -329,7 +332,7 @@ class Trainer:
         start = f"resuming at step {self.step}, " if self.resume else ""
         return (
             f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
-            f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}\n"
+            f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}; values: {summary.describe_ranges()}\n"
             f"diptych: {self.config.recipe}: {nets}; on {self.device}, {self.precision}{self._describe_split()}\n"
             f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}\n"
             f"diptych: {self.memory_estimate()}"

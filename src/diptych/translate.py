@@ -18,15 +18,20 @@ from .config import TEST_MODES, RunConfig
 from .data.checks import check_all
 from .data.io import (
     TIFF_EXTENSIONS,
+    ValueRange,
     convert_channels,
     from_tensor,
+    image_array,
+    image_suffix,
     list_images,
     output_suffix,
     pil_to_array,
     read_image,
+    strip_image_suffix,
     to_tensor,
     write_image,
 )
+from .data.nifti import is_nifti, nifti_shape, read_nifti_slices, slice_index, write_nifti_like
 from .data.paired import label_spec
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
@@ -65,6 +70,9 @@ class Translator:
         self.mode = mode
         self.in_channels = config.generator.in_channels
         self.out_dtype = np.dtype(config.data.sample_type or "uint8")
+        # The value ranges training mapped to [-1, 1] (None: each image's sample type), inverted on output.
+        self.in_range: ValueRange | None = _stored_range(config.data.input_range)
+        self.out_range: ValueRange | None = _stored_range(config.data.output_range)
         # 'paper' keeps dropout on and uses per-image batch statistics, as pix2pix did at test time.
         self.generator.train(mode == "paper")
         if mode == "paper":
@@ -127,17 +135,22 @@ class Translator:
                 return Image.fromarray(out[:, :, 0].astype(np.int32)).convert("I;16")
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         arr = np.asarray(image)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        if arr.dtype not in (np.uint8, np.uint16, np.float32) or arr.ndim not in (2, 3):
+        # Wider integers have no meaningful default range: they need one stored with the model (--normalize).
+        narrow = arr.dtype.kind == "f" or (arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2)
+        if not (narrow or (self.in_range is not None and arr.dtype.kind in "ui")) or arr.ndim not in (2, 3):
             raise DataError(
-                f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC uint8, uint16 or float in [0, 1]"
+                f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC floats or integers of up to "
+                "16 bits (wider integers need a model trained with a value range, e.g. --normalize minmax)"
             )
         return self._translate_array(arr, instances)
 
     def _translate_array(self, arr: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
         x = self.encode(arr if arr.ndim == 3 else arr[:, :, None], "input", instances)
-        return from_tensor(self.translate_tensor(x[None])[0], self.out_dtype)
+        return self.decode(self.translate_tensor(x[None])[0])
+
+    def decode(self, out: torch.Tensor) -> np.ndarray:
+        """A CxHxW generator output as an HxWxC array in the training targets' sample type and value range."""
+        return from_tensor(out, self.out_dtype, self.out_range)
 
     def encode(self, arr: np.ndarray, name: str, instances: np.ndarray | None = None) -> torch.Tensor:
         """An input image as the generator's CxHxW input: [-1, 1] pixels, or one-hot channels for label maps
@@ -147,7 +160,7 @@ class Translator:
                 raise DataError(f"{name}: this model was trained with instance maps; give one (--instance-dir DIR)")
             inst = None if instances is None else (instances[:, :, 0] if instances.ndim == 3 else instances)
             return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, inst, name)
-        return to_tensor(self.match_channels(arr, name))
+        return to_tensor(self.match_channels(arr, name), self.in_range)
 
     def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
         """Adapt an input's channels to the model (grey <-> RGB, alpha added or dropped) or raise DataError."""
@@ -187,6 +200,9 @@ class Translator:
             )
         suffix = output_suffix(suffix, self.out_dtype, out_channels)
         jobs = plan_outputs(inputs, out_dir, suffix)
+        volumes = [job for job in jobs if is_nifti(job[0])]
+        if volumes and (tile is not None or aligned):
+            raise ConfigError(f"{volumes[0][0]}: NIfTI volumes cannot be combined with --tile or --aligned")
         existing = [dest for _, dest in jobs if dest.exists()]
         if existing and not overwrite:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -203,16 +219,18 @@ class Translator:
         jobs = self._check_inputs(jobs, aligned, bad, skip_bad)
         if self.mode == "paper":
             batch_size = 1  # batch statistics would mix images
-        written: list[Path] = []
+        volumes = [job for job in jobs if is_nifti(job[0])]
+        jobs = [job for job in jobs if not is_nifti(job[0])]
+        written: list[Path] = [self.translate_volume(src, dest, batch_size) for src, dest in volumes]
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
             for group in _same_size_batches(self._decoded(jobs, aligned, pool), batch_size):
                 outputs = self.translate_tensor(torch.stack([t for _, t in group]))
                 for (dest, _), out in zip(group, outputs, strict=True):
-                    pending.append(pool.submit(write_image, dest, from_tensor(out, self.out_dtype)))
+                    pending.append(pool.submit(write_image, dest, self.decode(out)))
                 bar.update(len(group))
-            written = [f.result() for f in pending]
+            written += [f.result() for f in pending]
         bar.close()
         if bad:
             print(f"diptych: skipped {len(bad)} bad input(s):", file=sys.stderr)
@@ -286,12 +304,34 @@ class Translator:
             out_c,
             settings,
         )
-        samples = (to_samples(b, self.out_dtype) for b in bands)
+        samples = (to_samples(b, self.out_dtype, self.out_range) for b in bands)
         if dest.suffix.lower() in TIFF_EXTENSIONS:
             return write_tiff_streamed(dest, source.height, source.width, out_c, self.out_dtype, samples)
         return write_image(dest, np.concatenate(list(samples)))
 
+    def translate_volume(self, src: Path, dest: Path, batch_size: int = 4) -> Path:
+        """Translate a NIfTI image slice by slice (along data.nifti_axis) and write the output volume as NIfTI
+        with the input's affine and header; `batch_size` slices at a time are read through nibabel's proxy."""
+        spatial, _ = nifti_shape(src)
+        axis = self.config.data.nifti_axis if len(spatial) == 3 else 0
+        count = spatial[axis] if len(spatial) == 3 else 1
+        out_c = self.config.generator.out_channels
+        volume = np.zeros(spatial + ((out_c,) if out_c > 1 else ()), dtype=self.out_dtype)
+        step = max(1, batch_size)
+        for first in range(0, count, step):
+            block = read_nifti_slices(src, axis, first, min(first + step, count))
+            batch = torch.stack([self.encode(image_array(s, src), str(src)) for s in block])
+            for i, out in enumerate(self.translate_tensor(batch)):
+                arr = self.decode(out)
+                key = slice_index(len(spatial), axis, first + i) if len(spatial) == 3 else ()
+                volume[key] = arr if out_c > 1 else arr[:, :, 0]
+        return write_nifti_like(dest, volume, src)
+
     def _load(self, src: Path, aligned: bool) -> torch.Tensor:
+        if is_nifti(src):  # a volume is checked by its header and first slice here, read slice by slice later
+            spatial, _ = nifti_shape(src)
+            vs = None if len(spatial) == 2 else (self.config.data.nifti_axis, 0)
+            return self.encode(read_image(src, volume_slice=vs), str(src))
         arr = read_image(src, palette_indices=self.labels is not None)
         if aligned:
             if arr.shape[1] % 2:
@@ -334,15 +374,21 @@ class Translator:
 def plan_outputs(inputs: Iterable[str | Path], out_dir: Path, suffix: str = ".png") -> list[tuple[Path, Path]]:
     """Map input files/folders to output paths; reject missing inputs, collisions and writing over an input."""
     jobs: list[tuple[Path, Path]] = []
+
+    def output_name(rel: Path) -> Path:
+        # A NIfTI volume is translated into a NIfTI volume of the same kind (.nii or .nii.gz).
+        kept = image_suffix(rel) if is_nifti(rel) else suffix
+        return out_dir / strip_image_suffix(rel).with_name(strip_image_suffix(rel).name + kept)
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             files = list_images(path)
             if not files:
                 raise DataError(f"{path}: folder holds no images")
-            jobs += [(f, out_dir / f.relative_to(path).with_suffix(suffix)) for f in files]
+            jobs += [(f, output_name(f.relative_to(path))) for f in files]
         elif path.is_file():
-            jobs.append((path, out_dir / (path.stem + suffix)))
+            jobs.append((path, output_name(Path(path.name))))
         else:
             raise DataError(f"{path}: no such file or folder")
     seen: dict[Path, Path] = {}
@@ -367,3 +413,7 @@ def _same_size_batches(
         group.append(item)
     if group:
         yield group
+
+
+def _stored_range(values: list[float]) -> ValueRange | None:
+    return (float(values[0]), float(values[1])) if values else None

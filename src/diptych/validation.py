@@ -61,6 +61,8 @@ class Validator:
                 "validation with --instance-dir is not supported yet; train without --val-data/--val-fraction"
             )
         self.labels = label_spec(config.data)
+        self.in_range = (*config.data.input_range,) or None
+        self.out_range = (*config.data.output_range,) or None
         self.device = device
         self.higher_is_better = HIGHER_IS_BETTER[v.metric]
 
@@ -74,7 +76,7 @@ class Validator:
             train_set, pairs = split_off_validation(dataset, v.fraction, config.train.seed)
             return cls(pairs, dataset.layout, config, device), train_set
         if v.root:
-            layout, _, pairs = load_test_pairs(Path(v.root), v.phase, config.data.layout)
+            layout, _, pairs = load_test_pairs(Path(v.root), v.phase, config.data.layout, config.data.nifti_axis)
             return cls(pairs, layout, config, device), dataset
         return None, dataset
 
@@ -93,7 +95,7 @@ class Validator:
             raise DataError(
                 f"{name}: validation input has {arr.shape[2]} channel(s); the model takes {self.in_channels}"
             )
-        return to_tensor(arr)
+        return to_tensor(arr, self.in_range)
 
     @torch.no_grad()
     def __call__(self, generator: nn.Module) -> ValidationResult:
@@ -110,13 +112,20 @@ class Validator:
         samples = []
         try:
             scored = score_pairs(
-                translate, self._encode, self.pairs, self.layout, self.direction, self.names, self.protocol
+                translate,
+                self._encode,
+                self.pairs,
+                self.layout,
+                self.direction,
+                self.names,
+                self.protocol,
+                self.out_range,
             )
             for _, a, b, out, values in scored:
                 for n, val in values.items():
                     per_image[n].append(val)
                 if len(samples) < GRID_IMAGES:
-                    samples.append((to_tensor(a), out, to_tensor(b)))
+                    samples.append((to_tensor(a, self.in_range), out, to_tensor(b, self.out_range)))
         finally:
             generator.train(was_training)
         return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)

@@ -1,8 +1,11 @@
-"""Reading and writing images with their channel count and bit depth kept; tensors live in [-1, 1]."""
+"""Reading and writing images with their channel count and sample type kept; tensors live in [-1, 1].
+
+Formats: Pillow's (PNG, JPEG, ...), TIFF (tifffile), NumPy .npy, DICOM (pydicom) and NIfTI slices (nibabel).
+A value range (low, high) maps samples linearly to [-1, 1]; without one, the sample type's range is used.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +13,45 @@ import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..atomic import atomic_path
 from ..errors import DataError
+from .dicom import DICOM_EXTENSIONS, read_dicom
+from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
 TIFF_EXTENSIONS = (".tif", ".tiff")
+NPY_EXTENSION = ".npy"
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    *TIFF_EXTENSIONS,
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".gif",
+    NPY_EXTENSION,
+    *DICOM_EXTENSIONS,
+    *NIFTI_SUFFIXES,
+)
+ValueRange = tuple[float, float]
+
+
+def image_suffix(path: Path) -> str:
+    """The lower-case extension of an image file, counting .nii.gz as one."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def strip_image_suffix(path: Path) -> Path:
+    """The path without its image extension (x.nii.gz -> x, sub/y.png -> sub/y)."""
+    path = Path(path)
+    return path.with_name(path.name[: len(path.name) - len(image_suffix(path))])
 
 
 def is_image_file(path: Path) -> bool:
     """Whether the file name has an image extension diptych reads."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    return image_suffix(path) in IMAGE_EXTENSIONS
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
@@ -31,15 +64,23 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     )
 
 
-def read_image(path: Path, palette_indices: bool = False) -> np.ndarray:
-    """Decode an image to an HxWxC array (uint8, uint16 or float32) without losing precision.
+def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an image to an HxWxC array of its own sample type (uint8, uint16, int16, float32, ...).
 
-    palette_indices=True keeps a palette PNG's indices (label maps, VOC-style) instead of its colours.
+    palette_indices=True keeps a palette PNG's indices (label maps, VOC-style) instead of its colours;
+    volume_slice=(axis, index) selects one 2-D slice of a NIfTI volume.
     """
     path = Path(path)
+    suffix = image_suffix(path)
     try:
-        if path.suffix.lower() in TIFF_EXTENSIONS:
+        if suffix in TIFF_EXTENSIONS:
             arr = _read_tiff(path)
+        elif suffix == NPY_EXTENSION:
+            arr = np.load(path, allow_pickle=False)
+        elif suffix in DICOM_EXTENSIONS:
+            arr = read_dicom(path)
+        elif is_nifti(path):
+            arr = read_nifti(path, volume_slice)
         else:
             with Image.open(path) as img:
                 arr = pil_to_array(img, palette_indices)
@@ -49,7 +90,7 @@ def read_image(path: Path, palette_indices: bool = False) -> np.ndarray:
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
-    return _normalise_array(arr, path)
+    return image_array(arr, path)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -82,20 +123,19 @@ def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:
     return np.array(img)
 
 
-def _normalise_array(arr: np.ndarray, path: Path) -> np.ndarray:
+def image_array(arr: np.ndarray, path: Path) -> np.ndarray:
+    """HxW(xC) of any real sample type -> contiguous native-endian HxWxC (bool -> uint8 0/255, float16 -> float32)."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
-        raise DataError(f"{path}: expected a 2-D image with channels, got an array of shape {arr.shape}")
-    if arr.dtype == np.uint8 or arr.dtype == np.uint16:
-        return np.ascontiguousarray(arr)
+        raise DataError(f"{path}: expected a 2-D image (HxW or HxWxC), got an array of shape {arr.shape}")
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.ascontiguousarray(arr, dtype=np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        return np.clip(arr, 0, 65535).astype(np.uint16)
-    raise DataError(f"{path}: unsupported sample type {arr.dtype}")
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.dtype.kind not in "uif":
+        raise DataError(f"{path}: unsupported sample type {arr.dtype}; use integer or floating-point data")
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
 
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L" conversion
@@ -123,71 +163,89 @@ def convert_channels(arr: np.ndarray, channels: int, name: str) -> np.ndarray:
     raise DataError(f"{name}: has {c} channel(s) but the model expects {channels}")
 
 
-def dtype_scale(dtype: np.dtype | str) -> float:
-    """The value that maps to 1.0: 255 for uint8, 65535 for uint16, 1 for floats (assumed in [0, 1])."""
+def dtype_range(dtype: np.dtype | str) -> ValueRange:
+    """The values that map to -1 and 1 by default: the full range of an integer type, [0, 1] for floats."""
     dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    return 1.0
-
-
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """HxWxC array to a float32 CxHxW tensor in [-1, 1]."""
-    scale = dtype_scale(arr.dtype)
-    planar = np.ascontiguousarray(arr.transpose(2, 0, 1))
-    t = (torch.from_numpy(planar) if planar.flags.writeable else torch.tensor(planar)).float()
-    return t.mul_(2.0 / scale).sub_(1.0)
-
-
-def from_tensor(t: torch.Tensor, dtype: np.dtype | str = np.uint8) -> np.ndarray:
-    """CxHxW tensor in [-1, 1] to an HxWxC array of the given sample type (rounded, clipped)."""
-    dtype = np.dtype(dtype)
-    scale = dtype_scale(dtype)
-    x = (t.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * (scale / 2.0)
     if dtype.kind in "ui":
-        x = x.round_()
-    return x.permute(1, 2, 0).numpy().astype(dtype)
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return 0.0, 1.0
+
+
+def to_tensor(arr: np.ndarray, value_range: ValueRange | None = None) -> torch.Tensor:
+    """HxWxC array to a float32 CxHxW tensor: `value_range` (low, high) maps to [-1, 1] and is clipped to it;
+    without one, the sample type's range maps to [-1, 1] (floats are taken to lie in [0, 1])."""
+    low, high = value_range or dtype_range(arr.dtype)
+    planar = np.ascontiguousarray(arr.transpose(2, 0, 1))
+    if value_range is None and planar.dtype in (np.uint8, np.uint16, np.float32):
+        t = (torch.from_numpy(planar) if planar.flags.writeable else torch.tensor(planar)).float()
+        t = t.mul_(2.0 / high).sub_(1.0)
+    else:
+        # In float64, so offsets and 32-bit integers lose nothing before the result is rounded to float32.
+        t = torch.from_numpy((planar.astype(np.float64) - low) * (2.0 / (high - low)) - 1.0).float()
+    return t.clamp_(-1.0, 1.0) if value_range is not None else t
+
+
+def from_tensor(t: torch.Tensor, dtype: np.dtype | str = np.uint8, value_range: ValueRange | None = None) -> np.ndarray:
+    """CxHxW tensor in [-1, 1] to an HxWxC array of the given sample type (integers rounded and clipped),
+    inverting to_tensor's mapping for the same `value_range`."""
+    dtype = np.dtype(dtype)
+    low, high = value_range or dtype_range(dtype)
+    x = t.detach().float().cpu().clamp(-1.0, 1.0).permute(1, 2, 0).numpy()
+    if dtype.kind in "ui":
+        if low == 0.0 and high <= 65535:
+            y = (torch.from_numpy(x) + 1.0) * (high / 2.0)  # float32 is exact enough for 8 and 16 bits
+            y = y.round_().numpy()
+        else:
+            y = np.round((x.astype(np.float64) + 1.0) * ((high - low) / 2.0) + low)
+        info = np.iinfo(dtype)
+        return np.clip(y, info.min, info.max).astype(dtype)
+    y = (x.astype(np.float64) + 1.0) * ((high - low) / 2.0) + low if (low, high) != (0.0, 1.0) else (x + 1.0) / 2.0
+    return y.astype(dtype)
 
 
 def write_image(path: Path, arr: np.ndarray) -> Path:
-    """Write an HxWxC array atomically; 16-bit or float data with several channels goes to TIFF."""
+    """Write an HxWxC array atomically; data a format cannot hold goes to TIFF instead (see output_suffix).
+
+    .npy keeps any sample type and shape (one channel is saved as HxW); the written path is returned.
+    """
     path = Path(path)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     channels = arr.shape[2]
     suffix = output_suffix(path.suffix.lower(), arr.dtype, channels)
     path = path.with_suffix(suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if suffix in TIFF_EXTENSIONS:
-            if channels == 1:
-                tifffile.imwrite(tmp, arr[:, :, 0], photometric="minisblack")
+        with atomic_path(path) as tmp:
+            if suffix == NPY_EXTENSION:
+                with open(tmp, "wb") as f:
+                    np.save(f, arr[:, :, 0] if channels == 1 else arr, allow_pickle=False)
+            elif suffix in TIFF_EXTENSIONS:
+                if channels == 1:
+                    tifffile.imwrite(tmp, arr[:, :, 0], photometric="minisblack")
+                else:
+                    # Interleaved samples (YXS): other tools read it as one multi-channel image, not a stack of pages.
+                    tifffile.imwrite(tmp, arr, photometric=_photometric(channels), planarconfig="contig")
             else:
-                # Interleaved samples (YXS): other tools read it as one multi-channel image, not a stack of pages.
-                tifffile.imwrite(tmp, arr, photometric=_photometric(channels), planarconfig="contig")
-        else:
-            img = _array_to_pil(arr)
-            fmt = Image.registered_extensions().get(suffix)
-            if fmt is None:
-                raise DataError(f"{path}: unknown image extension {suffix!r}; use .png, .jpg or .tif")
-            img.save(tmp, format=fmt)
-        os.replace(tmp, path)
+                fmt = Image.registered_extensions().get(suffix)
+                if fmt is None:
+                    raise DataError(f"{path}: unknown image extension {suffix!r}; use .png, .jpg, .tif or .npy")
+                _array_to_pil(arr).save(tmp, format=fmt)
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
 def output_suffix(suffix: str, dtype: np.dtype | str, channels: int) -> str:
-    """The file suffix that can hold this data: the requested one, or .tif for float, multi-channel 16-bit or >4 channels."""
+    """The file suffix that can hold this data: the requested one, or .tif where an 8/16-bit format cannot
+    (floats, signed or 32-bit integers, multi-channel 16-bit, more than 4 channels); .tif and .npy hold anything."""
     dtype = np.dtype(dtype)
-    needs_tiff = dtype == np.float32 or (dtype == np.uint16 and channels > 1) or channels not in (1, 2, 3, 4)
-    return ".tif" if needs_tiff and suffix.lower() not in TIFF_EXTENSIONS else suffix
+    if suffix.lower() in (*TIFF_EXTENSIONS, NPY_EXTENSION):
+        return suffix
+    needs_tiff = (
+        dtype not in (np.uint8, np.uint16) or (dtype == np.uint16 and channels > 1) or channels not in (1, 2, 3, 4)
+    )
+    return ".tif" if needs_tiff else suffix
 
 
 def _photometric(channels: int) -> str:

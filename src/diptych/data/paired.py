@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +15,33 @@ from tqdm.auto import tqdm
 from ..config import DataConfig
 from ..errors import DataError
 from .checks import check_all
-from .io import IMAGE_EXTENSIONS, list_images, read_image, to_tensor
+from .dicom import DICOM_EXTENSIONS
+from .io import IMAGE_EXTENSIONS, ValueRange, image_suffix, list_images, read_image, strip_image_suffix, to_tensor
 from .labels import check_label_range, instance_boundaries, one_hot_labels
+from .nifti import is_nifti, nifti_shape
+from .normalize import ValueStats, describe_range, resolve_range, samples_per_image, value_stats
 from .transforms import JointTransform
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One training pair: a name and the file(s) holding A and B (the same file for aligned images)."""
+    """One training pair: a name and the file(s) holding A and B (the same file for aligned images);
+    for NIfTI volumes, the (axis, index) of the slice both sides are cut at."""
 
     name: str
     a_path: Path
     b_path: Path
+    volume_slice: tuple[int, int] | None = None
+
+
+def read_pair_arrays(pair: Pair, layout: str, labels_on: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The A and B arrays of a pair (halves of an aligned image; one slice of volumes); labels_on names the side
+    ("A" or "B") that holds palette label maps."""
+    a = read_image(pair.a_path, palette_indices=labels_on == "A", volume_slice=pair.volume_slice)
+    if layout == "aligned":
+        half = a.shape[1] // 2
+        return a[:, :half], a[:, half : 2 * half]
+    return a, read_image(pair.b_path, palette_indices=labels_on == "B", volume_slice=pair.volume_slice)
 
 
 def file_stem(name: str) -> str:
@@ -82,6 +97,8 @@ class PairInfo:
     b_channels: int
     a_dtype: str
     b_dtype: str
+    a_stats: ValueStats | None = field(default=None, compare=False)
+    b_stats: ValueStats | None = field(default=None, compare=False)
 
     def describe(self) -> str:
         """E.g. '1+3 channels of uint8+uint16'."""
@@ -99,6 +116,16 @@ class DatasetSummary:
     dtype: str  # sample type of the output side, which outputs are written in
     min_side: int = 0
     skipped: tuple[str, ...] = ()
+    in_range: ValueRange | None = None  # input values mapped to [-1, 1]; None = the sample type's range
+    out_range: ValueRange | None = None
+    in_dtype: str = ""
+
+    def describe_ranges(self) -> str:
+        """E.g. 'input [-1024, 3071], output uint16 range'."""
+        return (
+            f"input {describe_range(self.in_range, self.in_dtype or self.dtype)}, "
+            f"output {describe_range(self.out_range, self.dtype)}"
+        )
 
 
 def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
@@ -125,9 +152,16 @@ def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
 
 
 def find_pairs(
-    root: Path, layout: str, phase: str = "train", unmatched: list[str] | None = None
+    root: Path, layout: str, phase: str = "train", unmatched: list[str] | None = None, nifti_axis: int = 2
 ) -> tuple[str, Path, list[Pair]]:
-    """List the pairs of a dataset folder; unmatched names raise DataError, or are listed in `unmatched` if given."""
+    """List the pairs of a dataset folder; unmatched names raise DataError, or are listed in `unmatched` if given.
+
+    NIfTI volumes become one pair per slice along `nifti_axis` (slice i of A with slice i of B)."""
+    layout, base, pairs = _find_file_pairs(root, layout, phase, unmatched)
+    return layout, base, _expand_volumes(pairs, layout, nifti_axis, unmatched)
+
+
+def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] | None) -> tuple[str, Path, list[Pair]]:
     layout, base = resolve_layout(root, layout, phase)
     exts = " ".join(IMAGE_EXTENSIONS)
     if layout == "aligned":
@@ -153,34 +187,66 @@ def find_pairs(
     return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files) if name in b_files]
 
 
+def _expand_volumes(pairs: list[Pair], layout: str, axis: int, unmatched: list[str] | None) -> list[Pair]:
+    """Replace every pair of NIfTI volumes by its slice pairs; volumes of different shapes are an error."""
+    out: list[Pair] = []
+    for pair in pairs:
+        paths = [pair.a_path] if layout == "aligned" else [pair.a_path, pair.b_path]
+        if not any(is_nifti(p) for p in paths):
+            out.append(pair)
+            continue
+        try:
+            spatial = [nifti_shape(p)[0] if is_nifti(p) else None for p in paths]
+            if len(set(spatial)) > 1:
+                shown = " and ".join(
+                    f"{p} ({'x'.join(map(str, s)) if s else 'not NIfTI'})" for p, s in zip(paths, spatial, strict=True)
+                )
+                raise DataError(f"{shown}: volumes of a pair must have the same shape; resample one onto the other")
+        except DataError as exc:
+            if unmatched is None:
+                raise
+            unmatched.append(str(exc))
+            continue
+        shape = spatial[0]
+        assert shape is not None
+        if len(shape) == 2:
+            out.append(pair)
+            continue
+        out += [Pair(f"{pair.name}/slice_{i:04d}", pair.a_path, pair.b_path, (axis, i)) for i in range(shape[axis])]
+    return out
+
+
 def _by_stem(folder: Path) -> dict[str, Path]:
     """Images keyed by relative path without extension; two files with one name (x.png, x.jpg) are an error."""
     out: dict[str, Path] = {}
     for p in list_images(folder):
-        key = p.relative_to(folder).with_suffix("").as_posix()
+        key = strip_image_suffix(p.relative_to(folder)).as_posix()
         if key in out:
             raise DataError(f"{p}: has the same name as {out[key]}; keep one file per name so pairs are unambiguous")
         out[key] = p
     return out
 
 
-def _inspect_pair(pair: Pair, layout: str, labels_on: str = "") -> PairInfo:
-    a = read_image(pair.a_path, palette_indices=labels_on == "A")
+def _inspect_pair(pair: Pair, layout: str, labels_on: str = "", sample_size: int = 0, seed: int = 0) -> PairInfo:
+    a = read_image(pair.a_path, palette_indices=labels_on == "A", volume_slice=pair.volume_slice)
     if layout == "aligned":
-        h, w, c = a.shape
-        if w % 2:
+        if a.shape[1] % 2:
             raise DataError(
-                f"{pair.a_path}: aligned A|B image has odd width {w}; it must be two equal halves side by side"
+                f"{pair.a_path}: aligned A|B image has odd width {a.shape[1]}; it must be two equal halves side by side"
             )
-        return PairInfo(h, w // 2, c, c, str(a.dtype), str(a.dtype))
-    b = read_image(pair.b_path, palette_indices=labels_on == "B")
+        half = a.shape[1] // 2
+        a, b = a[:, :half], a[:, half:]
+    else:
+        b = read_image(pair.b_path, palette_indices=labels_on == "B", volume_slice=pair.volume_slice)
     if a.shape[:2] != b.shape[:2]:
         raise DataError(
             f"{pair.b_path}: size {b.shape[1]}x{b.shape[0]} differs from its partner {pair.a_path} "
             f"({a.shape[1]}x{a.shape[0]}); A and B of a pair must have the same size"
         )
     # A and B may differ in sample type (8-bit photo -> 16-bit depth): each is scaled by its own range.
-    return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype), str(b.dtype))
+    where = str(pair.a_path) if pair.volume_slice is None else f"{pair.a_path} ({pair.name})"
+    stats = [value_stats(x, sample_size, seed * 2 + i, where) for i, x in enumerate((a, b))]
+    return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype), str(b.dtype), *stats)
 
 
 def check_pairs(
@@ -190,10 +256,12 @@ def check_pairs(
     skip_bad: bool,
     workers: int = 4,
     labels_on: str = "",
+    sample_size: int = 0,
 ) -> tuple[list[Pair], list[PairInfo], list[str]]:
-    """Decode every pair once (in threads) and check it; return good pairs, their infos and skipped-file messages."""
+    """Decode every pair once (in threads) and check it; return good pairs, their infos (with value statistics,
+    `sample_size` values per image for percentiles) and skipped-file messages."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_inspect_pair, p, layout, labels_on) for p in pairs]
+        futures = [pool.submit(_inspect_pair, p, layout, labels_on, sample_size, i) for i, p in enumerate(pairs)]
         results: list[PairInfo | DataError] = []
         for fut in tqdm(futures, desc="checking pairs", unit="pair", leave=False, disable=len(pairs) < 200):
             try:
@@ -249,18 +317,14 @@ class PairedDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         pair = self.pairs[index]
-        labels_a = self.labels is not None and self.direction == "AtoB"
-        a_arr = read_image(pair.a_path, palette_indices=labels_a)
-        if self.layout == "aligned":
-            half = a_arr.shape[1] // 2
-            a_arr, b_arr = a_arr[:, :half], a_arr[:, half : 2 * half]
-        else:
-            b_arr = read_image(pair.b_path, palette_indices=self.labels is not None and not labels_a)
+        labels_on = "" if self.labels is None else ("A" if self.direction == "AtoB" else "B")
+        a_arr, b_arr = read_pair_arrays(pair, self.layout, labels_on)
         if self.direction == "BtoA":
             a_arr, b_arr = b_arr, a_arr
         rng = np.random.default_rng([seed, index])
+        b_tensor = to_tensor(b_arr, self.summary.out_range)
         if self.labels is None:
-            a, b = self.transform([to_tensor(a_arr), to_tensor(b_arr)], rng)
+            a, b = self.transform([to_tensor(a_arr, self.summary.in_range), b_tensor], rng)
             return {"A": a, "B": b, "name": pair.name}
         # Label (and instance) maps: checked whole, resized by nearest neighbour, one-hot encoded after the crop.
         check_label_range(a_arr[:, :, 0], self.labels.label_nc, self.labels.ignore_label, str(pair.a_path))
@@ -270,7 +334,7 @@ class PairedDataset(Dataset):
             if inst.shape[:2] != a_arr.shape[:2]:
                 instance_boundaries(inst, str(self.labels.instance_path(pair)), a_arr.shape[:2])  # raises
             maps.append(torch.from_numpy(inst[:, :, :1].astype(np.float32)).permute(2, 0, 1))
-        out = self.transform([maps[0], to_tensor(b_arr), *maps[1:]], rng, nearest=(True, False, True))
+        out = self.transform([maps[0], b_tensor, *maps[1:]], rng, nearest=(True, False, True))
         a = self.labels.encode(out[0][0].numpy(), out[2][0].numpy() if len(out) > 2 else None, str(pair.a_path))
         return {"A": a, "B": out[1], "name": pair.name}
 
@@ -279,12 +343,11 @@ def check_label_files(pairs: list[Pair], layout: str, direction: str, labels: La
     """Check every label map's range and instance map before training (not hours in); return the good pairs."""
 
     def check(pair: Pair) -> None:
-        arr = read_image(pair.a_path, palette_indices=direction == "AtoB")
-        if layout == "aligned":
-            half = arr.shape[1] // 2
-            arr = arr[:, :half] if direction == "AtoB" else arr[:, half:]
-        elif direction == "BtoA":
-            arr = read_image(pair.b_path, palette_indices=True)
+        if layout == "aligned" or direction == "AtoB":
+            a, b = read_pair_arrays(pair, layout, "A" if direction == "AtoB" else "B")
+            arr = a if direction == "AtoB" else b
+        else:
+            arr = read_image(pair.b_path, palette_indices=True, volume_slice=pair.volume_slice)
         check_label_range(arr[:, :, 0], labels.label_nc, labels.ignore_label, str(pair.a_path))
         if labels.instance_dir:
             inst = read_image(labels.instance_path(pair))
@@ -304,11 +367,12 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
     if transform is None:
         transform = JointTransform(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip)
     unmatched: list[str] | None = [] if cfg.skip_bad else None
-    layout, base, pairs = find_pairs(Path(cfg.root), cfg.layout, cfg.phase, unmatched)
+    layout, base, pairs = find_pairs(Path(cfg.root), cfg.layout, cfg.phase, unmatched, cfg.nifti_axis)
     if cfg.max_items:
         pairs = pairs[: cfg.max_items]
     labels_on = "" if not cfg.label_nc else ("A" if cfg.direction == "AtoB" else "B")
-    good, infos, bad = check_pairs(pairs, layout, transform, cfg.skip_bad, labels_on=labels_on)
+    sample_size = samples_per_image(cfg.normalize, len(pairs))
+    good, infos, bad = check_pairs(pairs, layout, transform, cfg.skip_bad, labels_on=labels_on, sample_size=sample_size)
     bad = (unmatched or []) + bad
     if bad:
         print(f"diptych: skipped {len(bad)} bad pair(s):", file=sys.stderr)
@@ -339,8 +403,25 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
         labels = LabelSpec(cfg.label_nc, None if cfg.ignore_label < 0 else cfg.ignore_label, instance_dir)
         a_nc = labels.channels
         good = check_label_files(good, layout, cfg.direction, labels, cfg.skip_bad)
-    summary = DatasetSummary(layout, base, a_nc, b_nc, out_dtype, min_side, tuple(bad))
+    in_side, out_side = ("A", "B") if cfg.direction == "AtoB" else ("B", "A")
+    in_range = None if labels else side_range(cfg, in_side, good, infos, base)
+    out_range = side_range(cfg, out_side, good, infos, base)
+    in_dtype = ref.a_dtype if cfg.direction == "AtoB" else ref.b_dtype
+    summary = DatasetSummary(layout, base, a_nc, b_nc, out_dtype, min_side, tuple(bad), in_range, out_range, in_dtype)
     return PairedDataset(good, layout, cfg.direction, transform, summary, labels)
+
+
+def side_range(cfg: DataConfig, side: str, pairs: list[Pair], infos: list[PairInfo], base: Path) -> ValueRange | None:
+    """The value range of side A or B: the one stored in the config (a resumed run), else from the data's statistics."""
+    stored = cfg.input_range if (side == "A") == (cfg.direction == "AtoB") else cfg.output_range
+    if stored:
+        return stored[0], stored[1]
+    path = pairs[0].a_path if side == "A" else pairs[0].b_path
+    stats = [i.a_stats if side == "A" else i.b_stats for i in infos]
+    dtype = infos[0].a_dtype if side == "A" else infos[0].b_dtype
+    window = cfg.window() if image_suffix(path) in DICOM_EXTENSIONS else None
+    percentiles = (cfg.percentile_low, cfg.percentile_high)
+    return resolve_range(cfg.normalize, dtype, [s for s in stats if s], percentiles, window, f"{base} (side {side})")
 
 
 def collate_pairs(batch: list[dict[str, object]]) -> dict[str, object]:

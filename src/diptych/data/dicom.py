@@ -1,0 +1,47 @@
+"""DICOM images via pydicom (the optional `dicom` extra): pixel data in physical units (e.g. Hounsfield units)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from ..errors import DataError
+
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+
+
+def _pydicom(path: Path) -> ModuleType:
+    try:
+        import pydicom
+    except ImportError:
+        raise DataError(f"{path}: reading DICOM needs pydicom; install it with pip install 'diptych[dicom]'") from None
+    return pydicom
+
+
+def read_dicom(path: Path) -> np.ndarray:
+    """One DICOM image as HxW(xC); with RescaleSlope/RescaleIntercept it is float32 in physical units (HU for CT)."""
+    pydicom = _pydicom(path)
+    from pydicom.pixels import apply_rescale
+
+    try:
+        ds = pydicom.dcmread(path)
+    except pydicom.errors.InvalidDicomError:
+        raise DataError(f"{path}: not a DICOM file; remove it or pass --skip-bad") from None
+    if "PixelData" not in ds:
+        raise DataError(f"{path}: DICOM file holds no pixel data (a report or structure set?); remove it")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise DataError(f"{path}: multi-frame DICOM ({frames} frames); export the frames as single images or NIfTI")
+    try:
+        arr = ds.pixel_array
+    except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{path}: cannot decode the DICOM pixel data ({first}); compressed transfer syntaxes need "
+            "pip install pylibjpeg pylibjpeg-libjpeg, or decompress the file first"
+        ) from None
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        arr = apply_rescale(arr, ds).astype(np.float32)
+    return np.asarray(arr)
