@@ -8,6 +8,7 @@ PyTorch generator does internally, so the translator treats both the same way.
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -150,7 +151,9 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, Run
 def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerator, RunConfig]:
     extra = {METADATA_KEY: ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; it still works
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: not a valid TorchScript model ({first})") from None

@@ -102,7 +102,7 @@ class Translator:
         if backend is not None and backend not in BACKENDS:
             raise ConfigError(f"--backend {backend!r} is not one of: {', '.join(BACKENDS)}")
         if backend is not None and backend != backend_for(kind):
-            what = "a checkpoint" if kind is None else f"a {kind} export"
+            what = {None: "a checkpoint", "onnx": "an ONNX export"}.get(kind, "a TorchScript export")
             raise ConfigError(
                 f"--backend {backend} cannot run {path} ({what}, which runs on {backend_for(kind)}); "
                 + (
