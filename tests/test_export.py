@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -229,3 +230,11 @@ def test_missing_onnxruntime_names_the_extra(
         Translator.load(exports["unet", "onnx"])
     with pytest.raises(ConfigError, match=r"needs the onnxruntime package; pip install 'diptych\[onnx\]'"):
         export_generator(checkpoints["unet"], Path("unused.onnx"))
+
+
+def test_backend_benchmark_smoke() -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "export_backends.py"
+    cmd = [sys.executable, str(script), "--count", "2", "--size", "40", "--ngf", "4", "--depth", "3", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ")
+    assert "| torch fp32 |" in out and "| onnxruntime |" in out and "export parity: max |onnx - pytorch| = " in out
