@@ -188,6 +188,15 @@ def test_export_errors(checkpoints: dict[str, Path], tmp_path: Path, capsys) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "p.pt", "paper"]
 
 
+def test_architecture_the_exporter_does_not_know_is_refused(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("diptych.export.EXPORTABLE_ARCHS", ("unet",))  # as for a generator family added later
+    with pytest.raises(ExportError, match="the 'hd' generator cannot be exported yet"):
+        export_generator(checkpoints["hd"], tmp_path / "hd.pt", "torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_files_not_exported_by_diptych_are_refused(
     exports: dict[tuple[str, str], Path], checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -154,7 +154,7 @@ def export_generator(
         if not worst.max_abs_diff <= tolerance:
             raise ExportError(
                 f"{out}: parity check failed: exported {fmt} differs from PyTorch by {worst.max_abs_diff:.3g} at "
-                f"{worst.height}x{worst.width} (tolerance {tolerance:g}); nothing was written"
+                f"{worst.height}x{worst.width} (tolerance {tolerance:g}); nothing was written (a larger --tolerance accepts it)"
             )
     return ExportResult(out, fmt, exported.backend, tuple(checks), tolerance, opset if fmt == "onnx" else None)
 
