@@ -384,8 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
-    p.add_argument("--out", type=Path, help="output file (default: <checkpoint name>.onnx or .pt here)")
-    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's, 20 with torch 2.13)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="output file (default: <checkpoint name>.onnx or .pt here)")
+    p.add_argument(
+        "--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's, 20 with torch 2.13)"
+    )
     p.add_argument(
         "--check-size",
         nargs="+",
@@ -403,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance",
         type=float,
         default=1e-4,
+        metavar="T",
         help="largest allowed |exported - PyTorch| on outputs in [-1, 1] (default: 1e-4)",
     )
     p.add_argument(

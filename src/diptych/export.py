@@ -251,8 +251,11 @@ def _export_onnx(
     proto = program.model_proto
     proto.metadata_props.add(key=METADATA_KEY, value=metadata)
     proto.doc_string = "diptych generator; input: N x C x H x W in [-1, 1], H and W multiples of the stride"
+    got = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset is not None and got != opset:  # the exporter keeps its own opset when conversion fails
+        raise ExportError(f"--opset {opset}: the exporter could not convert the graph (it produced opset {got})")
     onnx.save_model(proto, str(dest))
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return got
 
 
 def _export_torchscript(generator: nn.Module, example: torch.Tensor, metadata: str, dest: Path) -> None:
@@ -270,15 +273,17 @@ def _export_torchscript(generator: nn.Module, example: torch.Tensor, metadata: s
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporters' progress lines and expected warnings (tracer warnings on the padding branches)."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)  # failures still surface: as the ExportError raised below
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _first_line(exc: BaseException) -> str:
