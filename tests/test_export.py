@@ -156,11 +156,15 @@ def test_export_cli_prints_parity_and_writes(checkpoints: dict[str, Path], tmp_p
     assert main([*args, "--overwrite"]) == 0
 
 
-def test_export_errors(checkpoints: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_export_errors(
+    checkpoints: dict[str, Path], exports: dict[tuple[str, str], Path], tmp_path: Path, capsys
+) -> None:
     run = checkpoints["unet"]
     folder = resolve_checkpoint(run)
     with pytest.raises(CheckpointError, match="discriminator's weights"):
         export_generator(folder / "discriminator.safetensors", tmp_path / "d.onnx")
+    with pytest.raises(ConfigError, match="already an exported model"):
+        export_generator(exports["unet", "onnx"], tmp_path / "again.onnx")
     with pytest.raises(ConfigError, match=r"needs \.onnx"):
         export_generator(run, tmp_path / "m.pt", "onnx")
     assert main(["export", str(run), "--check-size", "12x"]) == 1

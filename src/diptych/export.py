@@ -26,7 +26,14 @@ from .atomic import atomic_path
 from .data.io import LUMA, read_image
 from .data.samples import sample_photo
 from .errors import ConfigError, DataError, ExportError
-from .exported import METADATA_KEY, ONNX_EXTRA_HINT, ExportedGenerator, export_metadata, load_exported
+from .exported import (
+    METADATA_KEY,
+    ONNX_EXTRA_HINT,
+    ExportedGenerator,
+    export_metadata,
+    exported_kind,
+    load_exported,
+)
 from .nets import generator_stride
 from .translate import Translator
 
@@ -117,6 +124,8 @@ def export_generator(
         raise ConfigError(f"--out {out}: already exists; pass --overwrite to replace it")
     if not tolerance > 0:
         raise ConfigError(f"--tolerance {tolerance} must be > 0")
+    if exported_kind(checkpoint) is not None:
+        raise ConfigError(f"{checkpoint}: is already an exported model; export from its checkpoint instead")
     if fmt == "onnx":
         _require_onnx()
     translator = Translator.load(checkpoint, device="cpu", mode="eval")  # rejects non-generator files
