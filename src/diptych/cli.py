@@ -58,6 +58,17 @@ its 5-pixel border, as scikit-image does; MS-SSIM needs images of at least 176 p
 """
 
 
+EXPORT_EPILOG = """examples:
+  diptych export runs/facades --out facades.onnx
+  diptych export runs/facades --format torchscript --out facades.pt --check-size 256x256 300x517
+  diptych translate facades.onnx photos/ --out results/          # runs on onnxruntime
+
+The graph takes N x C x H x W inputs in [-1, 1] with H and W multiples of the network's stride; the stride, the
+smallest side and the run configuration are stored in the file (ONNX metadata_props "diptych.json", TorchScript
+extra file "diptych.json"). `diptych translate` pads other sizes as it does for checkpoints.
+"""
+
+
 def _flag(section: str, f: dataclasses.Field) -> str:
     return FLAG_OVERRIDES.get((section, f.name)) or f.metadata.get("flag") or f.name.replace("_", "-")
 
@@ -189,9 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     p.add_argument(
-        "checkpoint", type=Path, metavar="CHECKPOINT", help="run folder, checkpoint folder or generator.safetensors"
+        "checkpoint",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="run folder, checkpoint folder, generator.safetensors, or a model from `diptych export` (.onnx, .pt)",
     )
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default=None,
+        help="what runs the generator: torch (checkpoints, TorchScript exports) or onnxruntime (.onnx exports; "
+        "needs diptych[onnx]) (default: from CHECKPOINT)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -355,6 +376,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("comparison"), help="output folder (default: comparison)")
 
     p = sub.add_parser(
+        "export",
+        help="export a generator to ONNX or TorchScript, checked against PyTorch on real images",
+        description="Export a checkpoint's generator (eval mode) with dynamic batch, height and width, run it and "
+        "PyTorch on check images at several sizes, and write the file only if they agree within --tolerance.",
+        epilog=EXPORT_EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="output file (default: <checkpoint name>.onnx or .pt here)")
+    p.add_argument(
+        "--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's, 20 with torch 2.13)"
+    )
+    p.add_argument(
+        "--check-size",
+        nargs="+",
+        metavar="HxW",
+        help="sizes of the parity check (default: two strides square and a non-square size off the stride)",
+    )
+    p.add_argument(
+        "--check-images",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="images for the parity check (default: bundled scikit-image photos in the model's channels)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        metavar="T",
+        help="largest allowed |exported - PyTorch| on outputs in [-1, 1] (default: 1e-4)",
+    )
+    p.add_argument(
+        "--test-mode",
+        choices=("eval",),
+        default=None,
+        help="export a model stored with --test-mode paper in eval mode (dropout/batch statistics cannot be exported)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    p = sub.add_parser(
         "info", help="show what a checkpoint holds", description="Print a checkpoint's stored configuration."
     )
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or .safetensors file")
@@ -401,7 +464,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DiptychError(f"--batch-size {args.batch_size} must be >= 1")
     translator = Translator.load(
-        args.checkpoint, device=args.device, mode=args.test_mode, seed=args.seed, precision=args.precision
+        args.checkpoint,
+        device=args.device,
+        mode=args.test_mode,
+        seed=args.seed,
+        precision=args.precision,
+        backend=args.backend,
     )
     written = translator.translate_files(
         args.inputs,
@@ -445,6 +513,31 @@ def cmd_convert_reference(args: argparse.Namespace) -> int:
         args.pth, args.out, dropout=0.0 if args.no_dropout else 0.5, direction=args.direction, test_mode=args.test_mode
     )
     print(f"wrote {out}; translate with: diptych translate {out} IMAGE --out DIR")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_generator, parse_size
+
+    sizes = [parse_size(text) for text in args.check_size] if args.check_size else None
+    result = export_generator(
+        args.checkpoint,
+        args.out,
+        args.format,
+        opset=args.opset,
+        check_sizes=sizes,
+        check_images=args.check_images,
+        tolerance=args.tolerance,
+        test_mode=args.test_mode,
+        overwrite=args.overwrite,
+    )
+    for c in result.checks:
+        print(
+            f"parity {c.height}x{c.width} (batch {c.batch}): max |{result.format} - pytorch| = {c.max_abs_diff:.3g} "
+            f"(tolerance {result.tolerance:g})"
+        )
+    opset = f" (opset {result.opset})" if result.opset else ""
+    print(f"wrote {result.path}{opset}; translate with: diptych translate {result.path} IMAGE... --out DIR")
     return 0
 
 
@@ -512,6 +605,7 @@ COMMANDS = {
     "translate": cmd_translate,
     "demo": cmd_demo,
     "convert-reference": cmd_convert_reference,
+    "export": cmd_export,
     "info": cmd_info,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,

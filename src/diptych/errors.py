@@ -19,6 +19,10 @@ class CheckpointError(DiptychError):
     """A checkpoint that is missing, truncated or not written by diptych."""
 
 
+class ExportError(DiptychError):
+    """A generator that cannot be exported, or whose export does not match PyTorch."""
+
+
 def one_line(exc: BaseException) -> str:
     """Return the user-facing single line for an exception, unwrapping DataLoader worker reports."""
     text = str(exc).strip()

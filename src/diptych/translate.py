@@ -35,6 +35,7 @@ from .data.nifti import is_nifti, nifti_shape, read_nifti_slices, slice_index, w
 from .data.paired import label_spec
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
+from .exported import BACKENDS, ExportedGenerator, backend_for, exported_kind, load_exported
 from .nets import create_generator
 from .precision import PRECISIONS, resolve_precision, use_precision
 from .tiling import (
@@ -91,14 +92,45 @@ class Translator:
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str = "auto", mode: str | None = None, seed: int = 0, precision: str = "fp32"
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        mode: str | None = None,
+        seed: int = 0,
+        precision: str = "fp32",
+        backend: str | None = None,
     ) -> Translator:
-        """Load a generator from a run folder, checkpoint folder or generator.safetensors file.
+        """Load a generator from a run folder, checkpoint folder, generator.safetensors file, or a model exported
+        by `diptych export` (.onnx runs on onnxruntime, a TorchScript file on torch).
 
         precision="bf16" runs the network under bf16 autocast (faster on CPUs with AVX-512 bf16 and on GPUs;
-        outputs differ from fp32 by about one 8-bit level).
+        outputs differ from fp32 by about one 8-bit level). backend: "torch", "onnxruntime" or None (from the file).
         """
         path = Path(path)
+        kind = exported_kind(path)
+        if backend is not None and backend not in BACKENDS:
+            raise ConfigError(f"--backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+        if backend is not None and backend != backend_for(kind):
+            what = {None: "a checkpoint", "onnx": "an ONNX export"}.get(kind, "a TorchScript export")
+            raise ConfigError(
+                f"--backend {backend} cannot run {path} ({what}, which runs on {backend_for(kind)}); "
+                + (
+                    "export it first with `diptych export --format onnx`"
+                    if backend == "onnxruntime"
+                    else "drop --backend"
+                )
+            )
+        if kind is not None:
+            if mode == "paper":
+                raise ConfigError(
+                    f"--test-mode paper cannot run {path}: an export holds the eval-mode generator; "
+                    "translate the checkpoint instead"
+                )
+            if precision != "fp32":
+                raise ConfigError(f"--precision {precision} applies to checkpoints; {path} is an fp32 export")
+            resolved = resolve_device(device)
+            generator, config = load_exported(path, resolved, kind)
+            return cls(generator, config, resolved, "eval", seed)
         if path.suffix == ".safetensors" and path.is_file():
             network = read_metadata(path).get("network", "generator")
             if network != "generator":
@@ -246,6 +278,8 @@ class Translator:
         if self.mode == "paper":
             raise ConfigError("--tile needs --test-mode eval: per-tile batch statistics and dropout would show seams")
         if tile == "auto":
+            if isinstance(self.generator, ExportedGenerator):
+                raise ConfigError("--tile auto measures the PyTorch network; with an exported model give --tile N")
             budget = memory_budget or available_memory() // 2
             tile = auto_tile(self.bytes_per_pixel() * max(1, batch_size), budget, stride)
         if isinstance(tile, str):
@@ -263,7 +297,7 @@ class Translator:
             raise ConfigError(
                 f"--tile {tile} is too small for this network ({str(exc).splitlines()[0][:120]}); use a larger --tile"
             ) from None
-        if any(isinstance(m, nn.InstanceNorm2d) for m in self.generator.modules()) and not self._warned_instance_norm:
+        if self.config.generator.norm == "instance" and not self._warned_instance_norm:
             self._warned_instance_norm = True
             print(
                 "diptych: warning: this generator uses instance norm, whose statistics are taken per tile; tiled output "

@@ -1,0 +1,167 @@
+"""Run generators exported by `diptych export` (ONNX via onnxruntime, TorchScript via torch.jit) like a checkpoint.
+
+An exported graph holds the generator at inference settings for inputs whose height and width are multiples of the
+network's stride; `ExportedGenerator` reflect-pads any input to that multiple and crops the output back, exactly as the
+PyTorch generator does internally, so the translator treats both the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError
+from .nets.layers import crop_padded, pad_to_multiple
+
+EXPORT_TAG = "diptych-export"
+# Key of the JSON metadata: an ONNX metadata_props key, and a TorchScript extra file name.
+METADATA_KEY = "diptych.json"
+BACKENDS = ("torch", "onnxruntime")
+ONNX_EXTRA_HINT = "pip install 'diptych[onnx]'"
+
+
+def export_metadata(config: RunConfig, stride: int, min_side: int) -> str:
+    """The JSON stored in an exported file: what it is, the run configuration and the input constraints."""
+    return json.dumps(
+        {"format": EXPORT_TAG, "version": 1, "stride": stride, "min_side": min_side, "config": config.to_dict()}
+    )
+
+
+def exported_kind(path: Path) -> str | None:
+    """'onnx' or 'torchscript' when `path` is an exported model file (by suffix / archive content), else None."""
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        # TorchScript archives hold compiled code; plain torch.save pickles (data.pkl) do not.
+        if any("/code/" in name or name.endswith("/constants.pkl") for name in names):
+            return "torchscript"
+    return None
+
+
+def backend_for(kind: str | None) -> str:
+    """The backend that runs a file of this kind (None = a checkpoint)."""
+    return "onnxruntime" if kind == "onnx" else "torch"
+
+
+class ExportedGenerator(nn.Module):
+    """An exported generator behind the nn.Module interface: pads to the stride, runs the graph, crops back."""
+
+    def __init__(
+        self, run: Callable[[torch.Tensor], torch.Tensor], stride: int, min_side: int, backend: str, path: Path
+    ) -> None:
+        super().__init__()
+        self._run = run
+        self.stride = stride
+        self.min_side = min_side
+        self.backend = backend
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.stride, minimum=self.min_side)
+        return crop_padded(self._run(padded.float().contiguous()), padded.shape, size)
+
+
+def load_exported(
+    path: str | Path, device: torch.device, kind: str | None = None
+) -> tuple[ExportedGenerator, RunConfig]:
+    """Open an exported model and its stored configuration; raise CheckpointError for files diptych did not export."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such exported model file")
+    kind = kind or exported_kind(path)
+    if kind == "onnx":
+        return _load_onnx(path, device)
+    if kind == "torchscript":
+        return _load_torchscript(path, device)
+    raise CheckpointError(
+        f"{path}: not an ONNX or TorchScript file exported by diptych; create one with `diptych export`"
+    )
+
+
+def _parse_metadata(raw: str | None, path: Path) -> tuple[RunConfig, int, int]:
+    if not raw:
+        raise CheckpointError(
+            f"{path}: has no diptych metadata, so it was not exported by diptych; use `diptych export`"
+        )
+    try:
+        meta = json.loads(raw)
+        if meta.get("format") != EXPORT_TAG:
+            raise ValueError("not a diptych export")
+        config = RunConfig.from_dict(meta["config"], source=str(path)).validate()
+        return config, int(meta["stride"]), int(meta["min_side"])
+    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: damaged diptych export metadata ({exc}); export the model again") from None
+
+
+def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, RunConfig]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(f"{path}: running ONNX models needs onnxruntime; {ONNX_EXTRA_HINT}") from None
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(
+                f"--device {device}: this onnxruntime has no CUDA provider; install onnxruntime-gpu or use --device cpu"
+            )
+        providers.insert(0, "CUDAExecutionProvider")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {device}: the onnxruntime backend runs on cpu or cuda only")
+    options = ort.SessionOptions()
+    # Same thread budget as torch, so the two backends are compared (and share a machine) on equal terms.
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types for bad files
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a valid ONNX model ({first})") from None
+    config, stride, min_side = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    g = config.generator
+    if (
+        len(inputs) != 1
+        or len(outputs) != 1
+        or inputs[0].shape[1] != g.in_channels
+        or outputs[0].shape[1] != g.out_channels
+    ):
+        raise CheckpointError(
+            f"{path}: graph inputs/outputs do not match its stored configuration ({g.in_channels} -> {g.out_channels} "
+            "channels); the file was altered after export, export it again"
+        )
+    input_name = inputs[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = session.run(None, {input_name: x.detach().cpu().numpy().astype(np.float32, copy=False)})[0]
+        return torch.from_numpy(out).to(x.device)
+
+    return ExportedGenerator(run, stride, min_side, "onnxruntime", path), config
+
+
+def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerator, RunConfig]:
+    extra = {METADATA_KEY: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; it still works
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: not a valid TorchScript model ({first})") from None
+    raw = extra[METADATA_KEY]
+    config, stride, min_side = _parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
+    module.eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return module(x)
+
+    return ExportedGenerator(run, stride, min_side, "torch", path), config
