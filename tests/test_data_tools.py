@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from skimage.color import rgb2gray, rgb2lab
+from skimage.feature import canny
+from skimage.filters import gaussian
 
 from diptych.cli import main
 from diptych.data import find_pairs
 from diptych.data.io import read_image, write_image
+from diptych.data.samples import sample_photo
 
 from .conftest import photo_crops
 
@@ -107,3 +113,152 @@ def test_split_refuses_to_overwrite_and_odd_width(tmp_path: Path, capsys: pytest
     write_image(tmp_path / "odd" / "b.png", crop[:, :31])
     code, _, err = run_cli(capsys, "data", "split", tmp_path / "odd", tmp_path / "out2")
     assert code == 1 and "odd" in err and "b.png" in err
+
+
+# --- make-pairs ----------------------------------------------------------------------------------------------------
+
+PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
+
+
+def small_photo(name: str, short: int = 96) -> np.ndarray:
+    """A bundled photo resized so its shorter side is `short` (keeps the tests fast)."""
+    photo = sample_photo(name)
+    h, w = photo.shape[:2]
+    scale = short / min(h, w)
+    return np.asarray(Image.fromarray(photo).resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="module")
+def photos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    for name in PHOTO_NAMES:
+        write_image(root / f"{name}.png", small_photo(name))
+    return root
+
+
+def find_in(photo: np.ndarray, crop: np.ndarray) -> bool:
+    """Whether `crop` occurs somewhere in `photo` (exact pixels)."""
+    windows = np.lib.stride_tricks.sliding_window_view(photo, crop.shape)[:, :, 0]
+    return bool(np.all(windows == crop, axis=(2, 3, 4)).any())
+
+
+def test_make_pairs_splits_by_source_photo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path
+) -> None:
+    out = tmp_path / "pairs"
+    argv = ["data", "make-pairs", photos_dir, out, "--task", "blur", "--crop", "32", "--crops-per-image", "3"]
+    code, text, _ = run_cli(capsys, *argv, "--split", "0.6,0.2,0.2", "--seed", "3")
+    assert code == 0 and "train: 9 pair(s) from 3 photo(s)" in text and "test: 3 pair(s) from 1 photo(s)" in text
+    manifest = json.loads((out / "make_pairs.json").read_text())
+    sources = manifest["sources"]
+    assert sorted(sources["train"] + sources["val"] + sources["test"]) == sorted(PHOTO_NAMES)
+    assert not set(sources["train"]) & (set(sources["val"]) | set(sources["test"]))
+    for split in ("train", "val", "test"):
+        layout, _, pairs = find_pairs(out, "auto", split)
+        assert layout == "folders" and len(pairs) == 3 * len(sources[split])
+        for pair in pairs:
+            source = pair.name.rsplit("_", 1)[0]
+            assert source in sources[split]
+            b = read_image(pair.b_path)
+            assert b.shape == (32, 32, 3) and find_in(read_image(photos_dir / f"{source}.png"), b)
+    # Same seed, same dataset; another seed, another split or other crops.
+    assert run_cli(capsys, *argv, "--split", "0.6,0.2,0.2", "--seed", "3", "--overwrite")[0] == 0
+    assert json.loads((out / "make_pairs.json").read_text())["sources"] == sources
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def make_one(tmp_path: Path, capsys: pytest.CaptureFixture[str], photo: np.ndarray, *options: str) -> np.ndarray:
+    """Run make-pairs on one whole photo (no crop, all in train) and return A."""
+    write_image(tmp_path / "in" / "p.png", photo)
+    out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+    code, _, err = run_cli(capsys, "data", "make-pairs", tmp_path / "in" / "p.png", out, "--split", "1,0,0", *options)
+    assert code == 0, err
+    np.testing.assert_array_equal(read_image(out / "train" / "B" / "p.png"), photo)
+    return read_image(out / "train" / "A" / "p.png")
+
+
+def test_make_pairs_edges_are_canny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = small_photo("chelsea")
+    a = make_one(tmp_path, capsys, photo, "--task", "edges", "--canny-sigma", "1.5")
+    expected = np.where(canny(rgb2gray(photo), sigma=1.5), 0, 255)
+    assert a.shape == (*photo.shape[:2], 1) and set(np.unique(a)) == {0, 255}
+    np.testing.assert_array_equal(a[:, :, 0], expected)
+    assert 0.02 < np.mean(a == 0) < 0.3
+
+
+def test_make_pairs_gray_and_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = small_photo("coffee")
+    a = make_one(tmp_path, capsys, photo, "--task", "gray")
+    luma = photo.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    assert a.shape[2] == 1 and np.abs(a[:, :, 0] - luma).max() <= 0.5 + 1e-9
+    lab = make_one(tmp_path, capsys, photo, "--task", "gray", "--lab")
+    lightness = rgb2lab(photo)[:, :, 0] * 2.55
+    assert np.abs(lab[:, :, 0] - lightness).max() <= 0.5 + 1e-6
+    assert np.abs(lab.astype(float) - a.astype(float)).mean() > 1  # L* is not luma
+
+
+def test_make_pairs_downscale_blur_noise_jpeg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = small_photo("astronaut", 128)
+    x2 = make_one(tmp_path, capsys, photo, "--task", "downscale", "--scale", "2")
+    x4 = make_one(tmp_path, capsys, photo, "--task", "downscale", "--scale", "4")
+    assert x2.shape == x4.shape == photo.shape
+    low = np.asarray(Image.fromarray(photo).resize((photo.shape[1] // 4, photo.shape[0] // 4), Image.BICUBIC))
+    # A is the bicubic x4 image brought back to full size (Pillow's 8-bit path rounds between passes: within a few levels)
+    reference = np.asarray(Image.fromarray(low).resize(photo.shape[1::-1], Image.BICUBIC)).astype(float)
+    assert np.abs(x4 - reference).mean() < 0.3 and np.abs(x4 - reference).max() <= 8
+    assert 15 < psnr(x4, photo) < psnr(x2, photo) < 40
+
+    blurred = make_one(tmp_path, capsys, photo, "--task", "blur", "--blur-sigma", "1.5")
+    expected = gaussian(photo / 255.0, sigma=1.5, channel_axis=-1) * 255
+    assert np.abs(blurred - expected).max() <= 0.5 + 1e-6
+
+    noisy = make_one(tmp_path, capsys, photo, "--task", "noise", "--noise-sigma", "0.04", "--seed", "1")
+    diff = noisy.astype(float) - photo.astype(float)
+    mid = (photo > 40) & (photo < 215)  # away from clipping
+    assert abs(diff[mid].std() - 0.04 * 255) < 0.3 and abs(diff[mid].mean()) < 0.2
+    again = make_one(tmp_path, capsys, photo, "--task", "noise", "--noise-sigma", "0.04", "--seed", "1")
+    other = make_one(tmp_path, capsys, photo, "--task", "noise", "--noise-sigma", "0.04", "--seed", "2")
+    np.testing.assert_array_equal(again, noisy)
+    assert not np.array_equal(other, noisy)
+
+    q10 = make_one(tmp_path, capsys, photo, "--task", "jpeg", "--quality", "10")
+    q60 = make_one(tmp_path, capsys, photo, "--task", "jpeg", "--quality", "60")
+    assert 22 < psnr(q10, photo) < psnr(q60, photo) < 45
+
+
+def test_make_pairs_aligned_grid_and_16bit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo16 = small_photo("rocket").astype(np.uint16) * 257
+    write_image(tmp_path / "in" / "r.tif", photo16)
+    out = tmp_path / "al"
+    argv = ["data", "make-pairs", tmp_path / "in", out, "--task", "gray", "--crop", "32", "--grid", "--aligned"]
+    code, text, _ = run_cli(capsys, *argv, "--split", "1,0")
+    h, w = photo16.shape[:2]
+    tiles = (h // 32) * (w // 32)
+    assert code == 0 and f"train: {tiles} pair(s)" in text
+    files = sorted((out / "train").iterdir())
+    assert len(files) == tiles and all(f.suffix == ".tif" for f in files)  # 16-bit RGB goes to TIFF
+    first = read_image(files[0])
+    assert first.dtype == np.uint16 and first.shape == (32, 64, 3)
+    np.testing.assert_array_equal(first[:, 32:], photo16[:32, :32])
+    assert np.all(first[:, :32, 0] == first[:, :32, 1])  # grey A repeated to B's channels
+    assert find_pairs(out, "auto")[0] == "aligned"
+
+
+def test_make_pairs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path) -> None:
+    code, _, err = run_cli(
+        capsys, "data", "make-pairs", photos_dir, tmp_path / "o", "--task", "edges", "--hed-weights", "x.pth"
+    )
+    assert code == 1 and "not supported yet" in err and not (tmp_path / "o").exists()
+    write_image(tmp_path / "deep" / "d.png", small_photo("coffee").astype(np.uint16) * 257)
+    code, _, err = run_cli(capsys, "data", "make-pairs", tmp_path / "deep", tmp_path / "o", "--task", "jpeg")
+    assert code == 1 and "d.tif" in err and "8-bit" in err and not (tmp_path / "o").exists()
+    code, _, err = run_cli(
+        capsys, "data", "make-pairs", photos_dir, tmp_path / "o", "--task", "blur", "--split", "0.5,0.6"
+    )
+    assert code == 1 and "--split" in err
+    code, _, err = run_cli(capsys, "data", "make-pairs", photos_dir, tmp_path / "o", "--task", "blur", "--crop", "500")
+    assert code == 1 and "smaller than --crop 500" in err

@@ -6,9 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
+from .data.tools.make_pairs import TASKS
+from .errors import ConfigError
+
 DATA_EPILOG = """examples:
   diptych data combine photos_A/ photos_B/ datasets/mine          # A|B side by side, matched by name
   diptych data split datasets/facades/train facades_split/        # -> facades_split/A, facades_split/B
+  diptych data make-pairs photos/ datasets/sr4 --task downscale --scale 4 --crop 256 --crops-per-image 8
 """
 
 
@@ -90,6 +94,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_output_options(p)
     _add_workers(p)
 
+    p = dsub.add_parser(
+        "make-pairs",
+        help="build a paired set from real photos: A = a degraded copy, B = the photo",
+        description="Build OUT/{train,val,test}/A and B (or aligned A|B images with --aligned) from photos: "
+        "A is made from the photo by --task, B is the photo. Photos are assigned to train/val/test before "
+        "cropping, so no val or test crop shares a source photo with training. OUT/make_pairs.json records "
+        "the options and which photo went where.",
+        epilog="tasks: edges (Canny, black on white), gray (BT.601 luma, or CIELAB L* with --lab; colourisation), "
+        "downscale (bicubic down by --scale and back up to the photo's size; super-resolution), blur (Gaussian), "
+        "noise (Gaussian), jpeg (JPEG at --quality; artefact removal)",
+        formatter_class=fmt,
+    )
+    p.add_argument("photos", type=Path, metavar="PHOTOS", help="a folder of photos (searched recursively) or one photo")
+    p.add_argument("out", type=Path, metavar="OUT", help="output dataset folder")
+    p.add_argument("--task", choices=TASKS, required=True, help="how A is made from the photo")
+    p.add_argument(
+        "--canny-sigma", type=float, default=2.0, help="edges: Gaussian sigma of the Canny detector (default: 2)"
+    )
+    p.add_argument(
+        "--hed-weights",
+        type=Path,
+        metavar="FILE",
+        help="edges: HED soft edges from a local weights file (not supported yet: an error says so)",
+    )
+    p.add_argument("--lab", action="store_true", help="gray: write CIELAB lightness L* as A instead of BT.601 luma")
+    p.add_argument("--scale", type=int, default=4, help="downscale: factor, e.g. 2 or 4 (default: 4)")
+    p.add_argument("--blur-sigma", type=float, default=2.0, help="blur: Gaussian sigma in pixels (default: 2)")
+    p.add_argument(
+        "--noise-sigma",
+        type=float,
+        default=0.05,
+        help="noise: standard deviation as a fraction of the range (default: 0.05)",
+    )
+    p.add_argument("--quality", type=int, default=20, help="jpeg: JPEG quality 1..95 (default: 20)")
+    p.add_argument(
+        "--crop", type=int, default=0, metavar="SIZE", help="square crops of this size (default: 0 = whole photos)"
+    )
+    p.add_argument(
+        "--crops-per-image",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random crops per photo (default: 1); with --grid, at most N tiles (default: all)",
+    )
+    p.add_argument("--grid", action="store_true", help="non-overlapping grid tiles instead of random crops")
+    p.add_argument(
+        "--split", default="0.8,0.1,0.1", help="train,val,test fractions of the source photos (default: 0.8,0.1,0.1)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, crops and noise (default: 0)")
+    p.add_argument(
+        "--aligned", action="store_true", help="write A|B images (pix2pix's aligned layout) instead of A/ and B/"
+    )
+    _add_output_options(p)
+    _add_workers(p)
+
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Run one `diptych data` tool."""
@@ -121,7 +180,43 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_pairs(args: argparse.Namespace) -> int:
+    from .data.tools.make_pairs import CropOptions, TaskOptions, make_pairs, parse_split
+
+    if args.hed_weights is not None:
+        raise ConfigError(
+            f"--hed-weights {args.hed_weights}: HED soft edges are not supported yet; "
+            "leave the option out for Canny edges (--task edges)"
+        )
+    task = TaskOptions(
+        args.task, args.canny_sigma, args.lab, args.scale, args.blur_sigma, args.noise_sigma, args.quality
+    )
+    per_image = args.crops_per_image if args.crops_per_image is not None else (0 if args.grid else 1)
+    result = make_pairs(
+        args.photos,
+        args.out,
+        task,
+        CropOptions(args.crop, per_image, args.grid),
+        parse_split(args.split),
+        seed=args.seed,
+        aligned=args.aligned,
+        suffix=f".{args.format}",
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    for split, n in result.pairs.items():
+        if n:
+            print(f"{split}: {n} pair(s) from {len(result.sources[split])} photo(s)")
+    if result.too_small:
+        print(
+            f"skipped {len(result.too_small)} photo(s) smaller than --crop {args.crop}: {', '.join(result.too_small)}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
 DATA_COMMANDS = {
     "combine": cmd_combine,
     "split": cmd_split,
+    "make-pairs": cmd_make_pairs,
 }
