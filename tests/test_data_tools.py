@@ -16,6 +16,7 @@ from diptych.cli import main
 from diptych.data import find_pairs
 from diptych.data.io import read_image, write_image
 from diptych.data.samples import sample_photo
+from diptych.data.tools.make_pairs import CropOptions, TaskOptions, make_pairs
 
 from .conftest import photo_crops
 
@@ -262,3 +263,80 @@ def test_make_pairs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], p
     assert code == 1 and "--split" in err
     code, _, err = run_cli(capsys, "data", "make-pairs", photos_dir, tmp_path / "o", "--task", "blur", "--crop", "500")
     assert code == 1 and "smaller than --crop 500" in err
+
+
+# --- check ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_dataset(tmp_path: Path, photos_dir: Path) -> Path:
+    """24 grey -> colour pairs of 40x40 crops in train/ val/ test/ (A/ and B/ folders), split by photo."""
+    out = tmp_path / "clean"
+    make_pairs(photos_dir, out, TaskOptions("gray"), CropOptions(40, 6), (0.6, 0.2, 0.2), seed=0, workers=1)
+    (out / "make_pairs.json").unlink()
+    return out
+
+
+def check_report(capsys: pytest.CaptureFixture[str], root: Path, tmp_path: Path) -> tuple[int, str, dict]:
+    code, out, _ = run_cli(capsys, "data", "check", root, "--json", tmp_path / "report.json")
+    return code, out, json.loads((tmp_path / "report.json").read_text())
+
+
+def test_check_clean_dataset_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_dataset: Path) -> None:
+    code, out, report = check_report(capsys, clean_dataset, tmp_path)
+    assert code == 0 and "no problems found" in out
+    assert report["ok"] and report["pairs"] == {"train": 18, "val": 6, "test": 6}
+    assert report["formats"] == {"1 x uint8 + 3 x uint8": 30}
+    assert report["alignment"]["median"] > 0.9
+
+
+def test_check_finds_every_defect(tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_dataset: Path) -> None:
+    train_a, train_b = clean_dataset / "train" / "A", clean_dataset / "train" / "B"
+    names = sorted(p.name for p in train_a.iterdir())
+    # corrupt: a truncated PNG
+    data = (train_b / names[0]).read_bytes()
+    (train_b / names[0]).write_bytes(data[: len(data) // 2])
+    # missing partner
+    (train_b / names[1]).unlink()
+    # size mismatch
+    write_image(train_b / names[2], read_image(train_b / names[2])[:36])
+    # duplicate across splits: a training pair copied into test/
+    for side in ("A", "B"):
+        (clean_dataset / "test" / side / "leak.png").write_bytes(
+            (clean_dataset / "train" / side / names[3]).read_bytes()
+        )
+    # mixed format: one 16-bit target (written as TIFF)
+    write_image(train_b / names[4], read_image(train_b / names[4]).astype(np.uint16) * 257)
+    (train_b / names[4]).unlink()
+    # misaligned: the wrong partner (another photo's crop) and a partner shifted by a quarter of its width
+    other = sorted((clean_dataset / "val" / "B").iterdir())[0]
+    (train_b / names[5]).write_bytes(other.read_bytes())
+    b6 = read_image(train_b / names[6])
+    write_image(train_b / names[6], np.roll(b6, 10, axis=1))
+
+    code, out, report = check_report(capsys, clean_dataset, tmp_path)
+    assert code == 1 and not report["ok"]
+    by_kind: dict[str, list[str]] = {}
+    for problem in report["problems"]:
+        by_kind.setdefault(problem["kind"], []).append(problem["message"])
+    assert set(by_kind) == {"unreadable", "missing_partner", "size_mismatch", "duplicate", "mixed_format", "misaligned"}
+    assert names[0] in by_kind["unreadable"][0] and len(by_kind["unreadable"]) == 1
+    assert names[1] in by_kind["missing_partner"][0]
+    assert names[2] in by_kind["size_mismatch"][0] and "40x36" in by_kind["size_mismatch"][0]
+    assert "leak.png" in by_kind["duplicate"][0] and "across splits test, train" in by_kind["duplicate"][0]
+    assert len(by_kind["mixed_format"]) == 1 and names[4].split(".")[0] in by_kind["mixed_format"][0]
+    flagged = " ".join(by_kind["misaligned"])
+    assert names[5].split(".")[0] in flagged and names[6].split(".")[0] in flagged
+    assert len(by_kind["misaligned"]) == 2  # and no good pair
+    for kind in by_kind:
+        assert f"[{kind}]" in out
+
+
+def test_check_aligned_odd_width_and_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    crops = photo_crops("coffee", 32, 2)
+    write_image(tmp_path / "al" / "a.png", np.concatenate([crops[0], 255 - crops[0]], axis=1))
+    write_image(tmp_path / "al" / "b.png", np.concatenate([crops[1], crops[1]], axis=1)[:, :63])
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path / "al")
+    assert code == 1 and "[odd_width]" in out and "b.png" in out and "aligned layout, 2 pair(s)" in out
+    code, _, err = run_cli(capsys, "data", "check", tmp_path / "nothing")
+    assert code == 1 and "does not exist" in err
