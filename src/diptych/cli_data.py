@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from .data.tools.download import DATASETS, DEFAULT_URL, URL_ENV
 from .data.tools.make_pairs import TASKS
 from .errors import ConfigError
 
@@ -14,6 +16,7 @@ DATA_EPILOG = """examples:
   diptych data split datasets/facades/train facades_split/        # -> facades_split/A, facades_split/B
   diptych data make-pairs photos/ datasets/sr4 --task downscale --scale 4 --crop 256 --crops-per-image 8
   diptych data check datasets/facades --json facades_check.json   # exit status 1 when something is wrong
+  diptych data download facades --root datasets                     # -> datasets/facades/{train,val,test}
 """
 
 
@@ -184,6 +187,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_workers(p)
 
+    p = dsub.add_parser(
+        "download",
+        help="download a public pix2pix dataset (resumable, verified, safely extracted)",
+        description="Download NAME.tar.gz from the pix2pix authors' server (or --url / $DIPTYCH_DATASETS_URL) into "
+        "ROOT, resuming an interrupted download (HTTP Range into ROOT/NAME.tar.gz.part), checking its length and "
+        "gzip CRC (and --sha256 when given), and extract it to ROOT/NAME. Archives with members escaping the "
+        "folder, links pointing outside, device files or a suspicious unpacked size are refused. cityscapes: "
+        "prints how to get it (its licence forbids redistribution).",
+        formatter_class=fmt,
+    )
+    p.add_argument("name", choices=(*DATASETS, "cityscapes"), metavar="NAME", help=", ".join((*DATASETS, "cityscapes")))
+    p.add_argument(
+        "--root", type=Path, default=Path("datasets"), metavar="DIR", help="where to put it (default: datasets)"
+    )
+    p.add_argument(
+        "--url", metavar="URL", help=f"base URL of the dataset server (default: ${URL_ENV} or {DEFAULT_URL})"
+    )
+    p.add_argument(
+        "--sha256", metavar="HEX", help="expected SHA-256 of the archive (none are published by the authors)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing ROOT/NAME")
+    p.add_argument("--keep-archive", action="store_true", help="keep ROOT/NAME.tar.gz after extracting it")
+    p.add_argument(
+        "--max-size", type=float, default=64, metavar="GIB", help="refuse archives unpacking to more (default: 64)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Run one `diptych data` tool."""
@@ -261,9 +291,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .data.tools.download import CITYSCAPES_NOTE, download_dataset
+
+    if args.name == "cityscapes":
+        print(CITYSCAPES_NOTE, file=sys.stderr)
+        return 1
+    result = download_dataset(
+        args.name,
+        args.root,
+        url=args.url,
+        sha256=args.sha256,
+        overwrite=args.overwrite,
+        keep_archive=args.keep_archive,
+        max_bytes=int(args.max_size * 2**30),
+        progress=not args.no_progress,
+    )
+    resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
+    print(f"downloaded {result.archive_bytes} bytes{resumed} (sha256 {result.sha256})")
+    print(f"dataset: {result.path}")
+    return 0
+
+
 DATA_COMMANDS = {
     "combine": cmd_combine,
     "split": cmd_split,
     "make-pairs": cmd_make_pairs,
     "check": cmd_check,
+    "download": cmd_download,
 }
