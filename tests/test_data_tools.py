@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -340,3 +341,50 @@ def test_check_aligned_odd_width_and_missing_folder(tmp_path: Path, capsys: pyte
     assert code == 1 and "[odd_width]" in out and "b.png" in out and "aligned layout, 2 pair(s)" in out
     code, _, err = run_cli(capsys, "data", "check", tmp_path / "nothing")
     assert code == 1 and "does not exist" in err
+
+
+# --- glyphs --------------------------------------------------------------------------------------------------------
+
+MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def test_glyphs_renders_both_fonts_and_skips_missing_and_blank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sans, serif = MPL_FONTS / "DejaVuSans.ttf", MPL_FONTS / "DejaVuSerif.ttf"
+    (tmp_path / "chars.txt").write_text("Ag\n€中", encoding="utf-8")  # 中 is in neither DejaVu font
+    code, out, err = run_cli(
+        capsys, "data", "glyphs", sans, serif, tmp_path / "g", "--chars", "A ", "--chars-file", tmp_path / "chars.txt",
+        "--range", "0030-0032", "--size", "64",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "wrote 6 glyph pair(s)" in out  # A g € 0 1 2
+    assert "skipped 1 character(s) missing from a font: U+4E2D" in out
+    assert "skipped 1 character(s) drawn blank: U+0020" in out
+    layout, _, pairs = find_pairs(tmp_path / "g", "folders")
+    assert layout == "folders" and sorted(p.name for p in pairs) == [
+        "U+0030", "U+0031", "U+0032", "U+0041", "U+0067", "U+20AC",
+    ]  # fmt: skip
+    a, b = read_image(tmp_path / "g" / "A" / "U+0041.png"), read_image(tmp_path / "g" / "B" / "U+0041.png")
+    assert a.shape == b.shape == (64, 64, 1) and a.dtype == np.uint8
+    for glyph in (a, b):
+        ink = glyph[:, :, 0] < 128
+        assert 0.05 < ink.mean() < 0.5
+        ys, xs = np.nonzero(ink)
+        assert abs(ys.mean() - 32) < 6 and abs(xs.mean() - 32) < 6  # centred
+    assert np.mean(a != b) > 0.03  # serif and sans differ
+
+
+def test_glyphs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sans = MPL_FONTS / "DejaVuSans.ttf"
+    (tmp_path / "bad.ttf").write_bytes(b"not a font")
+    code, _, err = run_cli(capsys, "data", "glyphs", sans, tmp_path / "bad.ttf", tmp_path / "g", "--chars", "A")
+    assert code == 1 and "bad.ttf" in err and "font" in err
+    code, _, err = run_cli(capsys, "data", "glyphs", sans, sans, tmp_path / "g", "--range", "zz")
+    assert code == 1 and "--range" in err
+    code, _, err = run_cli(capsys, "data", "glyphs", sans, sans, tmp_path / "g", "--chars", "中")
+    assert code == 1 and "none of the 1 character" in err and not (tmp_path / "g").exists()
+    code, _, _ = run_cli(
+        capsys, "data", "glyphs", sans, sans, tmp_path / "al", "--chars", "xy", "--aligned", "--size", "32"
+    )
+    assert code == 0 and read_image(tmp_path / "al" / "U+0078.png").shape == (32, 64, 1)

@@ -17,6 +17,7 @@ DATA_EPILOG = """examples:
   diptych data make-pairs photos/ datasets/sr4 --task downscale --scale 4 --crop 256 --crops-per-image 8
   diptych data check datasets/facades --json facades_check.json   # exit status 1 when something is wrong
   diptych data download facades --root datasets                     # -> datasets/facades/{train,val,test}
+  diptych data glyphs SourceHanSans.otf MyBrush.ttf glyph_pairs/ --range 4E00-4FFF
 """
 
 
@@ -214,6 +215,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    p = dsub.add_parser(
+        "glyphs",
+        help="the same characters rendered in two fonts (font style transfer, zi2zi-style)",
+        description="Render every character both fonts contain into OUT/A/U+XXXX.png (FONT_A) and OUT/B/U+XXXX.png "
+        "(FONT_B), black on white, centred; or A|B images with --aligned. Characters missing from either font's "
+        "character map, or drawn blank by either, are skipped and counted.",
+        formatter_class=fmt,
+    )
+    p.add_argument("font_a", type=Path, metavar="FONT_A", help="source font (.ttf, .otf, .ttc)")
+    p.add_argument("font_b", type=Path, metavar="FONT_B", help="target font")
+    p.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    p.add_argument("--chars", default="", help="characters to render (a string)")
+    p.add_argument("--chars-file", type=Path, metavar="FILE", help="characters to render (a UTF-8 text file)")
+    p.add_argument("--range", default="", metavar="FIRST-LAST", help="a Unicode range in hex, e.g. 4E00-9FFF")
+    p.add_argument("--size", type=int, default=256, help="square image size in pixels (default: 256)")
+    p.add_argument("--font-size", type=int, default=0, help="font size in pixels (default: 3/4 of --size)")
+    p.add_argument("--aligned", action="store_true", help="write A|B images instead of A/ and B/ folders")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Run one `diptych data` tool."""
@@ -313,10 +333,26 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_glyphs(args: argparse.Namespace) -> int:
+    from .data.tools.glyphs import collect_chars, make_glyph_pairs
+
+    chars = collect_chars(args.chars, args.chars_file, args.range)
+    result = make_glyph_pairs(
+        args.font_a, args.font_b, args.out, chars, args.size, args.font_size, args.aligned, overwrite=args.overwrite
+    )
+    print(f"wrote {result.written} glyph pair(s) to {args.out}")
+    for what, names in (("missing from a font", result.missing), ("drawn blank", result.blank)):
+        if names:
+            shown = " ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+            print(f"skipped {len(names)} character(s) {what}: {shown}")
+    return 0
+
+
 DATA_COMMANDS = {
     "combine": cmd_combine,
     "split": cmd_split,
     "make-pairs": cmd_make_pairs,
     "check": cmd_check,
     "download": cmd_download,
+    "glyphs": cmd_glyphs,
 }
