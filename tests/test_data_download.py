@@ -110,7 +110,12 @@ def test_download_and_extract(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     # an existing dataset is never replaced without --overwrite
     code, _, err = download(capsys, server, tmp_path / "datasets")
     assert code == 1 and "already exists" in err and "--overwrite" in err
-    assert download(capsys, server, tmp_path / "datasets", "--overwrite")[0] == 0
+    code, out, _ = download(capsys, server, tmp_path / "datasets", "--overwrite", "--keep-archive")
+    assert code == 0 and (tmp_path / "datasets" / "facades.tar.gz").read_bytes() == data
+    requests = len(server.ranges)
+    code, out, _ = download(capsys, server, tmp_path / "datasets", "--overwrite")
+    assert code == 0 and "used the existing archive" in out and len(server.ranges) == requests  # nothing fetched
+    assert len(find_pairs(tmp_path / "datasets" / "facades", "auto", "val")[2]) == 1
 
 
 def test_interrupted_download_resumes(

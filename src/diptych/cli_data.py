@@ -115,7 +115,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, metavar="OUT", help="output dataset folder")
     p.add_argument("--task", choices=TASKS, required=True, help="how A is made from the photo")
     p.add_argument(
-        "--canny-sigma", type=float, default=2.0, help="edges: Gaussian sigma of the Canny detector (default: 2)"
+        "--canny-sigma",
+        metavar="X",
+        type=float,
+        default=2.0,
+        help="edges: Gaussian sigma of the Canny detector (default: 2)",
     )
     p.add_argument(
         "--hed-weights",
@@ -124,15 +128,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="edges: HED soft edges from a local weights file (not supported yet: an error says so)",
     )
     p.add_argument("--lab", action="store_true", help="gray: write CIELAB lightness L* as A instead of BT.601 luma")
-    p.add_argument("--scale", type=int, default=4, help="downscale: factor, e.g. 2 or 4 (default: 4)")
-    p.add_argument("--blur-sigma", type=float, default=2.0, help="blur: Gaussian sigma in pixels (default: 2)")
+    p.add_argument("--scale", metavar="N", type=int, default=4, help="downscale: factor, e.g. 2 or 4 (default: 4)")
+    p.add_argument(
+        "--blur-sigma", metavar="X", type=float, default=2.0, help="blur: Gaussian sigma in pixels (default: 2)"
+    )
     p.add_argument(
         "--noise-sigma",
+        metavar="X",
         type=float,
         default=0.05,
         help="noise: standard deviation as a fraction of the range (default: 0.05)",
     )
-    p.add_argument("--quality", type=int, default=20, help="jpeg: JPEG quality 1..95 (default: 20)")
+    p.add_argument("--quality", metavar="Q", type=int, default=20, help="jpeg: JPEG quality 1..95 (default: 20)")
     p.add_argument(
         "--crop", type=int, default=0, metavar="SIZE", help="square crops of this size (default: 0 = whole photos)"
     )
@@ -145,9 +152,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--grid", action="store_true", help="non-overlapping grid tiles instead of random crops")
     p.add_argument(
-        "--split", default="0.8,0.1,0.1", help="train,val,test fractions of the source photos (default: 0.8,0.1,0.1)"
+        "--split",
+        metavar="TRAIN,VAL,TEST",
+        default="0.8,0.1,0.1",
+        help="train,val,test fractions of the source photos (default: 0.8,0.1,0.1)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, crops and noise (default: 0)")
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed for the split, crops and noise (default: 0)")
     p.add_argument(
         "--aligned", action="store_true", help="write A|B images (pix2pix's aligned layout) instead of A/ and B/"
     )
@@ -229,8 +239,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chars", default="", help="characters to render (a string)")
     p.add_argument("--chars-file", type=Path, metavar="FILE", help="characters to render (a UTF-8 text file)")
     p.add_argument("--range", default="", metavar="FIRST-LAST", help="a Unicode range in hex, e.g. 4E00-9FFF")
-    p.add_argument("--size", type=int, default=256, help="square image size in pixels (default: 256)")
-    p.add_argument("--font-size", type=int, default=0, help="font size in pixels (default: 3/4 of --size)")
+    p.add_argument("--size", metavar="PIXELS", type=int, default=256, help="square image size in pixels (default: 256)")
+    p.add_argument(
+        "--font-size", metavar="PIXELS", type=int, default=0, help="font size in pixels (default: 3/4 of --size)"
+    )
     p.add_argument("--aligned", action="store_true", help="write A|B images instead of A/ and B/ folders")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
 
@@ -327,8 +339,11 @@ def cmd_download(args: argparse.Namespace) -> int:
         max_bytes=int(args.max_size * 2**30),
         progress=not args.no_progress,
     )
-    resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
-    print(f"downloaded {result.archive_bytes} bytes{resumed} (sha256 {result.sha256})")
+    if result.resumed_from < 0:
+        print(f"used the existing archive {args.root / (args.name + '.tar.gz')} (sha256 {result.sha256})")
+    else:
+        resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
+        print(f"downloaded {result.archive_bytes} bytes{resumed} (sha256 {result.sha256})")
     print(f"dataset: {result.path}")
     return 0
 

@@ -38,7 +38,8 @@ BOMB_FLOOR = 16 << 20
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """Where the dataset is, how many bytes the archive had and from which byte this run resumed."""
+    """Where the dataset is, how many bytes the archive had, from which byte this run resumed (-1: an archive
+    kept by an earlier run was used, nothing was downloaded)."""
 
     path: Path
     archive_bytes: int
@@ -70,7 +71,7 @@ def download_dataset(
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{name}.tar.gz"
     source = f"{base_url(url)}/{name}.tar.gz"
-    resumed_from = 0
+    resumed_from = -1
     if not archive.exists():
         part = archive.with_name(archive.name + ".part")
         resumed_from = fetch(source, part, progress)

@@ -23,6 +23,7 @@ class OutputSet:
         self.suffix = suffix if suffix.startswith(".") else f".{suffix}"
         self.overwrite = overwrite
         self.created: list[Path] = []
+        self._claimed: set[Path] = set()
         self.written = 0
         self._root_existed = self.root.exists()
         self._lock = threading.Lock()
@@ -44,8 +45,9 @@ class OutputSet:
                 raise DataError(
                     f"{path}: already exists; pass --overwrite to replace it or choose another output folder"
                 )
-            if path in self.created:
+            if path in self._claimed:
                 raise DataError(f"{path}: two inputs map to this output name; rename one of them")
+            self._claimed.add(path)
             if not existed:
                 self.created.append(path)
         write_image(path, arr)
