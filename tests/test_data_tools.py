@@ -251,10 +251,6 @@ def test_make_pairs_aligned_grid_and_16bit(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_make_pairs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path) -> None:
-    code, _, err = run_cli(
-        capsys, "data", "make-pairs", photos_dir, tmp_path / "o", "--task", "edges", "--hed-weights", "x.pth"
-    )
-    assert code == 1 and "not supported yet" in err and not (tmp_path / "o").exists()
     write_image(tmp_path / "deep" / "d.png", small_photo("coffee").astype(np.uint16) * 257)
     code, _, err = run_cli(capsys, "data", "make-pairs", tmp_path / "deep", tmp_path / "o", "--task", "jpeg")
     assert code == 1 and "d.tif" in err and "8-bit" in err and not (tmp_path / "o").exists()

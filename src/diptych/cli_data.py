@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .data.tools.download import DATASETS, DEFAULT_URL, URL_ENV
 from .data.tools.make_pairs import TASKS
-from .errors import ConfigError
 
 DATA_EPILOG = """examples:
   diptych data combine photos_A/ photos_B/ datasets/mine          # A|B side by side, matched by name
@@ -125,7 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--hed-weights",
         type=Path,
         metavar="FILE",
-        help="edges: HED soft edges from a local weights file (not supported yet: an error says so)",
+        help="edges: soft HED edges (black on white) from a local weights file (BSDS500 HED in the PyTorch port's "
+        "layout, .pth or .safetensors; never downloaded) instead of Canny",
     )
     p.add_argument("--lab", action="store_true", help="gray: write CIELAB lightness L* as A instead of BT.601 luma")
     p.add_argument("--scale", metavar="N", type=int, default=4, help="downscale: factor, e.g. 2 or 4 (default: 4)")
@@ -280,13 +280,15 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_make_pairs(args: argparse.Namespace) -> int:
     from .data.tools.make_pairs import CropOptions, TaskOptions, make_pairs, parse_split
 
-    if args.hed_weights is not None:
-        raise ConfigError(
-            f"--hed-weights {args.hed_weights}: HED soft edges are not supported yet; "
-            "leave the option out for Canny edges (--task edges)"
-        )
     task = TaskOptions(
-        args.task, args.canny_sigma, args.lab, args.scale, args.blur_sigma, args.noise_sigma, args.quality
+        args.task,
+        args.canny_sigma,
+        args.lab,
+        args.scale,
+        args.blur_sigma,
+        args.noise_sigma,
+        args.quality,
+        str(args.hed_weights or ""),
     )
     per_image = args.crops_per_image if args.crops_per_image is not None else (0 if args.grid else 1)
     result = make_pairs(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import io
+import threading
+from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from skimage.color import rgb2gray, rgb2lab
 from skimage.feature import canny
 from skimage.filters import gaussian
 from skimage.util import random_noise
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
+from ...nets.hed import HEDNetwork, hed_state_dict
+from ...weights import load_state_dict_file
 from ..io import convert_channels, dtype_scale
 
 
@@ -34,6 +39,35 @@ def canny_edges(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     edges = canny(grey, sigma=sigma)
     full = dtype_scale(photo.dtype)
     return np.where(edges, 0, full).astype(photo.dtype)[:, :, None]
+
+
+class HEDEdges:
+    """Soft HED edges from a local weights file: black (edge probability 1) on white, in the photo's sample type."""
+
+    def __init__(self, weights: Path, device: str = "cpu") -> None:
+        if not Path(weights).is_file():
+            raise ConfigError(
+                f"--hed-weights {weights}: file not found; diptych never downloads weights, pass a local file"
+            )
+        model = HEDNetwork()
+        state = hed_state_dict(load_state_dict_file(weights, "HED"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ConfigError(
+                f"--hed-weights {weights}: not HED weights ({len(missing)} missing and {len(unexpected)} unexpected "
+                f"tensors, e.g. {(missing or unexpected)[0]}); pass the BSDS500 HED weights (PyTorch port layout)"
+            )
+        self.model = model.eval().to(device)
+        self.device = device
+        self._lock = threading.Lock()  # one photo at a time: the network already uses every core, and memory stays flat
+
+    def __call__(self, photo: np.ndarray) -> np.ndarray:
+        unit = to_unit(photo)
+        rgb = unit[:, :, :3] if photo.shape[2] >= 3 else np.repeat(unit[:, :, :1], 3, axis=2)
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None].to(self.device)
+        with self._lock, torch.inference_mode():
+            prob = self.model(x)[0, 0].float().cpu().numpy()
+        return from_unit(1.0 - prob, photo.dtype)[:, :, None]
 
 
 def luminance(photo: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ class TaskOptions:
     blur_sigma: float = 2.0
     noise_sigma: float = 0.05
     quality: int = 20
+    hed_weights: str = ""  # edges: soft HED edges from this local weights file instead of Canny
 
     def validate(self) -> None:
         """Reject impossible values, naming the option."""
@@ -47,15 +48,16 @@ class TaskOptions:
             ),
             (1 <= self.quality <= 95, f"--quality {self.quality} must be in 1..95"),
             (not self.lab or self.task == "gray", "--lab only applies to --task gray"),
+            (not self.hed_weights or self.task == "edges", "--hed-weights only applies to --task edges"),
         )
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
 
-    def degrade(self, photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def degrade(self, photo: np.ndarray, rng: np.random.Generator, hed: degrade.HEDEdges | None = None) -> np.ndarray:
         """The input image A for one clean photo."""
         if self.task == "edges":
-            return degrade.canny_edges(photo, self.canny_sigma)
+            return hed(photo) if hed is not None else degrade.canny_edges(photo, self.canny_sigma)
         if self.task == "gray":
             return degrade.lab_lightness(photo) if self.lab else degrade.luminance(photo)
         if self.task == "downscale":
@@ -172,6 +174,7 @@ def make_pairs(
     """Write OUT/{train,val,test}/{A,B}/ (or aligned A|B images) and OUT/make_pairs.json; all or nothing."""
     task.validate()
     crops.validate()
+    hed = degrade.HEDEdges(Path(task.hed_weights)) if task.hed_weights else None
     sources = list_sources(photos)
     base = photos if photos.is_dir() else photos.parent
     names = [s.relative_to(base).with_suffix("").as_posix() for s in sources]
@@ -186,7 +189,7 @@ def make_pairs(
             try:
                 photo = _clean(read_image(path))
                 rng = np.random.default_rng([seed, index])
-                a_full = task.degrade(photo, rng)
+                a_full = task.degrade(photo, rng, hed)
             except DataError as exc:
                 raise DataError(exc if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
             boxes = crops.boxes(photo.shape[0], photo.shape[1], rng)
