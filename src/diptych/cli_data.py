@@ -127,6 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="edges: soft HED edges (black on white) from a local weights file (BSDS500 HED in the PyTorch port's "
         "layout, .pth or .safetensors; never downloaded) instead of Canny",
     )
+    p.add_argument(
+        "--device", default="auto", metavar="DEVICE", help="edges with --hed-weights: auto, cpu, cuda, cuda:N"
+    )
     p.add_argument("--lab", action="store_true", help="gray: write CIELAB lightness L* as A instead of BT.601 luma")
     p.add_argument("--scale", metavar="N", type=int, default=4, help="downscale: factor, e.g. 2 or 4 (default: 4)")
     p.add_argument(
@@ -302,6 +305,7 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
         suffix=f".{args.format}",
         workers=args.workers,
         overwrite=args.overwrite,
+        device=args.device,
     )
     for split, n in result.pairs.items():
         if n:

@@ -14,6 +14,7 @@ from skimage.feature import canny
 from skimage.filters import gaussian
 from skimage.util import random_noise
 
+from ...device import resolve_device
 from ...errors import ConfigError, DataError
 from ...nets.hed import HEDNetwork, hed_state_dict
 from ...weights import load_state_dict_file
@@ -44,7 +45,7 @@ def canny_edges(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
 class HEDEdges:
     """Soft HED edges from a local weights file: black (edge probability 1) on white, in the photo's sample type."""
 
-    def __init__(self, weights: Path, device: str = "cpu") -> None:
+    def __init__(self, weights: Path, device: str = "auto") -> None:
         if not Path(weights).is_file():
             raise ConfigError(
                 f"--hed-weights {weights}: file not found; diptych never downloads weights, pass a local file"
@@ -57,8 +58,8 @@ class HEDEdges:
                 f"--hed-weights {weights}: not HED weights ({len(missing)} missing and {len(unexpected)} unexpected "
                 f"tensors, e.g. {(missing or unexpected)[0]}); pass the BSDS500 HED weights (PyTorch port layout)"
             )
-        self.model = model.eval().to(device)
-        self.device = device
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self._lock = threading.Lock()  # one photo at a time: the network already uses every core, and memory stays flat
 
     def __call__(self, photo: np.ndarray) -> np.ndarray:

@@ -170,11 +170,12 @@ def make_pairs(
     suffix: str = ".png",
     workers: int = 4,
     overwrite: bool = False,
+    device: str = "auto",
 ) -> MakePairsResult:
     """Write OUT/{train,val,test}/{A,B}/ (or aligned A|B images) and OUT/make_pairs.json; all or nothing."""
     task.validate()
     crops.validate()
-    hed = degrade.HEDEdges(Path(task.hed_weights)) if task.hed_weights else None
+    hed = degrade.HEDEdges(Path(task.hed_weights), device) if task.hed_weights else None
     sources = list_sources(photos)
     base = photos if photos.is_dir() else photos.parent
     names = [s.relative_to(base).with_suffix("").as_posix() for s in sources]
