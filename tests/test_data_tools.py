@@ -108,7 +108,9 @@ def test_combine_channels_mismatch_and_conversion(tmp_path: Path, capsys: pytest
 def test_split_refuses_to_overwrite_and_odd_width(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     crop = photo_crops("coffee", 32, 1)[0]
     write_image(tmp_path / "al" / "a.png", np.concatenate([crop, crop], axis=1))
+    write_image(tmp_path / "al" / "a.v2.jpg", np.concatenate([crop, 255 - crop], axis=1))  # a dot in the name
     assert run_cli(capsys, "data", "split", tmp_path / "al", tmp_path / "out")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "B").iterdir()) == ["a.png", "a.v2.png"]
     code, _, err = run_cli(capsys, "data", "split", tmp_path / "al", tmp_path / "out")
     assert code == 1 and "already exists" in err and "--overwrite" in err
     assert run_cli(capsys, "data", "split", tmp_path / "al", tmp_path / "out", "--overwrite")[0] == 0

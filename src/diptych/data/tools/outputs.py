@@ -29,8 +29,8 @@ class OutputSet:
         self._lock = threading.Lock()
 
     def path_for(self, rel: str | Path, arr: np.ndarray) -> Path:
-        """Where `write(rel, arr)` puts the file (the suffix changes to .tif where only TIFF holds the data)."""
-        path = self.root / Path(rel).with_suffix(self.suffix)
+        """Where `write(rel, arr)` (rel: a relative name without extension) puts the file (the suffix changes to .tif where only TIFF holds the data)."""
+        path = self.root / f"{Path(rel).as_posix()}{self.suffix}"  # rel has no extension; keep dots in names
         channels = arr.shape[2] if arr.ndim == 3 else 1
         if self.suffix in (".jpg", ".jpeg") and (arr.dtype != np.uint8 or channels not in (1, 3)):
             raise DataError(f"{path}: JPEG holds only 8-bit grey or RGB; pass --format png or tif")
