@@ -21,6 +21,8 @@ from ..paired import Pair, find_pairs
 PHASES = ("train", "val", "test")
 ALIGN_SIZE = 64  # structure is compared at this size: enough for gross misalignment, robust to texture and noise
 ROBUST_Z = 4.0  # how many robust standard deviations below the dataset's median score counts as misaligned
+MIN_SIGMA = 0.05  # floor of that robust deviation: very consistent datasets would otherwise flag ordinary pairs
+FLAT = 0.15  # a side whose structure is weaker than this fraction of the dataset's median is too flat to judge
 MIN_PAIRS_FOR_STATS = 8
 SHOWN = 5
 
@@ -46,6 +48,8 @@ class PairFacts:
     b_format: str
     digest: str
     score: float  # correlation of A's and B's gradient magnitudes (nan when one side is flat)
+    a_strength: float  # standard deviation of A's gradient magnitude map (how much structure there is to compare)
+    b_strength: float
     problems: tuple[Problem, ...] = ()
 
 
@@ -57,7 +61,7 @@ class CheckReport:
     layout: str = ""
     pairs: dict[str, int] = field(default_factory=dict)
     formats: dict[str, int] = field(default_factory=dict)
-    alignment: dict[str, float] = field(default_factory=dict)
+    alignment: dict[str, float | int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -80,7 +84,7 @@ class CheckReport:
             a = self.alignment
             out.append(
                 f"alignment score (gradient correlation): median {a['median']:.3f}, min {a['min']:.3f}, "
-                f"flagged below {a['threshold']:.3f}"
+                f"flagged below {a['threshold']:.3f}; {a['too_flat']} pair(s) too flat to judge"
             )
         if self.ok:
             out.append("no problems found")
@@ -102,8 +106,9 @@ class CheckReport:
         return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
 
 
-def alignment_score(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of A's and B's smoothed gradient magnitudes at ALIGN_SIZE (nan if one is flat)."""
+def alignment_score(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Pearson correlation of A's and B's smoothed gradient magnitudes at ALIGN_SIZE (nan if one is flat), and the
+    standard deviation of each map."""
 
     def structure(x: np.ndarray) -> np.ndarray:
         grey = x.astype(np.float64).mean(axis=2) / dtype_scale(x.dtype)
@@ -112,8 +117,8 @@ def alignment_score(a: np.ndarray, b: np.ndarray) -> float:
 
     sa, sb = structure(a), structure(b)
     if sa.std() < 1e-12 or sb.std() < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(sa, sb)[0, 1])
+        return float("nan"), float(sa.std()), float(sb.std())
+    return float(np.corrcoef(sa, sb)[0, 1]), float(sa.std()), float(sb.std())
 
 
 def _format(arr: np.ndarray) -> str:
@@ -157,7 +162,7 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
         _format(a),
         _format(b),
         digest.hexdigest(),
-        float("nan") if problems else alignment_score(a, b),  # a stretched partner would also score low
+        *((float("nan"),) * 3 if problems else alignment_score(a, b)),  # a stretched partner would also score low
         tuple(problems),
     )
 
@@ -232,24 +237,34 @@ def _mixed_formats(facts: list[PairFacts], report: CheckReport) -> list[Problem]
 
 def _misaligned(facts: list[PairFacts], report: CheckReport, min_correlation: float, robust_z: float) -> list[Problem]:
     """Pairs whose A and B structure correlate far less than the dataset's usual pair, or below min_correlation."""
-    scores = np.array([f.score for f in facts])
-    valid = scores[np.isfinite(scores)]
-    if not len(valid):
+    scored = [f for f in facts if np.isfinite(f.score)]
+    if not scored:
         return []
+    # Near-flat crops (dark sky, blank tiles) correlate mostly noise and compression artefacts: not judged.
+    med_a = float(np.median([f.a_strength for f in scored]))
+    med_b = float(np.median([f.b_strength for f in scored]))
+    judged = [f for f in scored if f.a_strength >= FLAT * med_a and f.b_strength >= FLAT * med_b]
+    valid = np.array([f.score for f in judged])
     median = float(np.median(valid))
     threshold = min_correlation
     if len(valid) >= MIN_PAIRS_FOR_STATS:
         mad = float(np.median(np.abs(valid - median))) * 1.4826  # a standard deviation, robust to the outliers sought
-        threshold = max(threshold, median - robust_z * max(mad, 0.02))
-    report.alignment = {"median": median, "min": float(valid.min()), "threshold": threshold}
+        threshold = max(threshold, median - robust_z * max(mad, MIN_SIGMA))
+    report.alignment = {
+        "median": median,
+        "min": float(valid.min()),
+        "threshold": threshold,
+        "judged": len(judged),
+        "too_flat": len(facts) - len(judged),
+    }
     return [
         Problem(
             "misaligned",
-            f"{f.a_file}: A and B structure correlate {f.score:.3f} (dataset median {median:.3f}); wrong partner or shifted?",
+            f"{f.a_file}: A and B structure correlate {f.score:.3f} (dataset median {median:.3f}): wrong partner, shifted, or one side lacks the other's structure",
             (f.a_file, f.b_file),
         )
-        for f in facts
-        if np.isfinite(f.score) and f.score < threshold
+        for f in judged
+        if f.score < threshold
     ]
 
 
