@@ -62,7 +62,7 @@ class DatasetServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/pix2pix/datasets"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def add(self, name: str, data: bytes) -> None:
         self.files[f"/pix2pix/datasets/{name}"] = data
