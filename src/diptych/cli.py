@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_data import cmd_data
+from .cli_data import register as register_data_commands
 from .config import PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
 from .errors import DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
@@ -421,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info", help="show what a checkpoint holds", description="Print a checkpoint's stored configuration."
     )
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or .safetensors file")
+    register_data_commands(sub)
     return parser
 
 
@@ -609,6 +612,7 @@ COMMANDS = {
     "info": cmd_info,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
+    "data": cmd_data,
 }
 
 
