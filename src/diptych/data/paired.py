@@ -165,14 +165,14 @@ def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] |
     layout, base = resolve_layout(root, layout, phase)
     exts = " ".join(IMAGE_EXTENSIONS)
     if layout == "aligned":
-        files = _by_stem(base)
+        files = files_by_stem(base)
         if not files:
             raise DataError(f"{base}: no images found (looked for {exts}); is this the dataset folder?")
         return layout, base, [Pair(name, p, p) for name, p in sorted(files.items())]
     a_dir, b_dir = base / "A", base / "B"
     if (a_dir / phase).is_dir() and (b_dir / phase).is_dir():
         a_dir, b_dir = a_dir / phase, b_dir / phase
-    a_files, b_files = _by_stem(a_dir), _by_stem(b_dir)
+    a_files, b_files = files_by_stem(a_dir), files_by_stem(b_dir)
     if not a_files and not b_files:
         raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {exts})")
     only_a = sorted(set(a_files) - set(b_files))
@@ -216,7 +216,7 @@ def _expand_volumes(pairs: list[Pair], layout: str, axis: int, unmatched: list[s
     return out
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def files_by_stem(folder: Path) -> dict[str, Path]:
     """Images keyed by relative path without extension; two files with one name (x.png, x.jpg) are an error."""
     out: dict[str, Path] = {}
     for p in list_images(folder):

@@ -15,7 +15,7 @@ from skimage.transform import resize
 from ...atomic import write_text_atomic
 from ...errors import DataError
 from ..checks import run_all
-from ..io import dtype_scale, read_image
+from ..io import dtype_range, read_image
 from ..paired import Pair, find_pairs
 
 PHASES = ("train", "val", "test")
@@ -111,7 +111,7 @@ def alignment_score(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     standard deviation of each map."""
 
     def structure(x: np.ndarray) -> np.ndarray:
-        grey = x.astype(np.float64).mean(axis=2) / dtype_scale(x.dtype)
+        grey = x.astype(np.float64).mean(axis=2) / dtype_range(x.dtype)[1]
         small = resize(grey, (ALIGN_SIZE, ALIGN_SIZE), anti_aliasing=True)
         return gaussian(sobel(small), sigma=1.0).ravel()
 

@@ -11,7 +11,7 @@ from skimage.transform import resize
 from ...errors import DataError
 from ..checks import check_all
 from ..io import convert_channels, read_image
-from ..paired import _by_stem
+from ..paired import files_by_stem
 from .outputs import OutputSet
 
 RESIZE_POLICIES = ("none", "b-to-a")
@@ -30,7 +30,7 @@ def images_by_name(folder: Path) -> dict[str, Path]:
     """Images under a folder keyed by relative path without extension; one name held by two files is an error."""
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder of images")
-    return _by_stem(folder)  # the same naming rule as the folders layout's pairing
+    return files_by_stem(folder)  # the same naming rule as the folders layout's pairing
 
 
 def match_partners(a_dir: Path, b_dir: Path) -> list[Partners]:

@@ -18,19 +18,21 @@ from ...device import resolve_device
 from ...errors import ConfigError, DataError
 from ...nets.hed import HEDNetwork, hed_state_dict
 from ...weights import load_state_dict_file
-from ..io import convert_channels, dtype_scale
+from ..io import convert_channels, dtype_range
 
 
 def to_unit(arr: np.ndarray) -> np.ndarray:
     """An image as float64 in [0, 1] (1 = the full range of its sample type)."""
-    return arr.astype(np.float64) / dtype_scale(arr.dtype)
+    low, high = dtype_range(arr.dtype)
+    return (arr.astype(np.float64) - low) / (high - low)
 
 
 def from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Float [0, 1] back to a sample type (rounded and clipped for integers)."""
     dtype = np.dtype(dtype)
-    x = np.clip(x, 0.0, 1.0) * dtype_scale(dtype)
-    return (np.rint(x) if dtype.kind == "u" else x).astype(dtype)
+    low, high = dtype_range(dtype)
+    x = np.clip(x, 0.0, 1.0) * (high - low) + low
+    return (np.rint(x) if dtype.kind in "ui" else x).astype(dtype)
 
 
 def canny_edges(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -38,7 +40,7 @@ def canny_edges(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     unit = to_unit(photo)
     grey = rgb2gray(unit[:, :, :3]) if photo.shape[2] >= 3 else unit[:, :, 0]
     edges = canny(grey, sigma=sigma)
-    full = dtype_scale(photo.dtype)
+    full = dtype_range(photo.dtype)[1]
     return np.where(edges, 0, full).astype(photo.dtype)[:, :, None]
 
 
