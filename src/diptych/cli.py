@@ -12,7 +12,7 @@ from typing import Any
 from . import __version__
 from .cli_data import cmd_data
 from .cli_data import register as register_data_commands
-from .config import PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
+from .config import PRECISIONS, PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
 from .errors import DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
 
@@ -128,9 +128,10 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
+        choices=PRECISIONS,
         default="fp32",
-        help="bf16 autocast: faster on CPUs with AVX-512 bf16 and on GPUs; outputs differ by ~1 level (default: fp32)",
+        help="auto: bf16 where the hardware runs it natively (CPUs with AVX-512 bf16 or AMX, recent GPUs), else fp32; "
+        "bf16/fp16 autocast are faster, outputs differ from fp32 by about one 8-bit level (default: fp32)",
     )
 
 

@@ -578,9 +578,16 @@ def _worker_init(_: int) -> None:
 
 @contextmanager
 def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels for the duration of a run, restoring the process's previous setting afterwards."""
+    """Deterministic kernels for the duration of a run, restoring the process's previous setting afterwards.
+
+    Without --deterministic on CUDA, cuDNN benchmarks its algorithms for the run's (fixed) crop size instead."""
     if not enabled:
-        yield
+        previous_benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = previous_benchmark or device.type == "cuda"
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.benchmark = previous_benchmark
         return
     previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     torch.use_deterministic_algorithms(True, warn_only=True)

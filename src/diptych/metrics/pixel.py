@@ -5,11 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torchmetrics.functional.image import (
-    multiscale_structural_similarity_index_measure,
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
 
 from ..errors import ConfigError, DataError
 
@@ -94,6 +89,13 @@ def compute_pixel_metrics(
             f"output {tuple(output.shape)} and target {tuple(target.shape)} differ in size; they must match to be compared"
         )
     names = validate_metric_names(names)
+    # Imported here: torchmetrics pulls in matplotlib and scipy.signal (~1 s, ~100 MiB), which a training run
+    # without validation never needs.
+    from torchmetrics.functional.image import (
+        multiscale_structural_similarity_index_measure,
+        peak_signal_noise_ratio,
+    )
+
     x, y = _prepare(output, protocol), _prepare(target, protocol)
     values: dict[str, float] = {}
     for name in names:
@@ -124,6 +126,8 @@ def compute_pixel_metrics(
 
 def _ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean SSIM over the map's valid region (the (window-1)/2 border excluded, as Wang et al. and scikit-image)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     if min(x.shape[-2:]) < SSIM_KERNEL:
         return float("nan")
     _, full = structural_similarity_index_measure(

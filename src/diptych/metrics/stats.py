@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -35,5 +34,7 @@ def summarize(values: list[float] | np.ndarray) -> MetricSummary:
     if n == 1:
         return MetricSummary(mean, 0.0, 1, math.nan, math.nan)
     std = float(arr.std(ddof=1))
+    from scipy import stats  # here: scipy's import is slow and only evaluations need it
+
     half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
     return MetricSummary(mean, std, n, mean - half, mean + half)

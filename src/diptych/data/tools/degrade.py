@@ -1,4 +1,7 @@
-"""Turning a clean photo into a model input: edges, grey/lightness, low resolution, blur, noise, JPEG artefacts."""
+"""Turning a clean photo into a model input: edges, grey/lightness, low resolution, blur, noise, JPEG artefacts.
+
+scikit-image is imported inside the functions that use it, so the CLI starts without loading it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from skimage.color import rgb2gray, rgb2lab
-from skimage.feature import canny
-from skimage.filters import gaussian
-from skimage.util import random_noise
 
 from ...device import resolve_device
 from ...errors import ConfigError, DataError
@@ -37,6 +36,9 @@ def from_unit(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def canny_edges(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     """Black Canny edges on white (edges2shoes style), one channel in the photo's sample type."""
+    from skimage.color import rgb2gray
+    from skimage.feature import canny
+
     unit = to_unit(photo)
     grey = rgb2gray(unit[:, :, :3]) if photo.shape[2] >= 3 else unit[:, :, 0]
     edges = canny(grey, sigma=sigma)
@@ -81,6 +83,8 @@ def luminance(photo: np.ndarray) -> np.ndarray:
 
 def lab_lightness(photo: np.ndarray) -> np.ndarray:
     """CIELAB L* (0..100 mapped to the sample type's full range) as one channel (colourisation input)."""
+    from skimage.color import rgb2lab
+
     _need_colour(photo, "gray --lab")
     lightness = rgb2lab(to_unit(photo[:, :, :3]))[:, :, 0] / 100.0
     return from_unit(lightness, photo.dtype)[:, :, None]
@@ -107,11 +111,15 @@ def downscale(photo: np.ndarray, factor: int) -> np.ndarray:
 
 def blur(photo: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of standard deviation `sigma` pixels."""
+    from skimage.filters import gaussian
+
     return from_unit(gaussian(to_unit(photo), sigma=sigma, channel_axis=-1, preserve_range=True), photo.dtype)
 
 
 def add_noise(photo: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Additive Gaussian noise with standard deviation `sigma` (a fraction of the full range), clipped."""
+    from skimage.util import random_noise
+
     noisy = random_noise(to_unit(photo), mode="gaussian", var=sigma**2, rng=rng, clip=True)
     return from_unit(noisy, photo.dtype)
 
