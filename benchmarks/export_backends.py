@@ -58,11 +58,11 @@ def make_photos(folder: Path, count: int, size: int) -> Path:
     return folder
 
 
-def time_backend(model: Path, photos: Path, out: Path, batch_size: int, repeats: int) -> float:
+def time_backend(model: Path, photos: Path, out: Path, batch_size: int, repeats: int, precision: str) -> float:
     """Best seconds over `repeats` for translating the folder, after one warm-up image."""
     from diptych import Translator
 
-    translator = Translator.load(model, device="cpu")
+    translator = Translator.load(model, device="cpu", precision=precision)
     first = sorted(photos.iterdir())[0]
     translator.translate_files([first], out / "warmup", progress=False, overwrite=True)
     best = float("inf")
@@ -103,12 +103,14 @@ def main() -> None:
         result = export_generator(checkpoint, root / "model.onnx", "onnx")
         print(f"export parity: max |onnx - pytorch| = {result.max_abs_diff:.3g} (opset {result.opset})")
         rows = []
-        for backend, model in (("torch fp32", checkpoint), ("onnxruntime", result.path)):
-            seconds = time_backend(model, photos, root / backend.split()[0], args.batch_size, args.repeats)
+        runs = (("torch fp32", checkpoint, "fp32"), ("torch auto (default)", checkpoint, "auto"))
+        for backend, model, precision in (*runs, ("onnxruntime (fp32)", result.path, "fp32")):
+            out = root / backend.replace(" ", "_")
+            seconds = time_backend(model, photos, out, args.batch_size, args.repeats, precision)
             rows.append((backend, seconds * 1000 / args.count))
             print(f"  {backend}: {seconds:.2f} s, {rows[-1][1]:.1f} ms/image", flush=True)
     base = rows[0][1]
-    print("\n| backend | ms/image | speed-up vs torch |")
+    print("\n| backend | ms/image | speed-up vs torch fp32 |")
     print("|---|---|---|")
     for backend, ms in rows:
         print(f"| {backend} | {ms:.1f} | {base / ms:.2f}x |")

@@ -57,12 +57,12 @@ def make_input(path: Path, size: int) -> Path:
     return path
 
 
-def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int) -> dict[str, float]:
+def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int, precision: str) -> dict[str, float]:
     """Translate one image (in this process) and report seconds and peak RSS."""
     torch.set_num_threads(threads)
     from diptych import Translator
 
-    translator = Translator.load(checkpoint, device="cpu")
+    translator = Translator.load(checkpoint, device="cpu", precision=precision)
     settings = translator.tile_settings(tile, overlap, None)
     out = image.with_name(image.stem + "_out.tif")
     # Steady state: the first forward pass of a shape pays one-off kernel set-up, which is not per-pixel work.
@@ -93,13 +93,21 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--precision", default="auto", help="auto (translate's default), fp32, bf16")
     parser.add_argument("--child", nargs=2, metavar=("CHECKPOINT", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(Path(args.child[0]), Path(args.child[1]), args.tile, args.overlap, args.threads)))
+        print(
+            json.dumps(
+                run_one(Path(args.child[0]), Path(args.child[1]), args.tile, args.overlap, args.threads, args.precision)
+            )
+        )
         return
 
-    print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {args.threads} threads")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {args.threads} threads, "
+        f"precision {args.precision}"
+    )
     print(f"generator: unet_256 (depth 8, ngf {args.ngf}), tile {args.tile}, overlap {args.overlap}, eval mode")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +116,7 @@ def main() -> None:
             image = make_input(Path(tmp) / f"in_{size}.tif", size)
             cmd = [sys.executable, __file__, "--child", str(checkpoint), str(image)]
             cmd += ["--tile", str(args.tile), "--overlap", str(args.overlap), "--threads", str(args.threads)]
+            cmd += ["--precision", args.precision]
             result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             image.unlink()
             mp = size * size / 1e6

@@ -9,9 +9,10 @@ never committed:
 
 Measured at the reference's default pix2pix settings (unet_256, 70x70 PatchGAN, batch norm, vanilla GAN,
 lambda 100, Adam 2e-4/0.5, batch 1, 256x256): the mean time of a training step (after warm-up steps) and
-of generator inference at batch 1 and 8, each framework in its own process (so each peak RSS is its own).
-The reference's model code needs only torch; its options are given as a namespace. Not measured yet: the
-reference's `test.py` end to end (it imports torchvision and wandb, which need stand-ins).
+of generator inference at batch 1 and 8, each framework in its own process (so each peak RSS is its own);
+diptych with its default precision (auto: bf16 autocast on CPUs with native bf16) and with fp32.
+The reference's model code needs only torch; its options are given as a namespace. The reference's own
+`train.py` and `test.py`, end to end, are compared in vs_reference_cli.py.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def reference_model(reference: Path, workdir: Path) -> object:
     return model
 
 
-def run(framework: str, reference: Path | None, steps: int, warmup: int) -> dict[str, float]:
+def run(framework: str, reference: Path | None, steps: int, warmup: int, precision: str = "auto") -> dict[str, float]:
     """Time training steps and inference for one framework in this process."""
     torch.manual_seed(0)
     a, b = photo_batch(1)
@@ -83,11 +84,15 @@ def run(framework: str, reference: Path | None, steps: int, warmup: int) -> dict
             generator = model.netG  # type: ignore[attr-defined]
         else:
             from diptych.config import RunConfig
+            from diptych.precision import resolve_precision, use_precision
             from diptych.recipes import create_recipe
 
             cfg = RunConfig()
             cfg.generator.in_channels = cfg.generator.out_channels = 3
+            cfg.train.precision = precision
             recipe = create_recipe(cfg, torch.device("cpu"))
+            for net in recipe.networks.values():  # as the trainer does
+                use_precision(net, resolve_precision(precision, torch.device("cpu")), torch.device("cpu"))
 
             def step() -> None:
                 recipe.train_step({"A": a, "B": b})
@@ -121,9 +126,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", choices=("reference", "diptych"), help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        print(json.dumps(run(args.only, args.reference.resolve(), args.steps, args.warmup)))
+        print(json.dumps(run(args.only, args.reference.resolve(), args.steps, args.warmup, args.precision)))
         return
     if not (args.reference / "models" / "pix2pix_model.py").is_file():
         sys.exit(f"{args.reference}: no reference checkout there; see this script's docstring")
@@ -131,21 +137,27 @@ def main() -> None:
         f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     results = {}
-    for framework in ("reference", "diptych"):
+    for name, framework, precision in (
+        ("reference", "reference", "fp32"),
+        ("diptych (default: auto)", "diptych", "auto"),
+        ("diptych fp32", "diptych", "fp32"),
+    ):
         cmd = [sys.executable, __file__, "--only", framework, "--reference", str(args.reference)]
-        cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+        cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--precision", precision]
         line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
-        results[framework] = json.loads(line)
-        print(f"  {framework}: {results[framework]}", flush=True)
-    ref, ours = results["reference"], results["diptych"]
-    print("\n| measure | reference | diptych | speed-up |\n|---|---|---|---|")
+        results[name] = json.loads(line)
+        print(f"  {name}: {results[name]}", flush=True)
+    ref = results["reference"]
+    names = list(results)
+    print("\n| measure | " + " | ".join(names) + " |\n|---" * (len(names) + 1) + "|")
     for key, label in (
         ("train_step_s", "training step (s)"),
         ("infer_b1_ms_per_image", "G inference, batch 1 (ms/image)"),
         ("infer_b8_ms_per_image", "G inference, batch 8 (ms/image)"),
     ):
-        print(f"| {label} | {ref[key]:.3f} | {ours[key]:.3f} | {ref[key] / ours[key]:.2f}x |")
-    print(f"| peak RSS (MiB) | {ref['peak_rss_mib']:.0f} | {ours['peak_rss_mib']:.0f} | |")
+        cells = [f"{results[n][key]:.3f} ({ref[key] / results[n][key]:.2f}x)" for n in names]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("| peak RSS (MiB) | " + " | ".join(f"{results[n]['peak_rss_mib']:.0f}" for n in names) + " |")
 
 
 if __name__ == "__main__":

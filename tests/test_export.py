@@ -66,7 +66,7 @@ def exports(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 def test_export_runs_at_other_sizes_and_batches_like_pytorch(
     exports: dict[tuple[str, str], Path], checkpoints: dict[str, Path], arch: str, fmt: str
 ) -> None:
-    torch_t = Translator.load(checkpoints[arch], device="cpu")
+    torch_t = Translator.load(checkpoints[arch], device="cpu", precision="fp32")
     exported_t = Translator.load(exports[arch, fmt], device="cpu")
     assert isinstance(exported_t.generator, ExportedGenerator)
     assert exported_t.generator.backend == ("onnxruntime" if fmt == "onnx" else "torch")
@@ -106,7 +106,9 @@ def test_translate_with_onnxruntime_matches_torch_backend(
     write_image(inputs / "c.png", photo[200:250, 10:77])  # same size as a: batched together
     write_image(inputs / "sub" / "grey.png", photo[:40, :90, :1])  # grey in, converted to the model's RGB
     args = [str(inputs), "--batch-size", "2", "--no-progress"]
-    assert main(["translate", str(checkpoints[arch]), *args, "--out", str(tmp_path / "torch")]) == 0
+    assert (
+        main(["translate", str(checkpoints[arch]), *args, "--out", str(tmp_path / "torch"), "--precision", "fp32"]) == 0
+    )
     onnx_file = exports[arch, "onnx"]
     assert main(["translate", str(onnx_file), *args, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime"]) == 0
     assert main(["translate", str(onnx_file), *args, "--out", str(tmp_path / "ort-inferred")]) == 0
@@ -121,7 +123,7 @@ def test_translate_with_onnxruntime_matches_torch_backend(
 
 def test_translator_api_and_tiles_with_onnx(exports: dict[tuple[str, str], Path], checkpoints: dict[str, Path]) -> None:
     image = Image.fromarray(sample_photo("astronaut")[100:160, 50:137])
-    expected = np.asarray(Translator.load(checkpoints["unet"])(image)).astype(int)
+    expected = np.asarray(Translator.load(checkpoints["unet"], precision="fp32")(image)).astype(int)
     t = Translator.load(str(exports["unet", "onnx"]))
     got = np.asarray(t(image)).astype(int)
     assert got.shape == expected.shape == (60, 87, 3)

@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from diptych import Translator
+from diptych.cli import main
 from diptych.config import DataConfig
 from diptych.data import open_paired_dataset
 from diptych.data.io import write_image
+from diptych.data.labels import instance_boundaries
 from diptych.errors import ConfigError, DataError
 from diptych.train import train
 
@@ -136,3 +139,28 @@ def test_translate_with_instance_maps(tmp_path: Path) -> None:
     assert out.exists()
     with pytest.raises(ConfigError, match="--instance-dir"):
         t.translate_files([root / "A" / "p1.png"], tmp_path / "out2", progress=False)
+
+
+def test_tiled_translation_with_instance_maps_sees_the_whole_image_boundaries(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds")
+    cfg = tiny_config(root, max_steps=1)
+    cfg.data.layout, cfg.data.label_nc, cfg.data.ignore_label = "folders", 4, 255
+    cfg.data.instance_dir = str(root / "inst")
+    t = Translator.load(train(cfg, tmp_path / "run", progress=False).run_dir, device="cpu", precision="fp32")
+    # Instance edges on the rows where tiles start (tile 16, overlap 4 on 48 rows: starts 0, 11, 21, 32), where a
+    # band read without a margin row would miss them.
+    ids = np.zeros((48, 48), np.uint8)
+    ids[11:], ids[21:], ids[32:], ids[:, 27:] = 1, 2, 3, 9
+    inst_dir = tmp_path / "inst"
+    write_image(inst_dir / "p0.png", ids[:, :, None])
+    t.instance_dir = inst_dir
+    # A stand-in network that outputs the boundary channel it was given, so the output shows what the tiles saw.
+    t.translate_tensor = lambda x: x[:, -1:].repeat(1, 3, 1, 1) * 2 - 1  # type: ignore[method-assign]
+    settings = t.tile_settings(16, 4, None)
+    out = np.asarray(Image.open(t.translate_file_tiled(root / "A" / "p0.png", tmp_path / "o.png", settings)))
+    expected = np.where(instance_boundaries(ids).numpy()[0] > 0, 255, 0)
+    assert (expected > 0).sum() > 100
+    np.testing.assert_array_equal(out[:, :, 0], expected)
+    cli = ["translate", str(tmp_path / "run"), str(root / "A"), "--out", str(tmp_path / "cli"), "--tile", "16"]
+    assert main([*cli, "--overlap", "4", "--instance-dir", str(root / "inst")]) == 0
+    assert len(list((tmp_path / "cli").glob("*.png"))) == 4

@@ -115,7 +115,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_inference_options(p: argparse.ArgumentParser) -> None:
+def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
     """--test-mode, --seed and --device, shared by the commands that run a trained generator."""
     p.add_argument(
         "--test-mode",
@@ -129,9 +129,9 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="auto: bf16 where the hardware runs it natively (CPUs with AVX-512 bf16 or AMX, recent GPUs), else fp32; "
-        "bf16/fp16 autocast are faster, outputs differ from fp32 by about one 8-bit level (default: fp32)",
+        default=default_precision,
+        help="auto: bf16 autocast where the hardware runs it natively (CPUs with AVX-512 bf16 or AMX, recent GPUs), "
+        f"else fp32; bf16/fp16 outputs differ from fp32 by at most one 8-bit level (default: {default_precision})",
     )
 
 
@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare all channels (averaged), or BT.601 luminance Y only, as super-resolution papers do (default: all)",
     )
     p.add_argument("--crop-border", type=int, default=0, help="pixels ignored at every image border (default: 0)")
-    add_inference_options(p)
+    add_inference_options(p, default_precision="fp32")  # scores reproducible across machines, as validation's
     p.add_argument("--max-items", type=int, default=0, help="evaluate at most this many pairs (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

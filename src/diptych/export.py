@@ -128,7 +128,7 @@ def export_generator(
         raise ConfigError(f"{checkpoint}: is already an exported model; export from its checkpoint instead")
     if fmt == "onnx":
         _require_onnx()
-    translator = Translator.load(checkpoint, device="cpu", mode="eval")  # rejects non-generator files
+    translator = Translator.load(checkpoint, device="cpu", mode="eval", precision="fp32")  # rejects non-generator files
     config = translator.config
     if config.test_mode == "paper" and test_mode != "eval":
         raise ExportError(

@@ -146,11 +146,14 @@ def check_tiles(settings: TileSettings, stride: int) -> None:
 def tiled_rows(
     source: RowSource,
     translate: Callable[[torch.Tensor], torch.Tensor],
-    prepare: Callable[[np.ndarray], torch.Tensor],
+    band_input: Callable[[int, int], torch.Tensor],
     out_channels: int,
     settings: TileSettings,
 ) -> Iterator[np.ndarray]:
-    """Yield finished output rows (float32, [-1, 1], HxWxC bands, top to bottom) of a tiled translation."""
+    """Yield finished output rows (float32, [-1, 1], HxWxC bands, top to bottom) of a tiled translation.
+
+    `band_input(y0, y1)` gives the network input for image rows [y0, y1) (full width); it may read a row
+    above and below (rows from y0 - 1 on stay readable until the band is done)."""
     h, w = source.height, source.width
     th, tw = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
     ys, xs = tile_starts(h, th, settings.overlap), tile_starts(w, tw, settings.overlap)
@@ -164,8 +167,8 @@ def tiled_rows(
         if grow > 0:
             acc = np.concatenate([acc, np.zeros((grow, w, out_channels), np.float32)])
             wsum = np.concatenate([wsum, np.zeros((grow, w, 1), np.float32)])
-        band = prepare(source.rows(y0, y1))
-        source.release(y0)  # rows above this band are no longer needed
+        band = band_input(y0, y1)
+        source.release(y0 - 1)  # rows above this band (and its one-row margin) are no longer needed
         wy = blend_weights(ys, i, th, h)
         for first in range(0, len(xs), settings.batch_size):
             cols = list(range(first, min(first + settings.batch_size, len(xs))))
