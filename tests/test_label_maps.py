@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from diptych.data import open_paired_dataset
 from diptych.data.io import write_image
 from diptych.data.labels import instance_boundaries
 from diptych.errors import ConfigError, DataError
+from diptych.evaluate import evaluate
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config
@@ -164,3 +167,22 @@ def test_tiled_translation_with_instance_maps_sees_the_whole_image_boundaries(tm
     cli = ["translate", str(tmp_path / "run"), str(root / "A"), "--out", str(tmp_path / "cli"), "--tile", "16"]
     assert main([*cli, "--overlap", "4", "--instance-dir", str(root / "inst")]) == 0
     assert len(list((tmp_path / "cli").glob("*.png"))) == 4
+
+
+def test_validation_and_evaluation_with_instance_maps(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds")
+    cfg = tiny_config(root, max_steps=2)
+    cfg.data.layout, cfg.data.label_nc, cfg.data.ignore_label = "folders", 4, 255
+    cfg.data.instance_dir = str(root / "inst")
+    cfg.validation.fraction, cfg.validation.every = 0.5, 2
+    run = train(cfg, tmp_path / "run", progress=False).run_dir
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if '"val_' in x]
+    assert records and math.isfinite(records[-1]["val_psnr"])
+    with pytest.raises(ConfigError, match="--instance-dir"):
+        evaluate(run, root, tmp_path / "ev0", phase=".", metrics=["psnr"], progress=False)
+    ev = evaluate(run, root, tmp_path / "ev", phase=".", metrics=["psnr"], progress=False, instance_dir=root / "inst")
+    assert ev.summary["count"] == 4 and math.isfinite(ev.summary["metrics"]["psnr"]["mean"])
+    with pytest.raises(DataError, match="no instance map named"):
+        empty = tmp_path / "no_maps"
+        empty.mkdir()
+        evaluate(run, root, tmp_path / "ev1", phase=".", metrics=["psnr"], progress=False, instance_dir=empty)

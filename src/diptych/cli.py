@@ -364,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-border", type=int, default=0, help="pixels ignored at every image border (default: 0)")
     add_inference_options(p, default_precision="fp32")  # scores reproducible across machines, as validation's
     p.add_argument("--max-items", type=int, default=0, help="evaluate at most this many pairs (default: all)")
+    p.add_argument(
+        "--instance-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="instance-id maps named like the test label maps, for models trained with instance maps",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -587,6 +594,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         deep=deep,
         precision=args.precision,
+        instance_dir=args.instance_dir,
     )
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""

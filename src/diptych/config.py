@@ -175,6 +175,11 @@ class ValidationConfig:
         flag="val-metric",
     )
     max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items")
+    instance_dir: str = opt(
+        "",
+        "instance-id maps of the --val-data label maps (default: the training --instance-dir)",
+        flag="val-instance-dir",
+    )
 
     @property
     def enabled(self) -> bool:

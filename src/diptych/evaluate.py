@@ -20,13 +20,14 @@ from . import __version__
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import resolve_checkpoint, weights_file
 from .data.io import from_tensor, to_tensor, write_image
-from .data.paired import file_stem
+from .data.paired import Pair, file_stem
+from .errors import ConfigError
 from .metrics import DEFAULT_METRICS, MetricProtocol, summarize, validate_metric_names
 from .metrics.feature import SET_METRICS, inception_distances
 from .metrics.lpips import load_lpips, lpips_distance
 from .metrics.pixel import ALL_METRICS, PIXEL_METRICS
 from .report import EvaluationRow, write_evaluation_report
-from .scoring import load_test_pairs, score_pairs
+from .scoring import instance_map, load_test_pairs, score_pairs
 from .translate import Translator
 
 METRICS_FILE = "metrics.json"
@@ -95,6 +96,7 @@ def evaluate(
     progress: bool = True,
     deep: DeepMetricOptions | None = None,
     precision: str = "fp32",
+    instance_dir: str | Path | None = None,
 ) -> Evaluation:
     """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
     names = validate_metric_names(list(metrics), ALL_METRICS)
@@ -118,9 +120,17 @@ def evaluate(
     out_dir = Path(out_dir)
     rows: list[EvaluationRow] = []
     per_image: list[dict[str, Any]] = []
+    if translator.needs_instances and instance_dir is None:
+        raise ConfigError("this model was trained with instance maps: pass --instance-dir DIR (the test maps' folder)")
+    inst_dir = Path(instance_dir) if instance_dir is not None and translator.needs_instances else None
+
+    def encode(arr: np.ndarray, pair: Pair) -> torch.Tensor:
+        instances = None if inst_dir is None else instance_map(inst_dir, pair, arr)
+        return translator.encode(arr, str(pair.a_path), instances)
+
     scored = score_pairs(
         translator.translate_tensor,
-        translator.encode,
+        encode,
         pairs,
         layout,
         direction,

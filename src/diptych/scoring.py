@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.io import ValueRange, from_tensor, to_tensor
-from .data.paired import Pair, check_pairs, find_pairs, read_pair_arrays
+from .data.io import ValueRange, from_tensor, read_image, to_tensor
+from .data.paired import LabelSpec, Pair, check_pairs, find_pairs, read_pair_arrays
 from .data.transforms import JointTransform
 from .errors import DataError
 from .metrics import MetricProtocol, compute_pixel_metrics
@@ -28,9 +28,18 @@ def read_pair(pair: Pair, layout: str, direction: str) -> tuple[np.ndarray, np.n
     return (a, b) if direction == "AtoB" else (b, a)
 
 
+def instance_map(instance_dir: Path, pair: Pair, labels: np.ndarray) -> np.ndarray:
+    """The instance-id map named like a pair's label map in `instance_dir`, checked to have the label map's size."""
+    path = LabelSpec(1, None, instance_dir).instance_path(pair)
+    instances = read_image(path)
+    if instances.shape[:2] != labels.shape[:2]:
+        raise DataError(f"{path}: size differs from its label map {pair.a_path}")
+    return instances
+
+
 def score_pairs(
     translate: Callable[[torch.Tensor], torch.Tensor],
-    encode: Callable[[np.ndarray, str], torch.Tensor],
+    encode: Callable[[np.ndarray, Pair], torch.Tensor],
     pairs: list[Pair],
     layout: str,
     direction: str,
@@ -44,7 +53,7 @@ def score_pairs(
     for pair in pairs:
         a, b = read_pair(pair, layout, direction)
         # Score what is written: the output rounded to the data's sample type, not the raw float.
-        out = to_tensor(from_tensor(translate(encode(a, str(pair.a_path))[None])[0], b.dtype, out_range), out_range)
+        out = to_tensor(from_tensor(translate(encode(a, pair)[None])[0], b.dtype, out_range), out_range)
         target = to_tensor(b, out_range)
         if out.shape[0] != target.shape[0]:
             raise DataError(

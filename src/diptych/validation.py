@@ -17,7 +17,7 @@ from .errors import ConfigError, DataError
 from .metrics import MetricProtocol, summarize
 from .metrics.pixel import HIGHER_IS_BETTER
 from .precision import full_precision
-from .scoring import load_test_pairs, score_pairs
+from .scoring import instance_map, load_test_pairs, score_pairs
 
 # Cheap metrics always reported; the selection metric is added when it is another one.
 REPORTED = ("psnr", "ssim", "l1")
@@ -41,7 +41,7 @@ def split_off_validation(dataset: PairedDataset, fraction: float, seed: int) -> 
     held = set(np.random.default_rng(seed).permutation(n)[:k].tolist())
     keep = [p for i, p in enumerate(dataset.pairs) if i not in held]
     val = [p for i, p in enumerate(dataset.pairs) if i in held]
-    return PairedDataset(keep, dataset.layout, dataset.direction, dataset.transform, dataset.summary), val
+    return dataset.with_pairs(keep), val
 
 
 class Validator:
@@ -56,11 +56,12 @@ class Validator:
         self.names = list(dict.fromkeys([*REPORTED, v.metric]))
         self.protocol = MetricProtocol(sample_type=config.data.sample_type or "uint8")
         self.in_channels = config.generator.in_channels
-        if config.data.instance_dir:
-            raise ConfigError(
-                "validation with --instance-dir is not supported yet; train without --val-data/--val-fraction"
-            )
         self.labels = label_spec(config.data)
+        # Instance maps of the validation pairs: --val-instance-dir, else the training ones (held-out pairs).
+        inst = v.instance_dir or config.data.instance_dir
+        self.instance_dir = Path(inst) if inst and self.labels is not None else None
+        if self.instance_dir is not None and not self.instance_dir.is_dir():
+            raise ConfigError(f"{self.instance_dir}: --val-instance-dir is not a folder")
         self.in_range = (*config.data.input_range,) or None
         self.out_range = (*config.data.output_range,) or None
         self.device = device
@@ -88,9 +89,11 @@ class Validator:
             return True
         return value > best if self.higher_is_better else value < best
 
-    def _encode(self, arr: np.ndarray, name: str) -> torch.Tensor:
+    def _encode(self, arr: np.ndarray, pair: Pair) -> torch.Tensor:
+        name = str(pair.a_path)
         if self.labels is not None:
-            return self.labels.encode(arr[:, :, 0], None, name)
+            instances = None if self.instance_dir is None else instance_map(self.instance_dir, pair, arr)
+            return self.labels.encode(arr[:, :, 0], instances, name)
         if arr.shape[2] != self.in_channels:
             raise DataError(
                 f"{name}: validation input has {arr.shape[2]} channel(s); the model takes {self.in_channels}"

@@ -314,6 +314,10 @@ class PairedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def with_pairs(self, pairs: list[Pair]) -> PairedDataset:
+        """The same dataset (layout, direction, transform, summary, label settings) over other pairs."""
+        return PairedDataset(pairs, self.layout, self.direction, self.transform, self.summary, self.labels)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         pair = self.pairs[index]
