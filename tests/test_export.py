@@ -252,4 +252,6 @@ def test_backend_benchmark_smoke() -> None:
     cmd = [sys.executable, str(script), "--count", "2", "--size", "40", "--ngf", "4", "--depth", "3", "--threads", "1"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
     assert out.startswith("machine: ")
-    assert "| torch fp32 |" in out and "| onnxruntime |" in out and "export parity: max |onnx - pytorch| = " in out
+    assert (
+        "| torch fp32 |" in out and "| onnxruntime (fp32) |" in out and "export parity: max |onnx - pytorch| = " in out
+    )

@@ -63,7 +63,9 @@ def test_tiled_equals_whole_for_a_local_network() -> None:
         def __init__(self, arr: np.ndarray) -> None:
             self.array, (self.height, self.width, self.channels), self.streamed = arr, arr.shape, True
 
-    bands = list(tiled_rows(ArraySource(img), t.translate_tensor, lambda a: to_tensor(a), 3, TileSettings(64, 24, 3)))
+    src = ArraySource(img)
+    settings = TileSettings(64, 24, 3)
+    bands = list(tiled_rows(src, t.translate_tensor, lambda y0, y1: to_tensor(src.rows(y0, y1)), 3, settings))
     tiled = np.concatenate(bands)
     assert tiled.shape == whole.shape
     assert np.abs(tiled - whole).max() < 1e-5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import torch
 from PIL import Image
 
 from diptych import Translator
+from diptych.config import RunConfig
 from diptych.data.io import read_image, write_image
 from diptych.errors import ConfigError
+from diptych.nets import UNetGenerator, init_weights
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config, write_folders
@@ -132,6 +135,23 @@ def test_paper_mode_leaves_running_statistics_alone(run_dir: Path) -> None:
     before = bn.running_mean.clone()
     t.translate_tensor(torch.rand(1, 3, 64, 64) * 2 - 1)
     assert torch.equal(bn.running_mean, before)
+
+
+def test_paper_mode_batches_images_without_mixing_their_statistics() -> None:
+    """Per-image batch-norm statistics (the reference's test-time behaviour at batch 1), now at any batch size."""
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, depth=5, ngf=8, dropout=0.0)
+    init_weights(g)
+    config = RunConfig()
+    config.generator.in_channels = config.generator.out_channels = 3
+    reference = copy.deepcopy(g).train()  # training-mode batch norm, one image at a time
+    t = Translator(g, config, torch.device("cpu"), mode="paper", precision="fp32")
+    x = torch.rand(3, 3, 64, 96) * 2 - 1
+    batched = t.translate_tensor(x)
+    with torch.no_grad():
+        one_by_one = torch.cat([reference(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1])  # different images, different outputs
 
 
 def test_sixteen_bit_gray_pil_round_trip(tmp_path: Path) -> None:

@@ -141,7 +141,8 @@ def export_generator(
     if arch not in EXPORTABLE_ARCHS:
         raise ExportError(f"{checkpoint}: the {arch!r} generator cannot be exported yet (supported: unet, hd)")
     config.test_mode = "eval"
-    generator = translator.generator.eval()
+    # The default layout: a channels-last module traces batch-specialised shape guards.
+    generator = translator.generator.eval().to(memory_format=torch.contiguous_format)
     if hasattr(generator, "checkpointing"):
         generator.checkpointing = False  # activation checkpointing is a training-time detail
     stride = generator_stride(config.generator)
