@@ -15,8 +15,11 @@ batch 1, resize 286 + random crop 256 + flip; both load JPEG A|B pairs built fro
   diptych runs with its defaults (precision auto) and with --precision fp32;
 - folder translation: 256 JPEG photos of 256x256 through the same unet_256 weights (the reference's
   latest_net_G.pth, converted with `diptych convert-reference`): the reference's
-  `test.py --model test --dataset_mode single` against `diptych translate` with its defaults, whole
-  commands timed (start-up included) as a user sees them;
+  `test.py --model test --dataset_mode single` against `diptych translate`, whole commands timed (start-up
+  included) as a user sees them, in both test-time modes: the reference's default (training-mode batch norm
+  and dropout; diptych's `--test-mode paper`, the default for converted reference models) and `--eval`
+  (diptych's `--test-mode eval`, the default for models trained with diptych). The reference also writes
+  the input image and an HTML page; diptych writes only the outputs;
 - peak RSS of each command's largest process (ru_maxrss of the children).
 """
 
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=2, default=(20, 120), metavar=("S1", "S2"))
     parser.add_argument("--images", type=int, default=256, help="photos in the translated folder")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs")
+    parser.add_argument("--translate-only", action="store_true", help="skip the training comparison")
     args = parser.parse_args()
     reference = args.reference.resolve()
     if not (reference / "train.py").is_file():
@@ -106,10 +110,16 @@ def main() -> None:
             return timed(cmd, work)
 
         measured: dict[str, dict[int, tuple[float, float]]] = {}
+        if args.translate_only:
+            ref_train(s1, save=True)
         for name, fn in (
-            ("reference train.py", lambda s: ref_train(s, save=s == s1)),
-            ("diptych train (default: auto)", lambda s: our_train(s, "auto")),
-            ("diptych train --precision fp32", lambda s: our_train(s, "fp32")),
+            ()
+            if args.translate_only
+            else (
+                ("reference train.py", lambda s: ref_train(s, save=s == s1)),
+                ("diptych train (default: auto)", lambda s: our_train(s, "auto")),
+                ("diptych train --precision fp32", lambda s: our_train(s, "fp32")),
+            )
         ):
             measured[name] = {s: fn(s) for s in (s1, s2)}
             (t1, _), (t2, rss) = measured[name][s1], measured[name][s2]
@@ -125,13 +135,17 @@ def main() -> None:
         cmd += ["--netG", "unet_256", "--norm", "batch", "--dataset_mode", "single", "--direction", "AtoB"]
         cmd += ["--num_test", str(images), "--results_dir", str(work / "ref_results")]
         cmd += ["--checkpoints_dir", str(work / "ref_ckpt")]
+        ours = [*diptych, "translate", str(ckpt), str(photos), "--no-progress"]
         for name, command, cwd, e in (
-            ("reference test.py", cmd, reference, env),
-            ("diptych translate (default)", [*diptych, "translate", str(ckpt), str(photos), "--out", str(work / "o1"), "--no-progress"], work, None),
-            ("diptych translate --precision bf16", [*diptych, "translate", str(ckpt), str(photos), "--out", str(work / "o2"), "--no-progress", "--precision", "bf16"], work, None),
+            ("reference test.py (train-mode BN + dropout)", cmd, reference, env),
+            ("diptych translate --test-mode paper (default)", [*ours, "--out", str(work / "o1"), "--test-mode", "paper"], work, None),
+            ("reference test.py --eval", [*cmd, "--eval"], reference, env),
+            ("diptych translate --test-mode eval", [*ours, "--out", str(work / "o2"), "--test-mode", "eval"], work, None),
+            ("diptych translate --test-mode eval --precision fp32", [*ours, "--out", str(work / "o3"), "--test-mode", "eval", "--precision", "fp32"], work, None),
         ):  # fmt: skip
+            measure = f"folder translation, {'eval' if 'eval' in name else 'paper'} mode (ms/image)"
             seconds, rss = timed(command, cwd, e)
-            rows.append(("folder translation (ms/image)", name, seconds / images * 1000, rss))
+            rows.append((measure, name, seconds / images * 1000, rss))
             print(f"  {name}: {seconds:.1f} s for {images} images, peak RSS {rss:.0f} MiB", flush=True)
         shutil.rmtree(work / "ref_results", ignore_errors=True)
 
