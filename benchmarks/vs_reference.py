@@ -149,7 +149,8 @@ def main() -> None:
         print(f"  {name}: {results[name]}", flush=True)
     ref = results["reference"]
     names = list(results)
-    print("\n| measure | " + " | ".join(names) + " |\n|---" * (len(names) + 1) + "|")
+    print("\n| measure | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
     for key, label in (
         ("train_step_s", "training step (s)"),
         ("infer_b1_ms_per_image", "G inference, batch 1 (ms/image)"),
