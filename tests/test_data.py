@@ -623,3 +623,21 @@ def test_eight_bit_inputs_with_sixteen_bit_targets(tmp_path: Path) -> None:
     assert torch.allclose(item["A"], to_tensor(pairs[0][0])) and torch.allclose(item["B"], to_tensor(pairs[0][1]))
     back = open_paired_dataset(data_config(root, layout="folders", preprocess="none", direction="BtoA"))
     assert back.summary.dtype == "uint8"
+
+
+def test_decompression_bombs_are_refused_unless_the_limit_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diptych.cli import main
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 10000 pixels is more than twice the limit
+    with pytest.raises(DataError, match=r"decompression-bomb limit .*--max-image-pixels"):
+        read_image(path)
+    # The CLI flag sets the limit for the run (0 = none); a negative one is refused with a one-line error.
+    assert main(["--max-image-pixels", "-1", "info", str(tmp_path)]) == 1
+    assert "--max-image-pixels -1 must be >= 0" in capsys.readouterr().err
+    main(["--max-image-pixels", "0", "info", str(tmp_path / "missing")])
+    assert Image.MAX_IMAGE_PIXELS is None
+    assert read_image(path).shape == (100, 100, 3)

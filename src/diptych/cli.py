@@ -174,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     parser.add_argument("--version", action="version", version=f"diptych {__version__}")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Pillow's decompression-bomb limit for PNG/JPEG/... inputs (default: Pillow's, about 89 million pixels "
+        "with a warning, an error above twice that); 0 = no limit, for trusted very large images",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -629,6 +637,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `diptych` command."""
     args = build_parser().parse_args(argv)
     try:
+        if args.max_image_pixels is not None:
+            from .data.io import set_max_image_pixels
+
+            set_max_image_pixels(args.max_image_pixels)
         return COMMANDS[args.command](args)
     except DiptychError as exc:
         print(f"diptych: error: {one_line(exc)}", file=sys.stderr)

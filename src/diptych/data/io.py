@@ -88,9 +88,24 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{path}: has more pixels than Pillow's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS}); if you "
+            "trust the file, raise the limit with `diptych --max-image-pixels N ...` (0 = no limit)"
+        ) from None
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
     return image_array(arr, path)
+
+
+def set_max_image_pixels(limit: int) -> None:
+    """Pillow's decompression-bomb limit: refuse images with more than `limit` pixels (0 = no limit).
+
+    Pillow warns above the limit and refuses above twice it; the default guards against a small file that
+    decodes into an image too large for memory."""
+    if limit < 0:
+        raise DataError(f"--max-image-pixels {limit} must be >= 0 (0 = no limit)")
+    Image.MAX_IMAGE_PIXELS = limit or None
 
 
 def _read_tiff(path: Path) -> np.ndarray:
