@@ -50,6 +50,8 @@ from .tiling import (
     write_tiff_streamed,
 )
 
+TILE_BATCH_PIXELS = 1 << 20
+
 
 class Translator:
     """A trained generator ready for inference; `Translator.load(path)(image)` translates one image."""
@@ -301,7 +303,10 @@ class Translator:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
             overlap = max(16, tile // 8)
-        settings = TileSettings(tile, overlap, max(1, batch_size), stride)
+        # Tiles per forward pass: --batch-size, but at most about a megapixel of tiles (large tiles already keep
+        # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).
+        batch = max(1, min(batch_size, TILE_BATCH_PIXELS // (tile * tile)))
+        settings = TileSettings(tile, overlap, batch, stride)
         check_tiles(settings, stride)
         try:  # the network itself decides what it can take (instance norm needs > 1 pixel at the bottleneck)
             self.translate_tensor(torch.zeros(1, self.in_channels, tile, tile))
