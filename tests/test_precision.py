@@ -26,6 +26,9 @@ class Spiky(nn.Module):
 
 def test_auto_resolves_to_what_the_hardware_runs() -> None:
     assert resolve_precision("auto", CPU) == ("bf16" if fast_bf16(CPU) else "fp32")
+    # bf16 would cut 16-bit and float outputs to about 8 bits: auto keeps those in fp32.
+    assert resolve_precision("auto", CPU, "uint16") == resolve_precision("auto", CPU, "float32") == "fp32"
+    assert resolve_precision("bf16", CPU, "uint16") == "bf16"  # asked for explicitly
     assert resolve_precision("fp32", CPU) == "fp32"
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", CPU)

@@ -206,3 +206,40 @@ def test_planar_and_page_stack_tiffs_stream_as_channels(tmp_path: Path) -> None:
     t = _unet_translator()
     out = read_image(t.translate_file_tiled(tmp_path / "planar.tif", tmp_path / "o.tif", t.tile_settings(32, 8, None)))
     assert out.shape == (60, 80, 3)
+
+
+def test_tiles_start_on_the_stride_so_their_centres_match_the_whole_image() -> None:
+    """A shallow U-Net's output depends on where its stride-2 grid falls: tiles must start on multiples of the
+    stride (and the last one reach the image edge), or even their centres differ from the whole-image output."""
+    from diptych.tiling import alignment, tile_end
+
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, depth=2, ngf=8, norm="none")
+    init_weights(g, "kaiming")
+    t = _translator(g)
+    img = _photo(203, 317)
+    x = to_tensor(img)[None]
+    whole = t.translate_tensor(x)[0]
+    tile, overlap, stride = 64, 16, 4
+    quantum = alignment(stride, overlap)
+    assert quantum == stride
+
+    def worst_centre_error(quantum: int) -> float:
+        ys, xs = tile_starts(203, tile, overlap, quantum), tile_starts(317, tile, overlap, quantum)
+        worst = 0.0
+        for i, y0 in enumerate(ys):
+            for j, x0 in enumerate(xs):
+                y1, x1 = tile_end(ys, i, tile, 203), tile_end(xs, j, tile, 317)
+                out = t.translate_tensor(x[:, :, y0:y1, x0:x1])[0]
+                m = 12  # beyond the receptive field of the tile's own borders
+                diff = out[:, m:-m, m:-m] - whole[:, y0 + m : y1 - m, x0 + m : x1 - m]
+                worst = max(worst, float(diff.abs().max()))
+        return worst
+
+    assert worst_centre_error(quantum) < 1e-5
+    assert worst_centre_error(1) > 1e-2  # unaligned starts: the same network, visibly different centres
+    for size in (203, 317, 1000):
+        starts = tile_starts(size, tile, overlap, quantum)
+        ends = [tile_end(starts, i, tile, size) for i in range(len(starts))]
+        assert all(s % quantum == 0 for s in starts) and ends[-1] == size
+        assert all(ends[i] - starts[i + 1] >= overlap for i in range(len(starts) - 1))

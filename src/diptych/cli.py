@@ -130,8 +130,9 @@ def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "
         "--precision",
         choices=PRECISIONS,
         default=default_precision,
-        help="auto: bf16 autocast where the hardware runs it natively (CPUs with AVX-512 bf16 or AMX, recent GPUs), "
-        f"else fp32; bf16/fp16 outputs differ from fp32 by at most one 8-bit level (default: {default_precision})",
+        help="auto: bf16 autocast where the hardware runs it natively (CPUs with AVX-512 bf16 or AMX, recent GPUs) "
+        "and outputs are 8-bit, else fp32; bf16/fp16 outputs differ from fp32 by at most one 8-bit level "
+        f"(default: {default_precision})",
     )
 
 
@@ -645,13 +646,20 @@ def main(argv: list[str] | None = None) -> int:
     except DiptychError as exc:
         print(f"diptych: error: {one_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("diptych: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # Output piped into a reader that closed early (e.g. `| head`); not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # A path the system refuses (missing folder, not a folder, no permission, disk full) that no check
+        # caught first: still one line naming the path, not a traceback.
+        where = exc.filename or "file system"
+        reason = exc.strerror or exc
+        print(f"diptych: error: {where}: {reason}; check that the path exists and is writable", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("diptych: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

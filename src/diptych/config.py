@@ -231,7 +231,8 @@ class TrainConfig:
     )
     precision: str = opt(
         "auto",
-        "auto (bf16 where the hardware runs it natively: CPUs with AVX-512 bf16 or AMX, recent GPUs; else fp32), "
+        "auto (bf16 where the hardware runs it natively: CPUs with AVX-512 bf16 or AMX, recent GPUs, for 8-bit "
+        "outputs; else fp32), "
         "fp32, bf16, or fp16 (CUDA; loss scaling). Forward passes are autocast, weights stay fp32; a step whose "
         "loss or gradients overflow is recomputed in fp32",
         choices=PRECISIONS,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def export_generator(
         raise ConfigError(f"--out {out}: a {fmt} export needs {want}; translate picks the backend from the suffix")
     if out.exists() and not overwrite:
         raise ConfigError(f"--out {out}: already exists; pass --overwrite to replace it")
+    _check_writable(out)
     if not tolerance > 0:
         raise ConfigError(f"--tolerance {tolerance} must be > 0")
     if exported_kind(checkpoint) is not None:
@@ -266,6 +268,17 @@ def _export_onnx(
         raise ExportError(f"--opset {opset}: the exporter could not convert the graph (it produced opset {got})")
     onnx.save_model(proto, str(dest))
     return got
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before the (slow) export if `out`'s folder cannot take a file."""
+    probe = out.with_name(f".{out.name}.{os.getpid()}.probe")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot be written ({exc.strerror or exc}); choose another path") from None
 
 
 def _export_torchscript(generator: nn.Module, example: torch.Tensor, metadata: str, dest: Path) -> None:

@@ -37,12 +37,15 @@ def fast_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` becomes bf16 where the hardware runs it natively, else fp32; fp16 is for CUDA only."""
+def resolve_precision(precision: str, device: torch.device, sample_type: str = "uint8") -> str:
+    """`auto` becomes bf16 where the hardware runs it natively, else fp32; fp16 is for CUDA only.
+
+    `sample_type` is what outputs are written in: bf16's 8-bit mantissa keeps 8-bit outputs within one level
+    of fp32, but would cut 16-bit and float outputs to about 8 bits, so `auto` stays fp32 for those."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}")
     if precision == "auto":
-        return "bf16" if fast_bf16(device) else "fp32"
+        return "bf16" if fast_bf16(device) and sample_type in ("", "uint8") else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"--precision fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
     return precision

@@ -23,13 +23,32 @@ from .errors import ConfigError, DataError
 TIFF_TILE = 256  # tile edge of streamed TIFF output (a multiple of 16, as TIFF requires)
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+def tile_starts(size: int, tile: int, overlap: int, quantum: int = 1) -> list[int]:
     """Start offsets of the fewest tiles of length `tile` that cover [0, size), neighbours sharing >= `overlap`,
-    spread evenly (so every overlap is about the same)."""
+    spread evenly (so every overlap is about the same).
+
+    With `quantum` > 1 every start is a multiple of it, and the last tile runs to the image edge (up to
+    quantum - 1 pixels longer than `tile`; see `tile_end`): with quantum = the network's stride, each tile's
+    downsampling grid and end padding line up with the whole image's, so a generator whose receptive field
+    fits in the overlap gives the whole-image output exactly."""
     if size <= tile:
         return [0]
-    n = math.ceil((size - overlap) / (tile - overlap))
-    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+    step = max(1, tile - overlap - (quantum - 1))  # snapping down by < quantum must keep the overlap
+    n = math.ceil((size - tile) / step) + 1
+    starts = [round(i * (size - tile) / (n - 1)) for i in range(n)]
+    return [x - x % quantum for x in starts]
+
+
+def tile_end(starts: list[int], index: int, tile: int, size: int) -> int:
+    """Where tile `index` ends: `tile` pixels on, or the image edge (the last tile always reaches it)."""
+    return size if index == len(starts) - 1 else min(starts[index] + tile, size)
+
+
+def alignment(stride: int, overlap: int) -> int:
+    """The grid tiles start on: the network's stride when it is no larger than the overlap (then the receptive
+    field can fit in the overlap and alignment makes tiling exact); otherwise 1, since a deep network's
+    bottleneck sees the whole tile anyway and aligning it would cost many more tiles."""
+    return stride if 1 < stride <= overlap else 1
 
 
 def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> int:
@@ -45,7 +64,7 @@ def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> int:
     for tile in range(tile_max, stride - 1, -stride):
         if tile <= overlap:
             break
-        cost = len(tile_starts(size, tile, overlap)) * tile * (1 + stride / tile)
+        cost = len(tile_starts(size, tile, overlap, alignment(stride, overlap))) * tile * (1 + stride / tile)
         if cost < best_cost:
             best, best_cost = tile, cost
     return best
@@ -54,10 +73,10 @@ def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> int:
 def blend_weights(starts: list[int], index: int, tile: int, size: int) -> np.ndarray:
     """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile."""
     s = starts[index]
-    e = min(s + tile, size)
+    e = tile_end(starts, index, tile, size)
     w = np.ones(e - s, dtype=np.float32)
     if index > 0:
-        ov = min(starts[index - 1] + tile, size) - s
+        ov = tile_end(starts, index - 1, tile, size) - s
         if ov > 0:
             r = (np.arange(ov, dtype=np.float32) + 0.5) / ov
             w[:ov] *= 0.5 - 0.5 * np.cos(np.pi * r)
@@ -156,13 +175,14 @@ def tiled_rows(
     above and below (rows from y0 - 1 on stay readable until the band is done)."""
     h, w = source.height, source.width
     th, tw = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
-    ys, xs = tile_starts(h, th, settings.overlap), tile_starts(w, tw, settings.overlap)
+    q = alignment(settings.stride, settings.overlap)
+    ys, xs = tile_starts(h, th, settings.overlap, q), tile_starts(w, tw, settings.overlap, q)
     wx = [blend_weights(xs, j, tw, w) for j in range(len(xs))]
     acc = np.zeros((0, w, out_channels), dtype=np.float32)
     wsum = np.zeros((0, w, 1), dtype=np.float32)
     top = 0  # image row of acc[0]
     for i, y0 in enumerate(ys):
-        y1 = min(y0 + th, h)
+        y1 = tile_end(ys, i, th, h)
         grow = y1 - (top + acc.shape[0])
         if grow > 0:
             acc = np.concatenate([acc, np.zeros((grow, w, out_channels), np.float32)])
@@ -172,14 +192,14 @@ def tiled_rows(
         wy = blend_weights(ys, i, th, h)
         for first in range(0, len(xs), settings.batch_size):
             cols = list(range(first, min(first + settings.batch_size, len(xs))))
-            widths = {min(xs[j] + tw, w) - xs[j] for j in cols}
+            widths = {tile_end(xs, j, tw, w) - xs[j] for j in cols}
             groups = [cols] if len(widths) == 1 else [[j] for j in cols]
             for group in groups:
-                crops = torch.stack([band[:, :, xs[j] : min(xs[j] + tw, w)] for j in group])
+                crops = torch.stack([band[:, :, xs[j] : tile_end(xs, j, tw, w)] for j in group])
                 outs = translate(crops).numpy()
                 for j, out in zip(group, outs, strict=True):
                     weight = wy[:, None, None] * wx[j][None, :, None]
-                    x0, x1 = xs[j], min(xs[j] + tw, w)
+                    x0, x1 = xs[j], tile_end(xs, j, tw, w)
                     acc[y0 - top : y1 - top, x0:x1] += out.transpose(1, 2, 0) * weight
                     wsum[y0 - top : y1 - top, x0:x1] += weight
         done = ys[i + 1] if i + 1 < len(ys) else h

@@ -131,7 +131,7 @@ class Trainer:
             recipe_config.train.init_global = ""
         with self._own_rng():
             self.recipe = create_recipe(recipe_config, self.device)
-        self.precision = resolve_precision(config.train.precision, self.device)
+        self.precision = resolve_precision(config.train.precision, self.device, config.data.sample_type)
         if self.dist.enabled:
             # Same initial weights everywhere, then each rank draws its own dropout masks and penalty points.
             self._rng_state = torch.Generator().manual_seed(self.dist.seed(config.train.seed)).get_state()

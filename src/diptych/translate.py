@@ -89,7 +89,7 @@ class Translator:
         self.instance_dir: Path | None = None
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
-        self.precision = resolve_precision(precision, device)
+        self.precision = resolve_precision(precision, device, self.out_dtype.name)
         use_precision(self.generator, self.precision, device)
         # Convolutions in channels-last layout: 1.2x (fp32) to 1.4x (bf16) faster for a unet_256 on CPU (oneDNN),
         # and the layout cuDNN prefers on GPUs. Outputs agree with the default layout to float rounding.
@@ -303,11 +303,11 @@ class Translator:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
             overlap = max(16, tile // 8)
+        check_tiles(TileSettings(tile, overlap, 1, stride), stride)
         # Tiles per forward pass: --batch-size, but at most about a megapixel of tiles (large tiles already keep
         # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).
         batch = max(1, min(batch_size, TILE_BATCH_PIXELS // (tile * tile)))
         settings = TileSettings(tile, overlap, batch, stride)
-        check_tiles(settings, stride)
         try:  # the network itself decides what it can take (instance norm needs > 1 pixel at the bottleneck)
             self.translate_tensor(torch.zeros(1, self.in_channels, tile, tile))
         except (ValueError, RuntimeError) as exc:

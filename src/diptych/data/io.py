@@ -90,8 +90,8 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except Image.DecompressionBombError:
         raise DataError(
-            f"{path}: has more pixels than Pillow's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS}); if you "
-            "trust the file, raise the limit with `diptych --max-image-pixels N ...` (0 = no limit)"
+            f"{path}: has more than twice Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels; if "
+            "you trust the file, raise the limit with `diptych --max-image-pixels N ...` (0 = no limit)"
         ) from None
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None

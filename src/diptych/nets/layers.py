@@ -45,8 +45,11 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W up to a multiple, and at least `minimum` (repeating the reflection for tiny images);
-    return the original size."""
+    """Reflect-pad H and W at the bottom and right up to a multiple, and at least `minimum` (repeating the
+    reflection for tiny images); return the original size.
+
+    Padding only at the end keeps the network's downsampling grid anchored at the image's top-left pixel, so a
+    tile that starts on a multiple of the stride sees the same grid as the whole image (see tiling.py)."""
     h, w = x.shape[-2:]
     target_h = max(-(-h // multiple) * multiple, minimum)
     target_w = max(-(-w // multiple) * multiple, minimum)
@@ -58,29 +61,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[t
         if pad_h == 0 and pad_w == 0:
             x = F.pad(x, (0, target_w - cur_w, 0, target_h - cur_h), mode="replicate")
             break
-        top, left = pad_h // 2, pad_w // 2
-        x = F.pad(x, (left, pad_w - left, top, pad_h - top), mode="reflect")
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
     return x, (h, w)
 
 
 def crop_padded(y: torch.Tensor, x_padded_shape: torch.Size, size: tuple[int, int]) -> torch.Tensor:
     """Undo pad_to_multiple on an output of the same spatial size as the padded input."""
     h, w = size
-    ph, pw = x_padded_shape[-2], x_padded_shape[-1]
-    if (ph, pw) == (h, w):
-        return y
-    # pad_to_multiple splits each pass's padding evenly; recompute where the original lies.
-    top, left = _original_offset(h, ph), _original_offset(w, pw)
-    return y[..., top : top + h, left : left + w]
-
-
-def _original_offset(size: int, target: int) -> int:
-    """Offset of the original rows inside the padded rows, mirroring pad_to_multiple's passes."""
-    offset, cur = 0, size
-    while cur < target:
-        pad = min(target - cur, cur - 1) if cur > 1 else 0
-        if pad == 0:
-            break
-        offset += pad // 2
-        cur += pad
-    return offset
+    return y[..., :h, :w]

@@ -29,7 +29,7 @@ class Pix2PixRecipe(GANRecipe):
         self.device = device
         self.monitor = "G_L1"
         self.accum_steps = t.accum_steps
-        self.amp = AmpStep(resolve_precision(t.precision, device), device)
+        self.amp = AmpStep(resolve_precision(t.precision, device, config.data.sample_type), device)
         # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
         self.d_scale = 0.5 if t.gan_loss in ("vanilla", "lsgan") else 1.0
 

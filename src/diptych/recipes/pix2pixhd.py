@@ -47,7 +47,7 @@ class Pix2PixHDRecipe(GANRecipe):
         self.fix_global_steps = t.fix_global_steps if g_cfg.n_local else 0
         self.generator_partly_frozen = self.fix_global_steps > 0
         self.accum_steps = t.accum_steps
-        self.amp = AmpStep(resolve_precision(t.precision, device), device)
+        self.amp = AmpStep(resolve_precision(t.precision, device, config.data.sample_type), device)
         self.monitor = "G_L1"
         self.device = device
         self.step = 0
