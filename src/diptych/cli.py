@@ -483,6 +483,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise DiptychError(f"--batch-size {args.batch_size} must be >= 1")
+    if args.memory_budget is not None and not args.memory_budget > 0:
+        raise DiptychError(f"--memory-budget {args.memory_budget} must be > 0 (GiB)")
     translator = Translator.load(
         args.checkpoint,
         device=args.device,
@@ -503,7 +505,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         instance_dir=args.instance_dir,
         tile=args.tile,
         overlap=args.overlap,
-        memory_budget=int(args.memory_budget * 2**30) if args.memory_budget else None,
+        memory_budget=int(args.memory_budget * 2**30) if args.memory_budget is not None else None,
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0

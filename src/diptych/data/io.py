@@ -6,6 +6,8 @@ A value range (low, high) maps samples linearly to [-1, 1]; without one, the sam
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +84,7 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
         elif is_nifti(path):
             arr = read_nifti(path, volume_slice)
         else:
-            with Image.open(path) as img:
-                arr = pil_to_array(img, palette_indices)
+            arr = _read_pil(path, palette_indices)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -96,6 +97,24 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
     return image_array(arr, path)
+
+
+def _read_pil(path: Path, palette_indices: bool) -> np.ndarray:
+    """Decode with Pillow; its decompression-bomb warning (between its limit and twice it) becomes one line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            arr = pil_to_array(img, palette_indices)
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            print(
+                f"diptych: warning: {path}: more pixels than Pillow's decompression-bomb limit "
+                f"({Image.MAX_IMAGE_PIXELS}); decoding it since it is under twice that",
+                file=sys.stderr,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return arr
 
 
 def set_max_image_pixels(limit: int) -> None:

@@ -65,6 +65,8 @@ def download_dataset(
     """Download NAME.tar.gz into root (resuming a .part file), verify it and extract it to root/NAME."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join((*DATASETS, 'cityscapes'))}")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise DataError(f"--sha256 {sha256!r}: a SHA-256 checksum is 64 hexadecimal digits")
     target = root / name
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise DataError(f"{target}: already exists; pass --overwrite to replace it, or --root DIR for another place")
