@@ -268,7 +268,7 @@ class Translator:
         volumes = [job for job in jobs if is_nifti(job[0])]
         jobs = [job for job in jobs if not is_nifti(job[0])]
         written: list[Path] = [self.translate_volume(src, dest, batch_size) for src, dest in volumes]
-        bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress or not jobs, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
             for group in _same_size_batches(self._decoded(jobs, aligned, pool), batch_size):
