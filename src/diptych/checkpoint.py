@@ -137,11 +137,8 @@ def read_checkpoint_config(path: str | Path) -> RunConfig:
         raise CheckpointError(f"{source}: not a valid diptych configuration ({exc})") from None
 
 
-def load_weights(module: nn.Module, file: Path, assign: bool = False) -> None:
-    """Load a safetensors state dict into a module, with errors that name the file.
-
-    assign=True takes the loaded tensors as the module's parameters (for a module built on the meta device,
-    which skips the random initialisation the weights would overwrite anyway)."""
+def load_weights(module: nn.Module, file: Path) -> None:
+    """Load a safetensors state dict into a module, with errors that name the file."""
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
@@ -154,7 +151,7 @@ def load_weights(module: nn.Module, file: Path, assign: bool = False) -> None:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
     try:
-        module.load_state_dict(tensors, strict=True, assign=assign)
+        module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{file}: weights do not match the stored architecture ({first})") from None
