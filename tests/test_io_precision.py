@@ -193,7 +193,13 @@ def test_data_options_are_validated() -> None:
 # DICOM
 
 
-def write_ct(path: Path, stored: np.ndarray, slope: float = 1.0, intercept: float = -1024.0) -> Path:
+def write_ct(
+    path: Path,
+    stored: np.ndarray,
+    slope: float | None = 1.0,
+    intercept: float = -1024.0,
+    photometric: str = "MONOCHROME2",
+) -> Path:
     """A minimal single-frame CT slice with 16-bit unsigned stored values and a rescale to HU."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
@@ -204,9 +210,10 @@ def write_ct(path: Path, stored: np.ndarray, slope: float = 1.0, intercept: floa
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
     ds.Modality = "CT"
     ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if slope is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     ds.PixelData = stored.astype("<u2").tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
@@ -218,6 +225,15 @@ def test_dicom_rescale_gives_hounsfield_units(tmp_path: Path) -> None:
     hu = read_image(write_ct(tmp_path / "ct.dcm", stored, slope=0.5, intercept=-1024.0))
     assert hu.dtype == np.float32 and hu.shape == (24, 20, 1)
     assert np.array_equal(hu[:, :, 0], stored * 0.5 - 1024.0)
+
+
+def test_dicom_monochrome1_is_inverted_to_monochrome2(tmp_path: Path) -> None:
+    stored = (np.arange(24 * 20, dtype=np.uint16).reshape(24, 20) * 7) % 4096  # 12 bits stored
+    mono2 = read_image(write_ct(tmp_path / "m2.dcm", stored, slope=None))
+    mono1 = read_image(write_ct(tmp_path / "m1.dcm", stored, slope=None, photometric="MONOCHROME1"))
+    assert mono2.dtype == mono1.dtype == np.uint16
+    assert np.array_equal(mono2[:, :, 0], stored)
+    assert np.array_equal(mono1[:, :, 0], 4095 - stored)
 
 
 def test_dicom_errors_name_the_file_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

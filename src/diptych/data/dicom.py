@@ -21,7 +21,10 @@ def _pydicom(path: Path) -> ModuleType:
 
 
 def read_dicom(path: Path) -> np.ndarray:
-    """One DICOM image as HxW(xC); with RescaleSlope/RescaleIntercept it is float32 in physical units (HU for CT)."""
+    """One DICOM image as HxW(xC); with RescaleSlope/RescaleIntercept it is float32 in physical units (HU for CT).
+
+    Without a rescale, an unsigned MONOCHROME1 image (low values shown bright) is inverted to MONOCHROME2's
+    convention, so a dataset that mixes the two is consistent."""
     pydicom = _pydicom(path)
     from pydicom.pixels import apply_rescale
 
@@ -44,4 +47,8 @@ def read_dicom(path: Path) -> np.ndarray:
         ) from None
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:
         arr = apply_rescale(arr, ds).astype(np.float32)
+    elif ds.get("PhotometricInterpretation") == "MONOCHROME1" and int(ds.get("PixelRepresentation", 0)) == 0:
+        # MONOCHROME1 shows low values bright (many radiographs): flip it so every image reads as MONOCHROME2.
+        top = (1 << int(ds.get("BitsStored", arr.dtype.itemsize * 8))) - 1
+        arr = (top - arr.astype(np.int64)).astype(arr.dtype)
     return np.asarray(arr)
