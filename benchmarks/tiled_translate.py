@@ -71,15 +71,12 @@ def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int
     translator.translate_file_tiled(image, out, settings)
     seconds = time.perf_counter() - start
     out.unlink()
-    from diptych.tiling import RowSource, alignment, plan_axis, tile_starts
+    from diptych.tiling import RowSource, padded_work, plan_axis
 
     src = RowSource(image)
     processed = 1.0
     for size in (src.height, src.width):
-        length = plan_axis(size, settings.tile, settings.overlap, settings.stride)
-        padded = -(-length // settings.stride) * settings.stride
-        quantum = alignment(settings.stride, settings.overlap)
-        processed *= len(tile_starts(size, length, settings.overlap, quantum)) * padded
+        processed *= padded_work(plan_axis(size, settings.tile, settings.overlap, settings.stride), settings.stride)
     return {
         "seconds": seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

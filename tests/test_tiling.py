@@ -17,7 +17,17 @@ from diptych.data.io import read_image, to_tensor, write_image
 from diptych.errors import ConfigError
 from diptych.metrics.seams import seam_score, seam_visibility
 from diptych.nets import UNetGenerator, init_weights
-from diptych.tiling import RowSource, TileSettings, auto_tile, blend_weights, tile_starts, tiled_rows
+from diptych.tiling import (
+    RowSource,
+    TileSettings,
+    alignment,
+    auto_tile,
+    blend_weights,
+    padded_work,
+    plan_axis,
+    tile_spans,
+    tiled_rows,
+)
 
 from .conftest import photo_crops
 
@@ -36,19 +46,22 @@ def _photo(h: int, w: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("size", "tile", "overlap"), [(100, 32, 8), (64, 64, 16), (65, 64, 16), (1000, 256, 64), (10, 64, 8)]
-)
-def test_tiles_cover_the_image_and_blend_to_one(size: int, tile: int, overlap: int) -> None:
-    starts = tile_starts(size, tile, overlap)
+    ("size", "tile", "overlap", "quantum", "stride"),
+    [(100, 32, 8, 1, 1), (64, 64, 16, 1, 1), (65, 64, 16, 1, 1), (1000, 256, 64, 1, 256), (10, 64, 8, 1, 1),
+     (203, 64, 16, 4, 4), (2048, 1024, 64, 1, 256), (1100, 1024, 900, 1, 256)],
+)  # fmt: skip
+def test_tiles_cover_the_image_and_blend_to_one(size: int, tile: int, overlap: int, quantum: int, stride: int) -> None:
+    spans = tile_spans(size, tile, overlap, quantum, stride)
     covered = np.zeros(size)
     total = np.zeros(size)
-    for i, s in enumerate(starts):
-        e = min(s + tile, size)
-        covered[s:e] = 1
-        total[s:e] += blend_weights(starts, i, tile, size)
+    for i, (s, e) in enumerate(spans):
+        assert 0 < e - s <= tile and s % quantum == 0
+        covered[s:e] += 1
+        total[s:e] += blend_weights(spans, i)
         if i:
-            assert min(starts[i - 1] + tile, size) - s >= overlap  # neighbours share at least `overlap`
-    assert covered.all()
+            assert spans[i - 1][1] - s >= overlap and s > spans[i - 1][0]  # neighbours share at least `overlap`
+    assert spans[0][0] == 0 and spans[-1][1] == size
+    assert covered.min() >= 1 and covered.max() <= 2  # blending never mixes three tiles
     assert np.allclose(total, 1.0, atol=1e-6)  # a partition of unity: no brightness change under overlaps
 
 
@@ -161,18 +174,19 @@ def test_auto_tile_fits_the_budget() -> None:
 
 
 def test_plan_axis_minimises_padded_work() -> None:
-    from diptych.tiling import plan_axis
-
-    assert plan_axis(1000, 1024, 64, 256) == 1000  # fits in one tile: no overlap at all
-    assert plan_axis(1024, 512, 64, 256) == 512  # 5 x 256 px tiles pad less, but small tiles run slower per pixel
-    assert plan_axis(1100, 768, 64, 256) == 768  # 2 x 768 beats 3 x 512 (3 x 512 x 1.5 > 2 x 768 x 1.33)
-    assert plan_axis(4096, 512, 64, 256) == 512  # 9 x 512 = 4608
+    assert plan_axis(1000, 1024, 64, 256) == [(0, 1000)]  # fits in one tile: no overlap at all
+    # Full tiles from the left, then a short last tile instead of a whole one, extended back to the stride:
+    assert plan_axis(2048, 1024, 64, 256) == [(0, 1024), (960, 1984), (1792, 2048)]
+    assert plan_axis(8192, 1024, 64, 256)[-2:] == [(6720, 7744), (7680, 8192)]
+    # Padded work: 8 x 1024 + 512 (evenly spread 1024 px tiles would need 9 x 1024); 1.0625x the image per axis.
+    assert padded_work(plan_axis(8192, 1024, 64, 256), 256) == 8704
+    assert padded_work(plan_axis(4096, 1024, 64, 256), 256) == 4352
+    assert plan_axis(1100, 768, 64, 256) == [(0, 768), (588, 1100)]  # 768 + 512 beats 3 x 512
     for size in (700, 1024, 3000, 8192):
-        tile = plan_axis(size, 512, 64, 256)
-        starts = tile_starts(size, tile, 64)
-        assert tile % 256 == 0 or tile == size
-        assert starts[0] == 0 and starts[-1] + tile == size
-        assert all(b - a <= tile - 64 for a, b in itertools.pairwise(starts))
+        spans = plan_axis(size, 512, 64, 256)
+        assert spans[0][0] == 0 and spans[-1][1] == size
+        assert all(e - s <= 512 for s, e in spans)
+        assert all(a[1] - b[0] >= 64 for a, b in itertools.pairwise(spans))
 
 
 def test_released_rows_can_still_be_read(tmp_path: Path) -> None:
@@ -211,8 +225,6 @@ def test_planar_and_page_stack_tiffs_stream_as_channels(tmp_path: Path) -> None:
 def test_tiles_start_on_the_stride_so_their_centres_match_the_whole_image() -> None:
     """A shallow U-Net's output depends on where its stride-2 grid falls: tiles must start on multiples of the
     stride (and the last one reach the image edge), or even their centres differ from the whole-image output."""
-    from diptych.tiling import alignment, tile_end
-
     torch.manual_seed(0)
     g = UNetGenerator(3, 3, depth=2, ngf=8, norm="none")
     init_weights(g, "kaiming")
@@ -225,11 +237,10 @@ def test_tiles_start_on_the_stride_so_their_centres_match_the_whole_image() -> N
     assert quantum == stride
 
     def worst_centre_error(quantum: int) -> float:
-        ys, xs = tile_starts(203, tile, overlap, quantum), tile_starts(317, tile, overlap, quantum)
+        ys, xs = tile_spans(203, tile, overlap, quantum, stride), tile_spans(317, tile, overlap, quantum, stride)
         worst = 0.0
-        for i, y0 in enumerate(ys):
-            for j, x0 in enumerate(xs):
-                y1, x1 = tile_end(ys, i, tile, 203), tile_end(xs, j, tile, 317)
+        for y0, y1 in ys:
+            for x0, x1 in xs:
                 out = t.translate_tensor(x[:, :, y0:y1, x0:x1])[0]
                 m = 12  # beyond the receptive field of the tile's own borders
                 diff = out[:, m:-m, m:-m] - whole[:, y0 + m : y1 - m, x0 + m : x1 - m]
@@ -239,7 +250,6 @@ def test_tiles_start_on_the_stride_so_their_centres_match_the_whole_image() -> N
     assert worst_centre_error(quantum) < 1e-5
     assert worst_centre_error(1) > 1e-2  # unaligned starts: the same network, visibly different centres
     for size in (203, 317, 1000):
-        starts = tile_starts(size, tile, overlap, quantum)
-        ends = [tile_end(starts, i, tile, size) for i in range(len(starts))]
-        assert all(s % quantum == 0 for s in starts) and ends[-1] == size
-        assert all(ends[i] - starts[i + 1] >= overlap for i in range(len(starts) - 1))
+        spans = plan_axis(size, tile, overlap, stride)
+        assert all(s % quantum == 0 for s, _ in spans) and spans[-1][1] == size
+        assert all(a[1] - b[0] >= overlap for a, b in itertools.pairwise(spans))

@@ -23,25 +23,38 @@ from .errors import ConfigError, DataError
 TIFF_TILE = 256  # tile edge of streamed TIFF output (a multiple of 16, as TIFF requires)
 
 
-def tile_starts(size: int, tile: int, overlap: int, quantum: int = 1) -> list[int]:
-    """Start offsets of the fewest tiles of length `tile` that cover [0, size), neighbours sharing >= `overlap`,
-    spread evenly (so every overlap is about the same).
+Span = tuple[int, int]  # [start, end) of a tile along one axis
 
-    With `quantum` > 1 every start is a multiple of it, and the last tile runs to the image edge (up to
-    quantum - 1 pixels longer than `tile`; see `tile_end`): with quantum = the network's stride, each tile's
-    downsampling grid and end padding line up with the whole image's, so a generator whose receptive field
-    fits in the overlap gives the whole-image output exactly."""
+
+def padded(length: int, stride: int) -> int:
+    """`length` rounded up to a multiple of the network stride (what the network actually processes)."""
+    return -(-length // stride) * stride
+
+
+def tile_spans(size: int, tile: int, overlap: int, quantum: int = 1, stride: int = 1) -> list[Span]:
+    """Tiles of length `tile` covering [0, size) from the left, neighbours sharing >= `overlap` pixels.
+
+    Each tile starts as late as the overlap allows, on a multiple of `quantum`; the last one ends at the image
+    edge and is shorter, so an awkward size costs a small last tile, not a whole one. With `quantum` = the
+    network's stride, each tile's downsampling grid and end padding line up with the whole image's, so a
+    generator whose receptive field fits in the overlap gives the whole-image output exactly. With quantum 1
+    the last tile is extended back to a multiple of `stride` (real pixels instead of padding), unless that
+    would reach into the tile before its neighbour."""
     if size <= tile:
-        return [0]
-    step = max(1, tile - overlap - (quantum - 1))  # snapping down by < quantum must keep the overlap
-    n = math.ceil((size - tile) / step) + 1
-    starts = [round(i * (size - tile) / (n - 1)) for i in range(n)]
-    return [x - x % quantum for x in starts]
-
-
-def tile_end(starts: list[int], index: int, tile: int, size: int) -> int:
-    """Where tile `index` ends: `tile` pixels on, or the image edge (the last tile always reaches it)."""
-    return size if index == len(starts) - 1 else min(starts[index] + tile, size)
+        return [(0, size)]
+    step = tile - overlap
+    if step < quantum:
+        raise ValueError(f"tile {tile} leaves no step after overlap {overlap} on a grid of {quantum}")
+    starts = [0]
+    while starts[-1] + tile < size:
+        starts.append((starts[-1] + step) // quantum * quantum)
+    spans = [(s, s + tile) for s in starts[:-1]]
+    last = starts[-1]
+    if quantum == 1:
+        earliest = spans[-2][1] if len(spans) > 1 else 0  # blending needs at most two tiles over any pixel
+        last = max(min(last, size - padded(size - last, stride)), earliest)
+    spans.append((last, size))
+    return spans
 
 
 def alignment(stride: int, overlap: int) -> int:
@@ -51,37 +64,47 @@ def alignment(stride: int, overlap: int) -> int:
     return stride if 1 < stride <= overlap else 1
 
 
-def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> int:
-    """The tile length (a multiple of `stride`, at most `tile_max`) that needs the least padded work along an axis.
+def padded_work(spans: list[Span], stride: int) -> int:
+    """Pixels the network processes along an axis: every tile padded to the stride."""
+    return sum(padded(e - s, stride) for s, e in spans)
 
-    The network pads every tile to a multiple of its stride, so the work is tiles x length; a smaller tile
-    can cover an awkward size with less waste. Small tiles cost more per pixel (per-tile overhead, a 1x1
-    bottleneck), modelled as a factor 1 + stride / length, so a smaller tile is chosen only when it saves
-    clearly (on 2 Zen 4 cores a unet_256 runs 256-pixel tiles at 1.2 s/MP and 512-pixel tiles at 0.7)."""
+
+def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> list[Span]:
+    """The tiles along an axis (see `tile_spans`) of the length, a multiple of `stride` up to `tile_max`, that
+    needs the least padded work.
+
+    Small tiles cost more per pixel (per-tile overhead, a 1x1 bottleneck), modelled as `stride` extra pixels
+    per tile, so a smaller tile is chosen only when it saves clearly (on 2 Zen 4 cores a unet_256 runs
+    256-pixel tiles at 1.2 s/MP and 512-pixel tiles at 0.7)."""
     if size <= tile_max:
-        return size  # one tile: no overlap needed at all
-    best, best_cost = tile_max, math.inf
-    for tile in range(tile_max, stride - 1, -stride):
-        if tile <= overlap:
+        return [(0, size)]  # one tile: no overlap needed at all
+    quantum = alignment(stride, overlap)
+    if tile_max - overlap < quantum:
+        quantum = 1  # an overlap this close to the tile leaves no room to align the starts
+    best: list[Span] = []
+    best_cost = math.inf
+    for tile in range(tile_max - tile_max % stride, 0, -stride):
+        if tile - overlap < quantum:
             break
-        cost = len(tile_starts(size, tile, overlap, alignment(stride, overlap))) * tile * (1 + stride / tile)
+        spans = tile_spans(size, tile, overlap, quantum, stride)
+        cost = padded_work(spans, stride) + stride * len(spans)
         if cost < best_cost:
-            best, best_cost = tile, cost
+            best, best_cost = spans, cost
     return best
 
 
-def blend_weights(starts: list[int], index: int, tile: int, size: int) -> np.ndarray:
-    """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile."""
-    s = starts[index]
-    e = tile_end(starts, index, tile, size)
+def blend_weights(spans: list[Span], index: int) -> np.ndarray:
+    """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile, so the
+    weights of all tiles sum to one at every pixel."""
+    s, e = spans[index]
     w = np.ones(e - s, dtype=np.float32)
     if index > 0:
-        ov = tile_end(starts, index - 1, tile, size) - s
+        ov = spans[index - 1][1] - s
         if ov > 0:
             r = (np.arange(ov, dtype=np.float32) + 0.5) / ov
             w[:ov] *= 0.5 - 0.5 * np.cos(np.pi * r)
-    if index + 1 < len(starts):
-        ov = e - starts[index + 1]
+    if index + 1 < len(spans):
+        ov = e - spans[index + 1][0]
         if ov > 0:
             r = (np.arange(ov, dtype=np.float32) + 0.5) / ov
             w[e - s - ov :] *= 0.5 + 0.5 * np.cos(np.pi * r)
@@ -174,35 +197,32 @@ def tiled_rows(
     `band_input(y0, y1)` gives the network input for image rows [y0, y1) (full width); it may read a row
     above and below (rows from y0 - 1 on stay readable until the band is done)."""
     h, w = source.height, source.width
-    th, tw = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
-    q = alignment(settings.stride, settings.overlap)
-    ys, xs = tile_starts(h, th, settings.overlap, q), tile_starts(w, tw, settings.overlap, q)
-    wx = [blend_weights(xs, j, tw, w) for j in range(len(xs))]
+    ys, xs = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
+    wx = [blend_weights(xs, j) for j in range(len(xs))]
     acc = np.zeros((0, w, out_channels), dtype=np.float32)
     wsum = np.zeros((0, w, 1), dtype=np.float32)
     top = 0  # image row of acc[0]
-    for i, y0 in enumerate(ys):
-        y1 = tile_end(ys, i, th, h)
+    for i, (y0, y1) in enumerate(ys):
         grow = y1 - (top + acc.shape[0])
         if grow > 0:
             acc = np.concatenate([acc, np.zeros((grow, w, out_channels), np.float32)])
             wsum = np.concatenate([wsum, np.zeros((grow, w, 1), np.float32)])
         band = band_input(y0, y1)
         source.release(y0 - 1)  # rows above this band (and its one-row margin) are no longer needed
-        wy = blend_weights(ys, i, th, h)
+        wy = blend_weights(ys, i)
         for first in range(0, len(xs), settings.batch_size):
             cols = list(range(first, min(first + settings.batch_size, len(xs))))
-            widths = {tile_end(xs, j, tw, w) - xs[j] for j in cols}
+            widths = {xs[j][1] - xs[j][0] for j in cols}
             groups = [cols] if len(widths) == 1 else [[j] for j in cols]
             for group in groups:
-                crops = torch.stack([band[:, :, xs[j] : tile_end(xs, j, tw, w)] for j in group])
+                crops = torch.stack([band[:, :, xs[j][0] : xs[j][1]] for j in group])
                 outs = translate(crops).numpy()
                 for j, out in zip(group, outs, strict=True):
                     weight = wy[:, None, None] * wx[j][None, :, None]
-                    x0, x1 = xs[j], tile_end(xs, j, tw, w)
+                    x0, x1 = xs[j]
                     acc[y0 - top : y1 - top, x0:x1] += out.transpose(1, 2, 0) * weight
                     wsum[y0 - top : y1 - top, x0:x1] += weight
-        done = ys[i + 1] if i + 1 < len(ys) else h
+        done = ys[i + 1][0] if i + 1 < len(ys) else h
         if done > top:
             yield acc[: done - top] / np.maximum(wsum[: done - top], 1e-8)
             acc, wsum, top = acc[done - top :], wsum[done - top :], done
