@@ -208,3 +208,29 @@ def test_bf16_inference_is_close_to_fp32(run_dir: Path) -> None:
     assert np.abs(fp32 - bf16).mean() < 2.0  # within a couple of 8-bit levels on average
     with pytest.raises(ConfigError, match="--precision"):
         Translator.load(run_dir, device="cpu", precision="fp8")
+
+
+def test_folder_inputs_are_decoded_once(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check pass decodes every input; the translation pass reuses those pixels instead of decoding again,
+    and the outputs are the same as when the cache is too small to keep any."""
+    import diptych.translate as translate_module
+
+    for i, crop in enumerate(photo_crops("coffee", 48, 5)):
+        write_image(tmp_path / "in" / f"{i}.png", crop)
+    reads: list[Path] = []
+    real_read = translate_module.read_image
+
+    def counting_read(path: Path, *args: object, **kwargs: object) -> np.ndarray:
+        reads.append(Path(path))
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(translate_module, "read_image", counting_read)
+    t = Translator.load(run_dir, device="cpu")
+    cached = t.translate_files([tmp_path / "in"], tmp_path / "a", progress=False)
+    assert len(reads) == 5 and len(set(reads)) == 5
+    monkeypatch.setattr(translate_module, "DECODED_CACHE_BYTES", 0)
+    reads.clear()
+    again = t.translate_files([tmp_path / "in"], tmp_path / "b", progress=False)
+    assert len(reads) == 10  # nothing kept: decoded for the check, then again for the translation
+    for x, y in zip(sorted(cached), sorted(again), strict=True):
+        assert np.array_equal(read_image(x), read_image(y))

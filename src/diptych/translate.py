@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +52,8 @@ from .tiling import (
 )
 
 TILE_BATCH_PIXELS = 1 << 20
+# Decoded inputs kept from the check pass for the translation pass (beyond this, files are decoded again).
+DECODED_CACHE_BYTES = 256 << 20
 
 
 class Translator:
@@ -264,14 +267,14 @@ class Translator:
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
                 written.append(self.translate_file_tiled(src, dest, settings))
             return written
-        jobs = self._check_inputs(jobs, aligned, bad, skip_bad)
+        jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)
         volumes = [job for job in jobs if is_nifti(job[0])]
         jobs = [job for job in jobs if not is_nifti(job[0])]
         written: list[Path] = [self.translate_volume(src, dest, batch_size) for src, dest in volumes]
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress or not jobs, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
-            for group in _same_size_batches(self._decoded(jobs, aligned, pool), batch_size):
+            for group in _same_size_batches(self._decoded(jobs, aligned, pool, kept), batch_size):
                 outputs = self.translate_tensor(torch.stack([t for _, t in group]))
                 for (dest, _), out in zip(group, outputs, strict=True):
                     pending.append(pool.submit(write_image, dest, self.decode(out)))
@@ -387,10 +390,14 @@ class Translator:
         return write_nifti_like(dest, volume, src)
 
     def _load(self, src: Path, aligned: bool) -> torch.Tensor:
+        return self._encode_read(src, self._read(src, aligned))
+
+    def _read(self, src: Path, aligned: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """An input file's pixels (the A or B half of an A|B image) and its instance map, decoded."""
         if is_nifti(src):  # a volume is checked by its header and first slice here, read slice by slice later
             spatial, _ = nifti_shape(src)
             vs = None if len(spatial) == 2 else (self.config.data.nifti_axis, 0)
-            return self.encode(read_image(src, volume_slice=vs), str(src))
+            return read_image(src, volume_slice=vs), None
         arr = read_image(src, palette_indices=self.labels is not None)
         if aligned:
             if arr.shape[1] % 2:
@@ -403,7 +410,10 @@ class Translator:
             instances = read_image(inst_path)
             if instances.shape[:2] != arr.shape[:2]:
                 raise DataError(f"{inst_path}: size differs from its label map {src}")
-        return self.encode(arr, str(src), instances)
+        return arr, instances
+
+    def _encode_read(self, src: Path, read: tuple[np.ndarray, np.ndarray | None]) -> torch.Tensor:
+        return self.encode(read[0], str(src), read[1])
 
     def _instance_file(self, src: Path) -> Path:
         """The instance-id map named like `src` in --instance-dir."""
@@ -416,21 +426,46 @@ class Translator:
 
     def _check_inputs(
         self, jobs: list[tuple[Path, Path]], aligned: bool, bad: list[str], skip_bad: bool
-    ) -> list[tuple[Path, Path]]:
-        """Decode every input once (in threads) so a bad one is found before any output is written."""
-        good, errors = check_all(jobs, lambda job: self._load(job[0], aligned), skip_bad)
+    ) -> tuple[list[tuple[Path, Path]], dict[Path, tuple[np.ndarray, np.ndarray | None]]]:
+        """Decode and encode every input once (in threads) so a bad one is found before any output is written.
+
+        Returns the good jobs and their decoded pixels, kept (up to DECODED_CACHE_BYTES) so the translation
+        pass does not decode them again."""
+        kept: dict[Path, tuple[np.ndarray, np.ndarray | None]] = {}
+        budget = [DECODED_CACHE_BYTES]
+        lock = threading.Lock()
+
+        def check(job: tuple[Path, Path]) -> None:
+            read = self._read(job[0], aligned)
+            self._encode_read(job[0], read)
+            size = sum(a.nbytes for a in read if a is not None)
+            with lock:
+                if size <= budget[0] and not is_nifti(job[0]):
+                    budget[0] -= size
+                    kept[job[0]] = read
+
+        good, errors = check_all(jobs, check, skip_bad)
         bad.extend(errors)
-        return good
+        return good, kept
 
     def _decoded(
-        self, jobs: list[tuple[Path, Path]], aligned: bool, pool: ThreadPoolExecutor
+        self,
+        jobs: list[tuple[Path, Path]],
+        aligned: bool,
+        pool: ThreadPoolExecutor,
+        kept: dict[Path, tuple[np.ndarray, np.ndarray | None]],
     ) -> Iterator[tuple[Path, torch.Tensor]]:
-        """Decode inputs a few ahead of the network, in the thread pool."""
+        """Encode inputs (decoding those the check pass did not keep) a few ahead of the network, in the pool."""
+
+        def load(src: Path) -> torch.Tensor:
+            read = kept.pop(src, None)
+            return self._load(src, aligned) if read is None else self._encode_read(src, read)
+
         window = 8
-        futures = [pool.submit(self._load, src, aligned) for src, _ in jobs[:window]]
+        futures = [pool.submit(load, src) for src, _ in jobs[:window]]
         for i, (_, dest) in enumerate(jobs):
             if i + window < len(jobs):
-                futures.append(pool.submit(self._load, jobs[i + window][0], aligned))
+                futures.append(pool.submit(load, jobs[i + window][0]))
             yield dest, futures[i].result()
             futures[i] = None  # type: ignore[call-overload]
 
