@@ -170,6 +170,25 @@ def test_make_pairs_splits_by_source_photo(
     assert json.loads((out / "make_pairs.json").read_text())["sources"] == sources
 
 
+def test_make_pairs_overwrite_with_another_split_leaves_no_old_crops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path
+) -> None:
+    """Rebuilding into the same folder with another seed must not leave the old run's crops in other splits."""
+    out = tmp_path / "pairs"
+    argv = ["data", "make-pairs", photos_dir, out, "--task", "blur", "--crop", "32", "--split", "0.6,0.2,0.2"]
+    assert run_cli(capsys, *argv, "--seed", "1", "--crops-per-image", "3")[0] == 0
+    (out / "notes.txt").write_text("mine")  # not a split folder: left alone
+    code, text, _ = run_cli(capsys, *argv, "--seed", "2", "--crops-per-image", "2", "--overwrite")
+    assert code == 0 and "removed" in text
+    sources = json.loads((out / "make_pairs.json").read_text())["sources"]
+    on_disk = {
+        split: {p.stem.rsplit("_", 1)[0] for p in (out / split).rglob("*.png")} for split in ("train", "val", "test")
+    }
+    assert on_disk == {split: set(names) for split, names in sources.items()}
+    assert sum(1 for _ in out.rglob("*.png")) == 2 * 2 * len(PHOTO_NAMES)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / mse))
@@ -386,3 +405,13 @@ def test_glyphs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         capsys, "data", "glyphs", sans, sans, tmp_path / "al", "--chars", "xy", "--aligned", "--size", "32"
     )
     assert code == 0 and read_image(tmp_path / "al" / "U+0078.png").shape == (32, 64, 1)
+
+
+def test_glyphs_overwrite_removes_an_earlier_runs_glyphs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rendering other characters into the same folder with --overwrite leaves only the new pairs."""
+    sans, serif = MPL_FONTS / "DejaVuSans.ttf", MPL_FONTS / "DejaVuSerif.ttf"
+    base = ["data", "glyphs", sans, serif, tmp_path / "g", "--size", "32"]
+    assert run_cli(capsys, *base, "--chars", "abc")[0] == 0
+    code, out, _ = run_cli(capsys, *base, "--chars", "xy", "--overwrite")
+    assert code == 0 and "removed 6 file(s)" in out
+    assert sorted(p.name for p in (tmp_path / "g").rglob("*.png")) == ["U+0078.png"] * 2 + ["U+0079.png"] * 2

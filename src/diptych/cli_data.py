@@ -314,6 +314,8 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
         print(
             f"skipped {len(result.too_small)} photo(s) smaller than --crop {args.crop}: {', '.join(result.too_small)}"
         )
+    if result.removed:
+        print(f"removed {result.removed} file(s) of an earlier run that this run did not write (--overwrite)")
     print(f"wrote {args.out}")
     return 0
 
@@ -366,6 +368,8 @@ def cmd_glyphs(args: argparse.Namespace) -> int:
         if names:
             shown = " ".join(names[:10]) + (" ..." if len(names) > 10 else "")
             print(f"skipped {len(names)} character(s) {what}: {shown}")
+    if result.removed:
+        print(f"removed {result.removed} file(s) of an earlier run that this run did not write (--overwrite)")
     return 0
 
 

@@ -145,6 +145,7 @@ class MakePairsResult:
     pairs: dict[str, int] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
     too_small: list[str] = field(default_factory=list)
+    removed: int = 0  # files of an earlier run in OUT/{train,val,test} deleted by --overwrite
 
 
 def list_sources(photos: Path) -> list[Path]:
@@ -214,6 +215,9 @@ def make_pairs(
             result.sources[splits[index]].append(names[index])
         if not sum(result.pairs.values()):
             raise DataError(f"{photos}: every photo is smaller than --crop {crops.size}; choose a smaller crop")
+        if overwrite:
+            old = [p for split in SPLITS if (out / split).is_dir() for p in list_images(out / split)]
+            result.removed = len(outputs.remove_others(old))
         manifest = {
             "task": asdict(task),
             "crop": asdict(crops),
