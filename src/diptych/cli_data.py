@@ -224,7 +224,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing ROOT/NAME")
     p.add_argument("--keep-archive", action="store_true", help="keep ROOT/NAME.tar.gz after extracting it")
     p.add_argument(
-        "--max-size", type=float, default=64, metavar="GIB", help="refuse archives unpacking to more (default: 64)"
+        "--max-size",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="refuse archives unpacking to more than GIB (default: 64 GiB, and at most 100x the archive's size; "
+        "giving --max-size replaces both limits)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -344,7 +349,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         sha256=args.sha256,
         overwrite=args.overwrite,
         keep_archive=args.keep_archive,
-        max_bytes=int(args.max_size * 2**30),
+        max_bytes=None if args.max_size is None else int(args.max_size * 2**30),
         progress=not args.no_progress,
     )
     if result.resumed_from < 0:
