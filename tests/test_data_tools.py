@@ -360,6 +360,20 @@ def test_check_aligned_odd_width_and_missing_folder(tmp_path: Path, capsys: pyte
     assert code == 1 and "does not exist" in err
 
 
+def test_check_reads_nifti_volumes_slice_by_slice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Volumes that training reads (slice i of A with slice i of B) are checked the same way, not 'unreadable'."""
+    nib = pytest.importorskip("nibabel")
+    grey = photo_crops("astronaut", 32, 1)[0].astype(np.int16).mean(axis=2)
+    volume = np.stack([np.roll(grey, 3 * z, axis=1) + 10 * z for z in range(4)], axis=2).astype(np.int16)
+    for side, vol in (("A", volume), ("B", (volume * 2.0 - 100).astype(np.float32))):
+        (tmp_path / "ds" / side).mkdir(parents=True)
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), str(tmp_path / "ds" / side / "v.nii.gz"))
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path / "ds")
+    assert code == 0 and "4 pair(s)" in out and "no problems found" in out
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path / "ds", "--nifti-axis", "0")
+    assert code == 0 and "32 pair(s)" in out
+
+
 # --- glyphs --------------------------------------------------------------------------------------------------------
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"

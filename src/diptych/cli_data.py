@@ -199,6 +199,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="flag pairs more than Z robust standard deviations below the median correlation (default: 4; "
         "needs at least 8 pairs)",
     )
+    p.add_argument(
+        "--nifti-axis",
+        type=int,
+        choices=(0, 1, 2),
+        default=2,
+        metavar="N",
+        help="NIfTI volumes are checked slice by slice along this axis, as `train --nifti-axis` reads them (default: 2)",
+    )
     _add_workers(p)
 
     p = dsub.add_parser(
@@ -328,7 +336,9 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .data.tools.check import check_dataset, write_report_json
 
-    report = check_dataset(args.root, args.layout, args.min_correlation, args.robust_z, args.workers)
+    report = check_dataset(
+        args.root, args.layout, args.min_correlation, args.robust_z, args.workers, nifti_axis=args.nifti_axis
+    )
     print("\n".join(report.lines()))
     if args.json:
         write_report_json(report, args.json)
