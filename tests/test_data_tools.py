@@ -117,6 +117,11 @@ def test_split_refuses_to_overwrite_and_odd_width(tmp_path: Path, capsys: pytest
     write_image(tmp_path / "odd" / "b.png", crop[:, :31])
     code, _, err = run_cli(capsys, "data", "split", tmp_path / "odd", tmp_path / "out2")
     assert code == 1 and "odd" in err and "b.png" in err
+    # a folders-layout dataset (A/ and B/ partners) is not halved into nonsense
+    write_image(tmp_path / "pairs" / "train" / "A" / "c.png", crop)
+    write_image(tmp_path / "pairs" / "train" / "B" / "c.png", crop)
+    code, _, err = run_cli(capsys, "data", "split", tmp_path / "pairs", tmp_path / "out3")
+    assert code == 1 and "A/ and B/" in err and "pairs/train" in err and not (tmp_path / "out3").exists()
 
 
 # --- make-pairs ----------------------------------------------------------------------------------------------------
