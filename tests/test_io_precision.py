@@ -182,6 +182,7 @@ def test_data_options_are_validated() -> None:
     for field, value, match in [
         ("dicom_window", "40", "CENTER,WIDTH"),
         ("dicom_window", "40,-3", "width must be positive"),
+        ("dicom_window", "C:40,400", "CENTER,WIDTH"),
         ("nifti_axis", 3, "0, 1 or 2"),
         ("percentile_low", 99.9, "low < high"),
         ("output_range", [5.0, 1.0], "low < high"),
@@ -281,6 +282,10 @@ def test_dicom_window_fixes_the_range_and_clips(tmp_path: Path) -> None:
     assert torch.equal(a[0] == -1.0, torch.from_numpy(hu[:, :, 0] <= -160.0))
     # Without a window, auto takes the HU data's own min and max.
     assert open_paired_dataset(data_config(tmp_path)).summary.in_range[0] < -1000  # type: ignore[index]
+    # A window for one side only (e.g. the CT side of CT -> MR): the other side keeps its own range.
+    one = open_paired_dataset(data_config(tmp_path, dicom_window="A:40,400")).summary
+    assert one.in_range == (-160.0, 240.0) and one.out_range is not None and one.out_range[0] < -1000
+    assert open_paired_dataset(data_config(tmp_path, dicom_window="b:40,400")).summary.out_range == (-160.0, 240.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
