@@ -194,6 +194,19 @@ def test_make_pairs_overwrite_with_another_split_leaves_no_old_crops(
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_make_pairs_refuses_photos_of_mixed_formats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path
+) -> None:
+    """One grey photo among colour ones would give a dataset that training refuses: stop with nothing written."""
+    mixed = tmp_path / "photos"
+    for p in photos_dir.iterdir():
+        write_image(mixed / p.name, read_image(p))
+    write_image(mixed / "grey.png", small_photo("coffee")[:, :, :1])
+    code, _, err = run_cli(capsys, "data", "make-pairs", mixed, tmp_path / "out", "--task", "blur", "--crop", "32")
+    assert code == 1 and "grey.png (1 x uint8)" in err and "3 x uint8" in err
+    assert not (tmp_path / "out").exists()
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / mse))
