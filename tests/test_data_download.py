@@ -221,3 +221,18 @@ def test_zip_traversal_and_bombs_are_refused(tmp_path: Path) -> None:
     ok = tar_with(tmp_path, tarfile.TarInfo("d/a.txt"), symlink("d/b.txt", "a.txt"))
     safe_extract(ok, tmp_path / "dest")
     assert (tmp_path / "dest" / "d" / "b.txt").read_bytes() == b"x"
+
+
+def test_max_size_overrides_the_bomb_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], server: DatasetServer
+) -> None:
+    """A trusted, very compressible archive is refused by default and extracted with an explicit --max-size."""
+    bomb = tar_with(tmp_path, tarfile.TarInfo("facades/train/zeros.bin"), data=bytes(20 << 20))
+    server.add("facades.tar.gz", bomb.read_bytes())
+    code, _, err = download(capsys, server, tmp_path / "root")
+    assert code == 1 and "decompression bomb" in err and "--max-size" in err
+    code, _, err = download(capsys, server, tmp_path / "root", "--max-size", "0.01")
+    assert code == 1 and "more than --max-size" in err
+    code, _, err = download(capsys, server, tmp_path / "root", "--max-size", "1")
+    assert code == 0, err
+    assert (tmp_path / "root" / "facades" / "train" / "zeros.bin").stat().st_size == 20 << 20

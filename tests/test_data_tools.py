@@ -117,6 +117,11 @@ def test_split_refuses_to_overwrite_and_odd_width(tmp_path: Path, capsys: pytest
     write_image(tmp_path / "odd" / "b.png", crop[:, :31])
     code, _, err = run_cli(capsys, "data", "split", tmp_path / "odd", tmp_path / "out2")
     assert code == 1 and "odd" in err and "b.png" in err
+    # a folders-layout dataset (A/ and B/ partners) is not halved into nonsense
+    write_image(tmp_path / "pairs" / "train" / "A" / "c.png", crop)
+    write_image(tmp_path / "pairs" / "train" / "B" / "c.png", crop)
+    code, _, err = run_cli(capsys, "data", "split", tmp_path / "pairs", tmp_path / "out3")
+    assert code == 1 and "A/ and B/" in err and "pairs/train" in err and not (tmp_path / "out3").exists()
 
 
 # --- make-pairs ----------------------------------------------------------------------------------------------------
@@ -168,6 +173,38 @@ def test_make_pairs_splits_by_source_photo(
     # Same seed, same dataset; another seed, another split or other crops.
     assert run_cli(capsys, *argv, "--split", "0.6,0.2,0.2", "--seed", "3", "--overwrite")[0] == 0
     assert json.loads((out / "make_pairs.json").read_text())["sources"] == sources
+
+
+def test_make_pairs_overwrite_with_another_split_leaves_no_old_crops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path
+) -> None:
+    """Rebuilding into the same folder with another seed must not leave the old run's crops in other splits."""
+    out = tmp_path / "pairs"
+    argv = ["data", "make-pairs", photos_dir, out, "--task", "blur", "--crop", "32", "--split", "0.6,0.2,0.2"]
+    assert run_cli(capsys, *argv, "--seed", "1", "--crops-per-image", "3")[0] == 0
+    (out / "notes.txt").write_text("mine")  # not a split folder: left alone
+    code, text, _ = run_cli(capsys, *argv, "--seed", "2", "--crops-per-image", "2", "--overwrite")
+    assert code == 0 and "removed" in text
+    sources = json.loads((out / "make_pairs.json").read_text())["sources"]
+    on_disk = {
+        split: {p.stem.rsplit("_", 1)[0] for p in (out / split).rglob("*.png")} for split in ("train", "val", "test")
+    }
+    assert on_disk == {split: set(names) for split, names in sources.items()}
+    assert sum(1 for _ in out.rglob("*.png")) == 2 * 2 * len(PHOTO_NAMES)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_make_pairs_refuses_photos_of_mixed_formats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path
+) -> None:
+    """One grey photo among colour ones would give a dataset that training refuses: stop with nothing written."""
+    mixed = tmp_path / "photos"
+    for p in photos_dir.iterdir():
+        write_image(mixed / p.name, read_image(p))
+    write_image(mixed / "grey.png", small_photo("coffee")[:, :, :1])
+    code, _, err = run_cli(capsys, "data", "make-pairs", mixed, tmp_path / "out", "--task", "blur", "--crop", "32")
+    assert code == 1 and "grey.png (1 x uint8)" in err and "3 x uint8" in err
+    assert not (tmp_path / "out").exists()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -341,6 +378,20 @@ def test_check_aligned_odd_width_and_missing_folder(tmp_path: Path, capsys: pyte
     assert code == 1 and "does not exist" in err
 
 
+def test_check_reads_nifti_volumes_slice_by_slice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Volumes that training reads (slice i of A with slice i of B) are checked the same way, not 'unreadable'."""
+    nib = pytest.importorskip("nibabel")
+    grey = photo_crops("astronaut", 32, 1)[0].astype(np.int16).mean(axis=2)
+    volume = np.stack([np.roll(grey, 3 * z, axis=1) + 10 * z for z in range(4)], axis=2).astype(np.int16)
+    for side, vol in (("A", volume), ("B", (volume * 2.0 - 100).astype(np.float32))):
+        (tmp_path / "ds" / side).mkdir(parents=True)
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), str(tmp_path / "ds" / side / "v.nii.gz"))
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path / "ds")
+    assert code == 0 and "4 pair(s)" in out and "no problems found" in out
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path / "ds", "--nifti-axis", "0")
+    assert code == 0 and "32 pair(s)" in out
+
+
 # --- glyphs --------------------------------------------------------------------------------------------------------
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -386,3 +437,13 @@ def test_glyphs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         capsys, "data", "glyphs", sans, sans, tmp_path / "al", "--chars", "xy", "--aligned", "--size", "32"
     )
     assert code == 0 and read_image(tmp_path / "al" / "U+0078.png").shape == (32, 64, 1)
+
+
+def test_glyphs_overwrite_removes_an_earlier_runs_glyphs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rendering other characters into the same folder with --overwrite leaves only the new pairs."""
+    sans, serif = MPL_FONTS / "DejaVuSans.ttf", MPL_FONTS / "DejaVuSerif.ttf"
+    base = ["data", "glyphs", sans, serif, tmp_path / "g", "--size", "32"]
+    assert run_cli(capsys, *base, "--chars", "abc")[0] == 0
+    code, out, _ = run_cli(capsys, *base, "--chars", "xy", "--overwrite")
+    assert code == 0 and "removed 6 file(s)" in out
+    assert sorted(p.name for p in (tmp_path / "g").rglob("*.png")) == ["U+0078.png"] * 2 + ["U+0079.png"] * 2

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+import tifffile
 import torch
+from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from diptych.cli import main
 from diptych.config import ConfigError, DataConfig, RunConfig, load_config
@@ -179,6 +182,7 @@ def test_data_options_are_validated() -> None:
     for field, value, match in [
         ("dicom_window", "40", "CENTER,WIDTH"),
         ("dicom_window", "40,-3", "width must be positive"),
+        ("dicom_window", "C:40,400", "CENTER,WIDTH"),
         ("nifti_axis", 3, "0, 1 or 2"),
         ("percentile_low", 99.9, "low < high"),
         ("output_range", [5.0, 1.0], "low < high"),
@@ -246,6 +250,25 @@ def test_dicom_errors_name_the_file_and_the_fix(tmp_path: Path, monkeypatch: pyt
         read_image(bad)
 
 
+def test_tiff_and_dicom_decompression_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tifffile and pydicom have no pixel limit of their own: Pillow's is checked before decoding compressed data."""
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((100, 100), np.uint16), compression="zlib")
+    tifffile.imwrite(tmp_path / "bands.tif", np.zeros((6, 40, 40), np.float32), compression="zlib")
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((100, 100), np.uint16))  # uncompressed: cannot be a bomb
+    ct = pydicom.dcmread(write_ct(tmp_path / "big.dcm", np.zeros((100, 100), np.uint16)))
+    ct.compress(RLELossless)
+    ct.save_as(tmp_path / "big.dcm")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 10000 pixels is more than twice the limit
+    for name in ("big.tif", "big.dcm"):
+        with pytest.raises(DataError, match=rf"{name}: .*decompression-bomb limit .*--max-image-pixels"):
+            read_image(tmp_path / name)
+    assert read_image(tmp_path / "bands.tif").shape == (40, 40, 6)  # 1600 pixels of 6 bands: under the limit
+    assert read_image(tmp_path / "plain.tif").shape == (100, 100, 1)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert read_image(tmp_path / "big.tif").shape == (100, 100, 1)
+    assert read_image(tmp_path / "big.dcm").shape == (100, 100, 1)
+
+
 def test_dicom_window_fixes_the_range_and_clips(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for i in range(2):
@@ -259,6 +282,10 @@ def test_dicom_window_fixes_the_range_and_clips(tmp_path: Path) -> None:
     assert torch.equal(a[0] == -1.0, torch.from_numpy(hu[:, :, 0] <= -160.0))
     # Without a window, auto takes the HU data's own min and max.
     assert open_paired_dataset(data_config(tmp_path)).summary.in_range[0] < -1000  # type: ignore[index]
+    # A window for one side only (e.g. the CT side of CT -> MR): the other side keeps its own range.
+    one = open_paired_dataset(data_config(tmp_path, dicom_window="A:40,400")).summary
+    assert one.in_range == (-160.0, 240.0) and one.out_range is not None and one.out_range[0] < -1000
+    assert open_paired_dataset(data_config(tmp_path, dicom_window="b:40,400")).summary.out_range == (-160.0, 240.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

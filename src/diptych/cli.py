@@ -24,7 +24,7 @@ SECTION_TITLES = {
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
 FLAG_OVERRIDES = {("data", "root"): "data"}
-METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "CENTER,WIDTH"}
+METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "[A:|B:]CENTER,WIDTH"}
 
 TRAIN_EPILOG = """examples:
   diptych train --data datasets/facades --direction BtoA --run-dir runs/facades

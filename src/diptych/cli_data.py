@@ -199,6 +199,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="flag pairs more than Z robust standard deviations below the median correlation (default: 4; "
         "needs at least 8 pairs)",
     )
+    p.add_argument(
+        "--nifti-axis",
+        type=int,
+        choices=(0, 1, 2),
+        default=2,
+        metavar="N",
+        help="NIfTI volumes are checked slice by slice along this axis, as `train --nifti-axis` reads them (default: 2)",
+    )
     _add_workers(p)
 
     p = dsub.add_parser(
@@ -224,7 +232,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing ROOT/NAME")
     p.add_argument("--keep-archive", action="store_true", help="keep ROOT/NAME.tar.gz after extracting it")
     p.add_argument(
-        "--max-size", type=float, default=64, metavar="GIB", help="refuse archives unpacking to more (default: 64)"
+        "--max-size",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="refuse archives unpacking to more than GIB (default: 64 GiB, and at most 100x the archive's size; "
+        "giving --max-size replaces both limits)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -314,6 +327,8 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
         print(
             f"skipped {len(result.too_small)} photo(s) smaller than --crop {args.crop}: {', '.join(result.too_small)}"
         )
+    if result.removed:
+        print(f"removed {result.removed} file(s) of an earlier run that this run did not write (--overwrite)")
     print(f"wrote {args.out}")
     return 0
 
@@ -321,7 +336,9 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .data.tools.check import check_dataset, write_report_json
 
-    report = check_dataset(args.root, args.layout, args.min_correlation, args.robust_z, args.workers)
+    report = check_dataset(
+        args.root, args.layout, args.min_correlation, args.robust_z, args.workers, nifti_axis=args.nifti_axis
+    )
     print("\n".join(report.lines()))
     if args.json:
         write_report_json(report, args.json)
@@ -342,7 +359,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         sha256=args.sha256,
         overwrite=args.overwrite,
         keep_archive=args.keep_archive,
-        max_bytes=int(args.max_size * 2**30),
+        max_bytes=None if args.max_size is None else int(args.max_size * 2**30),
         progress=not args.no_progress,
     )
     if result.resumed_from < 0:
@@ -366,6 +383,8 @@ def cmd_glyphs(args: argparse.Namespace) -> int:
         if names:
             shown = " ".join(names[:10]) + (" ..." if len(names) > 10 else "")
             print(f"skipped {len(names)} character(s) {what}: {shown}")
+    if result.removed:
+        print(f"removed {result.removed} file(s) of an earlier run that this run did not write (--overwrite)")
     return 0
 
 

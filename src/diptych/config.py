@@ -128,7 +128,9 @@ class DataConfig:
     percentile_low: float = opt(0.5, "--normalize percentile: the percentile that maps to -1")
     percentile_high: float = opt(99.5, "--normalize percentile: the percentile that maps to 1")
     dicom_window: str = opt(
-        "", "CENTER,WIDTH (e.g. 40,400): window/level for DICOM sides; values outside are clipped; empty = --normalize"
+        "",
+        "[A:|B:]CENTER,WIDTH (e.g. 40,400): window/level for the DICOM sides (A:/B: = that side only, e.g. the CT side "
+        "of CT -> MR); values outside are clipped; empty = --normalize",
     )
     nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)")
     sample_type: str = field(
@@ -143,15 +145,22 @@ class DataConfig:
         metadata={"help": "filled from the data: output values mapped to [-1, 1]; empty = sample type", "cli": False},
     )
 
-    def window(self) -> tuple[float, float] | None:
-        """The DICOM window as a value range (center - width/2, center + width/2), or None."""
+    def window(self, side: str = "") -> tuple[float, float] | None:
+        """The DICOM window as a value range (center - width/2, center + width/2), or None; with `side` ("A" or
+        "B", the dataset's folders), None unless the window applies to that side."""
         if not self.dicom_window:
             return None
+        text = self.dicom_window
+        if text[:2].upper() in ("A:", "B:"):
+            if side and side != text[0].upper():
+                return None
+            text = text[2:]
         try:
-            center, width = (float(v) for v in self.dicom_window.split(","))
+            center, width = (float(v) for v in text.split(","))
         except ValueError:
             raise ConfigError(
-                f"--dicom-window {self.dicom_window!r} must be CENTER,WIDTH, e.g. 40,400 (a CT soft-tissue window)"
+                f"--dicom-window {self.dicom_window!r} must be CENTER,WIDTH, e.g. 40,400 (a CT soft-tissue window), "
+                "or A:CENTER,WIDTH / B:CENTER,WIDTH for one side"
             ) from None
         if not width > 0:
             raise ConfigError(f"--dicom-window {self.dicom_window!r}: the width must be positive")

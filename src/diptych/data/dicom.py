@@ -37,6 +37,10 @@ def read_dicom(path: Path) -> np.ndarray:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise DataError(f"{path}: multi-frame DICOM ({frames} frames); export the frames as single images or NIfTI")
+    from .io import check_pixel_limit  # here: io imports this module
+
+    if ds.file_meta.get("TransferSyntaxUID") is not None and ds.file_meta.TransferSyntaxUID.is_compressed:
+        check_pixel_limit(path, int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0))
     try:
         arr = ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:

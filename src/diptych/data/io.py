@@ -127,10 +127,31 @@ def set_max_image_pixels(limit: int) -> None:
     Image.MAX_IMAGE_PIXELS = limit or None
 
 
+def check_pixel_limit(path: Path, pixels: int) -> None:
+    """Pillow's decompression-bomb rule for compressed TIFF and DICOM (tifffile and pydicom lack it), checked before
+    decoding: refuse more than twice Image.MAX_IMAGE_PIXELS, warn above it. A small compressed file can decode to
+    gigabytes; uncompressed ones cannot, and large uncompressed satellite TIFFs stay readable without the flag."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if not limit or pixels <= limit:
+        return
+    if pixels > 2 * limit:
+        raise Image.DecompressionBombError(f"{pixels} pixels")
+    print(
+        f"diptych: warning: {path}: more pixels than Pillow's decompression-bomb limit ({limit}); decoding it "
+        "since it is under twice that",
+        file=sys.stderr,
+    )
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        if series.keyframe.compression != 1:  # 1: uncompressed
+            # Pixels as Pillow counts them: samples (S) and the channel axis of a CYX stack are not extra pixels.
+            planes = series.shape[1:] if len(series.shape) == 3 and series.axes.endswith("YX") else series.shape
+            samples = dict(zip(series.axes, series.shape, strict=True)).get("S", 1)
+            check_pixel_limit(path, int(np.prod(planes)) // samples)
         arr = series.asarray()
         axes = series.axes
     if arr.ndim == 3 and axes.endswith("YX"):

@@ -423,7 +423,7 @@ def side_range(cfg: DataConfig, side: str, pairs: list[Pair], infos: list[PairIn
     path = pairs[0].a_path if side == "A" else pairs[0].b_path
     stats = [i.a_stats if side == "A" else i.b_stats for i in infos]
     dtype = infos[0].a_dtype if side == "A" else infos[0].b_dtype
-    window = cfg.window() if image_suffix(path) in DICOM_EXTENSIONS else None
+    window = cfg.window(side) if image_suffix(path) in DICOM_EXTENSIONS else None
     percentiles = (cfg.percentile_low, cfg.percentile_high)
     return resolve_range(cfg.normalize, dtype, [s for s in stats if s], percentiles, window, f"{base} (side {side})")
 

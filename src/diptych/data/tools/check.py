@@ -127,7 +127,7 @@ def _format(arr: np.ndarray) -> str:
 
 def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
     """Read one pair and measure it; unreadable files raise DataError."""
-    a = read_image(pair.a_path)
+    a = read_image(pair.a_path, volume_slice=pair.volume_slice)
     problems: list[Problem] = []
     if layout == "aligned":
         width = a.shape[1]
@@ -141,7 +141,7 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
             )
         a, b = a[:, : width // 2], a[:, width // 2 : 2 * (width // 2)]
     else:
-        b = read_image(pair.b_path)
+        b = read_image(pair.b_path, volume_slice=pair.volume_slice)
         if a.shape[:2] != b.shape[:2]:
             problems.append(
                 Problem(
@@ -154,11 +154,12 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
     for arr in (a, b):
         digest.update(f"{arr.shape}{arr.dtype}".encode())
         digest.update(np.ascontiguousarray(arr).tobytes())
+    where = "" if pair.volume_slice is None else f" ({pair.name})"  # a slice of a NIfTI volume
     return PairFacts(
         pair.name,
         phase,
-        str(pair.a_path),
-        str(pair.b_path),
+        f"{pair.a_path}{where}",
+        f"{pair.b_path}{where}",
         _format(a),
         _format(b),
         digest.hexdigest(),
@@ -174,15 +175,22 @@ def _phases(root: Path) -> list[str]:
 
 
 def check_dataset(
-    root: Path, layout: str = "auto", min_correlation: float = 0.1, robust_z: float = ROBUST_Z, workers: int = 4
+    root: Path,
+    layout: str = "auto",
+    min_correlation: float = 0.1,
+    robust_z: float = ROBUST_Z,
+    workers: int = 4,
+    nifti_axis: int = 2,
 ) -> CheckReport:
-    """Read every pair of every split once (in threads) and report all problems found; raises only if no pairs."""
+    """Read every pair of every split once (in threads) and report all problems found; raises only if no pairs.
+
+    NIfTI volumes are checked slice by slice along `nifti_axis`, as training reads them."""
     report = CheckReport(str(root))
     facts: list[PairFacts] = []
     for phase in _phases(root):
         unmatched: list[str] = []
         try:
-            found_layout, _, pairs = find_pairs(root, layout, phase or "train", unmatched)
+            found_layout, _, pairs = find_pairs(root, layout, phase or "train", unmatched, nifti_axis)
         except DataError as exc:
             report.problems.append(Problem("layout", str(exc)))
             continue

@@ -112,6 +112,13 @@ def split_aligned(aligned_dir: Path, out: Path, suffix: str = ".png", workers: i
     files = images_by_name(aligned_dir)
     if not files:
         raise DataError(f"{aligned_dir}: no images found")
+    # A and B folders side by side mean the dataset is already split: halving its images would write nonsense.
+    for folder in (aligned_dir, *(p for p in aligned_dir.rglob("*") if p.is_dir())):
+        if (folder / "A").is_dir() and (folder / "B").is_dir():
+            raise DataError(
+                f"{folder}: holds A/ and B/ folders, a dataset already split into partners (the folders layout); "
+                "split takes a folder of A|B images"
+            )
 
     with OutputSet(out, suffix, overwrite) as outputs:
 

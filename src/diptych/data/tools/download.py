@@ -31,8 +31,8 @@ CITYSCAPES_NOTE = """The Cityscapes dataset cannot be redistributed (licence), s
 2. Build the label|photo pairs, e.g. with the reference's datasets/prepare_cityscapes_dataset.py
    (pytorch-CycleGAN-and-pix2pix), or build A/ and B/ folders and run `diptych data combine`."""
 CHUNK = 1 << 20
-MAX_BYTES = 64 << 30  # refuse archives that unpack to more than this (default)
-MAX_RATIO = 100  # ... or to more than this many times their own size (beyond BOMB_FLOOR)
+MAX_BYTES = 64 << 30  # by default, refuse archives that unpack to more than this
+MAX_RATIO = 100  # ... or to more than this many times their size (beyond BOMB_FLOOR); --max-size replaces both
 BOMB_FLOOR = 16 << 20
 
 
@@ -59,10 +59,12 @@ def download_dataset(
     sha256: str | None = None,
     overwrite: bool = False,
     keep_archive: bool = False,
-    max_bytes: int = MAX_BYTES,
+    max_bytes: int | None = None,
     progress: bool = True,
 ) -> DownloadResult:
-    """Download NAME.tar.gz into root (resuming a .part file), verify it and extract it to root/NAME."""
+    """Download NAME.tar.gz into root (resuming a .part file), verify it and extract it to root/NAME.
+
+    max_bytes: the most the archive may unpack to; None = MAX_BYTES and at most MAX_RATIO x the archive."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join((*DATASETS, 'cityscapes'))}")
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
@@ -188,9 +190,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def safe_extract(archive: Path, dest: Path, max_bytes: int = MAX_BYTES) -> None:
+def safe_extract(archive: Path, dest: Path, max_bytes: int | None = None) -> None:
     """Extract a tar (any compression) or zip archive into dest after checking every member: no absolute paths or
-    '..' escapes, no links leading outside, no device files, and no more than max_bytes (or MAX_RATIO x) unpacked."""
+    '..' escapes, no links leading outside, no device files, and no more than max_bytes unpacked (None: MAX_BYTES
+    and MAX_RATIO x the archive; a limit the user gives replaces both)."""
     try:
         if zipfile.is_zipfile(archive):
             _extract_zip(archive, dest, max_bytes)
@@ -226,16 +229,24 @@ def _inside(dest: Path, name: str, archive: Path) -> Path:
     return dest.joinpath(*pure.parts)
 
 
-def _check_size(archive: Path, total: int, max_bytes: int) -> None:
+def _check_size(archive: Path, total: int, max_bytes: int | None) -> None:
     packed = archive.stat().st_size
-    if total > max_bytes or (total > BOMB_FLOOR and total > MAX_RATIO * packed):
+    if max_bytes is not None:
+        if total > max_bytes:
+            raise DataError(
+                f"{archive}: unpacks to {total} bytes, more than --max-size ({max_bytes} bytes); refusing it "
+                "(raise --max-size if you trust it)"
+            )
+        return
+    if total > MAX_BYTES or (total > BOMB_FLOOR and total > MAX_RATIO * packed):
         raise DataError(
-            f"{archive}: unpacks to {total} bytes from {packed} (limit {max_bytes}, or {MAX_RATIO}x); "
-            "refusing a likely decompression bomb (raise --max-size if you trust it)"
+            f"{archive}: unpacks to {total} bytes from {packed} (limit {MAX_BYTES >> 30} GiB, and {MAX_RATIO}x the "
+            "archive); refusing a likely decompression bomb (if you trust it, pass --max-size GIB, which replaces "
+            "both limits)"
         )
 
 
-def _extract_tar(archive: Path, dest: Path, max_bytes: int) -> None:
+def _extract_tar(archive: Path, dest: Path, max_bytes: int | None) -> None:
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()  # reads the whole stream: a truncated or corrupt archive fails here
         total = 0
@@ -271,7 +282,7 @@ def _stays_inside(dest: Path, base: Path, link: PurePosixPath) -> bool:
     return True
 
 
-def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> None:
+def _extract_zip(archive: Path, dest: Path, max_bytes: int | None) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:

@@ -11,6 +11,7 @@ from fontTools.ttLib import TTFont, TTLibError
 from PIL import Image, ImageDraw, ImageFont
 
 from ...errors import ConfigError, DataError
+from ..io import list_images
 from .outputs import OutputSet
 
 
@@ -21,6 +22,7 @@ class GlyphResult:
     written: int = 0
     missing: list[str] = field(default_factory=list)
     blank: list[str] = field(default_factory=list)
+    removed: int = 0  # glyph files of an earlier run deleted by --overwrite
 
 
 def font_codepoints(path: Path) -> set[int]:
@@ -106,4 +108,8 @@ def make_glyph_pairs(
             result.written += 1
         if not result.written:
             raise DataError(f"{font_a} and {font_b}: none of the {len(chars)} character(s) is drawn by both fonts")
+        if overwrite:  # an earlier run's glyphs (other fonts or characters) must not mix with these pairs
+            old = [p for side in ("A", "B") if (out / side).is_dir() for p in list_images(out / side)]
+            old += [p for p in list_images(out, recursive=False) if p.name.startswith("U+")] if out.is_dir() else []
+            result.removed = len(outputs.remove_others(old))
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -145,6 +146,7 @@ class MakePairsResult:
     pairs: dict[str, int] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
     too_small: list[str] = field(default_factory=list)
+    removed: int = 0  # files of an earlier run in OUT/{train,val,test} deleted by --overwrite
 
 
 def list_sources(photos: Path) -> list[Path]:
@@ -193,6 +195,7 @@ def make_pairs(
                 a_full = task.degrade(photo, rng, hed)
             except DataError as exc:
                 raise DataError(exc if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
+            formats[index] = f"{photo.shape[2]} x {photo.dtype}"
             boxes = crops.boxes(photo.shape[0], photo.shape[1], rng)
             stem = names[index].replace("/", "__")
             for k, (y, x, h, w) in enumerate(boxes):
@@ -201,11 +204,13 @@ def make_pairs(
             return len(boxes)
 
         counts = [0] * len(sources)
+        formats = [""] * len(sources)
 
         def run(index: int) -> None:
             counts[index] = build(index)
 
         check_all(list(range(len(sources))), run, skip_bad=False, workers=workers)
+        _check_one_format(sources, formats)
         for index, n in enumerate(counts):
             if n == 0:
                 result.too_small.append(str(sources[index]))
@@ -214,6 +219,9 @@ def make_pairs(
             result.sources[splits[index]].append(names[index])
         if not sum(result.pairs.values()):
             raise DataError(f"{photos}: every photo is smaller than --crop {crops.size}; choose a smaller crop")
+        if overwrite:
+            old = [p for split in SPLITS if (out / split).is_dir() for p in list_images(out / split)]
+            result.removed = len(outputs.remove_others(old))
         manifest = {
             "task": asdict(task),
             "crop": asdict(crops),
@@ -229,6 +237,18 @@ def make_pairs(
             raise DataError(f"{manifest_path}: already exists; pass --overwrite or choose another output folder")
         write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return result
+
+
+def _check_one_format(sources: list[Path], formats: list[str]) -> None:
+    """Photos of mixed channels or sample types would make a dataset that training refuses: stop, naming them."""
+    usual, _ = Counter(formats).most_common(1)[0]
+    odd = [f"{path} ({fmt})" for path, fmt in zip(sources, formats, strict=True) if fmt != usual]
+    if odd:
+        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise DataError(
+            f"{shown}: differ from the other photos ({usual}); a dataset needs one channel count and sample type: "
+            "convert them (e.g. grey to RGB) or remove them"
+        )
 
 
 def _clean(photo: np.ndarray) -> np.ndarray:

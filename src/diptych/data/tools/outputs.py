@@ -55,6 +55,17 @@ class OutputSet:
             self.written += 1
         return path
 
+    def remove_others(self, candidates: list[Path]) -> list[Path]:
+        """Delete the candidate files this run did not write (an earlier run's leftovers); returns them.
+
+        With --overwrite, a dataset built again with other options must not keep the old run's files: a photo's
+        old crops left in another split would leak it from training into val/test."""
+        with self._lock:
+            stale = [p for p in candidates if p not in self._claimed and p.is_file()]
+        for path in stale:
+            path.unlink()
+        return stale
+
     def __enter__(self) -> OutputSet:
         return self
 
