@@ -161,3 +161,14 @@ def test_stage_two_resumes_after_stage_one_moved(data: Path, tmp_path: Path) -> 
         progress=False,
     )
     assert resumed.steps == 3
+
+
+def test_crops_too_small_for_the_coarsest_discriminator_scale_are_refused(data: Path, tmp_path: Path) -> None:
+    """32 px crops suit one 70x70 PatchGAN but not its copy on the 16 px half-resolution image (num_d 2)."""
+    cfg = hd_config(data, n_local=0, max_steps=1)
+    cfg.discriminator.n_layers = 3
+    with pytest.raises(ConfigError, match=r"--crop-size 32 is too small .* coarsest of --num-d 2 scales \(16 px\)"):
+        Trainer(cfg, tmp_path / "run", progress=True)
+    assert not (tmp_path / "run").exists()
+    cfg.discriminator.num_d = 1  # one scale: 32 px is enough for n_layers 3
+    Trainer(cfg, tmp_path / "one", progress=False)
