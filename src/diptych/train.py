@@ -200,7 +200,7 @@ class Trainer:
             coarsest = -(-coarsest // 2)
         if d.n_layers > 0 and coarsest // 2**d.n_layers < 3:
             rf = receptive_field(d.n_layers)
-            need = 3 * 2**d.n_layers * 2 ** (d.num_d - 1)
+            need = (3 * 2**d.n_layers - 1) * 2 ** (d.num_d - 1) + 1  # the smallest side that halves to enough
             scales = f" at the coarsest of --num-d {d.num_d} scales ({coarsest} px)" if d.num_d > 1 else ""
             raise ConfigError(
                 f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}){scales}, which "
