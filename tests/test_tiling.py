@@ -135,6 +135,22 @@ def test_translate_files_with_tiles_via_the_api(tmp_path: Path) -> None:
     assert read_image(auto).shape == (150, 210, 3)
 
 
+def test_tiled_folder_with_a_bad_input_writes_nothing_or_skips_it(tmp_path: Path) -> None:
+    """Tiled translation checks every input before writing (as whole-image translation does); --skip-bad works."""
+    from diptych.errors import DataError
+
+    t = _unet_translator()
+    write_image(tmp_path / "in" / "a.png", _photo(70, 90))
+    write_image(tmp_path / "in" / "b.png", _photo(70, 90))
+    data = (tmp_path / "in" / "b.png").read_bytes()
+    (tmp_path / "in" / "b.png").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(DataError, match=r"b\.png: corrupt or truncated"):
+        t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, progress=False)
+    assert not (tmp_path / "out").exists()
+    (out,) = t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, skip_bad=True, progress=False)
+    assert out.name == "a.png" and read_image(out).shape == (70, 90, 3)
+
+
 def test_tile_errors() -> None:
     t = _unet_translator()  # stride 32
     with pytest.raises(ConfigError, match=r"--tile 48 must be a multiple of the network stride 32"):
