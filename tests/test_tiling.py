@@ -159,6 +159,8 @@ def test_tile_errors() -> None:
         t.tile_settings(16, 4, None)
     with pytest.raises(ConfigError, match=r"--overlap 64 must be >= 0 and smaller than --tile 64"):
         t.tile_settings(64, 64, None)
+    assert t.tile_settings(32, None, None).overlap == 16  # default tile/8, at least 16 ...
+    assert t.tile_settings(512, None, None).overlap == 64
     with pytest.raises(ConfigError, match="not a number"):
         t.tile_settings("big", 8, None)
     paper = Translator(t.generator, t.config, torch.device("cpu"), mode="paper")
@@ -211,6 +213,9 @@ def test_hd_generator_tiles_small_images_and_too_small_tiles(tmp_path: Path) -> 
     write_image(tmp_path / "in.tif", _photo(70, 90))
     out = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif", t.tile_settings(16, 4, None)))
     assert out.shape == (70, 90, 3)
+    # ... and at most half a tile: small tiles (or what --tile auto picks on a small budget) need no --overlap.
+    assert t.tile_settings(16, None, None).overlap == 8
+    assert t.tile_settings("auto", None, 1).tile == 8 and t.tile_settings("auto", None, 1).overlap == 4
 
 
 def test_planar_and_page_stack_tiffs_stream_as_channels(tmp_path: Path) -> None:

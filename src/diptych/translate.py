@@ -304,7 +304,7 @@ class Translator:
             except ValueError:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
-            overlap = max(16, tile // 8)
+            overlap = min(max(16, tile // 8), tile // 2)  # small tiles (a shallow network) still get a default
         check_tiles(TileSettings(tile, overlap, 1, stride), stride)
         # Tiles per forward pass: --batch-size, but at most about a megapixel of tiles (large tiles already keep
         # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).
