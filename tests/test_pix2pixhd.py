@@ -119,6 +119,12 @@ def test_hd_errors(data: Path, tmp_path: Path) -> None:
     train(tiny_config(data, max_steps=1), unet_run, progress=False)
     with pytest.raises(ConfigError, match="not an hd generator"):
         Trainer(hd_config(data, max_steps=1, init_global=str(unet_run)), tmp_path / "x", progress=False)
+    # A stage 1 with another norm: the error names the setting to repeat, not only the weights' names.
+    stage1 = train(hd_config(data, n_local=0, max_steps=1), tmp_path / "stage1", progress=False)
+    stage2 = hd_config(data, max_steps=1, init_global=str(stage1.run_dir))
+    stage2.generator.ngf, stage2.generator.norm = 4, "batch"
+    with pytest.raises(ConfigError, match=r"needs --ngf 4 and stage 1's --g-norm instance$"):
+        Trainer(stage2, tmp_path / "y", progress=False)
 
 
 def test_gradient_checkpointing_gives_the_same_weights(data: Path, tmp_path: Path) -> None:
