@@ -124,15 +124,15 @@ def test_sources_that_stream_and_those_that_decode(tmp_path: Path) -> None:
         assert np.array_equal(RowSource(tmp_path / name).rows(5, 9), img[5:9])
 
 
-def test_translate_files_with_tiles_via_the_api(tmp_path: Path) -> None:
+def test_translate_files_with_tiles_via_the_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t = _unet_translator()
     write_image(tmp_path / "in" / "big.png", _photo(150, 210))
     (out,) = t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, progress=False)
     assert read_image(out).shape == (150, 210, 3)
-    (auto,) = t.translate_files(
-        [tmp_path / "in"], tmp_path / "auto", tile="auto", memory_budget=64 << 20, progress=False
-    )
+    (auto,) = t.translate_files([tmp_path / "in"], tmp_path / "auto", tile="auto", memory_budget=64 << 20)
     assert read_image(auto).shape == (150, 210, 3)
+    chosen = t.tile_settings("auto", None, 64 << 20, 4)
+    assert f"--tile auto: {chosen.tile} px tiles, overlap {chosen.overlap}" in capsys.readouterr().err  # says what
 
 
 def test_tiled_folder_with_a_bad_input_writes_nothing_or_skips_it(tmp_path: Path) -> None:

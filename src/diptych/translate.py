@@ -261,6 +261,8 @@ class Translator:
             if aligned:
                 raise ConfigError("--tile cannot be combined with --aligned; split the A|B images first")
             settings = self.tile_settings(tile, overlap, memory_budget, batch_size)
+            if tile == "auto" and progress:
+                print(f"diptych: --tile auto: {settings.tile} px tiles, overlap {settings.overlap}", file=sys.stderr)
             # One at a time: a format that does not stream is decoded whole to be checked.
             jobs, errors = check_all(jobs, lambda job: self._check_tiled_input(job[0]), skip_bad, workers=1)
             bad.extend(errors)
