@@ -206,3 +206,30 @@ def test_run_dir_is_required_under_torchrun(
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["train", "--data", str(dataset), "--max-steps", "1"]) == 1
     assert "--run-dir is required under torchrun" in capsys.readouterr().err
+
+
+def test_batch_norm_becomes_sync_batch_norm_for_cuda_processes_only() -> None:
+    """The reference's DDP bug (#1709) inverted: batch norm is converted under CUDA DDP, in place, keeping names."""
+    from diptych.distributed import prepare_networks
+    from diptych.nets import PatchDiscriminator, UNetGenerator
+
+    def nets(norm: str) -> dict[str, torch.nn.Module]:
+        return {
+            "generator": UNetGenerator(3, 3, depth=4, ngf=8, norm=norm),
+            "discriminator": PatchDiscriminator(6, 8, 2, norm),
+        }
+
+    cuda_ranks = Distributed(rank=0, world_size=2, device=torch.device("cuda", 0))
+    networks = nets("batch")
+    names = {k: list(m.state_dict()) for k, m in networks.items()}
+    params = {k: [id(p) for p in m.parameters()] for k, m in networks.items()}
+    assert prepare_networks(networks, cuda_ranks) == ["generator", "discriminator"]
+    for key, module in networks.items():
+        layers = list(module.modules())
+        assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in layers)
+        assert not any(type(m) is torch.nn.BatchNorm2d for m in layers)
+        assert list(module.state_dict()) == names[key]  # checkpoints load anywhere
+        assert [id(p) for p in module.parameters()] == params[key]  # the optimisers' parameters
+    assert prepare_networks(nets("instance"), cuda_ranks) == []
+    assert prepare_networks(nets("batch"), _ctx(0)) == []  # gloo on CPU: SyncBatchNorm does not run there
+    assert prepare_networks(nets("batch"), Distributed(device=torch.device("cuda", 0))) == []  # one process

@@ -167,6 +167,13 @@ def test_tiled_translation_with_instance_maps_sees_the_whole_image_boundaries(tm
     cli = ["translate", str(tmp_path / "run"), str(root / "A"), "--out", str(tmp_path / "cli"), "--tile", "16"]
     assert main([*cli, "--overlap", "4", "--instance-dir", str(root / "inst")]) == 0
     assert len(list((tmp_path / "cli").glob("*.png"))) == 4
+    # A label out of range in the last map stops the tiled run before any output is written.
+    bad = np.asarray(Image.open(root / "A" / "p3.png")).copy()
+    bad[40, 40] = 9
+    Image.fromarray(bad).save(root / "A" / "p3.png")
+    bad_cli = ["translate", str(tmp_path / "run"), str(root / "A"), "--out", str(tmp_path / "bad"), "--tile", "16"]
+    assert main([*bad_cli, "--overlap", "4", "--instance-dir", str(root / "inst")]) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_validation_and_evaluation_with_instance_maps(tmp_path: Path) -> None:

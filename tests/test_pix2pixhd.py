@@ -119,6 +119,12 @@ def test_hd_errors(data: Path, tmp_path: Path) -> None:
     train(tiny_config(data, max_steps=1), unet_run, progress=False)
     with pytest.raises(ConfigError, match="not an hd generator"):
         Trainer(hd_config(data, max_steps=1, init_global=str(unet_run)), tmp_path / "x", progress=False)
+    # A stage 1 with another norm: the error names the setting to repeat, not only the weights' names.
+    stage1 = train(hd_config(data, n_local=0, max_steps=1), tmp_path / "stage1", progress=False)
+    stage2 = hd_config(data, max_steps=1, init_global=str(stage1.run_dir))
+    stage2.generator.ngf, stage2.generator.norm = 4, "batch"
+    with pytest.raises(ConfigError, match=r"needs --ngf 4 and stage 1's --g-norm instance$"):
+        Trainer(stage2, tmp_path / "y", progress=False)
 
 
 def test_gradient_checkpointing_gives_the_same_weights(data: Path, tmp_path: Path) -> None:
@@ -161,3 +167,14 @@ def test_stage_two_resumes_after_stage_one_moved(data: Path, tmp_path: Path) -> 
         progress=False,
     )
     assert resumed.steps == 3
+
+
+def test_crops_too_small_for_the_coarsest_discriminator_scale_are_refused(data: Path, tmp_path: Path) -> None:
+    """32 px crops suit one 70x70 PatchGAN but not its copy on the 16 px half-resolution image (num_d 2)."""
+    cfg = hd_config(data, n_local=0, max_steps=1)
+    cfg.discriminator.n_layers = 3
+    with pytest.raises(ConfigError, match=r"--crop-size 32 is too small .* coarsest of --num-d 2 scales \(16 px\)"):
+        Trainer(cfg, tmp_path / "run", progress=True)
+    assert not (tmp_path / "run").exists()
+    cfg.discriminator.num_d = 1  # one scale: 32 px is enough for n_layers 3
+    Trainer(cfg, tmp_path / "one", progress=False)

@@ -137,15 +137,31 @@ def test_sources_that_stream_and_those_that_decode(tmp_path: Path) -> None:
         assert np.array_equal(RowSource(tmp_path / name).rows(5, 9), img[5:9])
 
 
-def test_translate_files_with_tiles_via_the_api(tmp_path: Path) -> None:
+def test_translate_files_with_tiles_via_the_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t = _unet_translator()
     write_image(tmp_path / "in" / "big.png", _photo(150, 210))
     (out,) = t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, progress=False)
     assert read_image(out).shape == (150, 210, 3)
-    (auto,) = t.translate_files(
-        [tmp_path / "in"], tmp_path / "auto", tile="auto", memory_budget=64 << 20, progress=False
-    )
+    (auto,) = t.translate_files([tmp_path / "in"], tmp_path / "auto", tile="auto", memory_budget=64 << 20)
     assert read_image(auto).shape == (150, 210, 3)
+    chosen = t.tile_settings("auto", None, 64 << 20, 4)
+    assert f"--tile auto: {chosen.tile} px tiles, overlap {chosen.overlap}" in capsys.readouterr().err  # says what
+
+
+def test_tiled_folder_with_a_bad_input_writes_nothing_or_skips_it(tmp_path: Path) -> None:
+    """Tiled translation checks every input before writing (as whole-image translation does); --skip-bad works."""
+    from diptych.errors import DataError
+
+    t = _unet_translator()
+    write_image(tmp_path / "in" / "a.png", _photo(70, 90))
+    write_image(tmp_path / "in" / "b.png", _photo(70, 90))
+    data = (tmp_path / "in" / "b.png").read_bytes()
+    (tmp_path / "in" / "b.png").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(DataError, match=r"b\.png: corrupt or truncated"):
+        t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, progress=False)
+    assert not (tmp_path / "out").exists()
+    (out,) = t.translate_files([tmp_path / "in"], tmp_path / "out", tile=64, overlap=16, skip_bad=True, progress=False)
+    assert out.name == "a.png" and read_image(out).shape == (70, 90, 3)
 
 
 def test_tile_errors() -> None:
@@ -156,6 +172,8 @@ def test_tile_errors() -> None:
         t.tile_settings(16, 4, None)
     with pytest.raises(ConfigError, match=r"--overlap 64 must be >= 0 and smaller than --tile 64"):
         t.tile_settings(64, 64, None)
+    assert t.tile_settings(32, None, None).overlap == 16  # default tile/8, at least 16 ...
+    assert t.tile_settings(512, None, None).overlap == 64
     with pytest.raises(ConfigError, match="not a number"):
         t.tile_settings("big", 8, None)
     paper = Translator(t.generator, t.config, torch.device("cpu"), mode="paper")
@@ -209,6 +227,9 @@ def test_hd_generator_tiles_small_images_and_too_small_tiles(tmp_path: Path) -> 
     write_image(tmp_path / "in.tif", _photo(70, 90))
     out = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif", t.tile_settings(16, 4, None)))
     assert out.shape == (70, 90, 3)
+    # ... and at most half a tile: small tiles (or what --tile auto picks on a small budget) need no --overlap.
+    assert t.tile_settings(16, None, None).overlap == 8
+    assert t.tile_settings("auto", None, 1).tile == 8 and t.tile_settings("auto", None, 1).overlap == 4
 
 
 def test_planar_and_page_stack_tiffs_stream_as_channels(tmp_path: Path) -> None:

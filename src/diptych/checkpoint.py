@@ -152,9 +152,29 @@ def load_weights(module: nn.Module, file: Path) -> None:
         raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
     try:
         module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{file}: weights do not match the stored architecture ({first})") from None
+    except RuntimeError:
+        raise CheckpointError(
+            f"{file}: weights do not match the stored architecture ({_mismatch(module, tensors)}); were they copied "
+            "from another run? Keep each checkpoint's config.json with its weights"
+        ) from None
+
+
+def _mismatch(module: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
+    """What differs between a module's tensors and a state dict: missing and unexpected names, other shapes."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    shapes = [
+        f"{k} {tuple(tensors[k].shape)} instead of {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    found = [
+        f"{len(items)} {what}, e.g. {items[0]}"
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes))
+        if items
+    ]
+    return f"for its {type(module).__name__}: " + "; ".join(found)
 
 
 def load_training_state(folder: Path) -> dict[str, Any]:

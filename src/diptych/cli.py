@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlap",
         type=int,
         metavar="PIXELS",
-        help="pixels shared by neighbouring tiles (default: tile/8, at least 16)",
+        help="pixels shared by neighbouring tiles (default: tile/8, at least 16, at most tile/2)",
     )
     tiles.add_argument(
         "--memory-budget",

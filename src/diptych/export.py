@@ -120,7 +120,8 @@ def export_generator(
     out = Path(out) if out is not None else default_export_path(checkpoint, fmt)
     if (out.suffix.lower() == ".onnx") != (fmt == "onnx"):
         want = ".onnx" if fmt == "onnx" else "another suffix (e.g. .pt)"
-        raise ConfigError(f"--out {out}: a {fmt} export needs {want}; translate picks the backend from the suffix")
+        kind = "an ONNX" if fmt == "onnx" else "a TorchScript"
+        raise ConfigError(f"--out {out}: {kind} export needs {want}; translate picks the backend from the suffix")
     if out.exists() and not overwrite:
         raise ConfigError(f"--out {out}: already exists; pass --overwrite to replace it")
     _check_writable(out)

@@ -193,11 +193,19 @@ class Trainer:
             if self.config.data.preprocess in ("crop", "resize_and_crop", "scale_width_and_crop")
             else "image side"
         )
-        if d.n_layers > 0 and side // 2**d.n_layers < 3:
+        # The multi-scale discriminator's coarsest PatchGAN sees the image halved num_d - 1 times (3x3 pooling,
+        # stride 2, padding 1: ceil(side / 2) each time).
+        coarsest = side
+        for _ in range(d.num_d - 1):
+            coarsest = -(-coarsest // 2)
+        if d.n_layers > 0 and coarsest // 2**d.n_layers < 3:
             rf = receptive_field(d.n_layers)
+            need = (3 * 2**d.n_layers - 1) * 2 ** (d.num_d - 1) + 1  # the smallest side that halves to enough
+            scales = f" at the coarsest of --num-d {d.num_d} scales ({coarsest} px)" if d.num_d > 1 else ""
             raise ConfigError(
-                f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}), which needs at "
-                f"least {3 * 2**d.n_layers} pixels; use larger crops or fewer --n-layers"
+                f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}){scales}, which "
+                f"needs at least {need} pixels; use larger crops or fewer --n-layers"
+                + (" or --num-d" if d.num_d > 1 else "")
             )
         stride = generator_stride(g)
         if side < stride and self.progress:

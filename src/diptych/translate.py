@@ -33,6 +33,7 @@ from .data.io import (
     to_tensor,
     write_image,
 )
+from .data.labels import check_label_range
 from .data.nifti import is_nifti, nifti_shape, read_nifti_slices, slice_index, write_nifti_like
 from .data.paired import label_spec
 from .device import resolve_device
@@ -263,9 +264,15 @@ class Translator:
             if aligned:
                 raise ConfigError("--tile cannot be combined with --aligned; split the A|B images first")
             settings = self.tile_settings(tile, overlap, memory_budget, batch_size)
+            if tile == "auto" and progress:
+                print(f"diptych: --tile auto: {settings.tile} px tiles, overlap {settings.overlap}", file=sys.stderr)
+            # One at a time: a format that does not stream is decoded whole to be checked.
+            jobs, errors = check_all(jobs, lambda job: self._check_tiled_input(job[0]), skip_bad, workers=1)
+            bad.extend(errors)
             written = []
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
                 written.append(self.translate_file_tiled(src, dest, settings))
+            _report_skipped(bad)
             return written
         jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)
         volumes = [job for job in jobs if is_nifti(job[0])]
@@ -281,10 +288,7 @@ class Translator:
                 bar.update(len(group))
             written += [f.result() for f in pending]
         bar.close()
-        if bad:
-            print(f"diptych: skipped {len(bad)} bad input(s):", file=sys.stderr)
-            for msg in bad:
-                print(f"  {msg}", file=sys.stderr)
+        _report_skipped(bad)
         return written
 
     def tile_settings(
@@ -305,7 +309,7 @@ class Translator:
             except ValueError:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
-            overlap = max(16, tile // 8)
+            overlap = min(max(16, tile // 8), tile // 2)  # small tiles (a shallow network) still get a default
         check_tiles(TileSettings(tile, overlap, 1, stride), stride)
         # Tiles per forward pass: --batch-size, but at most about a megapixel of tiles (large tiles already keep
         # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).
@@ -344,6 +348,25 @@ class Translator:
             for h in handles:
                 h.remove()
         return total / (side * side)
+
+    def _check_tiled_input(self, src: Path) -> None:
+        """Check what would stop a tiled translation half-way, before any output is written: the file opens (formats
+        that do not stream are decoded), its channels suit the model, its instance map exists and has its size, and
+        every label is in range (label maps, read band by band so memory stays bounded)."""
+        source = RowSource(src, palette_indices=self.labels is not None)
+        if self.needs_instances:
+            inst_path = self._instance_file(src)
+            instances = RowSource(inst_path)
+            if (instances.height, instances.width) != (source.height, source.width):
+                raise DataError(f"{inst_path}: size differs from its label map {src}")
+        if self.labels is None:
+            self.match_channels(source.rows(0, 1), str(src))
+            return
+        rows = max(1, (1 << 22) // max(1, source.width * source.channels))
+        for y in range(0, source.height, rows):
+            band = source.rows(y, min(y + rows, source.height))[:, :, 0]
+            check_label_range(np.rint(band).astype(np.int64), self.labels.label_nc, self.labels.ignore_label, str(src))
+            source.release(y + band.shape[0])
 
     def translate_file_tiled(self, src: Path, dest: Path, settings: TileSettings) -> Path:
         """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""
@@ -468,6 +491,13 @@ class Translator:
                 futures.append(pool.submit(load, jobs[i + window][0]))
             yield dest, futures[i].result()
             futures[i] = None  # type: ignore[call-overload]
+
+
+def _report_skipped(bad: list[str]) -> None:
+    if bad:
+        print(f"diptych: skipped {len(bad)} bad input(s):", file=sys.stderr)
+        for msg in bad:
+            print(f"  {msg}", file=sys.stderr)
 
 
 def per_image_statistics(bn: nn.modules.batchnorm._BatchNorm) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_weights, read_checkpoint_config, resolve_checkpoint, weights_file
-from ..config import RunConfig
+from ..config import GeneratorConfig, RunConfig
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
 from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator, init_weights
@@ -37,7 +37,7 @@ class Pix2PixHDRecipe(GANRecipe):
         init_weights(self.generator, t.init, t.init_gain)
         init_weights(self.discriminator, t.init, t.init_gain)
         if t.init_global:
-            self._load_global(Path(t.init_global))
+            self._load_global(Path(t.init_global), g_cfg)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = adam_optimizers(self.networks, t)
         self.adversarial = AdversarialLoss(t.gan_loss)
@@ -52,7 +52,7 @@ class Pix2PixHDRecipe(GANRecipe):
         self.device = device
         self.step = 0
 
-    def _load_global(self, source: Path) -> None:
+    def _load_global(self, source: Path, own: GeneratorConfig) -> None:
         """Initialise the global generator from a stage-1 run (or any hd checkpoint with the same global part)."""
         folder = source.parent if source.suffix == ".safetensors" else resolve_checkpoint(source)
         stage1_cfg = read_checkpoint_config(folder)
@@ -66,7 +66,15 @@ class Pix2PixHDRecipe(GANRecipe):
             g = stage1_cfg.generator
             width = g.ngf * 2**g.n_local
             hint = f"stage 2 with --n-local {self.generator.n_local} needs --ngf {width // 2**self.generator.n_local}"
-            raise ConfigError(f"--init-global {source}: {exc}; {hint} and the same global settings") from None
+            # Name the settings that differ from stage 1 (the weights' names and shapes only hint at them).
+            fields = ("norm", "n_down_global", "n_blocks_global", "in_channels", "out_channels")
+            differ = [
+                f"--{'g-norm' if f == 'norm' else f.replace('_', '-')} {getattr(g, f)}"
+                for f in fields
+                if getattr(g, f) != getattr(own, f)
+            ]
+            same = f" and stage 1's {', '.join(differ)}" if differ else " and the same global settings"
+            raise ConfigError(f"--init-global {source}: {exc}; {hint}{same}") from None
 
     def set_step(self, step: int) -> None:
         """Told by the trainer before each step (drives the frozen-global phase, also after a resume)."""
