@@ -13,7 +13,7 @@ def load_state_dict_file(path: Path, what: str) -> dict[str, torch.Tensor]:
     """Read a tensor state dict from .safetensors or a PyTorch file (weights_only), with errors naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: {what} weights file not found; metrics never download weights, pass a local file")
+        raise ConfigError(f"{path}: {what} weights file not found; diptych never downloads weights, pass a local file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
