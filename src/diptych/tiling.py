@@ -21,6 +21,7 @@ from .data.io import TIFF_EXTENSIONS, from_tensor, read_image
 from .errors import ConfigError, DataError
 
 TIFF_TILE = 256  # tile edge of streamed TIFF output (a multiple of 16, as TIFF requires)
+OUTPUT_CHUNK_ROWS = TIFF_TILE  # finished output rows are handed on this many at a time
 
 
 Span = tuple[int, int]  # [start, end) of a tile along one axis
@@ -199,14 +200,13 @@ def tiled_rows(
     h, w = source.height, source.width
     ys, xs = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
     wx = [blend_weights(xs, j) for j in range(len(xs))]
-    acc = np.zeros((0, w, out_channels), dtype=np.float32)
-    wsum = np.zeros((0, w, 1), dtype=np.float32)
-    top = 0  # image row of acc[0]
+    # One band's rows, reused: rows [top, top + band height) of the image; a band starts where the last
+    # yielded rows end, and the rows it shares with the next band are moved to the top of the buffer.
+    rows = max(e - s for s, e in ys)
+    acc = np.zeros((rows, w, out_channels), dtype=np.float32)
+    wsum = np.zeros((rows, w, 1), dtype=np.float32)
+    top = 0  # image row of acc[0]; equals the current band's first row
     for i, (y0, y1) in enumerate(ys):
-        grow = y1 - (top + acc.shape[0])
-        if grow > 0:
-            acc = np.concatenate([acc, np.zeros((grow, w, out_channels), np.float32)])
-            wsum = np.concatenate([wsum, np.zeros((grow, w, 1), np.float32)])
         band = band_input(y0, y1)
         source.release(y0 - 1)  # rows above this band (and its one-row margin) are no longer needed
         wy = blend_weights(ys, i)
@@ -222,10 +222,19 @@ def tiled_rows(
                     x0, x1 = xs[j]
                     acc[y0 - top : y1 - top, x0:x1] += out.transpose(1, 2, 0) * weight
                     wsum[y0 - top : y1 - top, x0:x1] += weight
+        del band, crops, outs  # not held while the consumer converts and writes the finished rows
         done = ys[i + 1][0] if i + 1 < len(ys) else h
-        if done > top:
-            yield acc[: done - top] / np.maximum(wsum[: done - top], 1e-8)
-            acc, wsum, top = acc[done - top :], wsum[done - top :], done
+        # Finished rows go out in small chunks, so their conversion and encoding stay small too.
+        for r in range(0, done - top, OUTPUT_CHUNK_ROWS):
+            r1 = min(r + OUTPUT_CHUNK_ROWS, done - top)
+            yield acc[r:r1] / np.maximum(wsum[r:r1], 1e-8)
+        keep = y1 - done  # rows shared with the next band
+        if keep > 0:
+            acc[:keep] = acc[done - top : y1 - top].copy()
+            wsum[:keep] = wsum[done - top : y1 - top].copy()
+        acc[max(keep, 0) :] = 0.0
+        wsum[max(keep, 0) :] = 0.0
+        top = done
 
 
 def write_tiff_streamed(
