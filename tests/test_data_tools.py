@@ -368,6 +368,37 @@ def test_check_finds_every_defect(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert f"[{kind}]" in out
 
 
+@pytest.mark.parametrize("task", [TaskOptions("edges"), TaskOptions("downscale", scale=4), TaskOptions("blur")])
+def test_check_does_not_flag_honest_sky_crops_but_still_flags_defects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], task: TaskOptions
+) -> None:
+    """128-pixel make-pairs crops of the rocket photo's sky (a dark first column, or a few Canny specks beside the
+    tower) scored 0.05 (edges) .. 0.70 (blur) and were flagged 'misaligned'; a wrong partner and a 16-pixel shift
+    in the same dataset must still be."""
+    root = tmp_path / task.task
+    rng = np.random.default_rng(0)
+    photos = {name: sample_photo(name) for name in ("rocket", "astronaut", "coffee", "chelsea")}
+    for name, photo in photos.items():
+        degraded = task.degrade(photo, np.random.default_rng(0))
+        h, w = photo.shape[:2]
+        boxes = [(19, 86), (233, 184)] if name == "rocket" else []  # the sky crops that were flagged
+        boxes += [(int(rng.integers(0, h - 128)), int(rng.integers(0, w - 144))) for _ in range(4)]
+        for k, (y, x) in enumerate(boxes):
+            write_image(root / "A" / f"{name}_{k}.png", degraded[y : y + 128, x : x + 128])
+            write_image(root / "B" / f"{name}_{k}.png", photo[y : y + 128, x : x + 128])
+        if name == "coffee":  # B shifted by 16 of 128 pixels, for the second check below (a crop with enough
+            y, x = boxes[2]  # structure: some edge maps' 16-pixel shifts score like true pairs, see the README)
+            shifted = photo[y : y + 128, x + 16 : x + 144]
+    code, out, report = check_report(capsys, root, tmp_path)
+    assert code == 0 and report["ok"], out
+    assert report["alignment"]["too_flat"] >= 1 and report["alignment"]["judged"] >= 14
+    (root / "B" / "astronaut_0.png").write_bytes((root / "B" / "chelsea_1.png").read_bytes())  # a wrong partner
+    write_image(root / "B" / "coffee_2.png", shifted)
+    code, out, report = check_report(capsys, root, tmp_path)
+    flagged = sorted(Path(p["files"][0]).stem for p in report["problems"] if p["kind"] == "misaligned")
+    assert code == 1 and flagged == ["astronaut_0", "coffee_2"], out
+
+
 def test_check_aligned_odd_width_and_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     crops = photo_crops("coffee", 32, 2)
     write_image(tmp_path / "al" / "a.png", np.concatenate([crops[0], 255 - crops[0]], axis=1))
