@@ -361,6 +361,9 @@ def test_check_finds_every_defect(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert names[2] in by_kind["size_mismatch"][0] and "40x36" in by_kind["size_mismatch"][0]
     assert "leak.png" in by_kind["duplicate"][0] and "across splits test, train" in by_kind["duplicate"][0]
     assert len(by_kind["mixed_format"]) == 1 and names[4].split(".")[0] in by_kind["mixed_format"][0]
+    odd = next(p for p in report["problems"] if p["kind"] == "mixed_format")  # the B file is the odd one, not A
+    assert odd["message"].startswith(str(train_b / names[4].split(".")[0])) and "/A/" not in odd["message"]
+    assert odd["files"] == [str(train_b / f"{names[4].split('.')[0]}.tif")]
     flagged = " ".join(by_kind["misaligned"])
     assert names[5].split(".")[0] in flagged and names[6].split(".")[0] in flagged
     assert len(by_kind["misaligned"]) == 2  # and no good pair

@@ -253,11 +253,22 @@ def _mixed_formats(facts: list[PairFacts], report: CheckReport) -> list[Problem]
     if len(formats) < 2:
         return []
     usual = formats.most_common(1)[0][0]
-    return [
-        Problem("mixed_format", f"{f.a_file}: {fmt} but most pairs are {usual}; convert it", (f.a_file, f.b_file))
-        for f in facts
-        if (fmt := f"{f.a_format} + {f.b_format}") != usual
-    ]
+    usual_a, usual_b = usual.split(" + ")
+    problems = []
+    for f in facts:
+        fmt = f"{f.a_format} + {f.b_format}"
+        if fmt == usual:
+            continue
+        # name the file whose format differs (both when both do)
+        odd = [
+            path
+            for path, side, common in ((f.a_file, f.a_format, usual_a), (f.b_file, f.b_format, usual_b))
+            if side != common
+        ]
+        problems.append(
+            Problem("mixed_format", f"{', '.join(odd)}: {fmt} but most pairs are {usual}; convert it", tuple(odd))
+        )
+    return problems
 
 
 def _misaligned(facts: list[PairFacts], report: CheckReport, min_correlation: float, robust_z: float) -> list[Problem]:
