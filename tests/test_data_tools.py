@@ -15,7 +15,7 @@ from skimage.filters import gaussian
 
 from diptych.cli import main
 from diptych.data import find_pairs
-from diptych.data.io import read_image, write_image
+from diptych.data.io import list_images, read_image, write_image
 from diptych.data.samples import sample_photo
 from diptych.data.tools.make_pairs import CropOptions, TaskOptions, make_pairs
 
@@ -122,6 +122,38 @@ def test_split_refuses_to_overwrite_and_odd_width(tmp_path: Path, capsys: pytest
     write_image(tmp_path / "pairs" / "train" / "B" / "c.png", crop)
     code, _, err = run_cli(capsys, "data", "split", tmp_path / "pairs", tmp_path / "out3")
     assert code == 1 and "A/ and B/" in err and "pairs/train" in err and not (tmp_path / "out3").exists()
+
+
+def test_combine_and_split_overwrite_remove_an_earlier_runs_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rebuilding into the same folder with --overwrite leaves only this run's images (inputs inside it are kept)."""
+    crops = photo_crops("coffee", 16, 3)
+    for i, c in enumerate(crops):
+        write_image(tmp_path / "A" / f"x{i}.png", c)
+        write_image(tmp_path / "B" / f"x{i}.png", 255 - c)
+    out = tmp_path / "ab"
+    assert run_cli(capsys, "data", "combine", tmp_path / "A", tmp_path / "B", out)[0] == 0
+    for side in ("A", "B"):
+        (tmp_path / side / "x2.png").unlink()
+    (out / "notes.txt").write_text("mine")  # not an image: left alone
+    code, text, _ = run_cli(capsys, "data", "combine", tmp_path / "A", tmp_path / "B", out, "--overwrite")
+    assert code == 0 and "removed 1 file(s)" in text
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "x0.png", "x1.png"]
+
+    split = tmp_path / "split"
+    write_image(out / "sub" / "y.png", np.concatenate([crops[2], crops[2]], axis=1))
+    assert run_cli(capsys, "data", "split", out, split)[0] == 0
+    (out / "sub" / "y.png").unlink()
+    code, text, _ = run_cli(capsys, "data", "split", out, split, "--overwrite")
+    assert code == 0 and "removed 2 file(s)" in text
+    assert sorted(p.relative_to(split).as_posix() for p in split.rglob("*.png")) == [
+        "A/x0.png", "A/x1.png", "B/x0.png", "B/x1.png",
+    ]  # fmt: skip
+
+    # the input folders inside OUT are not "an earlier run's files"
+    code, text, _ = run_cli(capsys, "data", "combine", tmp_path / "A", tmp_path / "B", tmp_path, "--overwrite")
+    assert code == 0 and len(list_images(tmp_path / "A")) == 2 and len(list_images(tmp_path / "B")) == 2
 
 
 # --- make-pairs ----------------------------------------------------------------------------------------------------
