@@ -505,6 +505,19 @@ def test_glyphs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0 and read_image(tmp_path / "al" / "U+0078.png").shape == (32, 64, 1)
 
 
+def test_glyphs_warns_once_when_glyphs_are_clipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --font-size larger than the --size canvas clips glyphs: written, with one warning line counting them."""
+    sans, serif = MPL_FONTS / "DejaVuSans.ttf", MPL_FONTS / "DejaVuSerif.ttf"
+    base = ["data", "glyphs", sans, serif, tmp_path / "g", "--chars", "AMW.", "--size", "32"]
+    code, out, err = run_cli(capsys, *base, "--font-size", "64")
+    assert code == 0 and "wrote 4 glyph pair(s)" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "warning: 3 glyph(s)" in lines[0] and "--font-size" in lines[0], err
+    assert "U+0041 U+004D U+0057" in lines[0] and "U+002E" not in lines[0]  # the full stop fits
+    code, _, err = run_cli(capsys, *base, "--overwrite")  # the default size fits
+    assert code == 0 and err == ""
+
+
 def test_glyphs_overwrite_removes_an_earlier_runs_glyphs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Rendering other characters into the same folder with --overwrite leaves only the new pairs."""
     sans, serif = MPL_FONTS / "DejaVuSans.ttf", MPL_FONTS / "DejaVuSerif.ttf"

@@ -389,6 +389,16 @@ def cmd_glyphs(args: argparse.Namespace) -> int:
         if names:
             shown = " ".join(names[:10]) + (" ..." if len(names) > 10 else "")
             print(f"skipped {len(names)} character(s) {what}: {shown}")
+    if result.clipped:
+        shown = " ".join(result.clipped[:10]) + (" ..." if len(result.clipped) > 10 else "")
+        size = (
+            f"--font-size {args.font_size}" if args.font_size else f"the default font size ({round(args.size * 0.75)})"
+        )
+        print(
+            f"diptych: warning: {len(result.clipped)} glyph(s) larger than the --size {args.size} canvas were clipped "
+            f"at {size}: {shown}; lower --font-size or raise --size",
+            file=sys.stderr,
+        )
     _print_removed(result.removed)
     return 0
 
