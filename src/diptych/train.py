@@ -195,8 +195,9 @@ class Trainer:
         )
         if d.n_layers > 0 and side // 2**d.n_layers < 3:
             rf = receptive_field(d.n_layers)
+            where = f"{self.dataset.summary.min_side_file}: " if flag == "image side" else ""  # else the crop is
             raise ConfigError(
-                f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}), which needs at "
+                f"{where}{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}), which needs at "
                 f"least {3 * 2**d.n_layers} pixels; use larger crops or fewer --n-layers"
             )
         stride = generator_stride(g)
