@@ -15,7 +15,7 @@ from skimage.filters import gaussian
 
 from diptych.cli import main
 from diptych.data import find_pairs
-from diptych.data.io import read_image, write_image
+from diptych.data.io import list_images, read_image, write_image
 from diptych.data.samples import sample_photo
 from diptych.data.tools.make_pairs import CropOptions, TaskOptions, make_pairs
 
@@ -122,6 +122,38 @@ def test_split_refuses_to_overwrite_and_odd_width(tmp_path: Path, capsys: pytest
     write_image(tmp_path / "pairs" / "train" / "B" / "c.png", crop)
     code, _, err = run_cli(capsys, "data", "split", tmp_path / "pairs", tmp_path / "out3")
     assert code == 1 and "A/ and B/" in err and "pairs/train" in err and not (tmp_path / "out3").exists()
+
+
+def test_combine_and_split_overwrite_remove_an_earlier_runs_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rebuilding into the same folder with --overwrite leaves only this run's images (inputs inside it are kept)."""
+    crops = photo_crops("coffee", 16, 3)
+    for i, c in enumerate(crops):
+        write_image(tmp_path / "A" / f"x{i}.png", c)
+        write_image(tmp_path / "B" / f"x{i}.png", 255 - c)
+    out = tmp_path / "ab"
+    assert run_cli(capsys, "data", "combine", tmp_path / "A", tmp_path / "B", out)[0] == 0
+    for side in ("A", "B"):
+        (tmp_path / side / "x2.png").unlink()
+    (out / "notes.txt").write_text("mine")  # not an image: left alone
+    code, text, _ = run_cli(capsys, "data", "combine", tmp_path / "A", tmp_path / "B", out, "--overwrite")
+    assert code == 0 and "removed 1 file(s)" in text
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "x0.png", "x1.png"]
+
+    split = tmp_path / "split"
+    write_image(out / "sub" / "y.png", np.concatenate([crops[2], crops[2]], axis=1))
+    assert run_cli(capsys, "data", "split", out, split)[0] == 0
+    (out / "sub" / "y.png").unlink()
+    code, text, _ = run_cli(capsys, "data", "split", out, split, "--overwrite")
+    assert code == 0 and "removed 2 file(s)" in text
+    assert sorted(p.relative_to(split).as_posix() for p in split.rglob("*.png")) == [
+        "A/x0.png", "A/x1.png", "B/x0.png", "B/x1.png",
+    ]  # fmt: skip
+
+    # the input folders inside OUT are not "an earlier run's files"
+    code, text, _ = run_cli(capsys, "data", "combine", tmp_path / "A", tmp_path / "B", tmp_path, "--overwrite")
+    assert code == 0 and len(list_images(tmp_path / "A")) == 2 and len(list_images(tmp_path / "B")) == 2
 
 
 # --- make-pairs ----------------------------------------------------------------------------------------------------
@@ -361,11 +393,45 @@ def test_check_finds_every_defect(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert names[2] in by_kind["size_mismatch"][0] and "40x36" in by_kind["size_mismatch"][0]
     assert "leak.png" in by_kind["duplicate"][0] and "across splits test, train" in by_kind["duplicate"][0]
     assert len(by_kind["mixed_format"]) == 1 and names[4].split(".")[0] in by_kind["mixed_format"][0]
+    odd = next(p for p in report["problems"] if p["kind"] == "mixed_format")  # the B file is the odd one, not A
+    assert odd["message"].startswith(str(train_b / names[4].split(".")[0])) and "/A/" not in odd["message"]
+    assert odd["files"] == [str(train_b / f"{names[4].split('.')[0]}.tif")]
     flagged = " ".join(by_kind["misaligned"])
     assert names[5].split(".")[0] in flagged and names[6].split(".")[0] in flagged
     assert len(by_kind["misaligned"]) == 2  # and no good pair
     for kind in by_kind:
         assert f"[{kind}]" in out
+
+
+@pytest.mark.parametrize("task", [TaskOptions("edges"), TaskOptions("downscale", scale=4), TaskOptions("blur")])
+def test_check_does_not_flag_honest_sky_crops_but_still_flags_defects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], task: TaskOptions
+) -> None:
+    """128-pixel make-pairs crops of the rocket photo's sky (a dark first column, or a few Canny specks beside the
+    tower) scored 0.05 (edges) .. 0.70 (blur) and were flagged 'misaligned'; a wrong partner and a 16-pixel shift
+    in the same dataset must still be."""
+    root = tmp_path / task.task
+    rng = np.random.default_rng(0)
+    photos = {name: sample_photo(name) for name in ("rocket", "astronaut", "coffee", "chelsea")}
+    for name, photo in photos.items():
+        degraded = task.degrade(photo, np.random.default_rng(0))
+        h, w = photo.shape[:2]
+        boxes = [(19, 86), (233, 184)] if name == "rocket" else []  # the sky crops that were flagged
+        boxes += [(int(rng.integers(0, h - 128)), int(rng.integers(0, w - 144))) for _ in range(4)]
+        for k, (y, x) in enumerate(boxes):
+            write_image(root / "A" / f"{name}_{k}.png", degraded[y : y + 128, x : x + 128])
+            write_image(root / "B" / f"{name}_{k}.png", photo[y : y + 128, x : x + 128])
+        if name == "coffee":  # B shifted by 16 of 128 pixels, for the second check below (a crop with enough
+            y, x = boxes[2]  # structure: some edge maps' 16-pixel shifts score like true pairs, see the README)
+            shifted = photo[y : y + 128, x + 16 : x + 144]
+    code, out, report = check_report(capsys, root, tmp_path)
+    assert code == 0 and report["ok"], out
+    assert report["alignment"]["too_flat"] >= 1 and report["alignment"]["judged"] >= 14
+    (root / "B" / "astronaut_0.png").write_bytes((root / "B" / "chelsea_1.png").read_bytes())  # a wrong partner
+    write_image(root / "B" / "coffee_2.png", shifted)
+    code, out, report = check_report(capsys, root, tmp_path)
+    flagged = sorted(Path(p["files"][0]).stem for p in report["problems"] if p["kind"] == "misaligned")
+    assert code == 1 and flagged == ["astronaut_0", "coffee_2"], out
 
 
 def test_check_aligned_odd_width_and_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -437,6 +503,19 @@ def test_glyphs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         capsys, "data", "glyphs", sans, sans, tmp_path / "al", "--chars", "xy", "--aligned", "--size", "32"
     )
     assert code == 0 and read_image(tmp_path / "al" / "U+0078.png").shape == (32, 64, 1)
+
+
+def test_glyphs_warns_once_when_glyphs_are_clipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --font-size larger than the --size canvas clips glyphs: written, with one warning line counting them."""
+    sans, serif = MPL_FONTS / "DejaVuSans.ttf", MPL_FONTS / "DejaVuSerif.ttf"
+    base = ["data", "glyphs", sans, serif, tmp_path / "g", "--chars", "AMW.", "--size", "32"]
+    code, out, err = run_cli(capsys, *base, "--font-size", "64")
+    assert code == 0 and "wrote 4 glyph pair(s)" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "warning: 3 glyph(s)" in lines[0] and "--font-size" in lines[0], err
+    assert "U+0041 U+004D U+0057" in lines[0] and "U+002E" not in lines[0]  # the full stop fits
+    code, _, err = run_cli(capsys, *base, "--overwrite")  # the default size fits
+    assert code == 0 and err == ""
 
 
 def test_glyphs_overwrite_removes_an_earlier_runs_glyphs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

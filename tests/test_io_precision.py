@@ -21,7 +21,7 @@ from diptych.data import open_paired_dataset
 from diptych.data.io import from_tensor, output_suffix, read_image, to_tensor, write_image
 from diptych.data.normalize import ValueStats, resolve_range, value_stats
 from diptych.errors import DataError
-from diptych.train import train
+from diptych.train import Trainer, train
 from diptych.translate import Translator
 
 from .conftest import tiny_config
@@ -323,6 +323,19 @@ def test_volume_shape_mismatch_is_an_error(tmp_path: Path) -> None:
     write_volume(tmp_path / "B" / "vol.nii", np.zeros((8, 8, 5), np.float32))
     with pytest.raises(DataError, match=r"A/vol\.nii \(8x8x4\) and .*B/vol\.nii \(8x8x5\).*same shape"):
         open_paired_dataset(data_config(tmp_path))
+
+
+def test_volume_slices_too_small_for_the_discriminator_name_the_volume(tmp_path: Path) -> None:
+    """'image side 10 is too small for the PatchGAN' must say which file holds the small slices."""
+    write_volume(tmp_path / "big" / "A" / "big.nii", noise((40, 40, 2), np.int16))
+    write_volume(tmp_path / "big" / "B" / "big.nii", noise((40, 40, 2), np.int16, seed=1))
+    for side in ("A", "B"):
+        write_volume(tmp_path / "big" / side / "small.nii.gz", noise((10, 12, 3), np.int16))
+    cfg = tiny_config(tmp_path / "big", max_steps=1)
+    cfg.data.preprocess, cfg.discriminator.n_layers = "none", 2
+    message = r"A/small\.nii\.gz \(small/slice_000\d\): image side 10 is too small for the 34x34 PatchGAN"
+    with pytest.raises(ConfigError, match=message):
+        Trainer(cfg, tmp_path / "run", progress=False)
 
 
 def test_missing_nibabel_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

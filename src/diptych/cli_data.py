@@ -271,7 +271,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_combine(args: argparse.Namespace) -> int:
     from .data.tools.combine import combine_folders
 
-    n = combine_folders(
+    n, removed = combine_folders(
         args.a_dir,
         args.b_dir,
         args.out,
@@ -282,15 +282,22 @@ def cmd_combine(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(f"wrote {n} aligned image(s) to {args.out}")
+    _print_removed(removed)
     return 0
 
 
 def cmd_split(args: argparse.Namespace) -> int:
     from .data.tools.combine import split_aligned
 
-    n = split_aligned(args.aligned_dir, args.out, f".{args.format}", args.workers, args.overwrite)
+    n, removed = split_aligned(args.aligned_dir, args.out, f".{args.format}", args.workers, args.overwrite)
     print(f"wrote {n} pair(s) to {args.out / 'A'} and {args.out / 'B'}")
+    _print_removed(removed)
     return 0
+
+
+def _print_removed(removed: int) -> None:
+    if removed:
+        print(f"removed {removed} file(s) of an earlier run that this run did not write (--overwrite)")
 
 
 def cmd_make_pairs(args: argparse.Namespace) -> int:
@@ -327,8 +334,7 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
         print(
             f"skipped {len(result.too_small)} photo(s) smaller than --crop {args.crop}: {', '.join(result.too_small)}"
         )
-    if result.removed:
-        print(f"removed {result.removed} file(s) of an earlier run that this run did not write (--overwrite)")
+    _print_removed(result.removed)
     print(f"wrote {args.out}")
     return 0
 
@@ -383,8 +389,17 @@ def cmd_glyphs(args: argparse.Namespace) -> int:
         if names:
             shown = " ".join(names[:10]) + (" ..." if len(names) > 10 else "")
             print(f"skipped {len(names)} character(s) {what}: {shown}")
-    if result.removed:
-        print(f"removed {result.removed} file(s) of an earlier run that this run did not write (--overwrite)")
+    if result.clipped:
+        shown = " ".join(result.clipped[:10]) + (" ..." if len(result.clipped) > 10 else "")
+        size = (
+            f"--font-size {args.font_size}" if args.font_size else f"the default font size ({round(args.size * 0.75)})"
+        )
+        print(
+            f"diptych: warning: {len(result.clipped)} glyph(s) larger than the --size {args.size} canvas were clipped "
+            f"at {size}: {shown}; lower --font-size or raise --size",
+            file=sys.stderr,
+        )
+    _print_removed(result.removed)
     return 0
 
 

@@ -202,9 +202,11 @@ class Trainer:
             rf = receptive_field(d.n_layers)
             need = (3 * 2**d.n_layers - 1) * 2 ** (d.num_d - 1) + 1  # the smallest side that halves to enough
             scales = f" at the coarsest of --num-d {d.num_d} scales ({coarsest} px)" if d.num_d > 1 else ""
+            # Name the file with the smallest image; when the crop size is too small, the option is the culprit.
+            where = f"{self.dataset.summary.min_side_file}: " if flag == "image side" else ""
             raise ConfigError(
-                f"{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}){scales}, which "
-                f"needs at least {need} pixels; use larger crops or fewer --n-layers"
+                f"{where}{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}){scales}, "
+                f"which needs at least {need} pixels; use larger crops or fewer --n-layers"
                 + (" or --num-d" if d.num_d > 1 else "")
             )
         stride = generator_stride(g)

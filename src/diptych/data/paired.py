@@ -33,6 +33,10 @@ class Pair:
     b_path: Path
     volume_slice: tuple[int, int] | None = None
 
+    def where(self) -> str:
+        """The pair's file for messages: A's path, with the slice's name for a slice of a NIfTI volume."""
+        return str(self.a_path) if self.volume_slice is None else f"{self.a_path} ({self.name})"
+
 
 def read_pair_arrays(pair: Pair, layout: str, labels_on: str = "") -> tuple[np.ndarray, np.ndarray]:
     """The A and B arrays of a pair (halves of an aligned image; one slice of volumes); labels_on names the side
@@ -115,6 +119,7 @@ class DatasetSummary:
     out_channels: int
     dtype: str  # sample type of the output side, which outputs are written in
     min_side: int = 0
+    min_side_file: str = ""  # the pair holding the smallest side (named when it is too small)
     skipped: tuple[str, ...] = ()
     in_range: ValueRange | None = None  # input values mapped to [-1, 1]; None = the sample type's range
     out_range: ValueRange | None = None
@@ -244,8 +249,7 @@ def _inspect_pair(pair: Pair, layout: str, labels_on: str = "", sample_size: int
             f"({a.shape[1]}x{a.shape[0]}); A and B of a pair must have the same size"
         )
     # A and B may differ in sample type (8-bit photo -> 16-bit depth): each is scaled by its own range.
-    where = str(pair.a_path) if pair.volume_slice is None else f"{pair.a_path} ({pair.name})"
-    stats = [value_stats(x, sample_size, seed * 2 + i, where) for i, x in enumerate((a, b))]
+    stats = [value_stats(x, sample_size, seed * 2 + i, pair.where()) for i, x in enumerate((a, b))]
     return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype), str(b.dtype), *stats)
 
 
@@ -393,7 +397,8 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
             )
     ref = infos[0]
     a_nc, b_nc = (ref.a_channels, ref.b_channels) if cfg.direction == "AtoB" else (ref.b_channels, ref.a_channels)
-    min_side = min(min(transform.output_size(i.height, i.width)) for i in infos)
+    min_side, smallest = min((min(transform.output_size(i.height, i.width)), k) for k, i in enumerate(infos))
+    min_side_file = good[smallest].where()
     out_dtype = ref.b_dtype if cfg.direction == "AtoB" else ref.a_dtype
     labels = None
     if cfg.label_nc:
@@ -411,7 +416,9 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
     in_range = None if labels else side_range(cfg, in_side, good, infos, base)
     out_range = side_range(cfg, out_side, good, infos, base)
     in_dtype = ref.a_dtype if cfg.direction == "AtoB" else ref.b_dtype
-    summary = DatasetSummary(layout, base, a_nc, b_nc, out_dtype, min_side, tuple(bad), in_range, out_range, in_dtype)
+    summary = DatasetSummary(
+        layout, base, a_nc, b_nc, out_dtype, min_side, min_side_file, tuple(bad), in_range, out_range, in_dtype
+    )
     return PairedDataset(good, layout, cfg.direction, transform, summary, labels)
 
 

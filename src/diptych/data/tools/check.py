@@ -23,6 +23,10 @@ ALIGN_SIZE = 64  # structure is compared at this size: enough for gross misalign
 ROBUST_Z = 4.0  # how many robust standard deviations below the dataset's median score counts as misaligned
 MIN_SIGMA = 0.05  # floor of that robust deviation: very consistent datasets would otherwise flag ordinary pairs
 FLAT = 0.15  # a side whose structure is weaker than this fraction of the dataset's median is too flat to judge
+# A side whose structure sits in fewer than this fraction of the map (one line, a few specks: a Canny map of sky) is
+# too sparse to judge: after the smoothing, its correlation rests on a handful of independent values.
+MIN_SPREAD = 0.03
+BORDER = 2  # map pixels left out at each edge: the filters see padding there, and photos often have a dark frame
 MIN_PAIRS_FOR_STATS = 8
 SHOWN = 5
 
@@ -50,6 +54,8 @@ class PairFacts:
     score: float  # correlation of A's and B's gradient magnitudes (nan when one side is flat)
     a_strength: float  # standard deviation of A's gradient magnitude map (how much structure there is to compare)
     b_strength: float
+    a_spread: float  # the fraction of A's map that carries its structure (see `spread`)
+    b_spread: float
     problems: tuple[Problem, ...] = ()
 
 
@@ -80,7 +86,9 @@ class CheckReport:
         out = [f"{self.root}: {self.layout} layout, {total} pair(s) ({splits})"]
         if self.formats:
             out.append("formats (A + B): " + ", ".join(f"{f}: {n}" for f, n in self.formats.items()))
-        if self.alignment:
+        if self.alignment and "median" not in self.alignment:
+            out.append(f"alignment: all {self.alignment['too_flat']} pair(s) too flat to judge")
+        elif self.alignment:
             a = self.alignment
             out.append(
                 f"alignment score (gradient correlation): median {a['median']:.3f}, min {a['min']:.3f}, "
@@ -106,19 +114,28 @@ class CheckReport:
         return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
 
 
-def alignment_score(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Pearson correlation of A's and B's smoothed gradient magnitudes at ALIGN_SIZE (nan if one is flat), and the
-    standard deviation of each map."""
+def structure_map(x: np.ndarray) -> np.ndarray:
+    """An image's smoothed gradient magnitude at ALIGN_SIZE x ALIGN_SIZE, without its BORDER, flattened."""
+    grey = x.astype(np.float64).mean(axis=2) / dtype_range(x.dtype)[1]
+    small = resize(grey, (ALIGN_SIZE, ALIGN_SIZE), anti_aliasing=True)
+    return gaussian(sobel(small), sigma=1.0)[BORDER:-BORDER, BORDER:-BORDER].ravel()
 
-    def structure(x: np.ndarray) -> np.ndarray:
-        grey = x.astype(np.float64).mean(axis=2) / dtype_range(x.dtype)[1]
-        small = resize(grey, (ALIGN_SIZE, ALIGN_SIZE), anti_aliasing=True)
-        return gaussian(sobel(small), sigma=1.0).ravel()
 
-    sa, sb = structure(a), structure(b)
+def spread(structure: np.ndarray) -> float:
+    """The fraction of a structure map that carries its variance (participation ratio: 1 = even, 1/N = one value)."""
+    energy = (structure - structure.mean()) ** 2
+    total = float(energy.sum())
+    return total**2 / (energy.size * float((energy**2).sum())) if total > 0 else 0.0
+
+
+def alignment_score(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Pearson correlation of A's and B's structure maps (nan if one is flat), each map's standard deviation and
+    each map's spread."""
+    sa, sb = structure_map(a), structure_map(b)
+    measures = (float(sa.std()), float(sb.std()), spread(sa), spread(sb))
     if sa.std() < 1e-12 or sb.std() < 1e-12:
-        return float("nan"), float(sa.std()), float(sb.std())
-    return float(np.corrcoef(sa, sb)[0, 1]), float(sa.std()), float(sb.std())
+        return float("nan"), *measures
+    return float(np.corrcoef(sa, sb)[0, 1]), *measures
 
 
 def _format(arr: np.ndarray) -> str:
@@ -163,7 +180,7 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
         _format(a),
         _format(b),
         digest.hexdigest(),
-        *((float("nan"),) * 3 if problems else alignment_score(a, b)),  # a stretched partner would also score low
+        *((float("nan"),) * 5 if problems else alignment_score(a, b)),  # a stretched partner would also score low
         tuple(problems),
     )
 
@@ -236,11 +253,22 @@ def _mixed_formats(facts: list[PairFacts], report: CheckReport) -> list[Problem]
     if len(formats) < 2:
         return []
     usual = formats.most_common(1)[0][0]
-    return [
-        Problem("mixed_format", f"{f.a_file}: {fmt} but most pairs are {usual}; convert it", (f.a_file, f.b_file))
-        for f in facts
-        if (fmt := f"{f.a_format} + {f.b_format}") != usual
-    ]
+    usual_a, usual_b = usual.split(" + ")
+    problems = []
+    for f in facts:
+        fmt = f"{f.a_format} + {f.b_format}"
+        if fmt == usual:
+            continue
+        # name the file whose format differs (both when both do)
+        odd = [
+            path
+            for path, side, common in ((f.a_file, f.a_format, usual_a), (f.b_file, f.b_format, usual_b))
+            if side != common
+        ]
+        problems.append(
+            Problem("mixed_format", f"{', '.join(odd)}: {fmt} but most pairs are {usual}; convert it", tuple(odd))
+        )
+    return problems
 
 
 def _misaligned(facts: list[PairFacts], report: CheckReport, min_correlation: float, robust_z: float) -> list[Problem]:
@@ -248,10 +276,18 @@ def _misaligned(facts: list[PairFacts], report: CheckReport, min_correlation: fl
     scored = [f for f in facts if np.isfinite(f.score)]
     if not scored:
         return []
-    # Near-flat crops (dark sky, blank tiles) correlate mostly noise and compression artefacts: not judged.
+    # Near-flat crops (dark sky, blank tiles) correlate mostly noise and compression artefacts, and sparse ones (an
+    # edge map holding one short line) a handful of values: not judged.
     med_a = float(np.median([f.a_strength for f in scored]))
     med_b = float(np.median([f.b_strength for f in scored]))
-    judged = [f for f in scored if f.a_strength >= FLAT * med_a and f.b_strength >= FLAT * med_b]
+    judged = [
+        f
+        for f in scored
+        if f.a_strength >= FLAT * med_a and f.b_strength >= FLAT * med_b and min(f.a_spread, f.b_spread) >= MIN_SPREAD
+    ]
+    if not judged:
+        report.alignment = {"too_flat": len(facts)}
+        return []
     valid = np.array([f.score for f in judged])
     median = float(np.median(valid))
     threshold = min_correlation

@@ -93,8 +93,9 @@ def combine_folders(
     channels: int = 0,
     workers: int = 4,
     overwrite: bool = False,
-) -> int:
-    """Write OUT/<name>.<suffix> = A|B for every pair of partners; returns the number written (all or nothing)."""
+) -> tuple[int, int]:
+    """Write OUT/<name>.<suffix> = A|B for every pair of partners (all or nothing); returns the number written and,
+    with overwrite, the number of an earlier run's images under OUT deleted because this run did not write them."""
     partners = match_partners(a_dir, b_dir)
 
     with OutputSet(out, suffix, overwrite) as outputs:
@@ -104,11 +105,16 @@ def combine_folders(
             outputs.write(p.name, pair)
 
         check_all(partners, combine, skip_bad=False, workers=workers)
-    return outputs.written
+        removed = outputs.remove_stale([out], keep=[a_dir, b_dir]) if overwrite else 0
+    return outputs.written, removed
 
 
-def split_aligned(aligned_dir: Path, out: Path, suffix: str = ".png", workers: int = 4, overwrite: bool = False) -> int:
-    """Write OUT/A/<name> and OUT/B/<name> from every A|B image under a folder; returns the number of pairs."""
+def split_aligned(
+    aligned_dir: Path, out: Path, suffix: str = ".png", workers: int = 4, overwrite: bool = False
+) -> tuple[int, int]:
+    """Write OUT/A/<name> and OUT/B/<name> from every A|B image under a folder; returns the number of pairs and,
+    with overwrite, the number of an earlier run's images under OUT/A and OUT/B deleted because this run did not
+    write them."""
     files = images_by_name(aligned_dir)
     if not files:
         raise DataError(f"{aligned_dir}: no images found")
@@ -132,4 +138,5 @@ def split_aligned(aligned_dir: Path, out: Path, suffix: str = ".png", workers: i
             outputs.write(Path("B") / name, arr[:, width // 2 :])
 
         check_all(sorted(files.items()), split, skip_bad=False, workers=workers)
-    return outputs.written // 2
+        removed = outputs.remove_stale([out / "A", out / "B"], keep=[aligned_dir]) if overwrite else 0
+    return outputs.written // 2, removed

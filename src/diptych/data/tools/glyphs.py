@@ -22,6 +22,7 @@ class GlyphResult:
     written: int = 0
     missing: list[str] = field(default_factory=list)
     blank: list[str] = field(default_factory=list)
+    clipped: list[str] = field(default_factory=list)  # written, but one font's glyph is larger than the canvas
     removed: int = 0  # glyph files of an earlier run deleted by --overwrite
 
 
@@ -69,6 +70,12 @@ def render_glyph(font: ImageFont.FreeTypeFont, char: str, canvas: int) -> np.nda
     return np.asarray(image)[:, :, None]
 
 
+def glyph_fits(font: ImageFont.FreeTypeFont, char: str, canvas: int) -> bool:
+    """Whether the character's ink box fits on a canvas x canvas square (render_glyph clips what does not)."""
+    left, top, right, bottom = font.getbbox(char)
+    return right - left <= canvas and bottom - top <= canvas
+
+
 def make_glyph_pairs(
     font_a: Path,
     font_b: Path,
@@ -100,6 +107,8 @@ def make_glyph_pairs(
             if a.min() == 255 or b.min() == 255:
                 result.blank.append(name)
                 continue
+            if not all(glyph_fits(font, char, canvas) for font in fonts):
+                result.clipped.append(name)
             if aligned:
                 outputs.write(name, np.concatenate([a, b], axis=1))
             else:

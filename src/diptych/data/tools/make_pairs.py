@@ -220,8 +220,7 @@ def make_pairs(
         if not sum(result.pairs.values()):
             raise DataError(f"{photos}: every photo is smaller than --crop {crops.size}; choose a smaller crop")
         if overwrite:
-            old = [p for split in SPLITS if (out / split).is_dir() for p in list_images(out / split)]
-            result.removed = len(outputs.remove_others(old))
+            result.removed = outputs.remove_stale([out / split for split in SPLITS], keep=[photos])
         manifest = {
             "task": asdict(task),
             "crop": asdict(crops),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
 from ...errors import DataError
-from ..io import output_suffix, write_image
+from ..io import list_images, output_suffix, write_image
 
 OUTPUT_FORMATS = ("png", "tif", "jpg")
 
@@ -65,6 +66,19 @@ class OutputSet:
         for path in stale:
             path.unlink()
         return stale
+
+    def remove_stale(self, folders: Sequence[Path], keep: Sequence[Path] = ()) -> int:
+        """With --overwrite: delete the image files under `folders` (recursively) that this run did not write, except
+        those under `keep` (the run's inputs, should they lie inside); returns how many."""
+        keep_resolved = [k.resolve() for k in keep]
+        old = [
+            p
+            for folder in folders
+            if folder.is_dir()
+            for p in list_images(folder)
+            if not any(p.resolve().is_relative_to(k) for k in keep_resolved)
+        ]
+        return len(self.remove_others(old))
 
     def __enter__(self) -> OutputSet:
         return self
