@@ -124,17 +124,9 @@ class AmpStep:
             loss.backward()
 
     def run(self, optimizer: torch.optim.Optimizer, phase: Phase) -> dict[str, Any]:
-        """Run `phase` (forwards + `backward` calls; returns (losses to log, all-finite flag)), step, and free the
-        gradients. `phase(first)` is called again with first=False inside `full_precision()` on overflow."""
+        """Zero the gradients, run `phase` (forwards + `backward` calls; returns (losses to log, all-finite flag))
+        and step. `phase(first)` is called again with first=False inside `full_precision()` on overflow."""
         optimizer.zero_grad(set_to_none=True)
-        try:
-            return self._run(optimizer, phase)
-        finally:
-            # Freed now rather than at this optimiser's next step: the other network's phase (the peak of a GAN
-            # step) then does not also hold this one's gradients (218 MB for a unet_256).
-            optimizer.zero_grad(set_to_none=True)
-
-    def _run(self, optimizer: torch.optim.Optimizer, phase: Phase) -> dict[str, Any]:
         logged, finite = phase(True)
         bad = self.any_rank(not bool(finite.item()))
         if self.precision == "fp32":
