@@ -67,10 +67,15 @@ def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int
     out = image.with_name(image.stem + "_out.tif")
     # Steady state: the first forward pass of a shape pays one-off kernel set-up, which is not per-pixel work.
     translator.translate_tensor(torch.zeros(1, 3, settings.tile, settings.tile))
-    start = time.perf_counter()
-    translator.translate_file_tiled(image, out, settings)
-    seconds = time.perf_counter() - start
-    out.unlink()
+    # Best of up to 5 runs within about 10 s: small images take a fraction of a second, where this machine's
+    # speed drifts by 20-30% from one moment to the next; an 8192 px image runs once.
+    times: list[float] = []
+    while len(times) < 5 and sum(times) < 10.0:
+        start = time.perf_counter()
+        translator.translate_file_tiled(image, out, settings)
+        times.append(time.perf_counter() - start)
+        out.unlink()
+    seconds = min(times)
     from diptych.tiling import RowSource, padded_work, plan_axis
 
     src = RowSource(image)
