@@ -438,3 +438,15 @@ def test_six_band_data_trains_and_translates(tmp_path: Path, a_name: str, b_name
     out = read_image(tiled[0])
     assert out.dtype == np.float32 and out.shape == (30, 44, 6)
     assert out.min() >= low - 1e-3 and out.max() <= high + 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint16])
+def test_to_tensor_leaves_its_input_unchanged(dtype: type) -> None:
+    """A 1-channel float32 array's planar view is the array itself; the [-1, 1] mapping must not write into it
+    (translate keeps the check pass's decoded arrays and encodes them again)."""
+    rng = np.random.default_rng(0)
+    arr = (rng.random((5, 7, 1)) * (1 if dtype is np.float32 else 200)).astype(dtype)
+    before = arr.copy()
+    first = to_tensor(arr)
+    assert np.array_equal(arr, before)
+    assert torch.equal(first, to_tensor(arr))

@@ -65,8 +65,13 @@ def test_tiles_cover_the_image_and_blend_to_one(size: int, tile: int, overlap: i
     assert np.allclose(total, 1.0, atol=1e-6)  # a partition of unity: no brightness change under overlaps
 
 
-def test_tiled_equals_whole_for_a_local_network() -> None:
-    """A 1x1-conv network has no spatial context, so tiling must reproduce the whole-image output exactly."""
+@pytest.mark.parametrize("chunk_rows", [256, 7])
+def test_tiled_equals_whole_for_a_local_network(chunk_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1x1-conv network has no spatial context, so tiling must reproduce the whole-image output exactly
+    (also when finished rows are handed on in small chunks: each row once, in order)."""
+    import diptych.tiling
+
+    monkeypatch.setattr(diptych.tiling, "OUTPUT_CHUNK_ROWS", chunk_rows)
     torch.manual_seed(0)
     t = _translator(nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 3, 1), nn.Tanh()))
     img = _photo(203, 317)
@@ -205,6 +210,23 @@ def test_plan_axis_minimises_padded_work() -> None:
         assert spans[0][0] == 0 and spans[-1][1] == size
         assert all(e - s <= 512 for s, e in spans)
         assert all(a[1] - b[0] >= 64 for a, b in itertools.pairwise(spans))
+
+
+def test_plan_axis_keeps_the_overlap_everywhere() -> None:
+    """Every pair of neighbouring tiles shares at least --overlap pixels, the short last tile included, also
+    with overlaps of more than half a tile (where blending divides by the weight sum)."""
+    rng = np.random.default_rng(0)
+    cases = [(1000, 256, 192, 256), (1000, 512, 300, 256), (171, 64, 63, 64), (2048, 1024, 64, 256)]
+    for _ in range(300):
+        stride = int(rng.choice([1, 4, 16, 64]))
+        tile = stride * int(rng.integers(1, 12))
+        cases.append((int(rng.integers(1, 3000)), tile, int(rng.integers(0, tile)), stride))
+    for size, tile, overlap, stride in cases:
+        spans = plan_axis(size, tile, overlap, stride)
+        assert spans[0][0] == 0 and spans[-1][1] == size, (size, tile, overlap, stride)
+        assert all(e - s <= max(tile, size if len(spans) == 1 else 0) for s, e in spans)
+        for a, b in itertools.pairwise(spans):
+            assert a[1] - b[0] >= overlap and b[0] > a[0], (size, tile, overlap, stride, spans)
 
 
 def test_released_rows_can_still_be_read(tmp_path: Path) -> None:

@@ -52,8 +52,10 @@ def tile_spans(size: int, tile: int, overlap: int, quantum: int = 1, stride: int
     spans = [(s, s + tile) for s in starts[:-1]]
     last = starts[-1]
     if quantum == 1:
-        earliest = spans[-2][1] if len(spans) > 1 else 0  # blending needs at most two tiles over any pixel
-        last = max(min(last, size - padded(size - last, stride)), earliest)
+        # Moved back only (never forward: that would cut its overlap), and not into the tile before its
+        # neighbour, so no more tiles share a pixel than the overlap already makes share it.
+        earliest = spans[-2][1] if len(spans) > 1 else 0
+        last = min(last, max(size - padded(size - last, stride), earliest))
     spans.append((last, size))
     return spans
 
@@ -95,8 +97,9 @@ def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> list[Span]
 
 
 def blend_weights(spans: list[Span], index: int) -> np.ndarray:
-    """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile, so the
-    weights of all tiles sum to one at every pixel."""
+    """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile. They sum
+    to one at every pixel when no more than two tiles share one (overlaps up to half a tile); `tiled_rows`
+    divides by the weight sum, so larger overlaps blend correctly too."""
     s, e = spans[index]
     w = np.ones(e - s, dtype=np.float32)
     if index > 0:
@@ -222,7 +225,7 @@ def tiled_rows(
                     x0, x1 = xs[j]
                     acc[y0 - top : y1 - top, x0:x1] += out.transpose(1, 2, 0) * weight
                     wsum[y0 - top : y1 - top, x0:x1] += weight
-        del band, crops, outs  # not held while the consumer converts and writes the finished rows
+        del band, crops, outs, out, weight  # not held while the consumer converts and writes the finished rows
         done = ys[i + 1][0] if i + 1 < len(ys) else h
         # Finished rows go out in small chunks, so their conversion and encoding stay small too.
         for r in range(0, done - top, OUTPUT_CHUNK_ROWS):
