@@ -34,24 +34,14 @@ TASKS = {
     "noise": TaskOptions("noise"),
     "edges": TaskOptions("edges"),
 }
-# The flagged-pairs run uses make-pairs' defaults (JPEG quality 20), as the README's claims about it do.
-DEFAULT_TASKS = {
-    ("jpeg" if name == "jpeg q10" else name): (TaskOptions("jpeg") if name == "jpeg q10" else task)
-    for name, task in TASKS.items()
-}
+# The flagged-pairs run uses make-pairs' default options (JPEG quality 20), as the README's claims about it do.
+DEFAULT_TASKS = {task.task: TaskOptions(task.task) for task in TASKS.values()}
 Score = tuple[float, float, float, float, float]  # correlation, structure of A and B, spread of A and B
 
 
 def judged(scores: list[Score], median_a: float, median_b: float) -> list[float]:
     """The correlations of the pairs the check would judge (finite, neither side too flat or too sparse)."""
-    return [
-        s[0]
-        for s in scores
-        if np.isfinite(s[0])
-        and s[1] >= check.FLAT * median_a
-        and s[2] >= check.FLAT * median_b
-        and min(s[3], s[4]) >= check.MIN_SPREAD
-    ]
+    return [s[0] for s in scores if np.isfinite(s[0]) and check.judgeable(s[1:], median_a, median_b)]
 
 
 def score_ranges(size: int, per_photo: int, shift: int, seed: int) -> None:

@@ -454,17 +454,18 @@ class Translator:
         Returns the good jobs and their decoded pixels, kept (up to DECODED_CACHE_BYTES) so the translation
         pass does not decode them again."""
         kept: dict[Path, tuple[np.ndarray, np.ndarray | None]] = {}
-        budget = [DECODED_CACHE_BYTES]
+        budget = DECODED_CACHE_BYTES
         lock = threading.Lock()
 
         def check(job: tuple[Path, Path]) -> None:
+            nonlocal budget
             read = self._read(job[0], aligned)
             self._encode_read(job[0], read)
             # A view (the A half of an A|B image) keeps its whole decoded image alive: count that.
             size = sum(getattr(a.base, "nbytes", a.nbytes) for a in read if a is not None)
             with lock:
-                if size <= budget[0] and not is_nifti(job[0]):
-                    budget[0] -= size
+                if size <= budget and not is_nifti(job[0]):
+                    budget -= size
                     kept[job[0]] = read
 
         good, errors = check_all(jobs, check, skip_bad)

@@ -235,8 +235,8 @@ def to_tensor(arr: np.ndarray, value_range: ValueRange | None = None) -> torch.T
     if value_range is None and planar.dtype in (np.uint8, np.uint16, np.float32):
         # A copy even for float32 input (whose transposed view may share the caller's memory: HxWx1 arrays),
         # so the in-place arithmetic below never changes the array we were given.
-        t = torch.from_numpy(planar).to(torch.float32, copy=True) if planar.flags.writeable else torch.tensor(planar)
-        t = t.float().mul_(2.0 / high).sub_(1.0)
+        source = torch.from_numpy(planar) if planar.flags.writeable else torch.tensor(planar)
+        t = source.to(torch.float32, copy=True).mul_(2.0 / high).sub_(1.0)
     else:
         # In float64, so offsets and 32-bit integers lose nothing before the result is rounded to float32.
         t = torch.from_numpy((planar.astype(np.float64) - low) * (2.0 / (high - low)) - 1.0).float()

@@ -33,9 +33,10 @@ class Pair:
     b_path: Path
     volume_slice: tuple[int, int] | None = None
 
-    def where(self) -> str:
-        """The pair's file for messages: A's path, with the slice's name for a slice of a NIfTI volume."""
-        return str(self.a_path) if self.volume_slice is None else f"{self.a_path} ({self.name})"
+    def where(self, path: Path | None = None) -> str:
+        """A file of the pair for messages (A's by default), with the slice's name for a slice of a NIfTI volume."""
+        path = self.a_path if path is None else path
+        return str(path) if self.volume_slice is None else f"{path} ({self.name})"
 
 
 def read_pair_arrays(pair: Pair, layout: str, labels_on: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -138,6 +138,13 @@ def alignment_score(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, 
     return float(np.corrcoef(sa, sb)[0, 1]), *measures
 
 
+def judgeable(measures: tuple[float, float, float, float], median_a: float, median_b: float) -> bool:
+    """Whether a pair's alignment can be judged from its structure measures (A's and B's strength and spread, as
+    alignment_score gives them) against the dataset's median strengths: not too flat, not too sparse."""
+    a_strength, b_strength, a_spread, b_spread = measures
+    return a_strength >= FLAT * median_a and b_strength >= FLAT * median_b and min(a_spread, b_spread) >= MIN_SPREAD
+
+
 def _format(arr: np.ndarray) -> str:
     return f"{arr.shape[2]} x {arr.dtype}"
 
@@ -171,12 +178,11 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
     for arr in (a, b):
         digest.update(f"{arr.shape}{arr.dtype}".encode())
         digest.update(np.ascontiguousarray(arr).tobytes())
-    where = "" if pair.volume_slice is None else f" ({pair.name})"  # a slice of a NIfTI volume
     return PairFacts(
         pair.name,
         phase,
-        f"{pair.a_path}{where}",
-        f"{pair.b_path}{where}",
+        pair.where(pair.a_path),
+        pair.where(pair.b_path),
         _format(a),
         _format(b),
         digest.hexdigest(),
@@ -280,11 +286,7 @@ def _misaligned(facts: list[PairFacts], report: CheckReport, min_correlation: fl
     # edge map holding one short line) a handful of values: not judged.
     med_a = float(np.median([f.a_strength for f in scored]))
     med_b = float(np.median([f.b_strength for f in scored]))
-    judged = [
-        f
-        for f in scored
-        if f.a_strength >= FLAT * med_a and f.b_strength >= FLAT * med_b and min(f.a_spread, f.b_spread) >= MIN_SPREAD
-    ]
+    judged = [f for f in scored if judgeable((f.a_strength, f.b_strength, f.a_spread, f.b_spread), med_a, med_b)]
     if not judged:
         report.alignment = {"too_flat": len(facts)}
         return []
