@@ -83,7 +83,9 @@ def test_tiled_equals_whole_for_a_local_network(chunk_rows: int, monkeypatch: py
 
     src = ArraySource(img)
     settings = TileSettings(64, 24, 3)
-    bands = list(tiled_rows(src, t.translate_tensor, lambda y0, y1: to_tensor(src.rows(y0, y1)), 3, settings))
+    bands = list(
+        tiled_rows(src, t.translate_tensor, lambda y0, y1, x0, x1: to_tensor(src.rows(y0, y1, x0, x1)), 3, settings)
+    )
     tiled = np.concatenate(bands)
     assert tiled.shape == whole.shape
     assert np.abs(tiled - whole).max() < 1e-5
@@ -198,8 +200,10 @@ def test_auto_tile_fits_the_budget() -> None:
 
 def test_plan_axis_minimises_padded_work() -> None:
     assert plan_axis(1000, 1024, 64, 256) == [(0, 1000)]  # fits in one tile: no overlap at all
-    # Full tiles from the left, then a short last tile instead of a whole one, extended back to the stride:
-    assert plan_axis(2048, 1024, 64, 256) == [(0, 1024), (960, 1984), (1792, 2048)]
+    # Full tiles from the left, then a short last tile instead of a whole one, extended back to the stride;
+    # between plans of equal work, the one whose shortest tile is longest (no thin strip of small tiles):
+    assert plan_axis(2048, 1024, 64, 256) == [(0, 768), (704, 1472), (1280, 2048)]
+    assert [e - s for s, e in plan_axis(4096, 2048, 64, 256)] == [1536, 1536, 1280]  # not 2048 + 2048 + 256
     assert plan_axis(8192, 1024, 64, 256)[-2:] == [(6720, 7744), (7680, 8192)]
     # Padded work: 8 x 1024 + 512 (evenly spread 1024 px tiles would need 9 x 1024); 1.0625x the image per axis.
     assert padded_work(plan_axis(8192, 1024, 64, 256), 256) == 8704

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from diptych import Translator
+from diptych.checkpoint import load_weights, resolve_checkpoint, weights_file
 from diptych.config import RunConfig
 from diptych.data.io import read_image, write_image
 from diptych.errors import ConfigError
-from diptych.nets import UNetGenerator, init_weights
+from diptych.nets import UNetGenerator, create_generator, init_weights
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config, write_folders
@@ -208,6 +210,21 @@ def test_bf16_inference_is_close_to_fp32(run_dir: Path) -> None:
     assert np.abs(fp32 - bf16).mean() < 2.0  # within a couple of 8-bit levels on average
     with pytest.raises(ConfigError, match="--precision"):
         Translator.load(run_dir, device="cpu", precision="fp8")
+
+
+def test_translator_load_rewrites_only_its_own_eval_generator(run_dir: Path) -> None:
+    eval_t = Translator.load(run_dir, device="cpu", precision="fp32")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in eval_t.generator.modules())
+    paper = Translator.load(run_dir, device="cpu", mode="paper", precision="fp32")
+    assert any(isinstance(m, nn.BatchNorm2d) for m in paper.generator.modules())  # per-image statistics need them
+    # Same pixels as the generator as trained, in eval mode.
+    generator = create_generator(eval_t.config.generator)
+    load_weights(generator, resolve_checkpoint(run_dir) / weights_file("generator"))
+    plain = Translator(generator.eval(), eval_t.config, torch.device("cpu"), mode="eval", precision="fp32")
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.generator.modules())  # handed in: left alone
+    img = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    diff = np.abs(eval_t(img).astype(int) - plain(img).astype(int))
+    assert diff.max() <= 1
 
 
 def test_folder_inputs_are_decoded_once(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,17 @@ from torch import nn
 from .config import PRECISIONS
 from .errors import ConfigError, DiptychError
 
-__all__ = ["PRECISIONS", "AmpStep", "full_precision", "in_fallback", "resolve_precision", "use_precision"]
+__all__ = [
+    "AUTOCAST_DTYPES",
+    "PRECISIONS",
+    "AmpStep",
+    "full_precision",
+    "in_fallback",
+    "resolve_precision",
+    "use_precision",
+]
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # what each precision's autocast computes in
 
 _full_precision = [False]  # set while a step is being recomputed in fp32
 
@@ -84,7 +94,7 @@ def use_precision(module: nn.Module, precision: str, device: torch.device) -> nn
         return module
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    dtype = AUTOCAST_DTYPES[precision]
     inner = module.forward
 
     @functools.wraps(inner)

@@ -39,7 +39,8 @@ from .device import resolve_device
 from .errors import CheckpointError, ConfigError, DataError
 from .exported import BACKENDS, ExportedGenerator, backend_for, exported_kind, load_exported
 from .nets import create_generator
-from .precision import PRECISIONS, resolve_precision, use_precision
+from .nets.inference import prepare_for_inference
+from .precision import AUTOCAST_DTYPES, PRECISIONS, resolve_precision, use_precision
 from .tiling import (
     RowSource,
     TileSettings,
@@ -67,7 +68,10 @@ class Translator:
         mode: str | None = None,
         seed: int = 0,
         precision: str = "fp32",
+        optimize: bool = False,
     ) -> None:
+        """optimize: the generator is this Translator's own, so in eval mode it may be rewritten for inference
+        (batch norms folded into convolutions, weights stored in the autocast type; see nets/inference.py)."""
         mode = mode or config.test_mode
         if mode not in TEST_MODES:
             raise ConfigError(f"--test-mode {mode!r} is not one of: {', '.join(TEST_MODES)}")
@@ -93,6 +97,8 @@ class Translator:
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
         self.precision = resolve_precision(precision, device, self.out_dtype.name)
+        if optimize and mode == "eval" and not isinstance(self.generator, ExportedGenerator):
+            prepare_for_inference(self.generator, AUTOCAST_DTYPES.get(self.precision))
         use_precision(self.generator, self.precision, device)
         # Convolutions in channels-last layout: 1.2x (fp32) to 1.4x (bf16) faster for a unet_256 on CPU (oneDNN),
         # and the layout cuDNN prefers on GPUs. Outputs agree with the default layout to float rounding.
@@ -154,7 +160,7 @@ class Translator:
         weights = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / weights_file("generator")
         generator = create_generator(config.generator)
         load_weights(generator, weights)
-        return cls(generator, config, resolve_device(device), mode, seed, precision)
+        return cls(generator, config, resolve_device(device), mode, seed, precision, optimize=True)
 
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -377,17 +383,19 @@ class Translator:
             if (instances.height, instances.width) != (source.height, source.width):
                 raise DataError(f"{inst_path}: size differs from its label map {src}")
 
-        def band_input(y0: int, y1: int) -> torch.Tensor:
+        def tile_input(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
             if instances is None:
-                return self.encode(source.rows(y0, y1), str(src))
-            # Boundaries need each pixel's neighbours: encode a row of margin above and below, then drop it.
+                return self.encode(source.rows(y0, y1, x0, x1), str(src))
+            # Boundaries need each pixel's neighbours: encode a pixel of margin on every side, then drop it.
             m0, m1 = max(0, y0 - 1), min(source.height, y1 + 1)
-            encoded = self.encode(source.rows(m0, m1), str(src), instances.rows(m0, m1))
-            instances.release(y0 - 1)
-            return encoded[:, y0 - m0 : y1 - m0]
+            n0, n1 = max(0, x0 - 1), min(source.width, x1 + 1)
+            encoded = self.encode(source.rows(m0, m1, n0, n1), str(src), instances.rows(m0, m1, n0, n1))
+            if x0 == 0:
+                instances.release(y0 - 1)
+            return encoded[:, y0 - m0 : y1 - m0, x0 - n0 : x1 - n0]
 
         out_c = self.config.generator.out_channels
-        bands = tiled_rows(source, self.translate_tensor, band_input, out_c, settings)
+        bands = tiled_rows(source, self.translate_tensor, tile_input, out_c, settings)
         samples = (to_samples(b, self.out_dtype, self.out_range) for b in bands)
         if dest.suffix.lower() in TIFF_EXTENSIONS:
             return write_tiff_streamed(dest, source.height, source.width, out_c, self.out_dtype, samples)

@@ -16,6 +16,8 @@ def level_channels(level: int, ngf: int) -> int:
 class DownBlock(nn.Module):
     """Encoder step: stride-2 4x4 conv, then norm and LeakyReLU(0.2) (the innermost has neither)."""
 
+    FOLDABLE = (("conv", "norm"),)  # forward applies norm straight to conv's output (see inference.py)
+
     def __init__(self, in_ch: int, out_ch: int, norm: str, outermost: bool, innermost: bool) -> None:
         super().__init__()
         use_norm = not (outermost or innermost)
@@ -30,6 +32,8 @@ class DownBlock(nn.Module):
 
 class UpBlock(nn.Module):
     """Decoder step: ReLU, 2x upsampling conv, then norm and optional dropout (the outermost ends in tanh)."""
+
+    FOLDABLE = (("conv", "norm"),)
 
     def __init__(self, in_ch: int, out_ch: int, norm: str, outermost: bool, dropout: float, upsample: str) -> None:
         super().__init__()
@@ -88,13 +92,16 @@ class UNetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.stride)
+        shape = padded.shape
         skips = []
         h = padded
+        del x, padded  # (a padded copy is not held through the whole pass)
         for block in self.down:
             h = block(h)
             skips.append(h)
+        skips.pop()  # the innermost output is h itself
         for i in reversed(range(self.depth)):
             if i < self.depth - 1:
-                h = torch.cat([skips[i], h], dim=1)
+                h = torch.cat([skips.pop(), h], dim=1)  # each skip is released once joined
             h = self.up[i](h)
-        return crop_padded(h, padded.shape, size)
+        return crop_padded(h, shape, size)
