@@ -67,10 +67,10 @@ def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int
     out = image.with_name(image.stem + "_out.tif")
     # Steady state: the first forward pass of a shape pays one-off kernel set-up, which is not per-pixel work;
     # warm up every tile shape of this image's plan (full tiles and the shorter last ones).
-    from diptych.tiling import RowSource, padded_work, plan_axis
+    from diptych.tiling import RowSource
 
     src = RowSource(image)
-    ys, xs = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (src.height, src.width))
+    ys, xs = settings.plan(src.height), settings.plan(src.width)
     for th, tw in {(e - s, f - r) for s, e in ys for r, f in xs}:
         translator.translate_tensor(torch.zeros(1, 3, th, tw))
     # Best of up to 5 runs within about 10 s: small images take a fraction of a second, where this machine's
@@ -82,9 +82,7 @@ def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int
         times.append(time.perf_counter() - start)
         out.unlink()
     seconds = min(times)
-    processed = 1.0
-    for size in (src.height, src.width):
-        processed *= padded_work(plan_axis(size, settings.tile, settings.overlap, settings.stride), settings.stride)
+    processed = settings.work(ys) * settings.work(xs)
     return {
         "seconds": seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -21,7 +21,7 @@ from diptych.data.io import read_image, write_image
 from diptych.data.samples import sample_photo
 from diptych.errors import CheckpointError, ConfigError, ExportError
 from diptych.export import export_generator
-from diptych.exported import ExportedGenerator
+from diptych.exported import ExportedGenerator, _parse_metadata
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config, write_aligned
@@ -90,9 +90,17 @@ def test_export_metadata_holds_the_configuration(exports: dict[tuple[str, str], 
     assert meta["config"]["generator"]["arch"] == "hd" and meta["config"]["test_mode"] == "eval"
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and dims[1].dim_value == 3 and dims[2].dim_param and dims[3].dim_param
+    assert meta["multiple"] == 8  # the HD generator's inputs are padded to its stride
     extra = {"diptych.json": ""}
     torch.jit.load(str(exports["unet", "torchscript"]), _extra_files=extra)
-    assert json.loads(extra["diptych.json"])["stride"] == 16
+    unet_meta = json.loads(extra["diptych.json"])
+    assert (unet_meta["stride"], unet_meta["multiple"], unet_meta["min_side"]) == (16, 16, 16)
+    for fmt in ("onnx", "torchscript"):
+        generator = Translator.load(exports["unet", fmt]).generator
+        assert (generator.stride, generator.multiple, generator.min_side) == (16, 16, 16)
+    # Exports made before per-level padding carry no "multiple": their inputs are padded to the stride.
+    old = {k: v for k, v in unet_meta.items() if k != "multiple"} | {"stride": 64}
+    assert _parse_metadata(json.dumps(old), Path("old.pt"))[1] == (64, 64, 16)
 
 
 @pytest.mark.parametrize("arch", ["unet", "hd"])
@@ -258,3 +266,28 @@ def test_backend_benchmark_smoke() -> None:
     assert (
         "| torch fp32 |" in out and "| onnxruntime (fp32) |" in out and "export parity: max |onnx - pytorch| = " in out
     )
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: str) -> None:
+    """Depth 6: inputs are padded to 32, and the level fed 96 / 32 = 3 pixels pads itself to 4 inside the graph;
+    the exported graph does the same at sizes it was not traced at."""
+    from diptych.checkpoint import write_checkpoint_folder
+    from diptych.config import RunConfig
+    from diptych.nets import create_generator, init_weights
+
+    config = RunConfig()
+    config.generator.in_channels = config.generator.out_channels = 3
+    config.generator.depth, config.generator.ngf = 6, 4
+    config.data.sample_type = "uint8"
+    torch.manual_seed(0)
+    generator = create_generator(config.generator)
+    init_weights(generator, "xavier", 1.0)
+    checkpoint = write_checkpoint_folder(tmp_path / "ckpt", config.validate(), {"generator": generator})
+    result = export_generator(checkpoint, tmp_path / f"deep{SUFFIX[fmt]}", fmt, check_sizes=[(96, 160), (70, 131)])
+    assert result.max_abs_diff <= 1e-4
+    exported = Translator.load(result.path).generator
+    assert (exported.stride, exported.multiple, exported.min_side) == (64, 32, 64)
+    x = torch.rand(2, 3, 160, 224) * 2 - 1  # 160 / 32 = 5 and 224 / 32 = 7: odd at level 5, not traced
+    with torch.no_grad():
+        assert (exported(x) - generator.eval()(x)).abs().max() <= 1e-4

@@ -21,6 +21,20 @@ def test_unet_any_size_and_depth(depth: int, size: tuple[int, int]) -> None:
     assert y.abs().max() <= 1.0  # tanh output
 
 
+def test_unet_levels_pad_themselves_instead_of_the_input() -> None:
+    """An 1100 px side costs 1120 px of work, not 1280 (depth 8): the input is padded to a multiple of 32, and
+    deeper levels give their odd inputs one reflected row or column."""
+    g = UNetGenerator(3, 3, depth=7, ngf=4).eval()
+    seen: list[tuple[int, ...]] = []
+    hooks = [b.register_forward_pre_hook(lambda _, a: seen.append(tuple(a[0].shape[-2:]))) for b in g.down]
+    assert g(torch.rand(1, 3, 1100, 200)).shape == (1, 3, 1100, 200)
+    assert seen == [(1120, 224), (560, 112), (280, 56), (140, 28), (70, 14), (36, 8), (18, 4)]
+    for h in hooks:
+        h.remove()
+    assert g(torch.rand(1, 3, 5, 9)).shape == (1, 3, 5, 9)  # below the stride: padded up to it first
+    assert (g.stride, g.multiple, g.min_side) == (128, 32, 128)
+
+
 def test_unet_256_matches_reference_layout() -> None:
     g = UNetGenerator(3, 3, depth=8, ngf=64)
     names = [n for n, _ in g.named_parameters()]

@@ -172,8 +172,8 @@ def test_tiled_folder_with_a_bad_input_writes_nothing_or_skips_it(tmp_path: Path
 
 
 def test_tile_errors() -> None:
-    t = _unet_translator()  # stride 32
-    with pytest.raises(ConfigError, match=r"--tile 48 must be a multiple of the network stride 32"):
+    t = _unet_translator()  # depth 5: stride 32, inputs padded to a multiple of 32
+    with pytest.raises(ConfigError, match=r"--tile 48 must be a multiple of the network stride 32; try --tile 64"):
         t.tile_settings(48, 8, None)
     with pytest.raises(ConfigError, match=r"--tile 16 must be a multiple"):
         t.tile_settings(16, 4, None)
@@ -255,7 +255,11 @@ def test_hd_generator_tiles_small_images_and_too_small_tiles(tmp_path: Path) -> 
     assert out.shape == (70, 90, 3)
     # ... and at most half a tile: small tiles (or what --tile auto picks on a small budget) need no --overlap.
     assert t.tile_settings(16, None, None).overlap == 8
-    assert t.tile_settings("auto", None, 1).tile == 8 and t.tile_settings("auto", None, 1).overlap == 4
+    assert t.tile_settings("auto", None, 1).tile == 16 and t.tile_settings("auto", None, 1).overlap == 8
+    with pytest.raises(ConfigError, match=r"--tile 12 must be a multiple of the network stride 8; try --tile 16"):
+        t.tile_settings(12, 4, None)
+    with pytest.raises(ConfigError, match=r"--tile 8 is smaller than the network's smallest input \(16 px\)"):
+        t.tile_settings(8, 4, None)
 
 
 def test_planar_and_page_stack_tiffs_stream_as_channels(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """`diptych export`: a trained generator as ONNX or TorchScript, checked against PyTorch on real images.
 
 The exported graph is the generator at inference settings (eval mode: running BatchNorm statistics, no dropout) for
-inputs of any batch size whose height and width are multiples of the network's stride (at least `min_side`);
-the loader in exported.py pads other sizes exactly as the PyTorch generator does. The run configuration travels in
+inputs of any batch size whose height and width are at least its minimum side and, for the HD generator, multiples
+of its stride (a U-Net graph takes any size: its levels pad themselves); the loader in exported.py pads other sizes
+exactly as the PyTorch generator does. The run configuration travels in
 the file (ONNX metadata_props / TorchScript extra file), so `diptych translate model.onnx ...` needs nothing else.
 The file is written to a temporary name and renamed only after the parity check passes.
 """
@@ -35,7 +36,7 @@ from .exported import (
     exported_kind,
     load_exported,
 )
-from .nets import generator_stride
+from .nets import generator_padding, generator_stride
 from .translate import Translator
 
 FORMATS = ("onnx", "torchscript")
@@ -88,11 +89,6 @@ def default_export_path(checkpoint: Path, fmt: str) -> Path:
     """<checkpoint name>.onnx / .pt in the current folder (a run folder's name, or the checkpoint folder's)."""
     name = checkpoint.parent.name if checkpoint.suffix == ".safetensors" else checkpoint.resolve().name
     return Path(name + SUFFIXES[fmt])
-
-
-def min_side(arch: str, stride: int) -> int:
-    """The smallest padded side a generator accepts (HDGenerator pads to at least two strides, see its forward)."""
-    return 2 * stride if arch == "hd" else 0
 
 
 def default_check_sizes(stride: int, minimum: int) -> list[tuple[int, int]]:
@@ -149,16 +145,16 @@ def export_generator(
     if hasattr(generator, "checkpointing"):
         generator.checkpointing = False  # activation checkpointing is a training-time detail
     stride = generator_stride(config.generator)
-    minimum = min_side(arch, stride)
+    multiple, minimum = generator_padding(config.generator)
     sizes = list(check_sizes) if check_sizes else default_check_sizes(stride, minimum)
     inputs = _check_inputs(translator, check_images)
-    metadata = export_metadata(config, stride, minimum)
+    metadata = export_metadata(config, stride, multiple, minimum)
     blocks = max(2, -(-minimum // stride))  # example size in strides; >= 2 so no dimension is specialised to 1
     example = torch.zeros(1, config.generator.in_channels, blocks * stride, blocks * stride)
     with atomic_path(out) as tmp:
         with _quiet_exporter():
             if fmt == "onnx":
-                opset = _export_onnx(generator, example, stride, -(-max(minimum, 1) // stride), metadata, tmp, opset)
+                opset = _export_onnx(generator, example, multiple, minimum, metadata, tmp, opset)
             else:
                 _export_torchscript(generator, example, metadata, tmp)
         exported, _ = load_exported(tmp, torch.device("cpu"), fmt)
@@ -230,21 +226,22 @@ def _require_onnx() -> None:
 def _export_onnx(
     generator: nn.Module,
     example: torch.Tensor,
-    stride: int,
-    min_blocks: int,
+    multiple: int,
+    minimum: int,
     metadata: str,
     dest: Path,
     opset: int | None,
 ) -> int:
-    """torch.onnx's dynamo exporter with dynamic batch and H, W = stride * (any whole number >= min_blocks)."""
+    """torch.onnx's dynamo exporter with dynamic batch and H, W >= minimum (multiples of `multiple`)."""
     import onnx
     from torch.export import Dim
 
-    dims = {
-        0: Dim("batch"),
-        2: stride * Dim("height_blocks", min=min_blocks),
-        3: stride * Dim("width_blocks", min=min_blocks),
-    }
+    def side(name: str) -> object:
+        return (
+            Dim(name, min=minimum) if multiple == 1 else multiple * Dim(f"{name}_blocks", min=-(-minimum // multiple))
+        )
+
+    dims = {0: Dim("batch"), 2: side("height"), 3: side("width")}
     try:
         program = torch.onnx.export(
             generator,
@@ -263,7 +260,9 @@ def _export_onnx(
         ) from exc
     proto = program.model_proto
     proto.metadata_props.add(key=METADATA_KEY, value=metadata)
-    proto.doc_string = "diptych generator; input: N x C x H x W in [-1, 1], H and W multiples of the stride"
+    proto.doc_string = f"diptych generator; input: N x C x H x W in [-1, 1], H and W at least {minimum}" + (
+        f" and multiples of {multiple}" if multiple > 1 else ""
+    )
     got = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if opset is not None and got != opset:  # the exporter keeps its own opset when conversion fails
         raise ExportError(f"--opset {opset}: the exporter could not convert the graph (it produced opset {got})")
@@ -283,7 +282,8 @@ def _check_writable(out: Path) -> None:
 
 
 def _export_torchscript(generator: nn.Module, example: torch.Tensor, metadata: str, dest: Path) -> None:
-    """torch.jit.trace at a stride-multiple size: the padding branches are not taken, so the graph is size-generic."""
+    """torch.jit.trace at a stride-multiple size. The input padding branches are not taken and the U-Net's per-level
+    padding is traced from the sizes' parity, so the graph is size-generic."""
     try:
         with torch.no_grad():
             traced = torch.jit.trace(generator, example, check_trace=False)

@@ -1,8 +1,9 @@
 """Run generators exported by `diptych export` (ONNX via onnxruntime, TorchScript via torch.jit) like a checkpoint.
 
 An exported graph holds the generator at inference settings for inputs whose height and width are multiples of the
-network's stride; `ExportedGenerator` reflect-pads any input to that multiple and crops the output back, exactly as the
-PyTorch generator does internally, so the translator treats both the same way.
+network's padding multiple (1 for a U-Net, whose levels pad themselves inside the graph; the stride for the HD
+generator) and at least its minimum side; `ExportedGenerator` reflect-pads any input to that and crops the output
+back, exactly as the PyTorch generator does internally, so the translator treats both the same way.
 """
 
 from __future__ import annotations
@@ -28,10 +29,17 @@ BACKENDS = ("torch", "onnxruntime")
 ONNX_EXTRA_HINT = "pip install 'diptych[onnx]'"
 
 
-def export_metadata(config: RunConfig, stride: int, min_side: int) -> str:
+def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int) -> str:
     """The JSON stored in an exported file: what it is, the run configuration and the input constraints."""
     return json.dumps(
-        {"format": EXPORT_TAG, "version": 1, "stride": stride, "min_side": min_side, "config": config.to_dict()}
+        {
+            "format": EXPORT_TAG,
+            "version": 1,
+            "stride": stride,
+            "multiple": multiple,
+            "min_side": min_side,
+            "config": config.to_dict(),
+        }
     )
 
 
@@ -54,20 +62,23 @@ def backend_for(kind: str | None) -> str:
 
 
 class ExportedGenerator(nn.Module):
-    """An exported generator behind the nn.Module interface: pads to the stride, runs the graph, crops back."""
+    """An exported generator behind the nn.Module interface: pads to the graph's multiple, runs it, crops back."""
 
     def __init__(
-        self, run: Callable[[torch.Tensor], torch.Tensor], stride: int, min_side: int, backend: str, path: Path
+        self,
+        run: Callable[[torch.Tensor], torch.Tensor],
+        padding: tuple[int, int, int],
+        backend: str,
+        path: Path,
     ) -> None:
         super().__init__()
         self._run = run
-        self.stride = stride
-        self.min_side = min_side
+        self.stride, self.multiple, self.min_side = padding
         self.backend = backend
         self.path = path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, size = pad_to_multiple(x, self.stride, minimum=self.min_side)
+        padded, size = pad_to_multiple(x, self.multiple, minimum=self.min_side)
         return crop_padded(self._run(padded.float().contiguous()), padded.shape, size)
 
 
@@ -88,7 +99,9 @@ def load_exported(
     )
 
 
-def _parse_metadata(raw: str | None, path: Path) -> tuple[RunConfig, int, int]:
+def _parse_metadata(raw: str | None, path: Path) -> tuple[RunConfig, tuple[int, int, int]]:
+    """The stored config and (stride, padding multiple, minimum side); exports made before per-level padding
+    (no "multiple") take inputs padded to the stride."""
     if not raw:
         raise CheckpointError(
             f"{path}: has no diptych metadata, so it was not exported by diptych; use `diptych export`"
@@ -98,7 +111,8 @@ def _parse_metadata(raw: str | None, path: Path) -> tuple[RunConfig, int, int]:
         if meta.get("format") != EXPORT_TAG:
             raise ValueError("not a diptych export")
         config = RunConfig.from_dict(meta["config"], source=str(path)).validate()
-        return config, int(meta["stride"]), int(meta["min_side"])
+        stride = int(meta["stride"])
+        return config, (stride, int(meta.get("multiple", stride)), int(meta["min_side"]))
     except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: damaged diptych export metadata ({exc}); export the model again") from None
 
@@ -126,7 +140,7 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, Run
     except Exception as exc:  # onnxruntime raises its own pybind exception types for bad files
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a valid ONNX model ({first})") from None
-    config, stride, min_side = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+    config, padding = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     g = config.generator
     if (
@@ -145,7 +159,7 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, Run
         out = session.run(None, {input_name: x.detach().cpu().numpy().astype(np.float32, copy=False)})[0]
         return torch.from_numpy(out).to(x.device)
 
-    return ExportedGenerator(run, stride, min_side, "onnxruntime", path), config
+    return ExportedGenerator(run, padding, "onnxruntime", path), config
 
 
 def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerator, RunConfig]:
@@ -158,10 +172,10 @@ def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerat
         first = str(exc).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: not a valid TorchScript model ({first})") from None
     raw = extra[METADATA_KEY]
-    config, stride, min_side = _parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
+    config, padding = _parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
     module.eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
-    return ExportedGenerator(run, stride, min_side, "torch", path), config
+    return ExportedGenerator(run, padding, "torch", path), config

@@ -27,20 +27,20 @@ OUTPUT_CHUNK_ROWS = TIFF_TILE  # finished output rows are handed on this many at
 Span = tuple[int, int]  # [start, end) of a tile along one axis
 
 
-def padded(length: int, stride: int) -> int:
-    """`length` rounded up to a multiple of the network stride (what the network actually processes)."""
-    return -(-length // stride) * stride
+def padded(length: int, multiple: int, minimum: int = 0) -> int:
+    """`length` rounded up to a multiple of `multiple`, and at least `minimum` (what the network processes)."""
+    return max(-(-length // multiple) * multiple, minimum)
 
 
-def tile_spans(size: int, tile: int, overlap: int, quantum: int = 1, stride: int = 1) -> list[Span]:
+def tile_spans(size: int, tile: int, overlap: int, quantum: int = 1, multiple: int = 1, minimum: int = 0) -> list[Span]:
     """Tiles of length `tile` covering [0, size) from the left, neighbours sharing >= `overlap` pixels.
 
     Each tile starts as late as the overlap allows, on a multiple of `quantum`; the last one ends at the image
     edge and is shorter, so an awkward size costs a small last tile, not a whole one. With `quantum` = the
     network's stride, each tile's downsampling grid and end padding line up with the whole image's, so a
     generator whose receptive field fits in the overlap gives the whole-image output exactly. With quantum 1
-    the last tile is extended back to a multiple of `stride` (real pixels instead of padding), unless that
-    would reach into the tile before its neighbour."""
+    the last tile is extended back to what the network would pad it to (`padded(length, multiple, minimum)`:
+    real pixels instead of padding), unless that would reach into the tile before its neighbour."""
     if size <= tile:
         return [(0, size)]
     step = tile - overlap
@@ -55,7 +55,7 @@ def tile_spans(size: int, tile: int, overlap: int, quantum: int = 1, stride: int
         # Moved back only (never forward: that would cut its overlap), and not into the tile before its
         # neighbour, so no more tiles share a pixel than the overlap already makes share it.
         earliest = spans[-2][1] if len(spans) > 1 else 0
-        last = min(last, max(size - padded(size - last, stride), earliest))
+        last = min(last, max(size - min(padded(size - last, multiple, minimum), tile), earliest))
     spans.append((last, size))
     return spans
 
@@ -67,20 +67,24 @@ def alignment(stride: int, overlap: int) -> int:
     return stride if 1 < stride <= overlap else 1
 
 
-def padded_work(spans: list[Span], stride: int) -> int:
-    """Pixels the network processes along an axis: every tile padded to the stride."""
-    return sum(padded(e - s, stride) for s, e in spans)
+def padded_work(spans: list[Span], multiple: int, minimum: int = 0) -> int:
+    """Pixels the network processes along an axis: every tile padded as the network pads it."""
+    return sum(padded(e - s, multiple, minimum) for s, e in spans)
 
 
-def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> list[Span]:
-    """The tiles along an axis (see `tile_spans`) of the length, a multiple of `stride` up to `tile_max`, that
-    needs the least padded work.
+def plan_axis(
+    size: int, tile_max: int, overlap: int, stride: int, multiple: int | None = None, minimum: int = 0
+) -> list[Span]:
+    """The tiles along an axis (see `tile_spans`) of the length up to `tile_max` that needs the least work.
 
-    Small tiles cost more per pixel (per-tile overhead, a 1x1 bottleneck), modelled as `stride` extra pixels
-    per tile, so a smaller tile is chosen only when it saves clearly (on 2 Zen 4 cores a unet_256 runs
-    256-pixel tiles at 0.56 s/MP and 512-pixel or larger ones at 0.31-0.33). Between plans of equal cost the
-    one whose shortest tile is longest wins: 1536 + 1536 + 1280 rather than 2048 + 2048 + 256 pixels, which
-    is as much work on paper but runs the thin strip of tiles at the small-tile rate."""
+    Tile lengths are multiples of `multiple` (default: `stride`; 1 for a U-Net, whose levels pad themselves),
+    and the network pads a tile to at least `minimum`. Small tiles cost more per pixel (per-tile overhead, a
+    1x1 bottleneck), modelled as `stride` extra pixels per tile, so a smaller tile is chosen only when it saves
+    clearly (on 2 Zen 4 cores a unet_256 runs 256-pixel tiles at 0.56 s/MP and 512-pixel or larger ones at
+    0.31-0.33). Between plans of equal cost the one whose shortest tile is longest wins: three tiles of 726
+    pixels on a 2048 pixel side rather than two of 1024 and a thin one, as much work on paper but the thin
+    strip runs at the small-tile rate."""
+    multiple = stride if multiple is None else multiple
     if size <= tile_max:
         return [(0, size)]  # one tile: no overlap needed at all
     quantum = alignment(stride, overlap)
@@ -88,11 +92,11 @@ def plan_axis(size: int, tile_max: int, overlap: int, stride: int) -> list[Span]
         quantum = 1  # an overlap this close to the tile leaves no room to align the starts
     best: list[Span] = []
     best_cost = (math.inf, 0)
-    for tile in range(tile_max - tile_max % stride, 0, -stride):
-        if tile - overlap < quantum:
-            break
-        spans = tile_spans(size, tile, overlap, quantum, stride)
-        cost = (padded_work(spans, stride) + stride * len(spans), -min(e - s for s, e in spans))
+    for tile in range(tile_max - tile_max % multiple, 0, -multiple):
+        if tile - overlap < quantum or (best and tile < minimum):
+            break  # (tiles shorter than the minimum are padded up to it: as much work for less image)
+        spans = tile_spans(size, tile, overlap, quantum, multiple, minimum)
+        cost = (padded_work(spans, multiple, minimum) + stride * len(spans), -min(e - s for s, e in spans))
         if cost < best_cost:
             best, best_cost = spans, cost
     return best
@@ -172,20 +176,37 @@ class RowSource:
 
 @dataclass(frozen=True)
 class TileSettings:
-    """Tile edge and overlap in pixels, and how many tiles go through the network at once."""
+    """Tile edge and overlap in pixels, how many tiles go through the network at once, and the network's
+    geometry: its total downsampling, and how it pads inputs (to a multiple of `multiple`, at least `minimum`)."""
 
     tile: int
     overlap: int
     batch_size: int = 1
-    stride: int = 1  # the network's: tiles are multiples of it
+    stride: int = 1
+    multiple: int = 1
+    minimum: int = 0
+
+    def plan(self, size: int) -> list[Span]:
+        """The tiles along an axis of `size` pixels."""
+        return plan_axis(size, self.tile, self.overlap, self.stride, self.multiple, self.minimum)
+
+    def work(self, spans: list[Span]) -> int:
+        """Pixels the network processes along an axis."""
+        return padded_work(spans, self.multiple, self.minimum)
 
 
-def check_tiles(settings: TileSettings, stride: int) -> None:
-    """Reject tiles the network cannot use and overlaps that leave no progress."""
-    if settings.tile < stride or settings.tile % stride:
-        nearest = max(stride, round(settings.tile / stride) * stride)
+def check_tiles(settings: TileSettings) -> None:
+    """Reject tiles the network cannot use (or would pad up to a larger size) and overlaps that leave no progress."""
+    multiple, minimum = settings.multiple, max(settings.multiple, settings.minimum)
+    if settings.tile % multiple:
+        nearest = max(minimum, round(settings.tile / multiple) * multiple)
         raise ConfigError(
-            f"--tile {settings.tile} must be a multiple of the network stride {stride} (2**depth); try --tile {nearest}"
+            f"--tile {settings.tile} must be a multiple of the network stride {multiple}; try --tile {nearest}"
+        )
+    if settings.tile < minimum:
+        raise ConfigError(
+            f"--tile {settings.tile} is smaller than the network's smallest input ({minimum} px), to which every "
+            f"tile would be padded; use --tile {minimum} or more"
         )
     if not 0 <= settings.overlap < settings.tile:
         raise ConfigError(f"--overlap {settings.overlap} must be >= 0 and smaller than --tile {settings.tile}")
@@ -213,7 +234,7 @@ def tiled_rows(
     it on every side (rows from y0 - 1 on stay readable until the band is done). Inputs are encoded tile by
     tile, so a one-hot label map of many classes never exists at band size."""
     h, w = source.height, source.width
-    ys, xs = (plan_axis(n, settings.tile, settings.overlap, settings.stride) for n in (h, w))
+    ys, xs = settings.plan(h), settings.plan(w)
     wx = [torch.from_numpy(blend_weights(xs, j)) for j in range(len(xs))]
     total_y = torch.from_numpy(axis_totals(ys, h)).clamp_min_(1e-8)[:, None, None]
     total_x = torch.from_numpy(axis_totals(xs, w)).clamp_min_(1e-8)[None, :, None]
@@ -293,10 +314,11 @@ def to_samples(band: np.ndarray, dtype: np.dtype, value_range: tuple[float, floa
     return from_tensor(torch.from_numpy(np.ascontiguousarray(band.transpose(2, 0, 1))), dtype, value_range)
 
 
-def auto_tile(bytes_per_pixel: float, budget: int, stride: int, cap: int = 4096) -> int:
-    """The largest tile (a multiple of the stride, at least one stride) whose activations fit in `budget` bytes."""
+def auto_tile(bytes_per_pixel: float, budget: int, stride: int, cap: int = 4096, minimum: int = 0) -> int:
+    """The largest tile (a multiple of the stride, at least one stride and `minimum`) whose activations fit in
+    `budget` bytes."""
     side = int(math.sqrt(max(budget, 1) / max(bytes_per_pixel, 1e-9)))
-    return int(min(cap, max(stride, side // stride * stride)))
+    return int(min(cap, max(stride, minimum, side // stride * stride)))
 
 
 def available_memory() -> int:

@@ -301,13 +301,18 @@ class Translator:
     ) -> TileSettings:
         """Resolve --tile/--overlap (and the budget for --tile auto) into checked settings."""
         stride = getattr(self.generator, "stride", 1)
+        geometry = {
+            "stride": stride,
+            "multiple": getattr(self.generator, "multiple", stride),
+            "minimum": getattr(self.generator, "min_side", 0),
+        }
         if self.mode == "paper":
             raise ConfigError("--tile needs --test-mode eval: per-tile batch statistics and dropout would show seams")
         if tile == "auto":
             if isinstance(self.generator, ExportedGenerator):
                 raise ConfigError("--tile auto measures the PyTorch network; with an exported model give --tile N")
             budget = memory_budget or available_memory() // 2
-            tile = auto_tile(self.bytes_per_pixel() * max(1, batch_size), budget, stride)
+            tile = auto_tile(self.bytes_per_pixel() * max(1, batch_size), budget, stride, minimum=geometry["minimum"])
         if isinstance(tile, str):
             try:
                 tile = int(tile)
@@ -315,11 +320,11 @@ class Translator:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
             overlap = min(max(16, tile // 8), tile // 2)  # small tiles (a shallow network) still get a default
-        check_tiles(TileSettings(tile, overlap, 1, stride), stride)
+        check_tiles(TileSettings(tile, overlap, 1, **geometry))
         # Tiles per forward pass: --batch-size, but at most about a megapixel of tiles (large tiles already keep
         # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).
         batch = max(1, min(batch_size, TILE_BATCH_PIXELS // (tile * tile)))
-        settings = TileSettings(tile, overlap, batch, stride)
+        settings = TileSettings(tile, overlap, batch, **geometry)
         try:  # the network itself decides what it can take (instance norm needs > 1 pixel at the bottleneck)
             self.translate_tensor(torch.zeros(1, self.in_channels, tile, tile))
         except (ValueError, RuntimeError) as exc:

@@ -135,6 +135,8 @@ class HDGenerator(nn.Module):
         )
         self.head = _output_head(ngf, out_channels) if n_local else nn.Identity()
         self.stride = 2 ** (n_down_global + n_local)
+        self.multiple = self.stride  # input sides are reflect-padded to a multiple of the stride
+        self.min_side = 2 * self.stride  # at least two pixels at the bottleneck (reflection pads, instance norms)
         self.checkpointing = False  # recompute residual blocks in backward to save activation memory
 
     def load_global(self, state: dict[str, torch.Tensor]) -> None:
@@ -154,8 +156,7 @@ class HDGenerator(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # At least two pixels at the bottleneck: its reflection pads and instance norms need them.
-        padded, size = pad_to_multiple(x, self.stride, minimum=2 * self.stride)
+        padded, size = pad_to_multiple(x, self.multiple, minimum=self.min_side)
         pyramid = [padded]
         for _ in range(self.n_local):
             pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False))

@@ -65,6 +65,15 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 0) -> tuple[t
     return x, (h, w)
 
 
+def pad_to_even(x: torch.Tensor) -> torch.Tensor:
+    """Reflect-pad one row at the bottom and one column at the right where H or W is odd (a stride-2 level's
+    input), so the level halves it exactly; a no-op (no copy) for even sizes. Exported graphs pad by the
+    sizes' parity unconditionally, which ONNX and TorchScript express for any input size."""
+    if torch.compiler.is_exporting() or torch.jit.is_tracing() or x.shape[-1] % 2 or x.shape[-2] % 2:
+        return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="reflect")
+    return x
+
+
 def crop_padded(y: torch.Tensor, x_padded_shape: torch.Size, size: tuple[int, int]) -> torch.Tensor:
     """Undo pad_to_multiple on an output of the same spatial size as the padded input."""
     h, w = size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
+from .layers import conv_bias, make_norm, pad_to_even, pad_to_multiple
 
 
 def level_channels(level: int, ngf: int) -> int:
@@ -54,7 +54,13 @@ class UpBlock(nn.Module):
 
 
 class UNetGenerator(nn.Module):
-    """pix2pix U-Net: `depth` stride-2 levels with skip connections; inputs of any size are reflect-padded."""
+    """pix2pix U-Net: `depth` stride-2 levels with skip connections, for inputs of any size.
+
+    Inputs are reflect-padded to a multiple of 2**min(depth, 5) (32), not of 2**depth: deeper levels even out
+    their own (small) inputs with one reflected row or column where a side is odd, and the decoder crops each
+    upsampled map to its skip's size. A 1100 px side costs 1120 px of work instead of 1280, and the large
+    upper levels never see odd sizes (which run 30% slower on oneDNN). Inputs smaller than 2**depth are
+    padded up to it, so that every level has at least two pixels."""
 
     def __init__(
         self,
@@ -70,7 +76,9 @@ class UNetGenerator(nn.Module):
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.depth = depth
-        self.stride = 2**depth
+        self.stride = 2**depth  # the total downsampling
+        self.multiple = 2 ** min(depth, 5)  # input sides are padded to a multiple of this (see the docstring)
+        self.min_side = self.stride
         chans = [level_channels(i, ngf) for i in range(depth)]
         self.down = nn.ModuleList(
             DownBlock(
@@ -91,17 +99,17 @@ class UNetGenerator(nn.Module):
             self.up.append(UpBlock(in_ch, out_ch, norm, outermost=i == 0, dropout=drop, upsample=upsample))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, size = pad_to_multiple(x, self.stride)
-        shape = padded.shape
+        height, width = x.shape[-2:]
+        h, _ = pad_to_multiple(x, self.multiple, minimum=self.min_side)
+        del x  # (a padded copy is not held through the whole pass)
         skips = []
-        h = padded
-        del x, padded  # (a padded copy is not held through the whole pass)
         for block in self.down:
-            h = block(h)
+            h = block(pad_to_even(h))
             skips.append(h)
         skips.pop()  # the innermost output is h itself
         for i in reversed(range(self.depth)):
             if i < self.depth - 1:
-                h = torch.cat([skips.pop(), h], dim=1)  # each skip is released once joined
+                skip = skips.pop()  # released once joined
+                h = torch.cat([skip, h[..., : skip.shape[-2], : skip.shape[-1]]], dim=1)
             h = self.up[i](h)
-        return crop_padded(h, shape, size)
+        return h[..., :height, :width]
