@@ -93,7 +93,7 @@ def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
