@@ -114,6 +114,8 @@ class HDGenerator(nn.Module):
     into a stage-2 model with `load_global`. Inputs of any size are reflect-padded to the stride.
     """
 
+    CPU_CHANNELS_LAST = False  # its reflection pads and instance norms run slower channels-last on oneDNN
+
     def __init__(
         self,
         in_channels: int,
