@@ -225,6 +225,14 @@ def test_translator_load_rewrites_only_its_own_eval_generator(run_dir: Path) -> 
     img = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     diff = np.abs(eval_t(img).astype(int) - plain(img).astype(int))
     assert diff.max() <= 1
+    # Paper mode keeps its norms but stores conv weights in bf16, which autocast would cast them to anyway.
+    paper_bf16 = Translator.load(run_dir, device="cpu", mode="paper", precision="bf16", seed=3)
+    convs = [m for m in paper_bf16.generator.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    fresh = create_generator(eval_t.config.generator)
+    load_weights(fresh, resolve_checkpoint(run_dir) / weights_file("generator"))
+    handed = Translator(fresh, eval_t.config, torch.device("cpu"), mode="paper", seed=3, precision="bf16")
+    assert np.array_equal(paper_bf16(img), handed(img))
 
 
 def test_folder_inputs_are_decoded_once(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

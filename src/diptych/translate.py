@@ -70,8 +70,8 @@ class Translator:
         precision: str = "fp32",
         optimize: bool = False,
     ) -> None:
-        """optimize: the generator is this Translator's own, so in eval mode it may be rewritten for inference
-        (batch norms folded into convolutions, weights stored in the autocast type; see nets/inference.py)."""
+        """optimize: the generator is this Translator's own, so it may be rewritten for inference (weights stored
+        in the autocast type; in eval mode also batch norms folded into convolutions; see nets/inference.py)."""
         mode = mode or config.test_mode
         if mode not in TEST_MODES:
             raise ConfigError(f"--test-mode {mode!r} is not one of: {', '.join(TEST_MODES)}")
@@ -97,8 +97,8 @@ class Translator:
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
         self.precision = resolve_precision(precision, device, self.out_dtype.name)
-        if optimize and mode == "eval" and not isinstance(self.generator, ExportedGenerator):
-            prepare_for_inference(self.generator, AUTOCAST_DTYPES.get(self.precision))
+        if optimize and not isinstance(self.generator, ExportedGenerator):
+            prepare_for_inference(self.generator, AUTOCAST_DTYPES.get(self.precision), fold=mode == "eval")
         use_precision(self.generator, self.precision, device)
         # Convolutions in channels-last layout: 1.2x (fp32) to 1.4x (bf16) faster for a unet_256 on CPU (oneDNN),
         # and the layout cuDNN prefers on GPUs. Outputs agree with the default layout to float rounding.

@@ -5,8 +5,9 @@
 - Under bf16/fp16 autocast, convolution weights are stored in that type, as autocast would cast them at every
   forward pass anyway: half the resident weight memory and no per-call cast.
 
-A rewritten network can no longer be trained or switched to per-image statistics; `Translator.load` applies
-these to the generator it builds for itself, never to one it was handed.
+A folded network can no longer be trained or switched to per-image statistics, so `--test-mode paper` gets
+the weight storage only. `Translator.load` applies these to the generator it builds for itself, never to one
+it was handed.
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def store_conv_weights(module: nn.Module, dtype: torch.dtype) -> None:
             m.to(dtype)
 
 
-def prepare_for_inference(module: nn.Module, autocast_dtype: torch.dtype | None) -> nn.Module:
-    """Eval mode, no gradients, batch norms folded, and conv weights in the autocast type (None: fp32)."""
-    module.eval().requires_grad_(False)
-    fold_batch_norms(module)
+def prepare_for_inference(module: nn.Module, autocast_dtype: torch.dtype | None, fold: bool = True) -> nn.Module:
+    """No gradients, conv weights in the autocast type (None: fp32), and with `fold` (eval mode) batch norms
+    folded. Without `fold` the module's mode is left alone (per-image statistics and dropout keep working)."""
+    module.requires_grad_(False)
+    if fold:
+        fold_batch_norms(module.eval())
     if autocast_dtype is not None:
         store_conv_weights(module, autocast_dtype)
     return module
