@@ -450,3 +450,15 @@ def test_to_tensor_leaves_its_input_unchanged(dtype: type) -> None:
     first = to_tensor(arr)
     assert np.array_equal(arr, before)
     assert torch.equal(first, to_tensor(arr))
+
+
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "jpeg", "packbits"])
+def test_compressed_tiffs_from_other_tools_are_read(tmp_path: Path, compression: str) -> None:
+    """LZW is Pillow's (and most tools') TIFF compression; it needs imagecodecs, which diptych depends on."""
+    img = (np.indices((40, 60)).sum(0) % 256).astype(np.uint8)
+    rgb = np.stack([img, 255 - img, img // 2], axis=-1)
+    Image.fromarray(rgb).save(tmp_path / "a.tif", compression=compression)
+    got = read_image(tmp_path / "a.tif")
+    assert got.shape == (40, 60, 3) and got.dtype == np.uint8
+    tolerance = 40 if compression == "jpeg" else 0  # lossy
+    assert np.abs(got.astype(int) - rgb).max() <= tolerance

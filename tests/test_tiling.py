@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 from torch import nn
 
 from diptych import Translator
 from diptych.config import RunConfig
 from diptych.data.io import read_image, to_tensor, write_image
-from diptych.errors import ConfigError
+from diptych.errors import ConfigError, DataError
 from diptych.metrics.seams import seam_score, seam_visibility
 from diptych.nets import UNetGenerator, init_weights
 from diptych.tiling import (
@@ -138,10 +139,58 @@ def test_sources_that_stream_and_those_that_decode(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", img)
     tifffile.imwrite(tmp_path / "z.tif", img, compression="zlib")
     write_image(tmp_path / "p.png", img)
-    assert RowSource(tmp_path / "x.npy").streamed
-    assert not RowSource(tmp_path / "z.tif").streamed and not RowSource(tmp_path / "p.png").streamed
+    assert RowSource(tmp_path / "x.npy").streamed and RowSource(tmp_path / "z.tif").streamed
+    assert not RowSource(tmp_path / "p.png").streamed
     for name in ("x.npy", "z.tif", "p.png"):
         assert np.array_equal(RowSource(tmp_path / name).rows(5, 9), img[5:9])
+
+
+@pytest.mark.parametrize(
+    ("options", "channels"),
+    [
+        ({"tile": (32, 32), "compression": "zlib"}, 3),  # tiled and compressed, like diptych's own outputs
+        ({"compression": "lzw", "rowsperstrip": 8}, 3),  # strips spanning the width: one decode per band
+        ({"tile": (32, 32), "compression": "zstd", "photometric": "rgb", "planarconfig": "separate"}, 3),
+        ({"tile": (48, 48), "compression": "zlib"}, 1),
+        ({"compression": "lzw", "rowsperstrip": 5}, 1),
+    ],
+)
+def test_compressed_and_tiled_tiffs_are_read_window_by_window(tmp_path: Path, options: dict, channels: int) -> None:
+    img = photo_crops("astronaut", 120, 1)[0][:100, :, :channels]
+    data = (
+        np.moveaxis(img, -1, 0) if options.get("planarconfig") == "separate" else img[:, :, 0] if channels == 1 else img
+    )
+    tifffile.imwrite(tmp_path / "in.tif", data, **options)
+    src = RowSource(tmp_path / "in.tif")
+    assert src.streamed and (src.height, src.width, src.channels) == (100, 120, channels)
+    for y0, y1, x0, x1 in [(0, 40, 0, 50), (0, 40, 30, 120), (35, 77, 10, 90), (70, 100, 0, 120), (3, 4, 119, 120)]:
+        assert np.array_equal(src.rows(y0, y1, x0, x1), img[y0:y1, x0:x1])
+    src.close()
+
+
+def test_streamed_compressed_tiffs_keep_the_decompression_bomb_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((100, 100), np.uint8), tile=(32, 32), compression="zlib")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 10000 pixels is more than twice the limit
+    with pytest.raises(DataError, match=r"z.tif: has more than twice Pillow's decompression-bomb limit"):
+        RowSource(tmp_path / "z.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert RowSource(tmp_path / "z.tif").streamed
+
+
+def test_a_tiled_output_streams_into_the_next_tiled_translation(tmp_path: Path) -> None:
+    """diptych's own outputs are tiled, compressed-or-not TIFFs: a second pass reads them window by window and
+    gives what the in-memory path gives."""
+    t = _unet_translator()
+    img = _photo(150, 230)
+    write_image(tmp_path / "in.tif", img)
+    settings = t.tile_settings(64, 16, None)
+    first = t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "first.tif", settings)
+    assert RowSource(first).streamed
+    second = read_image(t.translate_file_tiled(first, tmp_path / "second.tif", settings))
+    in_memory = read_image(t.translate_file_tiled(first, tmp_path / "second.png", settings))
+    assert second.shape == (150, 230, 3) and np.array_equal(second, in_memory)
 
 
 def test_translate_files_with_tiles_via_the_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,8 +206,6 @@ def test_translate_files_with_tiles_via_the_api(tmp_path: Path, capsys: pytest.C
 
 def test_tiled_folder_with_a_bad_input_writes_nothing_or_skips_it(tmp_path: Path) -> None:
     """Tiled translation checks every input before writing (as whole-image translation does); --skip-bad works."""
-    from diptych.errors import DataError
-
     t = _unet_translator()
     write_image(tmp_path / "in" / "a.png", _photo(70, 90))
     write_image(tmp_path / "in" / "b.png", _photo(70, 90))

@@ -7,7 +7,6 @@ when the source can be read by rows (uncompressed TIFF/BigTIFF, .npy) and the ou
 from __future__ import annotations
 
 import math
-import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,9 @@ import tifffile
 import torch
 
 from .atomic import atomic_path
-from .data.io import TIFF_EXTENSIONS, from_tensor, read_image
-from .errors import ConfigError, DataError
+from .data.io import from_tensor
+from .data.windows import RowSource
+from .errors import ConfigError
 
 TIFF_TILE = 256  # tile edge of streamed TIFF output (a multiple of 16, as TIFF requires)
 OUTPUT_CHUNK_ROWS = TIFF_TILE  # finished output rows are handed on this many at a time
@@ -119,59 +119,6 @@ def blend_weights(spans: list[Span], index: int) -> np.ndarray:
             r = (np.arange(ov, dtype=np.float32) + 0.5) / ov
             w[e - s - ov :] *= 0.5 + 0.5 * np.cos(np.pi * r)
     return w
-
-
-class RowSource:
-    """An image readable by row ranges; memory-mapped where the format allows, else decoded once."""
-
-    def __init__(self, path: Path, palette_indices: bool = False) -> None:
-        self.path = Path(path)
-        self.streamed = False
-        arr: np.ndarray | None = None
-        suffix = self.path.suffix.lower()
-        try:
-            if suffix in TIFF_EXTENSIONS:
-                try:
-                    arr = tifffile.memmap(self.path, mode="r")
-                    with tifffile.TiffFile(self.path) as tif:
-                        axes = tif.series[0].axes
-                    if arr.ndim == 3 and axes.endswith("YX"):
-                        arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
-                    self.streamed = True
-                except (ValueError, tifffile.TiffFileError):
-                    arr = None  # compressed, tiled or non-contiguous: decode below
-            elif suffix == ".npy":
-                arr = np.load(self.path, mmap_mode="r")
-                self.streamed = True
-        except OSError as exc:
-            raise DataError(f"{self.path}: cannot read ({exc})") from None
-        if arr is None:
-            arr = read_image(self.path, palette_indices)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        if arr.ndim != 3:
-            raise DataError(f"{self.path}: expected an HxW or HxWxC image, got shape {arr.shape}")
-        self.array = arr
-        self.height, self.width, self.channels = arr.shape
-
-    def release(self, y: int) -> None:
-        """Let the OS drop memory-mapped pages of rows above `y` (they count as resident memory otherwise)."""
-        mm = getattr(self.array, "_mmap", None)
-        if mm is None or y <= 0:
-            return
-        row_bytes = self.width * self.channels * self.array.dtype.itemsize
-        start = int(getattr(self.array, "offset", 0)) % mmap.ALLOCATIONGRANULARITY  # where numpy maps the data
-        end = start + y * row_bytes
-        page = mmap.PAGESIZE
-        begin = start // page * page
-        length = (end - begin) // page * page
-        if length > 0 and hasattr(mm, "madvise"):
-            mm.madvise(mmap.MADV_DONTNEED, begin, length)
-
-    def rows(self, y0: int, y1: int, x0: int = 0, x1: int | None = None) -> np.ndarray:
-        """Rows [y0, y1) (columns [x0, x1), all by default) as an in-memory HxWxC array of the file's sample type."""
-        block = np.array(self.array[y0:y1, x0:x1])
-        return block.astype(np.uint8) * 255 if block.dtype == bool else block
 
 
 @dataclass(frozen=True)

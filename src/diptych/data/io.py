@@ -90,10 +90,7 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except Image.DecompressionBombError:
-        raise DataError(
-            f"{path}: has more than twice Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels; if "
-            "you trust the file, raise the limit with `diptych --max-image-pixels N ...` (0 = no limit)"
-        ) from None
+        raise bomb_error(path) from None
     except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
     return image_array(arr, path)
@@ -127,6 +124,14 @@ def set_max_image_pixels(limit: int) -> None:
     Image.MAX_IMAGE_PIXELS = limit or None
 
 
+def bomb_error(path: Path) -> DataError:
+    """The one-line error for an image over the decompression-bomb limit."""
+    return DataError(
+        f"{path}: has more than twice Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels; if "
+        "you trust the file, raise the limit with `diptych --max-image-pixels N ...` (0 = no limit)"
+    )
+
+
 def check_pixel_limit(path: Path, pixels: int) -> None:
     """Pillow's decompression-bomb rule for compressed TIFF and DICOM (tifffile and pydicom lack it), checked before
     decoding: refuse more than twice Image.MAX_IMAGE_PIXELS, warn above it. A small compressed file can decode to
@@ -143,15 +148,20 @@ def check_pixel_limit(path: Path, pixels: int) -> None:
     )
 
 
+def check_tiff_pixels(path: Path, series: tifffile.TiffPageSeries) -> None:
+    """The decompression-bomb rule for a compressed TIFF series (an uncompressed one is as large as its file)."""
+    if series.keyframe.compression != 1:  # 1: uncompressed
+        # Pixels as Pillow counts them: samples (S) and the channel axis of a CYX stack are not extra pixels.
+        planes = series.shape[1:] if len(series.shape) == 3 and series.axes.endswith("YX") else series.shape
+        samples = dict(zip(series.axes, series.shape, strict=True)).get("S", 1)
+        check_pixel_limit(path, int(np.prod(planes)) // samples)
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        if series.keyframe.compression != 1:  # 1: uncompressed
-            # Pixels as Pillow counts them: samples (S) and the channel axis of a CYX stack are not extra pixels.
-            planes = series.shape[1:] if len(series.shape) == 3 and series.axes.endswith("YX") else series.shape
-            samples = dict(zip(series.axes, series.shape, strict=True)).get("S", 1)
-            check_pixel_limit(path, int(np.prod(planes)) // samples)
+        check_tiff_pixels(path, series)
         arr = series.asarray()
         axes = series.axes
     if arr.ndim == 3 and axes.endswith("YX"):

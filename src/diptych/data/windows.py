@@ -1,0 +1,142 @@
+"""Windowed reads of images larger than memory: only the pixels a window needs are read or decoded.
+
+- Uncompressed strip TIFF/BigTIFF (interleaved, planar or page stacks) and `.npy`: memory-mapped.
+- Tiled or compressed TIFF (deflate, LZW, JPEG, zstd, ... through imagecodecs): opened as a zarr array over
+  tifffile's store, so a window decodes only the tiles or strips it touches. Strip layouts (full-width
+  chunks) are decoded once per band of rows, not once per tile.
+- Everything else (PNG, JPEG, ...): decoded whole, once.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from ..errors import DataError
+from .io import TIFF_EXTENSIONS, bomb_error, check_tiff_pixels, read_image
+
+
+class ChunkedTiff:
+    """A tiled or compressed TIFF's first series as a lazy H x W x C array (zarr over tifffile's store)."""
+
+    def __init__(self, tif: tifffile.TiffFile, array: Any, axes: str) -> None:
+        self._tif, self._z = tif, array
+        self._planar = len(axes) == 3 and axes.endswith("YX")  # CYX / SYX: channels first
+        shape = tuple(array.shape)
+        self.shape = (*shape, 1) if len(shape) == 2 else (shape[1], shape[2], shape[0]) if self._planar else shape
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = 3
+        x_chunk = array.chunks[-1] if self._planar or len(shape) == 2 else array.chunks[-2]
+        self.full_width_chunks = x_chunk >= self.shape[1]
+
+    @classmethod
+    def open(cls, path: Path) -> ChunkedTiff | None:
+        """None when zarr is not installed (Python 3.10) or the layout is one zarr cannot window."""
+        try:
+            import zarr
+        except ImportError:
+            return None
+        tif = tifffile.TiffFile(path)
+        try:
+            series = tif.series[0]
+            if len(series.shape) not in (2, 3):
+                tif.close()
+                return None
+            check_tiff_pixels(path, series)
+            return cls(tif, zarr.open(series.aszarr(level=0), mode="r"), series.axes)
+        except Image.DecompressionBombError:
+            tif.close()
+            raise bomb_error(path) from None
+        except Exception:  # any layout (or zarr/tifffile pairing) that cannot be windowed: decode it whole
+            tif.close()
+            return None
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = key
+        if self._planar:
+            return np.moveaxis(self._z[:, ys, xs], 0, -1)
+        block = self._z[ys, xs]
+        return block[:, :, None] if block.ndim == 2 else block
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+class RowSource:
+    """An image readable by windows of rows and columns; see the module docstring for what is read lazily."""
+
+    _chunked: ChunkedTiff | None = None
+    _band: np.ndarray | None = None  # full-width rows of a strip-chunked source, decoded once per band
+    _band_y0 = 0
+
+    def __init__(self, path: Path, palette_indices: bool = False) -> None:
+        self.path = Path(path)
+        self.streamed = False
+        arr: Any = None
+        suffix = self.path.suffix.lower()
+        try:
+            if suffix in TIFF_EXTENSIONS:
+                try:
+                    arr = tifffile.memmap(self.path, mode="r")
+                    with tifffile.TiffFile(self.path) as tif:
+                        axes = tif.series[0].axes
+                    if arr.ndim == 3 and axes.endswith("YX"):
+                        arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
+                    self.streamed = True
+                except (ValueError, tifffile.TiffFileError):
+                    arr = self._chunked = ChunkedTiff.open(self.path)  # compressed or tiled
+                    self.streamed = arr is not None
+            elif suffix == ".npy":
+                arr = np.load(self.path, mmap_mode="r")
+                self.streamed = True
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot read ({exc})") from None
+        if arr is None:
+            arr = read_image(self.path, palette_indices)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3:
+            raise DataError(f"{self.path}: expected an HxW or HxWxC image, got shape {arr.shape}")
+        self.array = arr
+        self.height, self.width, self.channels = arr.shape
+
+    def release(self, y: int) -> None:
+        """Let the OS drop memory-mapped pages of rows above `y` (they count as resident memory otherwise)."""
+        mm = getattr(self.array, "_mmap", None)
+        if mm is None or y <= 0:
+            return
+        row_bytes = self.width * self.channels * self.array.dtype.itemsize
+        start = int(getattr(self.array, "offset", 0)) % mmap.ALLOCATIONGRANULARITY  # where numpy maps the data
+        end = start + y * row_bytes
+        page = mmap.PAGESIZE
+        begin = start // page * page
+        length = (end - begin) // page * page
+        if length > 0 and hasattr(mm, "madvise"):
+            mm.madvise(mmap.MADV_DONTNEED, begin, length)
+
+    def rows(self, y0: int, y1: int, x0: int = 0, x1: int | None = None) -> np.ndarray:
+        """Rows [y0, y1) (columns [x0, x1), all by default) as an in-memory HxWxC array of the file's sample type."""
+        if self._chunked is not None and self._chunked.full_width_chunks:
+            # Strips span the width: decode the band's rows once for all the tiles along it.
+            band = self._band
+            if band is None or not (self._band_y0 <= y0 and y1 <= self._band_y0 + band.shape[0]):
+                band = self._band = np.asarray(self.array[y0:y1, 0 : self.width])
+                self._band_y0 = y0
+            block = np.array(band[y0 - self._band_y0 : y1 - self._band_y0, x0:x1])
+        else:
+            block = np.array(self.array[y0:y1, x0:x1])
+        return block.astype(np.uint8) * 255 if block.dtype == bool else block
+
+    def close(self) -> None:
+        """Close the file behind a chunked source (memory maps and decoded arrays need nothing)."""
+        self._band = None
+        if self._chunked is not None:
+            self._chunked.close()
+
+    def __del__(self) -> None:
+        self.close()
