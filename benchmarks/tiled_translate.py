@@ -57,6 +57,35 @@ def make_input(path: Path, size: int) -> Path:
     return path
 
 
+def compress_input(path: Path, compression: str) -> Path:
+    """Rewrite an input as a tiled TIFF compressed with `compression`, tile by tile (little RAM)."""
+    src = tifffile.memmap(path, mode="r")
+    h, w, c = src.shape
+    tile = 256
+
+    def tiles():
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                block = np.zeros((tile, tile, c), np.uint8)
+                part = src[y : y + tile, x : x + tile]
+                block[: part.shape[0], : part.shape[1]] = part
+                yield block
+
+    out = path.with_name(path.stem + f"_{compression}.tif")
+    tifffile.imwrite(
+        out,
+        data=tiles(),
+        shape=(h, w, c),
+        dtype=np.uint8,
+        tile=(tile, tile),
+        photometric="rgb",
+        compression=compression,
+        bigtiff=h * w * c > 2**31,
+    )
+    path.unlink()  # (the memory map stays valid until it is dropped)
+    return out
+
+
 def run_one(checkpoint: Path, image: Path, tile: int, overlap: int, threads: int, precision: str) -> dict[str, float]:
     """Translate one image (in this process) and report seconds and peak RSS."""
     torch.set_num_threads(threads)
@@ -98,6 +127,9 @@ def main() -> None:
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--precision", default="auto", help="auto (translate's default), fp32, bf16")
+    parser.add_argument(
+        "--input-compression", default=None, help="write the inputs as tiled TIFFs with this codec (e.g. zlib)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CHECKPOINT", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,11 +145,15 @@ def main() -> None:
         f"precision {args.precision}"
     )
     print(f"generator: unet_256 (depth 8, ngf {args.ngf}), tile {args.tile}, overlap {args.overlap}, eval mode")
+    layout = f"tiled TIFF, {args.input_compression}" if args.input_compression else "uncompressed strip TIFF"
+    print(f"inputs: {layout}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = make_checkpoint(Path(tmp) / "ckpt", args.ngf)
         for size in args.sizes:
             image = make_input(Path(tmp) / f"in_{size}.tif", size)
+            if args.input_compression:
+                image = compress_input(image, args.input_compression)
             cmd = [sys.executable, __file__, "--child", str(checkpoint), str(image)]
             cmd += ["--tile", str(args.tile), "--overlap", str(args.overlap), "--threads", str(args.threads)]
             cmd += ["--precision", args.precision]

@@ -149,7 +149,7 @@ def test_sources_that_stream_and_those_that_decode(tmp_path: Path) -> None:
     ("options", "channels"),
     [
         ({"tile": (32, 32), "compression": "zlib"}, 3),  # tiled and compressed, like diptych's own outputs
-        ({"compression": "lzw", "rowsperstrip": 8}, 3),  # strips spanning the width: one decode per band
+        ({"compression": "lzw", "rowsperstrip": 8}, 3),  # strips
         ({"tile": (32, 32), "compression": "zstd", "photometric": "rgb", "planarconfig": "separate"}, 3),
         ({"tile": (48, 48), "compression": "zlib"}, 1),
         ({"compression": "lzw", "rowsperstrip": 5}, 1),

@@ -2,8 +2,8 @@
 
 - Uncompressed strip TIFF/BigTIFF (interleaved, planar or page stacks) and `.npy`: memory-mapped.
 - Tiled or compressed TIFF (deflate, LZW, JPEG, zstd, ... through imagecodecs): opened as a zarr array over
-  tifffile's store, so a window decodes only the tiles or strips it touches. Strip layouts (full-width
-  chunks) are decoded once per band of rows, not once per tile.
+  tifffile's store, so a window decodes only the tiles or strips it touches, and a band of rows is decoded
+  once for all the windows along it.
 - Everything else (PNG, JPEG, ...): decoded whole, once.
 """
 
@@ -31,8 +31,6 @@ class ChunkedTiff:
         self.shape = (*shape, 1) if len(shape) == 2 else (shape[1], shape[2], shape[0]) if self._planar else shape
         self.dtype = np.dtype(array.dtype)
         self.ndim = 3
-        x_chunk = array.chunks[-1] if self._planar or len(shape) == 2 else array.chunks[-2]
-        self.full_width_chunks = x_chunk >= self.shape[1]
 
     @classmethod
     def open(cls, path: Path) -> ChunkedTiff | None:
@@ -71,7 +69,7 @@ class RowSource:
     """An image readable by windows of rows and columns; see the module docstring for what is read lazily."""
 
     _chunked: ChunkedTiff | None = None
-    _band: np.ndarray | None = None  # full-width rows of a strip-chunked source, decoded once per band
+    _band: np.ndarray | None = None  # full-width rows of a chunked source, decoded once per band
     _band_y0 = 0
 
     def __init__(self, path: Path, palette_indices: bool = False) -> None:
@@ -121,8 +119,9 @@ class RowSource:
 
     def rows(self, y0: int, y1: int, x0: int = 0, x1: int | None = None) -> np.ndarray:
         """Rows [y0, y1) (columns [x0, x1), all by default) as an in-memory HxWxC array of the file's sample type."""
-        if self._chunked is not None and self._chunked.full_width_chunks:
-            # Strips span the width: decode the band's rows once for all the tiles along it.
+        if self._chunked is not None:
+            # Decode the band's rows once for all the tiles along it (adjacent tiles share TIFF tiles, and strips
+            # span the width); a band of input samples is a fraction of the blended band buffer.
             band = self._band
             if band is None or not (self._band_y0 <= y0 and y1 <= self._band_y0 + band.shape[0]):
                 band = self._band = np.asarray(self.array[y0:y1, 0 : self.width])
