@@ -20,6 +20,8 @@ from PIL import Image
 from ..errors import DataError
 from .io import TIFF_EXTENSIONS, bomb_error, check_tiff_pixels, read_image
 
+BAND_CACHE_BYTES = 256 << 20  # a chunked source keeps a decoded band of rows up to this size (wider: per window)
+
 
 class ChunkedTiff:
     """A tiled or compressed TIFF's first series as a lazy H x W x C array (zarr over tifffile's store)."""
@@ -119,7 +121,8 @@ class RowSource:
 
     def rows(self, y0: int, y1: int, x0: int = 0, x1: int | None = None) -> np.ndarray:
         """Rows [y0, y1) (columns [x0, x1), all by default) as an in-memory HxWxC array of the file's sample type."""
-        if self._chunked is not None:
+        itemsize = np.dtype(self.array.dtype).itemsize
+        if self._chunked is not None and (y1 - y0) * self.width * self.channels * itemsize <= BAND_CACHE_BYTES:
             # Decode the band's rows once for all the tiles along it (adjacent tiles share TIFF tiles, and strips
             # span the width); a band of input samples is a fraction of the blended band buffer.
             band = self._band
