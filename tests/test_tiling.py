@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -19,6 +20,7 @@ from diptych.data.io import read_image, to_tensor, write_image
 from diptych.errors import ConfigError, DataError
 from diptych.metrics.seams import seam_score, seam_visibility
 from diptych.nets import UNetGenerator, init_weights
+from diptych.nets.layers import pad_to_multiple
 from diptych.tiling import (
     RowSource,
     TileSettings,
@@ -227,7 +229,7 @@ def test_tiled_folder_with_a_bad_input_writes_nothing_or_skips_it(tmp_path: Path
 
 def test_tile_errors() -> None:
     t = _unet_translator()  # depth 5: stride 32, inputs padded to a multiple of 32
-    with pytest.raises(ConfigError, match=r"--tile 48 must be a multiple of the network stride 32; try --tile 64"):
+    with pytest.raises(ConfigError, match=r"--tile 48 must be a multiple of the network.s stride 32; try --tile 64"):
         t.tile_settings(48, 8, None)
     with pytest.raises(ConfigError, match=r"--tile 16 must be a multiple"):
         t.tile_settings(16, 4, None)
@@ -310,7 +312,7 @@ def test_hd_generator_tiles_small_images_and_too_small_tiles(tmp_path: Path) -> 
     # ... and at most half a tile: small tiles (or what --tile auto picks on a small budget) need no --overlap.
     assert t.tile_settings(16, None, None).overlap == 8
     assert t.tile_settings("auto", None, 1).tile == 16 and t.tile_settings("auto", None, 1).overlap == 8
-    with pytest.raises(ConfigError, match=r"--tile 12 must be a multiple of the network stride 8; try --tile 16"):
+    with pytest.raises(ConfigError, match=r"--tile 12 must be a multiple of the network.s stride 8; try --tile 16"):
         t.tile_settings(12, 4, None)
     with pytest.raises(ConfigError, match=r"--tile 8 is smaller than the network's smallest input \(16 px\)"):
         t.tile_settings(8, 4, None)
@@ -358,3 +360,28 @@ def test_tiles_start_on_the_stride_so_their_centres_match_the_whole_image() -> N
         spans = plan_axis(size, tile, overlap, stride)
         assert all(s % quantum == 0 for s, _ in spans) and spans[-1][1] == size
         assert all(a[1] - b[0] >= overlap for a, b in itertools.pairwise(spans))
+
+
+class _BlockMean(nn.Module):
+    """A network whose output at a pixel is the mean of its 64 x 64 grid cell: receptive field one cell, stride
+    64, inputs padded to 32 and the deep level padding itself to 64 (as a U-Net's deeper levels do)."""
+
+    stride, multiple, min_side = 64, 32, 64
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded, _ = pad_to_multiple(x, 64)
+        pooled = F.avg_pool2d(padded, 64)
+        return F.interpolate(pooled, scale_factor=64, mode="nearest")[..., :h, :w]
+
+
+def test_aligned_tiles_keep_the_deep_grid_when_padding_to_less_than_the_stride(tmp_path: Path) -> None:
+    """With an overlap of at least the stride, tiles start on the stride's grid; their lengths must stay on it
+    too (not only on the 32 px padding multiple), or a tile's end cuts a grid cell and pads it."""
+    t = _translator(_BlockMean())
+    img = _photo(640, 700)
+    write_image(tmp_path / "in.tif", img)
+    settings = t.tile_settings(288, 96, None)
+    assert all((e - s) % 64 == 0 or e == 700 for s, e in settings.plan(700))
+    tiled = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif", settings)).astype(int)
+    assert np.abs(tiled - t(img).astype(int)).max() <= 1  # 8-bit rounding only

@@ -17,6 +17,7 @@ from diptych.config import RunConfig
 from diptych.data.io import read_image, write_image
 from diptych.errors import ConfigError
 from diptych.nets import UNetGenerator, create_generator, init_weights
+from diptych.precision import full_precision
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config, write_folders
@@ -233,6 +234,9 @@ def test_translator_load_rewrites_only_its_own_eval_generator(run_dir: Path) -> 
     load_weights(fresh, resolve_checkpoint(run_dir) / weights_file("generator"))
     handed = Translator(fresh, eval_t.config, torch.device("cpu"), mode="paper", seed=3, precision="bf16")
     assert np.array_equal(paper_bf16(img), handed(img))
+    # A training step's fp32 fallback does not reach a Translator (its bf16 weights would meet fp32 inputs).
+    with full_precision():
+        assert np.array_equal(paper_bf16(img), handed(img))
 
 
 def test_folder_inputs_are_decoded_once(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,7 +173,7 @@ def evaluate(
             "phase": phase,
             "layout": layout,
             "direction": direction,
-            "preprocess": "none: each input translated at its own size (reflect-padded to the network stride)",
+            "preprocess": "none: each input translated at its own size (reflect-padded as the generator pads: a U-Net to a multiple of 32 and per level, pix2pixHD to its stride)",
             "test_mode": translator.mode,
             "seed": seed,
             "precision": precision,

@@ -2,7 +2,8 @@
 
 The exported graph is the generator at inference settings (eval mode: running BatchNorm statistics, no dropout) for
 inputs of any batch size whose height and width are at least its minimum side and, for the HD generator, multiples
-of its stride (a U-Net graph takes any size: its levels pad themselves); the loader in exported.py pads other sizes
+of its stride (a U-Net's of 2**min(depth, 5): its deeper levels pad themselves inside the graph); the loader in
+exported.py pads other sizes
 exactly as the PyTorch generator does. The run configuration travels in
 the file (ONNX metadata_props / TorchScript extra file), so `diptych translate model.onnx ...` needs nothing else.
 The file is written to a temporary name and renamed only after the parity check passes.

@@ -1,7 +1,7 @@
 """Run generators exported by `diptych export` (ONNX via onnxruntime, TorchScript via torch.jit) like a checkpoint.
 
 An exported graph holds the generator at inference settings for inputs whose height and width are multiples of the
-network's padding multiple (1 for a U-Net, whose levels pad themselves inside the graph; the stride for the HD
+network's padding multiple (2**min(depth, 5) for a U-Net, whose deeper levels pad themselves inside the graph; the stride for the HD
 generator) and at least its minimum side; `ExportedGenerator` reflect-pads any input to that and crops the output
 back, exactly as the PyTorch generator does internally, so the translator treats both the same way.
 """

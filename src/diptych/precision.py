@@ -84,11 +84,12 @@ def _to_float(x: Any) -> Any:
     return x
 
 
-def use_precision(module: nn.Module, precision: str, device: torch.device) -> nn.Module:
+def use_precision(module: nn.Module, precision: str, device: torch.device, fallback: bool = True) -> nn.Module:
     """Make `module.forward` run under bf16/fp16 autocast (weights and optimiser state stay fp32); fp32 is a no-op.
 
     Only the forward pass is autocast; backward runs outside it, as PyTorch recommends. Outputs come back as
-    fp32 so losses are computed in full precision.
+    fp32 so losses are computed in full precision. With `fallback` (training) the forward runs in fp32 inside
+    `full_precision()`; without it (a Translator, whose conv weights may be stored in bf16) it never does.
     """
     if precision == "fp32":
         return module
@@ -99,7 +100,7 @@ def use_precision(module: nn.Module, precision: str, device: torch.device) -> nn
 
     @functools.wraps(inner)
     def forward(*args: Any, **kwargs: Any) -> Any:
-        if _full_precision[0]:
+        if fallback and _full_precision[0]:
             return inner(*args, **kwargs)
         with torch.autocast(device_type=device.type, dtype=dtype):
             return _to_float(inner(*args, **kwargs))

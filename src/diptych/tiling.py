@@ -77,12 +77,12 @@ def plan_axis(
 ) -> list[Span]:
     """The tiles along an axis (see `tile_spans`) of the length up to `tile_max` that needs the least work.
 
-    Tile lengths are multiples of `multiple` (default: `stride`; 1 for a U-Net, whose levels pad themselves),
+    Tile lengths are multiples of `multiple` (default: `stride`; 32 for a U-Net, whose deeper levels pad themselves),
     and the network pads a tile to at least `minimum`. Small tiles cost more per pixel (per-tile overhead, a
     1x1 bottleneck), modelled as `stride` extra pixels per tile, so a smaller tile is chosen only when it saves
     clearly (on 2 Zen 4 cores a unet_256 runs 256-pixel tiles at 0.56 s/MP and 512-pixel or larger ones at
-    0.31-0.33). Between plans of equal cost the one whose shortest tile is longest wins: three tiles of 726
-    pixels on a 2048 pixel side rather than two of 1024 and a thin one, as much work on paper but the thin
+    0.31-0.33). Between plans of equal cost the one whose shortest tile is longest wins: 736 + 736 + 704
+    pixels on a 2048 pixel side (unet_256, tiles of up to 1024) rather than two of 1024 and a thin one, as much work on paper but the thin
     strip runs at the small-tile rate."""
     multiple = stride if multiple is None else multiple
     if size <= tile_max:
@@ -90,12 +90,15 @@ def plan_axis(
     quantum = alignment(stride, overlap)
     if tile_max - overlap < quantum:
         quantum = 1  # an overlap this close to the tile leaves no room to align the starts
+    # Aligned starts (quantum > 1) need aligned lengths too, or a tile's end would cut a deep level's grid cell
+    # and pad it where the whole image has real pixels.
+    step = multiple if quantum == 1 else math.lcm(multiple, quantum)
     best: list[Span] = []
     best_cost = (math.inf, 0)
-    for tile in range(tile_max - tile_max % multiple, 0, -multiple):
+    for tile in range(tile_max - tile_max % step, 0, -step):
         if tile - overlap < quantum or (best and tile < minimum):
             break  # (tiles shorter than the minimum are padded up to it: as much work for less image)
-        spans = tile_spans(size, tile, overlap, quantum, multiple, minimum)
+        spans = tile_spans(size, tile, overlap, quantum, step, minimum)
         cost = (padded_work(spans, multiple, minimum) + stride * len(spans), -min(e - s for s, e in spans))
         if cost < best_cost:
             best, best_cost = spans, cost
@@ -147,8 +150,9 @@ def check_tiles(settings: TileSettings) -> None:
     multiple, minimum = settings.multiple, max(settings.multiple, settings.minimum)
     if settings.tile % multiple:
         nearest = max(minimum, round(settings.tile / multiple) * multiple)
+        what = "stride" if multiple == settings.stride else "padding multiple (what it pads inputs to)"
         raise ConfigError(
-            f"--tile {settings.tile} must be a multiple of the network stride {multiple}; try --tile {nearest}"
+            f"--tile {settings.tile} must be a multiple of the network's {what} {multiple}; try --tile {nearest}"
         )
     if settings.tile < minimum:
         raise ConfigError(
@@ -187,7 +191,7 @@ def tiled_rows(
     total_x = torch.from_numpy(axis_totals(xs, w)).clamp_min_(1e-8)[None, :, None]
     # One band's weighted sums, reused: rows [top, top + band height) of the image; a band starts where the last
     # yielded rows end, and the rows it shares with the next band are moved to the top of the buffer. In-place
-    # torch ops: no temporaries of tile size, and both cores busy.
+    # torch ops: no tile-sized temporaries of the output channels (only the H x W x 1 weight), both cores busy.
     rows = max(e - s for s, e in ys)
     acc = torch.zeros((rows, w, out_channels), dtype=torch.float32)
     top = 0  # image row of acc[0]; equals the current band's first row

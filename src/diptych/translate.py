@@ -99,7 +99,7 @@ class Translator:
         self.precision = resolve_precision(precision, device, self.out_dtype.name)
         if optimize and not isinstance(self.generator, ExportedGenerator):
             prepare_for_inference(self.generator, AUTOCAST_DTYPES.get(self.precision), fold=mode == "eval")
-        use_precision(self.generator, self.precision, device)
+        use_precision(self.generator, self.precision, device, fallback=False)
         # Convolutions in channels-last layout: 1.2x (fp32) to 1.4x (bf16) faster for a unet_256 on CPU (oneDNN),
         # and the layout cuDNN prefers on GPUs. Outputs agree with the default layout to float rounding.
         # (pix2pixHD's reflection pads and instance norms are slower channels-last on CPU: 4.99 against 4.55 s for
@@ -169,7 +169,7 @@ class Translator:
 
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate a Bx C x H x W batch in [-1, 1]; any H and W (padded to the network stride and cropped back)."""
+        """Translate a Bx C x H x W batch in [-1, 1]; any H and W (padded as the network pads inputs, cropped back)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise DataError(f"expected a batch of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if self.mode == "paper":

@@ -107,7 +107,8 @@ class Validator:
         generator.eval()
 
         def translate(x: torch.Tensor) -> torch.Tensor:
-            # In fp32 whatever the training precision, so the scores match `diptych evaluate` on the checkpoint.
+            # In fp32 whatever the training precision, so the scores match `diptych evaluate` on the checkpoint (which
+            # runs the network with batch norms folded: equal to float rounding).
             with full_precision():
                 return generator(x.to(self.device)).float().cpu()
 

@@ -109,7 +109,8 @@ class UNetGenerator(nn.Module):
         skips.pop()  # the innermost output is h itself
         for i in reversed(range(self.depth)):
             if i < self.depth - 1:
-                skip = skips.pop()  # released once joined
+                skip = skips.pop()
                 h = torch.cat([skip, h[..., : skip.shape[-2], : skip.shape[-1]]], dim=1)
+                del skip  # released once joined
             h = self.up[i](h)
         return h[..., :height, :width]
