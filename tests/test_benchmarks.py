@@ -18,6 +18,14 @@ def test_tiled_translate_benchmark_smoke() -> None:
     assert "largest peak RSS" in out
 
 
+def test_tiled_labels_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "tiled_labels.py"), "--size", "300", "--classes", "5"]
+    cmd += ["--tile", "256", "--overlap", "32", "--ngf", "4", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ")
+    assert "5-class label map 300x300" in out and "peak RSS" in out
+
+
 def test_hd_benchmark_smoke() -> None:
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "hd.py"), "--quick"], check=True, capture_output=True, text=True, timeout=300
