@@ -267,6 +267,10 @@ def test_translate_keeps_the_input_size(tmp_path: Path, capsys: pytest.CaptureFi
         assert code == 0, err
         with Image.open(tmp_path / folder / "gray.jpg") as img:
             assert img.size == (45, 37) and img.mode == "RGB"
+    args = ["--format", "tif", "--tiff-compression", "zstd", "--no-progress"]
+    code, _, err = run_cli(["translate", trained_run, src, "--out", tmp_path / "tif", *args], capsys)
+    assert code == 0, err
+    assert np.array_equal(read_image(tmp_path / "tif" / "odd.tif"), result)
 
 
 def test_train_and_translate_16bit_grayscale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

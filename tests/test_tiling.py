@@ -385,3 +385,31 @@ def test_aligned_tiles_keep_the_deep_grid_when_padding_to_less_than_the_stride(t
     assert all((e - s) % 64 == 0 or e == 700 for s, e in settings.plan(700))
     tiled = read_image(t.translate_file_tiled(tmp_path / "in.tif", tmp_path / "out.tif", settings)).astype(int)
     assert np.abs(tiled - t(img).astype(int)).max() <= 1  # 8-bit rounding only
+
+
+@pytest.mark.parametrize("compression", ["deflate", "lzw", "zstd"])
+def test_tiff_outputs_can_be_compressed_losslessly(tmp_path: Path, compression: str) -> None:
+    """--tiff-compression: smaller files, the same pixels, tiled (streamed) and whole-image outputs alike."""
+    t = _unet_translator()
+    write_image(tmp_path / "in" / "a.png", _photo(120, 150))
+    plain = t.translate_files([tmp_path / "in"], tmp_path / "plain", suffix=".tif", progress=False)[0]
+    packed = t.translate_files(
+        [tmp_path / "in"], tmp_path / "packed", suffix=".tif", progress=False, tiff_compression=compression
+    )[0]
+    tiled = t.translate_files(
+        [tmp_path / "in"],
+        tmp_path / "tiled",
+        suffix=".tif",
+        progress=False,
+        tiff_compression=compression,
+        tile=64,
+        overlap=16,
+    )[0]
+    assert np.array_equal(read_image(packed), read_image(plain))
+    assert packed.stat().st_size < plain.stat().st_size
+    for path in (packed, tiled):
+        with tifffile.TiffFile(path) as tif:
+            assert tif.pages[0].compression != 1  # compressed
+    with pytest.raises(ConfigError, match="--tiff-compression 'jpeg' is not one of"):
+        t.translate_files([tmp_path / "in"], tmp_path / "x", suffix=".tif", progress=False, tiff_compression="jpeg")
+    assert not (tmp_path / "x").exists()

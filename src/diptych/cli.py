@@ -13,6 +13,7 @@ from . import __version__
 from .cli_data import cmd_data
 from .cli_data import register as register_data_commands
 from .config import PRECISIONS, PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
+from .data.io import TIFF_COMPRESSIONS
 from .errors import DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
 
@@ -252,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif "
         "(or .npy); NIfTI volumes are always written as NIfTI",
     )
+    p.add_argument(
+        "--tiff-compression",
+        choices=tuple(TIFF_COMPRESSIONS),
+        default="none",
+        help="lossless compression of TIFF outputs, with a predictor (default: none)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable inputs and list them instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist in --out")
     p.add_argument(
@@ -264,9 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_argument(
         "--tile",
         metavar="PIXELS|auto",
-        help="translate in overlapping tiles of this size (a multiple of 2**depth), blended with a raised-cosine "
-        "window; 'auto' picks the largest tile that fits --memory-budget. Uncompressed TIFF/.npy inputs are read "
-        "and TIFF outputs written row band by row band, so memory does not grow with the image",
+        help="translate in overlapping tiles of at most this size (a multiple of what the generator pads inputs "
+        "to: 32 for a U-Net, the stride for pix2pixHD), blended with a raised-cosine window; 'auto' picks the "
+        "largest tile that fits --memory-budget. TIFF (any layout or compression) and .npy inputs are read and "
+        "TIFF outputs written tile by tile, so memory grows with the image's width, not its area",
     )
     tiles.add_argument(
         "--overlap",
@@ -506,6 +514,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         tile=args.tile,
         overlap=args.overlap,
         memory_budget=int(args.memory_budget * 2**30) if args.memory_budget is not None else None,
+        tiff_compression=args.tiff_compression,
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0

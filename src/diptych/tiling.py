@@ -16,7 +16,7 @@ import tifffile
 import torch
 
 from .atomic import atomic_path
-from .data.io import from_tensor
+from .data.io import from_tensor, tiff_codec
 from .data.windows import RowSource
 from .errors import ConfigError
 
@@ -220,9 +220,16 @@ def tiled_rows(
 
 
 def write_tiff_streamed(
-    path: Path, height: int, width: int, channels: int, dtype: np.dtype, bands: Iterator[np.ndarray]
+    path: Path,
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype,
+    bands: Iterator[np.ndarray],
+    compression: str = "none",
 ) -> Path:
-    """Write HxWxC bands (top to bottom, any heights) as a tiled TIFF without holding the image in memory."""
+    """Write HxWxC bands (top to bottom, any heights) as a tiled TIFF without holding the image in memory,
+    compressed tile by tile with `compression` (see data.io.TIFF_COMPRESSIONS)."""
 
     def tiles() -> Iterator[np.ndarray]:
         pending = np.zeros((0, width, channels), dtype=dtype)
@@ -246,6 +253,7 @@ def write_tiff_streamed(
             photometric=photometric,
             planarconfig="contig" if channels > 1 else None,
             bigtiff=height * width * channels * np.dtype(dtype).itemsize > 2**31,
+            **tiff_codec(compression),
         )
     return path
 

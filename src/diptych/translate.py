@@ -29,6 +29,7 @@ from .data.io import (
     pil_to_array,
     read_image,
     strip_image_suffix,
+    tiff_codec,
     to_tensor,
     write_image,
 )
@@ -243,6 +244,7 @@ class Translator:
         tile: int | str | None = None,
         overlap: int | None = None,
         memory_budget: int | None = None,
+        tiff_compression: str = "none",
     ) -> list[Path]:
         """Translate files and folders into out_dir (folder structure kept); return the written paths.
 
@@ -250,7 +252,9 @@ class Translator:
         (or is skipped and listed with skip_bad); existing outputs are only replaced with overwrite=True.
         With `tile` (pixels, or "auto" to fit `memory_budget` bytes), each image is translated in overlapping,
         blended tiles and streamed by rows (see tiling.py); inputs are then only opened, not decoded, up front.
+        TIFF outputs are compressed with `tiff_compression` (none, deflate, lzw, zstd; lossless).
         """
+        tiff_codec(tiff_compression)  # an unknown name fails before any work
         self.instance_dir = Path(instance_dir) if instance_dir else None
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
@@ -281,7 +285,7 @@ class Translator:
             bad.extend(errors)
             written = []
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
-                written.append(self.translate_file_tiled(src, dest, settings))
+                written.append(self.translate_file_tiled(src, dest, settings, tiff_compression))
             _report_skipped(bad)
             return written
         jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)
@@ -294,7 +298,7 @@ class Translator:
             for group in _same_size_batches(self._decoded(jobs, aligned, pool, kept), batch_size):
                 outputs = self.translate_tensor(torch.stack([t for _, t in group]))
                 for (dest, _), out in zip(group, outputs, strict=True):
-                    pending.append(pool.submit(write_image, dest, self.decode(out)))
+                    pending.append(pool.submit(write_image, dest, self.decode(out), tiff_compression))
                 bar.update(len(group))
             written += [f.result() for f in pending]
         bar.close()
@@ -383,7 +387,9 @@ class Translator:
             check_label_range(np.rint(band).astype(np.int64), self.labels.label_nc, self.labels.ignore_label, str(src))
             source.release(y + band.shape[0])
 
-    def translate_file_tiled(self, src: Path, dest: Path, settings: TileSettings) -> Path:
+    def translate_file_tiled(
+        self, src: Path, dest: Path, settings: TileSettings, tiff_compression: str = "none"
+    ) -> Path:
         """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""
         source = RowSource(src, palette_indices=self.labels is not None)
         instances = None
@@ -408,8 +414,10 @@ class Translator:
         bands = tiled_rows(source, self.translate_tensor, tile_input, out_c, settings)
         samples = (to_samples(b, self.out_dtype, self.out_range) for b in bands)
         if dest.suffix.lower() in TIFF_EXTENSIONS:
-            return write_tiff_streamed(dest, source.height, source.width, out_c, self.out_dtype, samples)
-        return write_image(dest, np.concatenate(list(samples)))
+            return write_tiff_streamed(
+                dest, source.height, source.width, out_c, self.out_dtype, samples, tiff_compression
+            )
+        return write_image(dest, np.concatenate(list(samples)), tiff_compression)
 
     def translate_volume(self, src: Path, dest: Path, batch_size: int = 4) -> Path:
         """Translate a NIfTI image slice by slice (along data.nifti_axis) and write the output volume as NIfTI

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..atomic import atomic_path
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .dicom import DICOM_EXTENSIONS, read_dicom
 from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 
@@ -271,8 +271,9 @@ def from_tensor(t: torch.Tensor, dtype: np.dtype | str = np.uint8, value_range: 
     return y.astype(dtype)
 
 
-def write_image(path: Path, arr: np.ndarray) -> Path:
+def write_image(path: Path, arr: np.ndarray, tiff_compression: str = "none") -> Path:
     """Write an HxWxC array atomically; data a format cannot hold goes to TIFF instead (see output_suffix).
+    TIFFs are compressed with `tiff_compression` (see TIFF_COMPRESSIONS).
 
     .npy keeps any sample type and shape (one channel is saved as HxW); the written path is returned.
     """
@@ -288,11 +289,12 @@ def write_image(path: Path, arr: np.ndarray) -> Path:
                 with open(tmp, "wb") as f:
                     np.save(f, arr[:, :, 0] if channels == 1 else arr, allow_pickle=False)
             elif suffix in TIFF_EXTENSIONS:
+                options = tiff_codec(tiff_compression)
                 if channels == 1:
-                    tifffile.imwrite(tmp, arr[:, :, 0], photometric="minisblack")
+                    tifffile.imwrite(tmp, arr[:, :, 0], photometric="minisblack", **options)
                 else:
                     # Interleaved samples (YXS): other tools read it as one multi-channel image, not a stack of pages.
-                    tifffile.imwrite(tmp, arr, photometric=_photometric(channels), planarconfig="contig")
+                    tifffile.imwrite(tmp, arr, photometric=_photometric(channels), planarconfig="contig", **options)
             else:
                 fmt = Image.registered_extensions().get(suffix)
                 if fmt is None:
@@ -304,6 +306,18 @@ def write_image(path: Path, arr: np.ndarray) -> Path:
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+TIFF_COMPRESSIONS = {"none": None, "deflate": "zlib", "lzw": "lzw", "zstd": "zstd"}  # lossless, widely read
+
+
+def tiff_codec(name: str) -> dict[str, object]:
+    """tifffile options for a lossless TIFF compression (with the predictor that helps it: horizontal
+    differencing for integers, the floating-point predictor for floats)."""
+    if name not in TIFF_COMPRESSIONS:
+        raise ConfigError(f"--tiff-compression {name!r} is not one of: {', '.join(TIFF_COMPRESSIONS)}")
+    codec = TIFF_COMPRESSIONS[name]
+    return {} if codec is None else {"compression": codec, "predictor": True}
 
 
 def output_suffix(suffix: str, dtype: np.dtype | str, channels: int) -> str:
