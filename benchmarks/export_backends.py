@@ -19,13 +19,12 @@ from pathlib import Path
 
 import torch
 from machine import cpu_model
+from untrained import save_untrained
 
 
 def make_checkpoint(folder: Path, arch: str, ngf: int, depth: int) -> Path:
     """A generator with the training initialisation, saved as a diptych checkpoint (timing needs no training)."""
-    from diptych.checkpoint import write_checkpoint_folder
     from diptych.config import RECIPE_DEFAULTS, RunConfig
-    from diptych.nets import create_generator, init_weights
 
     config = RunConfig()
     if arch == "hd":
@@ -36,10 +35,7 @@ def make_checkpoint(folder: Path, arch: str, ngf: int, depth: int) -> Path:
     config.generator.in_channels = config.generator.out_channels = 3
     config.generator.ngf, config.generator.depth = ngf, depth
     config.data.sample_type = "uint8"
-    torch.manual_seed(0)
-    generator = create_generator(config.generator)
-    init_weights(generator)
-    return write_checkpoint_folder(folder, config.validate(), {"generator": generator})
+    return save_untrained(folder, config)
 
 
 def make_photos(folder: Path, count: int, size: int) -> Path:

@@ -23,22 +23,18 @@ import numpy as np
 import tifffile
 import torch
 from machine import cpu_model
+from untrained import save_untrained
 
 
 def make_checkpoint(folder: Path, classes: int, ngf: int) -> Path:
     """A unet_256 for `classes`-class label maps with pix2pix's initialisation (timing needs no training)."""
-    from diptych.checkpoint import write_checkpoint_folder
     from diptych.config import RunConfig
-    from diptych.nets import create_generator, init_weights
 
     config = RunConfig()
     config.data.label_nc = config.generator.in_channels = classes
     config.generator.out_channels, config.generator.ngf = 3, ngf
     config.data.sample_type = "uint8"
-    torch.manual_seed(0)
-    generator = create_generator(config.generator)
-    init_weights(generator)
-    return write_checkpoint_folder(folder, config.validate(), {"generator": generator})
+    return save_untrained(folder, config)
 
 
 def make_labels(path: Path, size: int, classes: int) -> Path:
