@@ -84,6 +84,7 @@ def test_tiled_equals_whole_for_a_local_network(chunk_rows: int, monkeypatch: py
     class ArraySource(RowSource):
         def __init__(self, arr: np.ndarray) -> None:
             self.array, (self.height, self.width, self.channels), self.streamed = arr, arr.shape, True
+            self.path = Path("array")
 
     src = ArraySource(img)
     settings = TileSettings(64, 24, 3)
@@ -413,3 +414,55 @@ def test_tiff_outputs_can_be_compressed_losslessly(tmp_path: Path, compression: 
     with pytest.raises(ConfigError, match="--tiff-compression 'jpeg' is not one of"):
         t.translate_files([tmp_path / "in"], tmp_path / "x", suffix=".tif", progress=False, tiff_compression="jpeg")
     assert not (tmp_path / "x").exists()
+
+
+def test_damaged_tiffs_give_one_line_errors_in_tiled_mode(tmp_path: Path) -> None:
+    """A .tif that is no TIFF, and compressed data damaged deep inside: one-line errors naming the file, nothing
+    written for it, and --skip-bad skips and lists it after translating the others."""
+    t = _unet_translator()
+    img = _photo(200, 96)
+    write_image(tmp_path / "in" / "a.png", img)
+    (tmp_path / "in" / "b.tif").write_bytes(b"not a tiff at all")
+    with pytest.raises(DataError, match=r"b.tif: "):
+        t.translate_files([tmp_path / "in"], tmp_path / "out1", suffix=".tif", progress=False, tile=64, overlap=16)
+    assert not (tmp_path / "out1").exists()
+    (tmp_path / "in" / "b.tif").unlink()
+    tifffile.imwrite(tmp_path / "in" / "c.tif", img, compression="lzw", rowsperstrip=8)
+    data = bytearray((tmp_path / "in" / "c.tif").read_bytes())
+    with tifffile.TiffFile(tmp_path / "in" / "c.tif") as tif:
+        offset = tif.pages[0].dataoffsets[20]  # a strip well below the first rows, which the check reads
+    data[offset : offset + 40] = bytes(range(200, 240))
+    (tmp_path / "in" / "c.tif").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"c.tif: corrupt or truncated"):
+        t.translate_files([tmp_path / "in"], tmp_path / "out2", suffix=".tif", progress=False, tile=64, overlap=16)
+    assert not (tmp_path / "out2" / "c.tif").exists()
+    written = t.translate_files(
+        [tmp_path / "in"], tmp_path / "out3", suffix=".tif", progress=False, tile=64, overlap=16, skip_bad=True
+    )
+    assert [p.name for p in written] == ["a.tif"] and not (tmp_path / "out3" / "c.tif").exists()
+
+
+def test_single_strip_tiffs_are_decoded_once_and_samples_are_normalised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img = _photo(90, 70)
+    tifffile.imwrite(tmp_path / "one.tif", img, compression="zlib", rowsperstrip=90)  # one strip
+    src = RowSource(tmp_path / "one.tif")
+    assert src.streamed and np.array_equal(src.rows(10, 20, 5, 9), img[10:20, 5:9])
+    assert src._band is not None and src._band.shape[0] == 90  # the strip, decoded once, serves every band
+    assert np.array_equal(src.rows(60, 90, 0, 70), img[60:90])
+    monkeypatch.setattr(windows_module, "BAND_CACHE_BYTES", 1000)  # a strip larger than a band may be
+    src = RowSource(tmp_path / "one.tif")
+    assert not src.streamed and np.array_equal(src.rows(10, 20, 5, 9), img[10:20, 5:9])  # decoded whole
+    monkeypatch.undo()
+    half = (img[:, :, 0].astype(np.float16) / 255).astype(np.float16)
+    tifffile.imwrite(tmp_path / "half.tif", half, compression="zlib", tile=(32, 32))
+    block = RowSource(tmp_path / "half.tif").rows(0, 40, 0, 50)
+    assert RowSource(tmp_path / "half.tif").streamed and block.dtype == np.float32  # as read_image gives it
+    assert np.array_equal(block[:, :, 0], half[:40, :50].astype(np.float32))
+
+
+def test_compressed_outputs_of_wide_integers_skip_the_predictor(tmp_path: Path) -> None:
+    arr = np.arange(40 * 30 * 2, dtype=np.int64).reshape(40, 30, 2) * 12345
+    path = write_image(tmp_path / "wide.tif", arr, tiff_compression="deflate")
+    assert np.array_equal(read_image(path), arr)

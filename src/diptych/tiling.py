@@ -253,7 +253,7 @@ def write_tiff_streamed(
             photometric=photometric,
             planarconfig="contig" if channels > 1 else None,
             bigtiff=height * width * channels * np.dtype(dtype).itemsize > 2**31,
-            **tiff_codec(compression),
+            **tiff_codec(compression, dtype),
         )
     return path
 

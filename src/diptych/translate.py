@@ -285,7 +285,14 @@ class Translator:
             bad.extend(errors)
             written = []
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
-                written.append(self.translate_file_tiled(src, dest, settings, tiff_compression))
+                try:
+                    written.append(self.translate_file_tiled(src, dest, settings, tiff_compression))
+                except DataError as exc:
+                    # Streamed inputs are checked by their header and first rows only (a full check would decode
+                    # them twice): damage deeper in the data surfaces here. Its output is not written (atomic).
+                    if not skip_bad:
+                        raise
+                    bad.append(str(exc))
             _report_skipped(bad)
             return written
         jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,8 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except Image.DecompressionBombError:
         raise bomb_error(path) from None
-    except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
+    except (OSError, ValueError, SyntaxError, RuntimeError, zlib.error, tifffile.TiffFileError) as exc:
+        # (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error)
         raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
     return image_array(arr, path)
 
@@ -289,7 +291,7 @@ def write_image(path: Path, arr: np.ndarray, tiff_compression: str = "none") -> 
                 with open(tmp, "wb") as f:
                     np.save(f, arr[:, :, 0] if channels == 1 else arr, allow_pickle=False)
             elif suffix in TIFF_EXTENSIONS:
-                options = tiff_codec(tiff_compression)
+                options = tiff_codec(tiff_compression, arr.dtype)
                 if channels == 1:
                     tifffile.imwrite(tmp, arr[:, :, 0], photometric="minisblack", **options)
                 else:
@@ -311,13 +313,17 @@ def write_image(path: Path, arr: np.ndarray, tiff_compression: str = "none") -> 
 TIFF_COMPRESSIONS = {"none": None, "deflate": "zlib", "lzw": "lzw", "zstd": "zstd"}  # lossless, widely read
 
 
-def tiff_codec(name: str) -> dict[str, object]:
-    """tifffile options for a lossless TIFF compression (with the predictor that helps it: horizontal
-    differencing for integers, the floating-point predictor for floats)."""
+def tiff_codec(name: str, dtype: np.dtype | str | None = None) -> dict[str, object]:
+    """tifffile options for a lossless TIFF compression, with the predictor that helps it where TIFF has one
+    (horizontal differencing for integers of up to 32 bits, the floating-point predictor for floats)."""
     if name not in TIFF_COMPRESSIONS:
         raise ConfigError(f"--tiff-compression {name!r} is not one of: {', '.join(TIFF_COMPRESSIONS)}")
     codec = TIFF_COMPRESSIONS[name]
-    return {} if codec is None else {"compression": codec, "predictor": True}
+    if codec is None:
+        return {}
+    kind = np.dtype(dtype or np.uint8)
+    predictor = kind.kind == "f" or (kind.kind in "iu" and kind.itemsize <= 4)
+    return {"compression": codec, "predictor": predictor}
 
 
 def output_suffix(suffix: str, dtype: np.dtype | str, channels: int) -> str:

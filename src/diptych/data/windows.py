@@ -3,13 +3,19 @@
 - Uncompressed strip TIFF/BigTIFF (interleaved, planar or page stacks) and `.npy`: memory-mapped.
 - Tiled or compressed TIFF (deflate, LZW, JPEG, zstd, ... through imagecodecs): opened as a zarr array over
   tifffile's store, so a window decodes only the tiles or strips it touches, and a band of rows is decoded
-  once for all the windows along it.
+  once for all the windows along it (widened to whole chunk rows: a single strip of up to 256 MiB is decoded
+  once for the whole image; a larger one is decoded whole up front).
 - Everything else (PNG, JPEG, ...): decoded whole, once.
+Damaged compressed data surfaces as a DataError naming the file when the window that holds it is read.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
+import sys
+import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,26 @@ import tifffile
 from PIL import Image
 
 from ..errors import DataError
-from .io import TIFF_EXTENSIONS, bomb_error, check_tiff_pixels, read_image
+from .io import TIFF_EXTENSIONS, bomb_error, check_tiff_pixels, image_array, read_image
 
 BAND_CACHE_BYTES = 256 << 20  # a chunked source keeps a decoded band of rows up to this size (wider: per window)
+
+
+def _quiet_abandoned_zarr_tasks() -> None:
+    """zarr decodes chunks as asyncio tasks; after one fails, the others are left unfinished, and at exit asyncio
+    and Python would print a screenful about them ("Task was destroyed but it is pending!", "Event loop is
+    closed"). The DataError already says what went wrong, so those reports are dropped: only zarr's own."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is None or "zarr" not in code.co_filename:
+            previous(unraisable)
+
+    if getattr(previous, "__name__", "") != "hook":  # installed once
+        sys.unraisablehook = hook
 
 
 class ChunkedTiff:
@@ -33,34 +56,53 @@ class ChunkedTiff:
         self.shape = (*shape, 1) if len(shape) == 2 else (shape[1], shape[2], shape[0]) if self._planar else shape
         self.dtype = np.dtype(array.dtype)
         self.ndim = 3
+        self.chunk_rows = int(array.chunks[1] if self._planar else array.chunks[0])
 
     @classmethod
     def open(cls, path: Path) -> ChunkedTiff | None:
-        """None when zarr is not installed (Python 3.10) or the layout is one zarr cannot window."""
+        """None where the image is better decoded whole: zarr is not installed (Python 3.10), the file is no
+        readable TIFF (read_image then names the problem), or one row of its chunks is larger than a band may be
+        (a huge single strip: decoding it once beats once per tile). Smaller tall chunks are decoded once and
+        kept for every band they cover (see `RowSource.rows`)."""
         try:
             import zarr
         except ImportError:
             return None
-        tif = tifffile.TiffFile(path)
+        try:
+            tif = tifffile.TiffFile(path)
+        except (OSError, tifffile.TiffFileError):
+            return None
         try:
             series = tif.series[0]
             if len(series.shape) not in (2, 3):
                 tif.close()
                 return None
             check_tiff_pixels(path, series)
-            return cls(tif, zarr.open(series.aszarr(level=0), mode="r"), series.axes)
+            chunked = cls(tif, zarr.open(series.aszarr(level=0), mode="r"), series.axes)
         except Image.DecompressionBombError:
             tif.close()
             raise bomb_error(path) from None
-        except Exception:  # any layout (or zarr/tifffile pairing) that cannot be windowed: decode it whole
+        except Exception as exc:  # a layout (or tifffile/zarr pairing) that cannot be windowed: decode it whole
             tif.close()
+            print(
+                f"diptych: warning: {path}: cannot be read window by window ({exc}); decoding it whole", file=sys.stderr
+            )
             return None
+        _, width, channels = chunked.shape
+        if chunked.chunk_rows * width * channels * chunked.dtype.itemsize > BAND_CACHE_BYTES:
+            chunked.close()
+            return None
+        return chunked
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         ys, xs = key
-        if self._planar:
-            return np.moveaxis(self._z[:, ys, xs], 0, -1)
-        block = self._z[ys, xs]
+        try:
+            block = np.moveaxis(self._z[:, ys, xs], 0, -1) if self._planar else self._z[ys, xs]
+        except (RuntimeError, ValueError, OSError, zlib.error, tifffile.TiffFileError) as exc:  # codecs raise these
+            _quiet_abandoned_zarr_tasks()
+            raise DataError(
+                f"{self._tif.filehandle.path}: corrupt or truncated image data ({exc}); remove it or pass --skip-bad"
+            ) from None
         return block[:, :, None] if block.ndim == 2 else block
 
     def close(self) -> None:
@@ -121,18 +163,26 @@ class RowSource:
 
     def rows(self, y0: int, y1: int, x0: int = 0, x1: int | None = None) -> np.ndarray:
         """Rows [y0, y1) (columns [x0, x1), all by default) as an in-memory HxWxC array of the file's sample type."""
-        itemsize = np.dtype(self.array.dtype).itemsize
-        if self._chunked is not None and (y1 - y0) * self.width * self.channels * itemsize <= BAND_CACHE_BYTES:
-            # Decode the band's rows once for all the tiles along it (adjacent tiles share TIFF tiles, and strips
-            # span the width); a band of input samples is a fraction of the blended band buffer.
+        chunked = self._chunked
+        row_bytes = self.width * self.channels * np.dtype(self.array.dtype).itemsize
+        if chunked is not None:
+            # Decode the band's rows, widened to whole chunk rows, once for all the tiles along it (adjacent
+            # tiles share TIFF tiles and strips span the width, and zarr decodes whole chunks anyway). A band of
+            # input samples is often smaller than the blended band buffer, never more than BAND_CACHE_BYTES.
+            a0 = y0 // chunked.chunk_rows * chunked.chunk_rows
+            a1 = min(self.height, -(-y1 // chunked.chunk_rows) * chunked.chunk_rows)
             band = self._band
-            if band is None or not (self._band_y0 <= y0 and y1 <= self._band_y0 + band.shape[0]):
-                band = self._band = np.asarray(self.array[y0:y1, 0 : self.width])
-                self._band_y0 = y0
-            block = np.array(band[y0 - self._band_y0 : y1 - self._band_y0, x0:x1])
+            if band is not None and self._band_y0 <= y0 and y1 <= self._band_y0 + band.shape[0]:
+                block = band[y0 - self._band_y0 : y1 - self._band_y0, x0:x1]
+            elif (a1 - a0) * row_bytes <= BAND_CACHE_BYTES:
+                self._band, self._band_y0 = None, a0  # (the old band is released before the new one is decoded)
+                band = self._band = np.asarray(self.array[a0:a1, 0 : self.width])
+                block = band[y0 - a0 : y1 - a0, x0:x1]
+            else:
+                block = self.array[y0:y1, x0:x1]
         else:
-            block = np.array(self.array[y0:y1, x0:x1])
-        return block.astype(np.uint8) * 255 if block.dtype == bool else block
+            block = self.array[y0:y1, x0:x1]
+        return image_array(np.array(block), self.path)
 
     def close(self) -> None:
         """Close the file behind a chunked source (memory maps and decoded arrays need nothing)."""
