@@ -466,3 +466,26 @@ def test_compressed_outputs_of_wide_integers_skip_the_predictor(tmp_path: Path) 
     arr = np.arange(40 * 30 * 2, dtype=np.int64).reshape(40, 30, 2) * 12345
     path = write_image(tmp_path / "wide.tif", arr, tiff_compression="deflate")
     assert np.array_equal(read_image(path), arr)
+
+
+def test_tiled_png_inputs_are_decoded_once_when_translated_right_after_their_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check pass runs last-to-first so the first image to translate keeps what its check decoded; the
+    others are decoded again (one decoded image at a time either way)."""
+    t = _unet_translator()
+    for name in ("a", "b"):
+        write_image(tmp_path / "in" / f"{name}.png", _photo(70, 90))
+    decoded: list[str] = []
+    real = windows_module.read_image
+
+    def counting(path: Path, *args: object) -> np.ndarray:
+        decoded.append(Path(path).name)
+        return real(path, *args)
+
+    monkeypatch.setattr(windows_module, "read_image", counting)
+    written = t.translate_files([tmp_path / "in"], tmp_path / "out", suffix=".png", progress=False, tile=64, overlap=16)
+    assert [p.name for p in written] == ["a.png", "b.png"]
+    assert decoded == ["b.png", "a.png", "b.png"]  # checks (b, then a), then a kept, b decoded again
+    again = t.translate_file_tiled(tmp_path / "in" / "a.png", tmp_path / "again.png", t.tile_settings(64, 16, None))
+    assert np.array_equal(read_image(written[0]), read_image(again))  # the kept decode gives the same output

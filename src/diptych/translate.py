@@ -112,6 +112,7 @@ class Translator:
         if not isinstance(self.generator, ExportedGenerator):
             self.generator.to(memory_format=self.memory_format)
         self._warned_instance_norm = False
+        self._checked_source: RowSource | None = None  # decoded by the tiled check pass, for the next translation
 
     @classmethod
     def load(
@@ -280,8 +281,10 @@ class Translator:
             settings = self.tile_settings(tile, overlap, memory_budget, batch_size)
             if tile == "auto" and progress:
                 print(f"diptych: --tile auto: {settings.tile} px tiles, overlap {settings.overlap}", file=sys.stderr)
-            # One at a time: a format that does not stream is decoded whole to be checked.
-            jobs, errors = check_all(jobs, lambda job: self._check_tiled_input(job[0]), skip_bad, workers=1)
+            # One at a time: a format that does not stream is decoded whole to be checked. Checked last and
+            # translated first, the first image keeps what its check decoded (see _check_tiled_input).
+            checked, errors = check_all(jobs[::-1], lambda job: self._check_tiled_input(job[0]), skip_bad, workers=1)
+            jobs = checked[::-1]
             bad.extend(errors)
             written = []
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
@@ -378,7 +381,9 @@ class Translator:
     def _check_tiled_input(self, src: Path) -> None:
         """Check what would stop a tiled translation half-way, before any output is written: the file opens (formats
         that do not stream are decoded), its channels suit the model, its instance map exists and has its size, and
-        every label is in range (label maps, read band by band so memory stays bounded)."""
+        every label is in range (label maps, read band by band so memory stays bounded). A source decoded whole
+        for this is kept for its translation if that comes next (one decoded image at a time either way)."""
+        self._checked_source = None
         source = RowSource(src, palette_indices=self.labels is not None)
         if self.needs_instances:
             inst_path = self._instance_file(src)
@@ -387,18 +392,22 @@ class Translator:
                 raise DataError(f"{inst_path}: size differs from its label map {src}")
         if self.labels is None:
             self.match_channels(source.rows(0, 1), str(src))
-            return
-        rows = max(1, (1 << 22) // max(1, source.width * source.channels))
-        for y in range(0, source.height, rows):
-            band = source.rows(y, min(y + rows, source.height))[:, :, 0]
-            check_label_range(np.rint(band).astype(np.int64), self.labels.label_nc, self.labels.ignore_label, str(src))
-            source.release(y + band.shape[0])
+        else:
+            rows = max(1, (1 << 22) // max(1, source.width * source.channels))
+            for y in range(0, source.height, rows):
+                band = source.rows(y, min(y + rows, source.height))[:, :, 0]
+                labels = np.rint(band).astype(np.int64)
+                check_label_range(labels, self.labels.label_nc, self.labels.ignore_label, str(src))
+                source.release(y + band.shape[0])
+        if not source.streamed:
+            self._checked_source = source
 
     def translate_file_tiled(
         self, src: Path, dest: Path, settings: TileSettings, tiff_compression: str = "none"
     ) -> Path:
         """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""
-        source = RowSource(src, palette_indices=self.labels is not None)
+        kept, self._checked_source = self._checked_source, None
+        source = kept if kept is not None and kept.path == Path(src) else RowSource(src, self.labels is not None)
         instances = None
         if self.needs_instances:
             inst_path = self._instance_file(src)
