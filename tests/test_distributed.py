@@ -206,6 +206,22 @@ def test_run_dir_is_required_under_torchrun(
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["train", "--data", str(dataset), "--max-steps", "1"]) == 1
     assert "--run-dir is required under torchrun" in capsys.readouterr().err
+    # The other ranks meet the same configuration error: only rank 0 prints it (one line, not one per process).
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "--data", str(dataset), "--max-steps", "1"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_errors_particular_to_a_process_name_its_rank(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diptych.cli import _print_error
+
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    _print_error("training diverged", same_on_every_process=False)
+    _print_error("--lr must be > 0", same_on_every_process=True)
+    assert capsys.readouterr().err == "diptych: error (rank 3): training diverged\n"
 
 
 def test_batch_norm_becomes_sync_batch_norm_for_cuda_processes_only() -> None:

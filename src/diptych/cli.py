@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from .cli_data import cmd_data
 from .cli_data import register as register_data_commands
 from .config import PRECISIONS, PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
 from .data.io import TIFF_COMPRESSIONS
-from .errors import DiptychError, one_line
+from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
 
 SECTION_TITLES = {
@@ -460,7 +461,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         rejected = (("--config", args.config), ("--run-dir", args.run_dir), ("--netG", "netG" in vars(args)))
         for flag, given in (*rejected, ("--recipe", "recipe" in vars(args))):
             if given:
-                raise DiptychError(f"{flag} cannot be combined with --resume; the run's own config.json is used")
+                raise ConfigError(f"{flag} cannot be combined with --resume; the run's own config.json is used")
         run_dir = args.resume
         config = resume_config(run_dir, given_overrides(args))
         result = train(config, run_dir, resume=True, progress=not args.no_progress)
@@ -473,7 +474,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             base.data.input_range, base.data.output_range = [], []
         config = config_from_args(args, base)
         if args.run_dir is None and launched_by_torchrun():
-            raise DiptychError("--run-dir is required under torchrun, so that every process writes to the same folder")
+            raise ConfigError("--run-dir is required under torchrun, so that every process writes to the same folder")
         run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
     if not is_main_process():
@@ -490,9 +491,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from .translate import Translator
 
     if args.batch_size < 1:
-        raise DiptychError(f"--batch-size {args.batch_size} must be >= 1")
+        raise ConfigError(f"--batch-size {args.batch_size} must be >= 1")
     if args.memory_budget is not None and not args.memory_budget > 0:
-        raise DiptychError(f"--memory-budget {args.memory_budget} must be > 0 (GiB)")
+        raise ConfigError(f"--memory-budget {args.memory_budget} must be > 0 (GiB)")
     translator = Translator.load(
         args.checkpoint,
         device=args.device,
@@ -590,7 +591,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()], ALL_METRICS)
     deep = DeepMetricOptions(args.inception_weights, args.inception_variant, tuple(args.lpips_weights), args.lpips_net)
     if args.crop_border < 0:
-        raise DiptychError(f"--crop-border {args.crop_border} must be >= 0")
+        raise ConfigError(f"--crop-border {args.crop_border} must be >= 0")
     out = args.out
     if out is None:
         folder = (
@@ -655,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
             set_max_image_pixels(args.max_image_pixels)
         return COMMANDS[args.command](args)
     except DiptychError as exc:
-        print(f"diptych: error: {one_line(exc)}", file=sys.stderr)
+        _print_error(one_line(exc), same_on_every_process=isinstance(exc, ConfigError | DataError | CheckpointError))
         return 1
     except BrokenPipeError:
         # Output piped into a reader that closed early (e.g. `| head`); not an error of ours.
@@ -671,6 +672,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diptych: interrupted", file=sys.stderr)
         return 130
+
+
+def _print_error(message: str, same_on_every_process: bool) -> None:
+    """One error line. Under torchrun every process meets a configuration, data or checkpoint error alike, so
+    only rank 0 prints those; other errors are printed by every rank that has them, naming it."""
+    rank = os.environ.get("RANK", "")
+    if rank not in ("", "0") and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        if same_on_every_process:
+            return
+        print(f"diptych: error (rank {rank}): {message}", file=sys.stderr)
+        return
+    print(f"diptych: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":
