@@ -37,7 +37,6 @@ from .exported import (
     exported_kind,
     load_exported,
 )
-from .nets import generator_padding, generator_stride
 from .translate import Translator
 
 FORMATS = ("onnx", "torchscript")
@@ -145,8 +144,8 @@ def export_generator(
     generator = translator.generator.eval().to(memory_format=torch.contiguous_format)
     if hasattr(generator, "checkpointing"):
         generator.checkpointing = False  # activation checkpointing is a training-time detail
-    stride = generator_stride(config.generator)
-    multiple, minimum = generator_padding(config.generator)
+    # The network's own geometry: its downsampling, and how it pads inputs (a multiple, and a minimum side).
+    stride, multiple, minimum = generator.stride, generator.multiple, generator.min_side
     sizes = list(check_sizes) if check_sizes else default_check_sizes(stride, minimum)
     inputs = _check_inputs(translator, check_images)
     metadata = export_metadata(config, stride, multiple, minimum)

@@ -112,7 +112,6 @@ class Translator:
         if not isinstance(self.generator, ExportedGenerator):
             self.generator.to(memory_format=self.memory_format)
         self._warned_instance_norm = False
-        self._checked_source: RowSource | None = None  # decoded by the tiled check pass, for the next translation
 
     @classmethod
     def load(
@@ -282,14 +281,23 @@ class Translator:
             if tile == "auto" and progress:
                 print(f"diptych: --tile auto: {settings.tile} px tiles, overlap {settings.overlap}", file=sys.stderr)
             # One at a time: a format that does not stream is decoded whole to be checked. Checked last and
-            # translated first, the first image keeps what its check decoded (see _check_tiled_input).
-            checked, errors = check_all(jobs[::-1], lambda job: self._check_tiled_input(job[0]), skip_bad, workers=1)
+            # translated first, the first image keeps what its check decoded (one decoded image at a time).
+            decoded: list[RowSource] = []
+
+            def check(job: tuple[Path, Path]) -> None:
+                decoded.clear()
+                source = self._check_tiled_input(job[0])
+                if not source.streamed:
+                    decoded.append(source)
+
+            checked, errors = check_all(jobs[::-1], check, skip_bad, workers=1)
             jobs = checked[::-1]
             bad.extend(errors)
             written = []
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
+                source = decoded.pop() if decoded and decoded[0].path == src else None
                 try:
-                    written.append(self.translate_file_tiled(src, dest, settings, tiff_compression))
+                    written.append(self.translate_file_tiled(src, dest, settings, tiff_compression, source))
                 except DataError as exc:
                     # Streamed inputs are checked by their header and first rows only (a full check would decode
                     # them twice): damage deeper in the data surfaces here. Its output is not written (atomic).
@@ -378,18 +386,12 @@ class Translator:
                 h.remove()
         return total / (side * side)
 
-    def _check_tiled_input(self, src: Path) -> None:
+    def _check_tiled_input(self, src: Path) -> RowSource:
         """Check what would stop a tiled translation half-way, before any output is written: the file opens (formats
         that do not stream are decoded), its channels suit the model, its instance map exists and has its size, and
-        every label is in range (label maps, read band by band so memory stays bounded). A source decoded whole
-        for this is kept for its translation if that comes next (one decoded image at a time either way)."""
-        self._checked_source = None
+        every label is in range (label maps, read band by band so memory stays bounded). Returns the source."""
         source = RowSource(src, palette_indices=self.labels is not None)
-        if self.needs_instances:
-            inst_path = self._instance_file(src)
-            instances = RowSource(inst_path)
-            if (instances.height, instances.width) != (source.height, source.width):
-                raise DataError(f"{inst_path}: size differs from its label map {src}")
+        self._tiled_instances(src, source)
         if self.labels is None:
             self.match_channels(source.rows(0, 1), str(src))
         else:
@@ -399,21 +401,30 @@ class Translator:
                 labels = np.rint(band).astype(np.int64)
                 check_label_range(labels, self.labels.label_nc, self.labels.ignore_label, str(src))
                 source.release(y + band.shape[0])
-        if not source.streamed:
-            self._checked_source = source
+        return source
+
+    def _tiled_instances(self, src: Path, source: RowSource) -> RowSource | None:
+        """The instance map of a tiled input, for models that take one (checked to have the input's size)."""
+        if not self.needs_instances:
+            return None
+        inst_path = self._instance_file(src)
+        instances = RowSource(inst_path)
+        if (instances.height, instances.width) != (source.height, source.width):
+            raise DataError(f"{inst_path}: size differs from its label map {src}")
+        return instances
 
     def translate_file_tiled(
-        self, src: Path, dest: Path, settings: TileSettings, tiff_compression: str = "none"
+        self,
+        src: Path,
+        dest: Path,
+        settings: TileSettings,
+        tiff_compression: str = "none",
+        source: RowSource | None = None,
     ) -> Path:
-        """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory."""
-        kept, self._checked_source = self._checked_source, None
-        source = kept if kept is not None and kept.path == Path(src) else RowSource(src, self.labels is not None)
-        instances = None
-        if self.needs_instances:
-            inst_path = self._instance_file(src)
-            instances = RowSource(inst_path)
-            if (instances.height, instances.width) != (source.height, source.width):
-                raise DataError(f"{inst_path}: size differs from its label map {src}")
+        """Translate one image in blended tiles; stream rows into a TIFF, or assemble other formats in memory.
+        `source`: `src` already opened (e.g. decoded by the check pass)."""
+        source = source or RowSource(src, palette_indices=self.labels is not None)
+        instances = self._tiled_instances(src, source)
 
         def tile_input(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
             if instances is None:

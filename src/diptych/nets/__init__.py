@@ -18,7 +18,6 @@ __all__ = [
     "UNetGenerator",
     "create_discriminator",
     "create_generator",
-    "generator_padding",
     "generator_stride",
     "init_weights",
     "receptive_field",
@@ -48,14 +47,6 @@ def create_generator(cfg: GeneratorConfig) -> nn.Module:
 def generator_stride(cfg: GeneratorConfig) -> int:
     """The generator's total downsampling."""
     return 2**cfg.depth if cfg.arch == "unet" else 2 ** (cfg.n_down_global + cfg.n_local)
-
-
-def generator_padding(cfg: GeneratorConfig) -> tuple[int, int]:
-    """(multiple, minimum): input sides are reflect-padded to a multiple of the first and to at least the second.
-    The U-Net pads to 2**min(depth, 5) and its deeper levels pad themselves; the HD generator pads to its
-    stride; both to a minimum that leaves every level two pixels."""
-    stride = generator_stride(cfg)
-    return (2 ** min(cfg.depth, 5), stride) if cfg.arch == "unet" else (stride, 2 * stride)
 
 
 def create_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Module:
