@@ -19,8 +19,9 @@ from diptych.losses import (
     load_vgg19_features,
     multiscale_adversarial,
 )
-from diptych.nets.hd import GlobalGenerator, HDGenerator
+from diptych.nets.hd import HDGenerator
 from diptych.nets.multiscale import MultiscaleDiscriminator
+from diptych.nets.resnet import ResnetGenerator
 from diptych.nets.vgg import vgg_features
 
 
@@ -52,7 +53,7 @@ def test_global_weights_move_from_stage_one_to_stage_two() -> None:
 
 def test_global_generator_parameter_count_matches_pix2pixhd_default() -> None:
     # pix2pixHD's G1 (ngf 64, 4 downsamplings, 9 blocks, instance norm) without conv biases before norms.
-    g = GlobalGenerator(3, 3, 64, 4, 9, "instance")
+    g = ResnetGenerator(3, 3, 64, 4, 9, "instance")
     assert abs(sum(p.numel() for p in g.parameters()) / 1e6 - 182.4) < 0.5
 
 

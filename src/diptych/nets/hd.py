@@ -5,90 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint_sequential
 
-from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
-
-
-def _conv_norm_relu(cin: int, cout: int, kernel: int, stride: int, norm: str) -> nn.Sequential:
-    pad = kernel // 2
-    layers: list[nn.Module] = []
-    if kernel == 7:
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7, bias=conv_bias(norm))]
-    else:
-        layers += [nn.Conv2d(cin, cout, kernel, stride=stride, padding=pad, bias=conv_bias(norm))]
-    return nn.Sequential(*layers, make_norm(norm, cout), nn.ReLU(inplace=True))
-
-
-def _up_norm_relu(cin: int, cout: int, norm: str) -> nn.Sequential:
-    return nn.Sequential(
-        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=conv_bias(norm)),
-        make_norm(norm, cout),
-        nn.ReLU(inplace=True),
-    )
-
-
-def _output_head(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7), nn.Tanh())
-
-
-def _run_blocks(blocks: nn.Sequential, h: torch.Tensor, checkpointing: bool) -> torch.Tensor:
-    """Residual blocks, recomputed in backward instead of stored when checkpointing (training only)."""
-    if checkpointing and torch.is_grad_enabled():
-        return checkpoint_sequential(blocks, len(blocks), h, use_reentrant=False)
-    return blocks(h)
-
-
-class ResidualBlock(nn.Module):
-    """x + (reflect-pad, 3x3 conv, norm, ReLU, reflect-pad, 3x3 conv, norm)(x)."""
-
-    def __init__(self, channels: int, norm: str) -> None:
-        super().__init__()
-        bias = conv_bias(norm)
-        self.body = nn.Sequential(
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=bias),
-            make_norm(norm, channels),
-            nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=bias),
-            make_norm(norm, channels),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class GlobalGenerator(nn.Module):
-    """pix2pixHD's G1: 7x7 front, `n_down` stride-2 convs, residual blocks, as many transposed convs, 7x7 head."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        ngf: int = 64,
-        n_down: int = 4,
-        n_blocks: int = 9,
-        norm: str = "instance",
-    ) -> None:
-        super().__init__()
-        self.front = _conv_norm_relu(in_channels, ngf, 7, 1, norm)
-        self.down = nn.Sequential(*(_conv_norm_relu(ngf * 2**i, ngf * 2 ** (i + 1), 3, 2, norm) for i in range(n_down)))
-        width = ngf * 2**n_down
-        self.blocks = nn.Sequential(*(ResidualBlock(width, norm) for _ in range(n_blocks)))
-        self.up = nn.Sequential(
-            *(_up_norm_relu(ngf * 2 ** (n_down - i), ngf * 2 ** (n_down - i - 1), norm) for i in range(n_down))
-        )
-        self.head = _output_head(ngf, out_channels)
-        self.stride = 2**n_down
-        self.feature_channels = ngf
-
-    def features(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
-        """Everything before the output head (what a local enhancer adds to its own features)."""
-        return self.up(_run_blocks(self.blocks, self.down(self.front(x)), checkpointing))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+from .layers import crop_padded, pad_to_multiple
+from .resnet import ResidualBlock, ResnetGenerator, conv_norm_relu, output_head, run_blocks, up_norm_relu
 
 
 class LocalEnhancer(nn.Module):
@@ -97,17 +16,17 @@ class LocalEnhancer(nn.Module):
     def __init__(self, in_channels: int, width: int, n_blocks: int, norm: str) -> None:
         super().__init__()
         self.down = nn.Sequential(
-            _conv_norm_relu(in_channels, width, 7, 1, norm), _conv_norm_relu(width, width * 2, 3, 2, norm)
+            conv_norm_relu(in_channels, width, 7, 1, norm), conv_norm_relu(width, width * 2, 3, 2, norm)
         )
         self.blocks = nn.Sequential(*(ResidualBlock(width * 2, norm) for _ in range(n_blocks)))
-        self.up = _up_norm_relu(width * 2, width, norm)
+        self.up = up_norm_relu(width * 2, width, norm)
 
     def forward(self, x: torch.Tensor, coarse_features: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
-        return self.up(_run_blocks(self.blocks, self.down(x) + coarse_features, checkpointing))
+        return self.up(run_blocks(self.blocks, self.down(x) + coarse_features, checkpointing))
 
 
 class HDGenerator(nn.Module):
-    """Coarse-to-fine generator: a GlobalGenerator at 1/2**n_local resolution and n_local LocalEnhancers.
+    """Coarse-to-fine generator: a global ResnetGenerator at 1/2**n_local resolution and n_local LocalEnhancers.
 
     With n_local = 0 it is the global generator alone (stage 1 of pix2pixHD's schedule, trained at half
     resolution); `global_generator` keeps the same parameter names either way, so stage-1 weights load
@@ -129,13 +48,13 @@ class HDGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.n_local = n_local
-        self.global_generator = GlobalGenerator(
+        self.global_generator = ResnetGenerator(
             in_channels, out_channels, ngf * 2**n_local, n_down_global, n_blocks_global, norm
         )
         self.local = nn.ModuleList(
             LocalEnhancer(in_channels, ngf * 2 ** (n_local - k - 1), n_blocks_local, norm) for k in range(n_local)
         )
-        self.head = _output_head(ngf, out_channels) if n_local else nn.Identity()
+        self.head = output_head(ngf, out_channels) if n_local else nn.Identity()
         self.stride = 2 ** (n_down_global + n_local)
         self.multiple = self.stride  # input sides are reflect-padded to a multiple of the stride
         self.min_side = 2 * self.stride  # at least two pixels at the bottleneck (reflection pads, instance norms)
