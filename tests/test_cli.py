@@ -93,7 +93,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--lambda-l1 X",
                 "(default: 100.0)",
                 "--skip-bad, --no-skip-bad",
-                "--netG {unet_128,unet_256}",
+                "--netG {resnet_6blocks,resnet_9blocks,unet_128,unet_256}",
                 "diptych train --resume runs/facades",
             ],
         ),

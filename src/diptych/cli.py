@@ -113,7 +113,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         "--netG",
         choices=sorted(PRESETS),
         default=argparse.SUPPRESS,
-        help="reference-style generator preset: unet_256 = --depth 8, unet_128 = --depth 7 (an explicit --depth wins)",
+        help="reference-style generator preset: unet_256 = --depth 8, unet_128 = --depth 7, resnet_9blocks / "
+        "resnet_6blocks = --arch resnet --n-blocks 9 / 6 (explicit flags win)",
     )
 
 
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         metavar="PIXELS|auto",
         help="translate in overlapping tiles of at most this size (a multiple of what the generator pads inputs "
-        "to: 2**min(depth, 5) for a U-Net, so 32 for unet_256; the stride for pix2pixHD), blended with a raised-cosine window; 'auto' picks the "
+        "to: 2**min(depth, 5) for a U-Net, so 32 for unet_256; 4 for a ResNet; the stride for pix2pixHD), blended with a raised-cosine window; 'auto' picks the "
         "largest tile that fits --memory-budget. TIFF (any layout or compression) and .npy inputs are read and "
         "TIFF outputs written tile by tile, so memory grows with the image's width, not its area",
     )
@@ -316,13 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "convert-reference",
         help="import a pytorch-CycleGAN-and-pix2pix generator (latest_net_G.pth)",
-        description="Convert a reference unet_128/unet_256 generator state dict into a diptych checkpoint folder "
+        description="Convert a reference unet_128/unet_256 or resnet_9blocks/resnet_6blocks generator state dict "
+        "(recognised by its keys) into a diptych checkpoint folder "
         "(config + generator.safetensors) that `diptych translate` and `Translator.load` accept.",
         formatter_class=fmt,
     )
     p.add_argument("pth", type=Path, help="the reference's *_net_G.pth")
     p.add_argument("out", type=Path, help="checkpoint folder to create")
-    p.add_argument("--no-dropout", action="store_true", help="the model was trained with --no_dropout")
+    p.add_argument(
+        "--no-dropout",
+        action="store_true",
+        help="the model was trained with --no_dropout (U-Nets; a ResNet's file shows it)",
+    )
     p.add_argument(
         "--direction",
         choices=("AtoB", "BtoA"),

@@ -23,7 +23,7 @@ PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", 
 LAYOUTS = ("auto", "aligned", "folders")
 DIRECTIONS = ("AtoB", "BtoA")
 UPSAMPLES = ("transpose", "resize")
-ARCHS = ("unet", "hd")
+ARCHS = ("unet", "resnet", "hd")
 RECIPES = ("pix2pix", "pix2pixhd")
 # Defaults a recipe brings before command-line flags are applied (pix2pixHD's published settings).
 RECIPE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -50,11 +50,12 @@ def opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag
 
 @dataclass
 class GeneratorConfig:
-    """The generator's architecture: pix2pix's U-Net or pix2pixHD's coarse-to-fine ResNet."""
+    """The generator's architecture: pix2pix's U-Net or ResNet, or pix2pixHD's coarse-to-fine ResNet."""
 
     arch: str = opt(
         "unet",
-        "generator family: unet (pix2pix) or hd (pix2pixHD global + local enhancers)",
+        "generator family: unet (pix2pix), resnet (pix2pix/CycleGAN's resnet_Nblocks) or hd (pix2pixHD global + "
+        "local enhancers)",
         choices=ARCHS,
         flag="arch",
     )
@@ -64,7 +65,9 @@ class GeneratorConfig:
     ngf: int = opt(64, "filters in the generator's first layer")
     norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
     dropout: float = opt(
-        0.5, "dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); 0 disables"
+        0.5,
+        "unet: dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); resnet: in "
+        "every residual block; 0 disables",
     )
     upsample: str = opt(
         "transpose",
@@ -73,6 +76,7 @@ class GeneratorConfig:
     )
     in_channels: int = opt(0, "input channels; 0 = taken from the data")
     out_channels: int = opt(0, "output channels; 0 = taken from the data")
+    n_blocks: int = opt(9, "resnet: residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)")
     n_local: int = opt(1, "hd: local enhancers around the global generator (0 = global generator alone, stage 1)")
     n_down_global: int = opt(4, "hd: stride-2 downsamplings in the global generator")
     n_blocks_global: int = opt(9, "hd: residual blocks in the global generator")
@@ -246,7 +250,9 @@ class TrainConfig:
         "loss or gradients overflow is recomputed in fp32",
         choices=PRECISIONS,
     )
-    grad_checkpoint: bool = opt(False, "recompute the hd generator's residual blocks in backward (less memory, slower)")
+    grad_checkpoint: bool = opt(
+        False, "recompute the resnet and hd generators' residual blocks in backward (less memory, slower)"
+    )
 
 
 @dataclass
@@ -272,6 +278,7 @@ class RunConfig:
         _choice("arch", g.arch, ARCHS)
         _at_least("num-d", d.num_d, 1)
         _at_least("n-local", g.n_local, 0)
+        _at_least("n-blocks", g.n_blocks, 0)
         _at_least("n-down-global", g.n_down_global, 1)
         _at_least("fix-global-steps", t.fix_global_steps, 0)
         if self.recipe == "pix2pixhd" and g.arch != "hd":
@@ -403,6 +410,8 @@ _SECTION_CLASSES: dict[str, type] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "unet_256": {"arch": "unet", "depth": 8},
     "unet_128": {"arch": "unet", "depth": 7},
+    "resnet_9blocks": {"arch": "resnet", "n_blocks": 9},
+    "resnet_6blocks": {"arch": "resnet", "n_blocks": 6},
 }
 
 

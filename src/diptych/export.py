@@ -1,11 +1,10 @@
 """`diptych export`: a trained generator as ONNX or TorchScript, checked against PyTorch on real images.
 
 The exported graph is the generator at inference settings (eval mode: running BatchNorm statistics, no dropout) for
-inputs of any batch size whose height and width are at least its minimum side and, for the HD generator, multiples
-of its stride (a U-Net's of 2**min(depth, 5): its deeper levels pad themselves inside the graph); the loader in
-exported.py pads other sizes
-exactly as the PyTorch generator does. The run configuration travels in
-the file (ONNX metadata_props / TorchScript extra file), so `diptych translate model.onnx ...` needs nothing else.
+inputs of any batch size whose height and width are at least its minimum side and multiples of its stride (ResNet and
+HD generators; a U-Net's of 2**min(depth, 5): its deeper levels pad themselves inside the graph); the loader in
+exported.py pads other sizes exactly as the PyTorch generator does. The run configuration travels in the file (ONNX
+metadata_props / TorchScript extra file), so `diptych translate model.onnx ...` needs nothing else.
 The file is written to a temporary name and renamed only after the parity check passes.
 """
 
@@ -41,7 +40,7 @@ from .translate import Translator
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
-EXPORTABLE_ARCHS = ("unet", "hd")
+EXPORTABLE_ARCHS = ("unet", "resnet", "hd")
 DEFAULT_TOLERANCE = 1e-4  # max |exported - PyTorch| on outputs in [-1, 1] (fp32; 1/255 is ~0.008 in these units)
 CHECK_PHOTOS = ("astronaut", "coffee")
 
@@ -138,7 +137,9 @@ def export_generator(
         raise ExportError(f"--test-mode {test_mode}: exports hold the eval-mode generator only; use --test-mode eval")
     arch = config.generator.arch
     if arch not in EXPORTABLE_ARCHS:
-        raise ExportError(f"{checkpoint}: the {arch!r} generator cannot be exported yet (supported: unet, hd)")
+        raise ExportError(
+            f"{checkpoint}: the {arch!r} generator cannot be exported yet (supported: {', '.join(EXPORTABLE_ARCHS)})"
+        )
     config.test_mode = "eval"
     # The default layout: a channels-last module traces batch-specialised shape guards.
     generator = translator.generator.eval().to(memory_format=torch.contiguous_format)

@@ -1,4 +1,5 @@
-"""Import generators trained with junyanz/pytorch-CycleGAN-and-pix2pix (unet_128 / unet_256 state dicts)."""
+"""Import generators trained with junyanz/pytorch-CycleGAN-and-pix2pix (unet_128 / unet_256 and
+resnet_9blocks / resnet_6blocks state dicts)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from .checkpoint import write_checkpoint_folder
 from .config import GeneratorConfig, RunConfig
 from .errors import CheckpointError
-from .nets import UNetGenerator, create_generator
+from .nets import RESNET_DOWNSAMPLINGS, ResnetGenerator, UNetGenerator, create_generator
 
 
 def _level_and_slot(key: str) -> tuple[int, int, str] | None:
@@ -34,7 +35,7 @@ def convert_reference_unet(
     unknown = [k for k, v in parsed.items() if v is None]
     if unknown or "model.model.0.weight" not in state:
         raise CheckpointError(
-            f"not a reference U-Net generator state dict (unexpected keys such as {unknown[:3] or list(state)[:3]})"
+            f"not a reference U-Net or ResNet generator state dict (unexpected keys such as {unknown[:3] or list(state)[:3]})"
         )
     depth = 1 + max(level for level, _, _ in parsed.values())  # type: ignore[misc]
     if depth < 2:
@@ -85,6 +86,84 @@ def _slot_to_part(level: int, slot: int, depth: int) -> str | None:
     return {1: f"down.{level}.conv", 2: f"down.{level}.norm", 5: f"up.{level}.conv", 6: f"up.{level}.norm"}.get(slot)
 
 
+RESNET_FIRST_BLOCK = 1 + 3 + 3 * RESNET_DOWNSAMPLINGS  # the Sequential slot of the reference's first block
+
+
+def convert_reference_resnet(state: dict[str, torch.Tensor]) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    """Map a reference ResnetGenerator state dict to diptych's names; infer blocks, width, channels, norm, dropout."""
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"^model\.(\d+)\.conv_block\.", k))})
+    n_blocks, first = len(blocks), RESNET_FIRST_BLOCK
+    if "model.1.weight" not in state or blocks != list(range(first, first + n_blocks)):
+        raise CheckpointError(f"not a reference ResNet generator state dict (keys such as {list(state)[:3]})")
+    # Dropout sits between a block's two convs and moves the second one from slot 5 to slot 6 (a norm's without).
+    dropout = state.get(f"model.{first}.conv_block.6.weight", torch.zeros(0)).dim() == 4
+    # Batch norm has affine weights; instance norm has none (legacy files keep its running buffers), and only the
+    # reference's instance-norm convs carry biases.
+    norm = "batch" if "model.2.weight" in state else ("instance" if "model.1.bias" in state else "none")
+    ngf, in_channels = state["model.1.weight"].shape[:2]
+    head = f"model.{first + n_blocks + 3 * RESNET_DOWNSAMPLINGS + 1}"
+    if f"{head}.weight" not in state:
+        raise CheckpointError(f"reference ResNet state dict lacks its output convolution {head}.weight")
+    cfg = GeneratorConfig(
+        arch="resnet",
+        n_blocks=n_blocks,
+        ngf=ngf,
+        norm=norm,
+        dropout=0.5 if dropout else 0.0,
+        in_channels=in_channels,
+        out_channels=state[f"{head}.weight"].shape[0],
+    )
+    ours = ResnetGenerator(in_channels, cfg.out_channels, ngf, RESNET_DOWNSAMPLINGS, n_blocks, norm, cfg.dropout)
+    target = ours.state_dict()
+    parts = _resnet_parts(n_blocks, dropout)
+    converted: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        module, _, name = key.rpartition(".")
+        part = parts.get(module)
+        if part is None:
+            raise CheckpointError(f"reference key {key} has no counterpart in a {n_blocks}-block ResNet generator")
+        new_key = f"{part}.{name}"
+        if new_key not in target:
+            if norm == "instance":
+                continue  # legacy running buffers, and conv biases the mean subtraction cancels
+            raise CheckpointError(f"reference key {key} has no counterpart ({new_key})")
+        if target[new_key].shape != value.shape:
+            raise CheckpointError(f"reference key {key}: shape {tuple(value.shape)} != {tuple(target[new_key].shape)}")
+        converted[new_key] = value.clone()
+    for key, value in target.items():
+        if key not in converted:
+            if not (key.endswith(".bias") or key.endswith("num_batches_tracked")):
+                raise CheckpointError(f"reference state dict lacks the counterpart of {key}; is it a ResNet generator?")
+            converted[key] = torch.zeros_like(value)  # the reference has no bias where norm 'none' follows
+    return cfg, converted
+
+
+def _resnet_parts(n_blocks: int, dropout: bool) -> dict[str, str]:
+    """The reference's module paths (nn.Sequential slots) mapped to ours."""
+    parts = {"model.1": "front.1", "model.2": "front.2"}
+    for i in range(RESNET_DOWNSAMPLINGS):
+        parts |= {f"model.{4 + 3 * i}": f"down.{i}.0", f"model.{5 + 3 * i}": f"down.{i}.1"}
+    for b in range(n_blocks):
+        ref, shift = f"model.{RESNET_FIRST_BLOCK + b}.conv_block", int(dropout)
+        parts |= {f"{ref}.{slot + (shift if slot > 3 else 0)}": f"blocks.{b}.body.{slot}" for slot in (1, 2, 5, 6)}
+    up = RESNET_FIRST_BLOCK + n_blocks
+    for i in range(RESNET_DOWNSAMPLINGS):
+        parts |= {f"model.{up + 3 * i}": f"up.{i}.0", f"model.{up + 3 * i + 1}": f"up.{i}.1"}
+    parts[f"model.{up + 3 * RESNET_DOWNSAMPLINGS + 1}"] = "head.1"
+    return parts
+
+
+def convert_reference_generator(
+    state: dict[str, torch.Tensor], dropout: float = 0.5
+) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    """Convert a reference U-Net or ResNet generator state dict, recognised by its keys (ResNets record their
+    dropout in their layout; `dropout` applies to U-Nets)."""
+    if any(".conv_block." in key for key in state):
+        return convert_reference_resnet(state)
+    return convert_reference_unet(state, dropout)
+
+
 def import_reference_generator(
     pth: str | Path, out_dir: str | Path, *, dropout: float = 0.5, direction: str = "AtoB", test_mode: str | None = None
 ) -> Path:
@@ -99,7 +178,7 @@ def import_reference_generator(
     if not isinstance(state, dict):
         raise CheckpointError(f"{pth}: expected a state dict, found {type(state).__name__}")
     try:
-        cfg, converted = convert_reference_unet(state, dropout)
+        cfg, converted = convert_reference_generator(state, dropout)
     except CheckpointError as exc:
         raise CheckpointError(f"{pth}: {exc}") from None
     config = RunConfig(generator=cfg)

@@ -211,7 +211,9 @@ class Trainer:
             )
         stride = generator_stride(g)
         if side < stride and self.progress:
-            hint = f"--depth {max(1, side.bit_length() - 1)}" if g.arch == "unet" else "fewer --n-down-global"
+            hint = {"unet": f"--depth {max(1, side.bit_length() - 1)}", "hd": "fewer --n-down-global"}.get(
+                g.arch, "larger crops"
+            )
             print(
                 f"diptych: warning: training images ({side} px) are smaller than the generator's stride ({stride}); "
                 f"they are mirror-padded, which costs compute: consider {hint}",

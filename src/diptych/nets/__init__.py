@@ -9,12 +9,14 @@ from .hd import HDGenerator
 from .layers import init_weights
 from .multiscale import MultiscaleDiscriminator
 from .patchgan import PatchDiscriminator, receptive_field
+from .resnet import ResnetGenerator
 from .unet import UNetGenerator
 
 __all__ = [
     "HDGenerator",
     "MultiscaleDiscriminator",
     "PatchDiscriminator",
+    "ResnetGenerator",
     "UNetGenerator",
     "create_discriminator",
     "create_generator",
@@ -23,6 +25,8 @@ __all__ = [
     "receptive_field",
 ]
 
+RESNET_DOWNSAMPLINGS = 2  # resnet_9blocks / resnet_6blocks, as the reference
+
 
 def create_generator(cfg: GeneratorConfig) -> nn.Module:
     """Build the generator a config describes (channels must already be filled in)."""
@@ -30,6 +34,10 @@ def create_generator(cfg: GeneratorConfig) -> nn.Module:
         raise ValueError("generator channels are not set; they come from the data")
     if cfg.arch == "unet":
         return UNetGenerator(cfg.in_channels, cfg.out_channels, cfg.depth, cfg.ngf, cfg.norm, cfg.dropout, cfg.upsample)
+    if cfg.arch == "resnet":
+        return ResnetGenerator(
+            cfg.in_channels, cfg.out_channels, cfg.ngf, RESNET_DOWNSAMPLINGS, cfg.n_blocks, cfg.norm, cfg.dropout
+        )
     if cfg.arch == "hd":
         return HDGenerator(
             cfg.in_channels,
@@ -46,6 +54,8 @@ def create_generator(cfg: GeneratorConfig) -> nn.Module:
 
 def generator_stride(cfg: GeneratorConfig) -> int:
     """The generator's total downsampling."""
+    if cfg.arch == "resnet":
+        return 2**RESNET_DOWNSAMPLINGS
     return 2**cfg.depth if cfg.arch == "unet" else 2 ** (cfg.n_down_global + cfg.n_local)
 
 
