@@ -275,16 +275,19 @@ def test_trained_resnet_translates_and_tiles_at_odd_sizes(resnet_run: Path, tmp_
         t.tile_settings(4, 2, None)
 
 
-def test_trained_resnet_exports_to_onnx_with_parity(resnet_run: Path, tmp_path: Path) -> None:
-    result = export_generator(resnet_run, tmp_path / "resnet.onnx", "onnx", check_sizes=[(32, 32), (27, 45)])
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_trained_resnet_exports_with_parity(resnet_run: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / ("resnet.onnx" if fmt == "onnx" else "resnet.pt")
+    result = export_generator(resnet_run, out, fmt, check_sizes=[(32, 32), (27, 45)])
     assert result.max_abs_diff <= 1e-4 and result.path.is_file()
     torch_t = Translator.load(resnet_run, device="cpu", precision="fp32")
-    onnx_t = Translator.load(result.path, device="cpu")
-    assert (onnx_t.generator.stride, onnx_t.generator.multiple, onnx_t.generator.min_side) == (4, 4, 8)
+    exported_t = Translator.load(result.path, device="cpu")
+    assert (exported_t.generator.stride, exported_t.generator.multiple, exported_t.generator.min_side) == (4, 4, 8)
     x = torch.rand(2, 3, 37, 50) * 2 - 1
     expected = torch_t.translate_tensor(x)
     assert expected.std() > 0.03
-    assert (onnx_t.translate_tensor(x) - expected).abs().max().item() <= 1e-4
+    assert (exported_t.translate_tensor(x) - expected).abs().max().item() <= 1e-4
 
 
 def test_trained_resnet_evaluates_odd_sized_pairs(resnet_run: Path, tmp_path: Path) -> None:
