@@ -20,6 +20,7 @@ from .data.checks import check_all
 from .data.io import (
     TIFF_EXTENSIONS,
     ValueRange,
+    check_encodable,
     convert_channels,
     from_tensor,
     image_array,
@@ -85,6 +86,9 @@ class Translator:
         # The value ranges training mapped to [-1, 1] (None: each image's sample type), inverted on output.
         self.in_range: ValueRange | None = _stored_range(config.data.input_range)
         self.out_range: ValueRange | None = _stored_range(config.data.output_range)
+        # Inputs beyond a percentile range or a DICOM window are clipped by design; beyond others they are refused.
+        in_side = "A" if config.data.direction == "AtoB" else "B"
+        self.in_clipped = config.data.normalize == "percentile" or config.data.window(in_side) is not None
         # 'paper' keeps dropout on and uses per-image batch statistics, as pix2pix did at test time.
         self.generator.train(mode == "paper")
         if mode == "paper":
@@ -198,13 +202,8 @@ class Translator:
                 return Image.fromarray(out[:, :, 0].astype(np.int32)).convert("I;16")
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         arr = np.asarray(image)
-        # Wider integers have no meaningful default range: they need one stored with the model (--normalize).
-        narrow = arr.dtype.kind == "f" or (arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2)
-        if not (narrow or (self.in_range is not None and arr.dtype.kind in "ui")) or arr.ndim not in (2, 3):
-            raise DataError(
-                f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC floats or integers of up to "
-                "16 bits (wider integers need a model trained with a value range, e.g. --normalize minmax)"
-            )
+        if arr.dtype.kind not in "uif" or arr.ndim not in (2, 3):
+            raise DataError(f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC numbers")
         return self._translate_array(arr, instances)
 
     def _translate_array(self, arr: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
@@ -223,7 +222,14 @@ class Translator:
                 raise DataError(f"{name}: this model was trained with instance maps; give one (--instance-dir DIR)")
             inst = None if instances is None else (instances[:, :, 0] if instances.ndim == 3 else instances)
             return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, inst, name)
-        return to_tensor(self.match_channels(arr, name), self.in_range)
+        self.check_samples(arr, name)
+        # (clamped: values within the tolerance check_samples allows beyond the range are clipped into it)
+        return to_tensor(self.match_channels(arr, name), self.in_range).clamp_(-1.0, 1.0)
+
+    def check_samples(self, arr: np.ndarray, name: str) -> None:
+        """Refuse input samples this model cannot take faithfully (see data.io.check_encodable): non-finite values,
+        integers wider than 16 bits without a stored range, values far beyond the model's input range."""
+        check_encodable(arr, self.in_range, name, self.in_clipped)
 
     def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
         """Adapt an input's channels to the model (grey <-> RGB, alpha added or dropped) or raise DataError."""
@@ -393,14 +399,18 @@ class Translator:
         source = RowSource(src, palette_indices=self.labels is not None)
         self._tiled_instances(src, source)
         if self.labels is None:
-            self.match_channels(source.rows(0, 1), str(src))
+            first = source.rows(0, 1)
+            self.match_channels(first, str(src))
+            self.check_samples(first, str(src))
+            # Samples that could be non-finite or beyond the model's range are checked all through, band by band
+            # (integers of up to 16 bits without a stored range always fit).
+            if first.dtype.kind == "f" or (self.in_range is not None and not self.in_clipped):
+                for band in _bands(source):
+                    self.check_samples(band, str(src))
         else:
-            rows = max(1, (1 << 22) // max(1, source.width * source.channels))
-            for y in range(0, source.height, rows):
-                band = source.rows(y, min(y + rows, source.height))[:, :, 0]
-                labels = np.rint(band).astype(np.int64)
+            for band in _bands(source):
+                labels = np.rint(band[:, :, 0]).astype(np.int64)
                 check_label_range(labels, self.labels.label_nc, self.labels.ignore_label, str(src))
-                source.release(y + band.shape[0])
         return source
 
     def _tiled_instances(self, src: Path, source: RowSource) -> RowSource | None:
@@ -545,6 +555,16 @@ class Translator:
                 futures.append(pool.submit(load, jobs[i + window][0]))
             yield dest, futures[i].result()
             futures[i] = None  # type: ignore[call-overload]
+
+
+def _bands(source: RowSource, samples: int = 1 << 22) -> Iterator[np.ndarray]:
+    """A source's full-width rows, top to bottom, about `samples` samples at a time (memory stays bounded);
+    the rows already handed out are released."""
+    rows = max(1, samples // max(1, source.width * source.channels))
+    for y in range(0, source.height, rows):
+        band = source.rows(y, min(y + rows, source.height))
+        yield band
+        source.release(y + band.shape[0])
 
 
 def _report_skipped(bad: list[str]) -> None:
