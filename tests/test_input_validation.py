@@ -24,6 +24,7 @@ from diptych.errors import DataError
 from diptych.nets import create_generator
 
 from .conftest import photo_crops, write_folders
+from .test_io_precision import write_ct
 
 
 def tiny_translator(
@@ -275,3 +276,24 @@ def test_one_sided_folders_are_not_taken_for_aligned_images(tmp_path: Path) -> N
     assert find_pairs(only_a, "aligned")[0] == "aligned"  # asked for explicitly: A|B images in B/
     with pytest.raises(DataError, match="has B/ but no A/ folder"):
         check_dataset(only_a)  # `data check` refuses what training would
+
+
+def test_damaged_dicom_and_nifti_are_one_line_errors(tmp_path: Path) -> None:
+    import nibabel
+
+    ct = write_ct(tmp_path / "ct.dcm", np.arange(24 * 20, dtype=np.uint16).reshape(24, 20)).read_bytes()
+    long_length = bytearray(ct)
+    long_length[139] = 254  # the file meta group length element (UL) now claims 65028 bytes
+    nii = nibabel.Nifti1Image(np.zeros((20, 16), np.float32), np.eye(4)).to_bytes()
+    bad_type = bytearray(nii)
+    bad_type[70:72] = (4096).to_bytes(2, "little")  # no such NIfTI data type
+    damaged = {"ct.dcm": [bytes(long_length)] + [ct[:n] for n in range(0, len(ct), 53)]}
+    damaged["v.nii"] = [bytes(bad_type)] + [nii[:n] for n in range(0, len(nii), 41)]
+    for name, versions in damaged.items():
+        path = tmp_path / name
+        for data in versions:
+            path.write_bytes(data)
+            try:
+                read_image(path)
+            except DataError as exc:
+                assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)

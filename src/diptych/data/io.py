@@ -21,7 +21,7 @@ import torch
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ..atomic import atomic_path
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, exception_summary
 from .dicom import DICOM_EXTENSIONS, read_dicom
 from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 
@@ -140,8 +140,7 @@ def decode_image(path: Path, palette_indices: bool = False, volume_slice: tuple[
 
 def corrupt_error(path: Path, exc: BaseException) -> DataError:
     """The one-line error for a file its decoder could not read."""
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    return DataError(f"{path}: corrupt or truncated image ({first}); remove it or pass --skip-bad")
+    return DataError(f"{path}: corrupt or truncated image ({exception_summary(exc)}); remove it or pass --skip-bad")
 
 
 def _read_pil(path: Path, palette_indices: bool) -> tuple[np.ndarray, int]:
