@@ -339,8 +339,8 @@ def check_samples(arr: np.ndarray, name: str) -> None:
         bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
         if bad:
             raise DataError(
-                f"{name}: {bad} of {arr.size} samples are NaN or infinite; replace them (e.g. numpy.nan_to_num) or "
-                "remove the file (--skip-bad skips it)"
+                f"{name}: {bad} of {arr.size} samples are NaN or infinite; replace them (e.g. numpy.nan_to_num), "
+                "or remove the file or pass --skip-bad"
             )
 
 
@@ -365,7 +365,7 @@ def check_encodable(arr: np.ndarray, value_range: ValueRange | None, name: str, 
     if lo < low - slack or hi > high + slack:
         raise DataError(
             f"{name}: values span [{lo:.6g}, {hi:.6g}], beyond the model's input range [{low:.6g}, {high:.6g}] "
-            f"(by more than {RANGE_TOLERANCE:.0%} of it); scale the image to that range first"
+            f"(by more than {RANGE_TOLERANCE:.0%} of it); scale the image to that range, or pass --skip-bad"
         )
 
 
