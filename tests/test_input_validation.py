@@ -297,3 +297,19 @@ def test_damaged_dicom_and_nifti_are_one_line_errors(tmp_path: Path) -> None:
                 read_image(path)
             except DataError as exc:
                 assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+
+
+def test_non_finite_slice_deep_in_a_volume_is_found_before_writing(tmp_path: Path) -> None:
+    import nibabel
+
+    (tmp_path / "in").mkdir()
+    volume = np.random.default_rng(6).random((32, 32, 6), dtype=np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "in" / "good.nii")
+    volume[3, 4, 5] = np.nan  # in the last slice: the first one alone looks fine
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "in" / "bad.nii")
+    t = tiny_translator()
+    with pytest.raises(DataError, match=r"bad\.nii: 1 of 1024 samples are NaN"):
+        t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False)
+    assert not list(tmp_path.glob("out/*"))
+    written = t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False, skip_bad=True)
+    assert [p.name for p in written] == ["good.nii"]

@@ -315,7 +315,14 @@ class Translator:
         jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)
         volumes = [job for job in jobs if is_nifti(job[0])]
         jobs = [job for job in jobs if not is_nifti(job[0])]
-        written: list[Path] = [self.translate_volume(src, dest, batch_size) for src, dest in volumes]
+        written: list[Path] = []
+        for src, dest in volumes:
+            try:
+                written.append(self.translate_volume(src, dest, batch_size))
+            except DataError as exc:  # data damaged past what the check read (a .nii.gz is not decompressed twice)
+                if not skip_bad:
+                    raise
+                bad.append(str(exc))
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress or not jobs, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
@@ -402,9 +409,7 @@ class Translator:
             first = source.rows(0, 1)
             self.match_channels(first, str(src))
             self.check_samples(first, str(src))
-            # Samples that could be non-finite or beyond the model's range are checked all through, band by band
-            # (integers of up to 16 bits without a stored range always fit).
-            if first.dtype.kind == "f" or (self.in_range is not None and not self.in_clipped):
+            if self._scans_samples(first.dtype):
                 for band in _bands(source):
                     self.check_samples(band, str(src))
         else:
@@ -482,7 +487,10 @@ class Translator:
         if is_nifti(src):  # a volume is checked by its header and first slice here, read slice by slice later
             spatial, _ = nifti_shape(src)
             vs = None if len(spatial) == 2 else (self.config.data.nifti_axis, 0)
-            return read_image(src, volume_slice=vs), None
+            first = read_image(src, volume_slice=vs)
+            if len(spatial) == 3 and self._scans_samples(first.dtype):
+                self._check_volume_samples(src, spatial[self.config.data.nifti_axis])
+            return first, None
         arr = read_image(src, palette_indices=self.labels is not None)
         if aligned:
             if arr.shape[1] % 2:
@@ -496,6 +504,18 @@ class Translator:
             if instances.shape[:2] != arr.shape[:2]:
                 raise DataError(f"{inst_path}: size differs from its label map {src}")
         return arr, instances
+
+    def _scans_samples(self, dtype: np.dtype) -> bool:
+        """Whether an input of this sample type must be checked all through before translation (floats may hold
+        NaN, and a stored range may be exceeded), not only where it is first read."""
+        return self.labels is None and (dtype.kind == "f" or (self.in_range is not None and not self.in_clipped))
+
+    def _check_volume_samples(self, src: Path, count: int, step: int = 16) -> None:
+        """Every slice of a NIfTI volume checked, `step` slices at a time (memory stays bounded)."""
+        axis = self.config.data.nifti_axis
+        for first in range(0, count, step):
+            for s in read_nifti_slices(src, axis, first, min(first + step, count)):
+                self.check_samples(image_array(s, src), str(src))
 
     def _encode_read(self, src: Path, read: tuple[np.ndarray, np.ndarray | None]) -> torch.Tensor:
         return self.encode(read[0], str(src), read[1])
