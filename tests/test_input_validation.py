@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from diptych import Translator
 from diptych.config import RunConfig
-from diptych.data.io import read_image, write_image
+from diptych.data.io import pil_to_array, read_image, write_image
 from diptych.data.normalize import resolve_range, value_stats
 from diptych.data.paired import find_pairs
 from diptych.data.tools.check import check_dataset
@@ -313,3 +313,11 @@ def test_non_finite_slice_deep_in_a_volume_is_found_before_writing(tmp_path: Pat
     assert not list(tmp_path.glob("out/*"))
     written = t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False, skip_bad=True)
     assert [p.name for p in written] == ["good.nii"]
+
+
+def test_pillow_32_bit_images_are_not_clipped_to_16_bits() -> None:
+    wide = Image.fromarray(np.array([[70000, -5], [3, 4]], dtype=np.int32), mode="I")
+    with pytest.raises(DataError, match="input: int32 samples have no default value range"):
+        tiny_translator("uint16")(wide)
+    narrow = Image.fromarray(np.array([[65535, 0], [3, 4]], dtype=np.int32), mode="I")
+    assert np.array_equal(pil_to_array(narrow), np.array([[65535, 0], [3, 4]], dtype=np.uint16))

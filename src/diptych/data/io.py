@@ -172,8 +172,7 @@ def _read_png16(path: Path, img: Image.Image) -> np.ndarray | None:
         header = f.read(26)
     if len(header) < 26 or header[24] != 16 or header[25] not in (2, 4, 6):  # IHDR bit depth and colour type
         return None
-    check_pixel_limit(path, img.width * img.height)  # Pillow checked it at open, but warns: this refuses
-    arr = imagecodecs.png_decode(path.read_bytes())
+    arr = imagecodecs.png_decode(path.read_bytes())  # (Image.open has applied the decompression-bomb limit)
     return arr.astype(np.uint16, copy=False)
 
 
@@ -308,8 +307,10 @@ def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:
     elif mode.startswith("I;16"):
         return np.array(img).astype(np.uint16)
     elif mode == "I":
+        # Pillow decodes 16-bit PGM/PNG as 32-bit "I": values that fit are 16-bit samples; any others stay int32
+        # (see check_encodable), never clipped.
         arr = np.asarray(img)
-        return np.clip(arr, 0, 65535).astype(np.uint16)
+        return arr.astype(np.uint16) if arr.size and arr.min() >= 0 and arr.max() <= 65535 else arr
     return np.array(img)
 
 
