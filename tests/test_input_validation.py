@@ -279,7 +279,7 @@ def test_one_sided_folders_are_not_taken_for_aligned_images(tmp_path: Path) -> N
 
 
 def test_damaged_dicom_and_nifti_are_one_line_errors(tmp_path: Path) -> None:
-    import nibabel
+    nibabel = pytest.importorskip("nibabel")
 
     ct = write_ct(tmp_path / "ct.dcm", np.arange(24 * 20, dtype=np.uint16).reshape(24, 20)).read_bytes()
     long_length = bytearray(ct)
@@ -300,7 +300,7 @@ def test_damaged_dicom_and_nifti_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_non_finite_slice_deep_in_a_volume_is_found_before_writing(tmp_path: Path) -> None:
-    import nibabel
+    nibabel = pytest.importorskip("nibabel")
 
     (tmp_path / "in").mkdir()
     volume = np.random.default_rng(6).random((32, 32, 6), dtype=np.float32)
@@ -321,3 +321,14 @@ def test_pillow_32_bit_images_are_not_clipped_to_16_bits() -> None:
         tiny_translator("uint16")(wide)
     narrow = Image.fromarray(np.array([[65535, 0], [3, 4]], dtype=np.int32), mode="I")
     assert np.array_equal(pil_to_array(narrow), np.array([[65535, 0], [3, 4]], dtype=np.uint16))
+
+
+def test_an_image_too_large_for_memory_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    np.save(tmp_path / "large.npy", np.zeros((4, 4), np.uint8))
+
+    def out_of_memory(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(np, "load", out_of_memory)
+    with pytest.raises(DataError, match=r"large\.npy: too large to decode in this memory; translate it with --tile"):
+        read_image(tmp_path / "large.npy")

@@ -2,6 +2,7 @@
 
 Formats: Pillow's (PNG, JPEG, ...), TIFF (tifffile), NumPy .npy, DICOM (pydicom) and NIfTI slices (nibabel).
 A value range (low, high) maps samples linearly to [-1, 1]; without one, the sample type's range is used.
+Every decoded image passes check_samples (finite, not empty); check_encodable says what a model can take.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def decode_image(path: Path, palette_indices: bool = False, volume_slice: tuple[
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except Image.DecompressionBombError:
         raise bomb_error(path) from None
+    except MemoryError:
+        raise DataError(f"{path}: too large to decode in this memory; translate it with --tile N") from None
     except DECODER_ERRORS as exc:
         raise corrupt_error(path, exc) from None
     return Decoded(image_array(arr, path), orientation)
