@@ -332,3 +332,18 @@ def test_an_image_too_large_for_memory_is_a_one_line_error(tmp_path: Path, monke
     monkeypatch.setattr(np, "load", out_of_memory)
     with pytest.raises(DataError, match=r"large\.npy: too large to decode in this memory; translate it with --tile"):
         read_image(tmp_path / "large.npy")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_tag_is_applied_like_exif(tmp_path: Path, orientation: int) -> None:
+    arr = np.random.default_rng(orientation).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    tif = tmp_path / "scan.tif"
+    tifffile.imwrite(tif, arr, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(tmp_path / "same.png", exif=exif)
+    expected = read_image(tmp_path / "same.png")  # as PIL.ImageOps.exif_transpose shows it (tested above)
+    assert np.array_equal(read_image(tif), expected)
+    source = RowSource(tif)
+    assert source.streamed == (orientation == 1)  # a turned TIFF is decoded whole, then turned
+    assert np.array_equal(source.rows(0, source.height), expected)

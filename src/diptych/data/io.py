@@ -119,7 +119,7 @@ def decode_image(path: Path, palette_indices: bool = False, volume_slice: tuple[
     orientation = 1
     try:
         if suffix in TIFF_EXTENSIONS:
-            arr = _read_tiff(path)
+            arr, orientation = _read_tiff(path)
         elif suffix == NPY_EXTENSION:
             arr = load_npy(path)
         elif suffix in DICOM_EXTENSIONS:
@@ -284,16 +284,24 @@ def check_tiff_pixels(path: Path, series: tifffile.TiffPageSeries) -> None:
         check_pixel_limit(path, int(np.prod(planes)) // samples)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end."""
+def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
+    """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end and
+    applying its orientation tag; returns the array and that orientation."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         check_tiff_pixels(path, series)
         arr = series.asarray()
         axes = series.axes
+        orientation = tiff_orientation(tif)
     if arr.ndim == 3 and axes.endswith("YX"):
         arr = np.moveaxis(arr, 0, -1)
-    return arr
+    return orient(arr, orientation), orientation
+
+
+def tiff_orientation(tif: tifffile.TiffFile) -> int:
+    """A TIFF's Orientation tag (274; 1-8 as in EXIF), 1 when absent or invalid."""
+    value = tif.pages.first.tags.valueof(274, 1)
+    return int(value) if isinstance(value, int) and int(value) in _ORIENTATIONS else 1
 
 
 def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:

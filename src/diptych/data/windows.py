@@ -32,6 +32,7 @@ from .io import (
     image_array,
     load_npy,
     read_image,
+    tiff_orientation,
 )
 
 BAND_CACHE_BYTES = 256 << 20  # a chunked source keeps a decoded band of rows up to this size (wider: per window)
@@ -129,16 +130,17 @@ class RowSource:
         suffix = self.path.suffix.lower()
         try:
             if suffix in TIFF_EXTENSIONS:
-                try:
-                    arr = tifffile.memmap(self.path, mode="r")
-                    with tifffile.TiffFile(self.path) as tif:
-                        axes = tif.series[0].axes
-                    if arr.ndim == 3 and axes.endswith("YX"):
-                        arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
-                    self.streamed = True
-                except (ValueError, tifffile.TiffFileError):
-                    arr = self._chunked = ChunkedTiff.open(self.path)  # compressed or tiled
-                    self.streamed = arr is not None
+                with tifffile.TiffFile(self.path) as tif:
+                    axes, upright = tif.series[0].axes, tiff_orientation(tif) == 1
+                if upright:  # (a turned or mirrored TIFF is decoded whole below, and turned as read_image turns it)
+                    try:
+                        arr = tifffile.memmap(self.path, mode="r")
+                        if arr.ndim == 3 and axes.endswith("YX"):
+                            arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
+                        self.streamed = True
+                    except (ValueError, tifffile.TiffFileError):
+                        arr = self._chunked = ChunkedTiff.open(self.path)  # compressed or tiled
+                        self.streamed = arr is not None
             elif suffix == ".npy":
                 arr = load_npy(self.path, mmap=True)  # (its header checked against the file first)
                 self.streamed = True
