@@ -139,6 +139,9 @@ def test_percentile_models_clip_by_design() -> None:
     far = float_image(3)
     far[0, 0] = 1000.0
     assert float(t.encode(far, "far").max()) == 1.0
+    far[1, 1] = np.nan
+    with pytest.raises(DataError, match="input: 3 of 6912 samples are NaN"):
+        t(far)  # clipping is no licence for NaN
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -367,12 +367,11 @@ def check_encodable(arr: np.ndarray, value_range: ValueRange | None, name: str, 
             f"{name}: {arr.dtype} samples have no default value range (its full range would make the image blank); "
             "convert it to uint16 or float32, or use a model trained on such data (--normalize minmax stores a range)"
         )
-    if clipped or (arr.dtype.kind in "ui" and value_range is None) or arr.size == 0:
+    check_samples(arr, name)  # (decoded files have passed it; arrays given to the Python API may not have)
+    if clipped or (arr.dtype.kind in "ui" and value_range is None):
         return  # (integers of up to 16 bits always lie in their own type's range)
     low, high = value_range or dtype_range(arr.dtype)
     lo, hi = float(arr.min()), float(arr.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        check_samples(arr, name)
     slack = RANGE_TOLERANCE * (high - low)
     if lo < low - slack or hi > high + slack:
         raise DataError(
