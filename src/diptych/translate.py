@@ -222,11 +222,11 @@ class Translator:
                 raise DataError(f"{name}: this model was trained with instance maps; give one (--instance-dir DIR)")
             inst = None if instances is None else (instances[:, :, 0] if instances.ndim == 3 else instances)
             return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, inst, name)
-        self.check_samples(arr, name)
-        # (clamped: values within the tolerance check_samples allows beyond the range are clipped into it)
+        self.check_input(arr, name)
+        # (clamped: values within the tolerance check_input allows beyond the range are clipped into it)
         return to_tensor(self.match_channels(arr, name), self.in_range).clamp_(-1.0, 1.0)
 
-    def check_samples(self, arr: np.ndarray, name: str) -> None:
+    def check_input(self, arr: np.ndarray, name: str) -> None:
         """Refuse input samples this model cannot take faithfully (see data.io.check_encodable): non-finite values,
         integers wider than 16 bits without a stored range, values far beyond the model's input range."""
         check_encodable(arr, self.in_range, name, self.in_clipped)
@@ -408,10 +408,10 @@ class Translator:
         if self.labels is None:
             first = source.rows(0, 1)
             self.match_channels(first, str(src))
-            self.check_samples(first, str(src))
+            self.check_input(first, str(src))
             if self._scans_samples(first.dtype):
                 for band in _bands(source):
-                    self.check_samples(band, str(src))
+                    self.check_input(band, str(src))
         else:
             for band in _bands(source):
                 labels = np.rint(band[:, :, 0]).astype(np.int64)
@@ -515,7 +515,7 @@ class Translator:
         axis = self.config.data.nifti_axis
         for first in range(0, count, step):
             for s in read_nifti_slices(src, axis, first, min(first + step, count)):
-                self.check_samples(image_array(s, src), str(src))
+                self.check_input(image_array(s, src), str(src))
 
     def _encode_read(self, src: Path, read: tuple[np.ndarray, np.ndarray | None]) -> torch.Tensor:
         return self.encode(read[0], str(src), read[1])
