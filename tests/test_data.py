@@ -257,9 +257,9 @@ def test_from_tensor_clips_out_of_range() -> None:
 @pytest.mark.parametrize("channels", [2, 3, 4])
 def test_write_uint16_multichannel_goes_to_tiff(tmp_path: Path, channels: int) -> None:
     arr = noise((20, 28, channels), seed=channels, dtype=np.uint16)
-    written = write_image(tmp_path / "out.png", arr)
+    written = write_image(tmp_path / "out.webp", arr)  # (PNG holds 16-bit colour: test_input_validation)
     assert written == tmp_path / "out.tif"
-    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out.webp").exists()
     back = read_image(written)
     assert back.dtype == np.uint16 and back.shape == arr.shape
     assert np.array_equal(back, arr)

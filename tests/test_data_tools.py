@@ -313,7 +313,7 @@ def test_make_pairs_aligned_grid_and_16bit(tmp_path: Path, capsys: pytest.Captur
     tiles = (h // 32) * (w // 32)
     assert code == 0 and f"train: {tiles} pair(s)" in text
     files = sorted((out / "train").iterdir())
-    assert len(files) == tiles and all(f.suffix == ".tif" for f in files)  # 16-bit RGB goes to TIFF
+    assert len(files) == tiles and all(f.suffix == ".png" for f in files)  # 16-bit RGB PNG keeps its 16 bits
     first = read_image(files[0])
     assert first.dtype == np.uint16 and first.shape == (32, 64, 3)
     np.testing.assert_array_equal(first[:, 32:], photo16[:32, :32])
@@ -324,7 +324,7 @@ def test_make_pairs_aligned_grid_and_16bit(tmp_path: Path, capsys: pytest.Captur
 def test_make_pairs_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], photos_dir: Path) -> None:
     write_image(tmp_path / "deep" / "d.png", small_photo("coffee").astype(np.uint16) * 257)
     code, _, err = run_cli(capsys, "data", "make-pairs", tmp_path / "deep", tmp_path / "o", "--task", "jpeg")
-    assert code == 1 and "d.tif" in err and "8-bit" in err and not (tmp_path / "o").exists()
+    assert code == 1 and "d.png" in err and "8-bit" in err and not (tmp_path / "o").exists()
     code, _, err = run_cli(
         capsys, "data", "make-pairs", photos_dir, tmp_path / "o", "--task", "blur", "--split", "0.5,0.6"
     )
@@ -374,7 +374,7 @@ def test_check_finds_every_defect(tmp_path: Path, capsys: pytest.CaptureFixture[
             (clean_dataset / "train" / side / names[3]).read_bytes()
         )
     # mixed format: one 16-bit target (written as TIFF)
-    write_image(train_b / names[4], read_image(train_b / names[4]).astype(np.uint16) * 257)
+    write_image((train_b / names[4]).with_suffix(".tif"), read_image(train_b / names[4]).astype(np.uint16) * 257)
     (train_b / names[4]).unlink()
     # misaligned: the wrong partner (another photo's crop) and a partner shifted by a quarter of its width
     other = sorted((clean_dataset / "val" / "B").iterdir())[0]

@@ -123,7 +123,7 @@ def test_output_suffix_moves_what_png_cannot_hold_to_tiff() -> None:
 
 
 def stats(*values: float) -> list[ValueStats]:
-    return [value_stats(np.array(values, dtype=np.float64).reshape(1, -1, 1), 0, 0, "x")]
+    return [value_stats(np.array(values, dtype=np.float64).reshape(1, -1, 1), 0, 0)]
 
 
 def test_resolve_range_kinds() -> None:
@@ -143,7 +143,7 @@ def test_resolve_range_kinds() -> None:
 def test_percentile_range_ignores_outliers() -> None:
     values = np.concatenate([np.linspace(0, 1000, 10_000), [1e6]])
     arr = values.reshape(1, -1, 1)
-    low, high = resolve_range("percentile", "float32", [value_stats(arr, 100_000, 0, "x")], (1.0, 99.0))
+    low, high = resolve_range("percentile", "float32", [value_stats(arr, 100_000, 0)], (1.0, 99.0))
     assert low == pytest.approx(10.0, abs=1.0) and high == pytest.approx(990.0, abs=1.0)
 
 

@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=("png", "jpg", "tif", "npy"),
         default="png",
-        help="output format (default: png); float, multi-channel 16-bit and >4-channel outputs are always .tif "
-        "(or .npy); NIfTI volumes are always written as NIfTI",
+        help="output format (default: png); float, signed, 32-bit and >4-channel outputs are always .tif "
+        "(or .npy); 16-bit PNGs keep 16 bits; NIfTI volumes are always written as NIfTI",
     )
     p.add_argument(
         "--tiff-compression",

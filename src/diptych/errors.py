@@ -37,3 +37,9 @@ def one_line(exc: BaseException) -> str:
                 last = last[len(prefix) :].strip()
         return last
     return " ".join(lines)
+
+
+def exception_summary(exc: BaseException, limit: int = 200) -> str:
+    """A third-party exception's message squeezed onto one short line (its type name when it has none)."""
+    text = " ".join(str(exc).split())
+    return text[:limit] if text else type(exc).__name__

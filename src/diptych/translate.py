@@ -20,6 +20,7 @@ from .data.checks import check_all
 from .data.io import (
     TIFF_EXTENSIONS,
     ValueRange,
+    check_encodable,
     convert_channels,
     from_tensor,
     image_array,
@@ -85,6 +86,9 @@ class Translator:
         # The value ranges training mapped to [-1, 1] (None: each image's sample type), inverted on output.
         self.in_range: ValueRange | None = _stored_range(config.data.input_range)
         self.out_range: ValueRange | None = _stored_range(config.data.output_range)
+        # Inputs beyond a percentile range or a DICOM window are clipped by design; beyond others they are refused.
+        in_side = "A" if config.data.direction == "AtoB" else "B"
+        self.in_clipped = config.data.normalize == "percentile" or config.data.window(in_side) is not None
         # 'paper' keeps dropout on and uses per-image batch statistics, as pix2pix did at test time.
         self.generator.train(mode == "paper")
         if mode == "paper":
@@ -198,13 +202,8 @@ class Translator:
                 return Image.fromarray(out[:, :, 0].astype(np.int32)).convert("I;16")
             return Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
         arr = np.asarray(image)
-        # Wider integers have no meaningful default range: they need one stored with the model (--normalize).
-        narrow = arr.dtype.kind == "f" or (arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2)
-        if not (narrow or (self.in_range is not None and arr.dtype.kind in "ui")) or arr.ndim not in (2, 3):
-            raise DataError(
-                f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC floats or integers of up to "
-                "16 bits (wider integers need a model trained with a value range, e.g. --normalize minmax)"
-            )
+        if arr.dtype.kind not in "uif" or arr.ndim not in (2, 3):
+            raise DataError(f"input array of {arr.dtype} with shape {arr.shape}: pass HxW or HxWxC numbers")
         return self._translate_array(arr, instances)
 
     def _translate_array(self, arr: np.ndarray, instances: np.ndarray | None = None) -> np.ndarray:
@@ -223,7 +222,14 @@ class Translator:
                 raise DataError(f"{name}: this model was trained with instance maps; give one (--instance-dir DIR)")
             inst = None if instances is None else (instances[:, :, 0] if instances.ndim == 3 else instances)
             return self.labels.encode(arr[:, :, 0] if arr.ndim == 3 else arr, inst, name)
-        return to_tensor(self.match_channels(arr, name), self.in_range)
+        self.check_input(arr, name)
+        # (clamped: values within the tolerance check_input allows beyond the range are clipped into it)
+        return to_tensor(self.match_channels(arr, name), self.in_range).clamp_(-1.0, 1.0)
+
+    def check_input(self, arr: np.ndarray, name: str) -> None:
+        """Refuse input samples this model cannot take faithfully (see data.io.check_encodable): non-finite values,
+        integers wider than 16 bits without a stored range, values far beyond the model's input range."""
+        check_encodable(arr, self.in_range, name, self.in_clipped)
 
     def match_channels(self, arr: np.ndarray, name: str) -> np.ndarray:
         """Adapt an input's channels to the model (grey <-> RGB, alpha added or dropped) or raise DataError."""
@@ -309,7 +315,14 @@ class Translator:
         jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)
         volumes = [job for job in jobs if is_nifti(job[0])]
         jobs = [job for job in jobs if not is_nifti(job[0])]
-        written: list[Path] = [self.translate_volume(src, dest, batch_size) for src, dest in volumes]
+        written: list[Path] = []
+        for src, dest in volumes:
+            try:
+                written.append(self.translate_volume(src, dest, batch_size))
+            except DataError as exc:  # data damaged past what the check read (a .nii.gz is not decompressed twice)
+                if not skip_bad:
+                    raise
+                bad.append(str(exc))
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress or not jobs, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
@@ -393,14 +406,16 @@ class Translator:
         source = RowSource(src, palette_indices=self.labels is not None)
         self._tiled_instances(src, source)
         if self.labels is None:
-            self.match_channels(source.rows(0, 1), str(src))
+            first = source.rows(0, 1)
+            self.match_channels(first, str(src))
+            self.check_input(first, str(src))
+            if self._scans_samples(first.dtype):
+                for band in _bands(source):
+                    self.check_input(band, str(src))
         else:
-            rows = max(1, (1 << 22) // max(1, source.width * source.channels))
-            for y in range(0, source.height, rows):
-                band = source.rows(y, min(y + rows, source.height))[:, :, 0]
-                labels = np.rint(band).astype(np.int64)
+            for band in _bands(source):
+                labels = np.rint(band[:, :, 0]).astype(np.int64)
                 check_label_range(labels, self.labels.label_nc, self.labels.ignore_label, str(src))
-                source.release(y + band.shape[0])
         return source
 
     def _tiled_instances(self, src: Path, source: RowSource) -> RowSource | None:
@@ -472,7 +487,10 @@ class Translator:
         if is_nifti(src):  # a volume is checked by its header and first slice here, read slice by slice later
             spatial, _ = nifti_shape(src)
             vs = None if len(spatial) == 2 else (self.config.data.nifti_axis, 0)
-            return read_image(src, volume_slice=vs), None
+            first = read_image(src, volume_slice=vs)
+            if len(spatial) == 3 and self._scans_samples(first.dtype):
+                self._check_volume_samples(src, spatial[self.config.data.nifti_axis])
+            return first, None
         arr = read_image(src, palette_indices=self.labels is not None)
         if aligned:
             if arr.shape[1] % 2:
@@ -486,6 +504,18 @@ class Translator:
             if instances.shape[:2] != arr.shape[:2]:
                 raise DataError(f"{inst_path}: size differs from its label map {src}")
         return arr, instances
+
+    def _scans_samples(self, dtype: np.dtype) -> bool:
+        """Whether an input of this sample type must be checked all through before translation (floats may hold
+        NaN, and a stored range may be exceeded), not only where it is first read."""
+        return self.labels is None and (dtype.kind == "f" or (self.in_range is not None and not self.in_clipped))
+
+    def _check_volume_samples(self, src: Path, count: int, step: int = 16) -> None:
+        """Every slice of a NIfTI volume checked, `step` slices at a time (memory stays bounded)."""
+        axis = self.config.data.nifti_axis
+        for first in range(0, count, step):
+            for s in read_nifti_slices(src, axis, first, min(first + step, count)):
+                self.check_input(image_array(s, src), str(src))
 
     def _encode_read(self, src: Path, read: tuple[np.ndarray, np.ndarray | None]) -> torch.Tensor:
         return self.encode(read[0], str(src), read[1])
@@ -545,6 +575,16 @@ class Translator:
                 futures.append(pool.submit(load, jobs[i + window][0]))
             yield dest, futures[i].result()
             futures[i] = None  # type: ignore[call-overload]
+
+
+def _bands(source: RowSource, samples: int = 1 << 22) -> Iterator[np.ndarray]:
+    """A source's full-width rows, top to bottom, about `samples` samples at a time (memory stays bounded);
+    the rows already handed out are released."""
+    rows = max(1, samples // max(1, source.width * source.channels))
+    for y in range(0, source.height, rows):
+        band = source.rows(y, min(y + rows, source.height))
+        yield band
+        source.release(y + band.shape[0])
 
 
 def _report_skipped(bad: list[str]) -> None:

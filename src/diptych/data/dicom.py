@@ -7,7 +7,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, exception_summary
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 
@@ -26,12 +26,21 @@ def read_dicom(path: Path) -> np.ndarray:
     Without a rescale, an unsigned MONOCHROME1 image (low values shown bright) is inverted to MONOCHROME2's
     convention, so a dataset that mixes the two is consistent."""
     pydicom = _pydicom(path)
-    from pydicom.pixels import apply_rescale
-
     try:
-        ds = pydicom.dcmread(path)
+        return _read_dataset(pydicom, path)
     except pydicom.errors.InvalidDicomError:
         raise DataError(f"{path}: not a DICOM file; remove it or pass --skip-bad") from None
+    except pydicom.errors.BytesLengthException as exc:  # an element cut short (read when first used)
+        raise DataError(
+            f"{path}: corrupt DICOM file ({exception_summary(exc)}); remove it or pass --skip-bad"
+        ) from None
+
+
+def _read_dataset(pydicom: ModuleType, path: Path) -> np.ndarray:
+    """read_dicom's work, whose damaged-file errors it maps to DataError."""
+    from pydicom.pixels import apply_rescale
+
+    ds = pydicom.dcmread(path)
     if "PixelData" not in ds:
         raise DataError(f"{path}: DICOM file holds no pixel data (a report or structure set?); remove it")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -44,9 +53,8 @@ def read_dicom(path: Path) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"{path}: cannot decode the DICOM pixel data ({first}); compressed transfer syntaxes need "
+            f"{path}: cannot decode the DICOM pixel data ({exception_summary(exc)}); compressed transfer syntaxes need "
             "pip install pylibjpeg pylibjpeg-libjpeg, or decompress the file first"
         ) from None
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:

@@ -2,22 +2,27 @@
 
 Formats: Pillow's (PNG, JPEG, ...), TIFF (tifffile), NumPy .npy, DICOM (pydicom) and NIfTI slices (nibabel).
 A value range (low, high) maps samples linearly to [-1, 1]; without one, the sample type's range is used.
+Every decoded image passes check_samples (finite, not empty); check_encodable says what a model can take.
 """
 
 from __future__ import annotations
 
+import logging
+import struct
 import sys
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import tifffile
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ..atomic import atomic_path
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, exception_summary
 from .dicom import DICOM_EXTENSIONS, read_dicom
 from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 
@@ -38,6 +43,28 @@ IMAGE_EXTENSIONS = (
     *NIFTI_SUFFIXES,
 )
 ValueRange = tuple[float, float]
+# What decoders raise on damaged files (found by fuzzing: files cut at every offset, random bytes after a valid
+# magic number, one format under another's extension); each becomes one DataError line naming the file.
+# (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error.)
+DECODER_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    RuntimeError,
+    EOFError,
+    LookupError,
+    TypeError,
+    ArithmeticError,
+    MemoryError,
+    struct.error,
+    zlib.error,
+    tifffile.TiffFileError,
+)
+# tifffile logs every damaged tag it meets before raising; the DataError already names the file in one line.
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+# Values an input may lie beyond the model's input range, as a fraction of its span, and still be clipped into it
+# (rounding, resampling overshoot); anything further out would be squashed flat, so it is refused.
+RANGE_TOLERANCE = 0.01
 
 
 def image_suffix(path: Path) -> str:
@@ -67,43 +94,68 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     )
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and the EXIF orientation (1-8) that was applied to it (1: none)."""
+
+    array: np.ndarray
+    orientation: int = 1
+
+
 def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode an image to an HxWxC array of its own sample type (uint8, uint16, int16, float32, ...).
+    """Decode an image to an HxWxC array of its own sample type (uint8, uint16, int16, float32, ...), EXIF
+    orientation applied and samples checked (see decode_image).
 
     palette_indices=True keeps a palette PNG's indices (label maps, VOC-style) instead of its colours;
     volume_slice=(axis, index) selects one 2-D slice of a NIfTI volume.
     """
+    return decode_image(path, palette_indices, volume_slice).array
+
+
+def decode_image(path: Path, palette_indices: bool = False, volume_slice: tuple[int, int] | None = None) -> Decoded:
+    """read_image, also telling which EXIF orientation was applied; any damage is a DataError naming the file."""
     path = Path(path)
     suffix = image_suffix(path)
+    orientation = 1
     try:
         if suffix in TIFF_EXTENSIONS:
-            arr = _read_tiff(path)
+            arr, orientation = _read_tiff(path)
         elif suffix == NPY_EXTENSION:
-            arr = np.load(path, allow_pickle=False)
+            arr = load_npy(path)
         elif suffix in DICOM_EXTENSIONS:
             arr = read_dicom(path)
         elif is_nifti(path):
             arr = read_nifti(path, volume_slice)
         else:
-            arr = _read_pil(path, palette_indices)
+            arr, orientation = _read_pil(path, palette_indices)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file Pillow can read; remove it or pass --skip-bad") from None
     except Image.DecompressionBombError:
         raise bomb_error(path) from None
-    except (OSError, ValueError, SyntaxError, RuntimeError, zlib.error, tifffile.TiffFileError) as exc:
-        # (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error)
-        raise DataError(f"{path}: corrupt or truncated image ({exc}); remove it or pass --skip-bad") from None
-    return image_array(arr, path)
+    except MemoryError:
+        raise DataError(f"{path}: too large to decode in this memory; translate it with --tile N") from None
+    except DECODER_ERRORS as exc:
+        raise corrupt_error(path, exc) from None
+    return Decoded(image_array(arr, path), orientation)
 
 
-def _read_pil(path: Path, palette_indices: bool) -> np.ndarray:
-    """Decode with Pillow; its decompression-bomb warning (between its limit and twice it) becomes one line."""
+def corrupt_error(path: Path, exc: BaseException) -> DataError:
+    """The one-line error for a file its decoder could not read."""
+    return DataError(f"{path}: corrupt or truncated image ({exception_summary(exc)}); remove it or pass --skip-bad")
+
+
+def _read_pil(path: Path, palette_indices: bool) -> tuple[np.ndarray, int]:
+    """Decode with Pillow (16-bit colour PNGs with imagecodecs) and apply the EXIF orientation; returns the array
+    and that orientation. Pillow's decompression-bomb warning (between its limit and twice it) becomes one line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Image.DecompressionBombWarning)
         with Image.open(path) as img:
-            arr = pil_to_array(img, palette_indices)
+            arr = _read_png16(path, img) if img.format == "PNG" else None
+            if arr is None:
+                arr = pil_to_array(img, palette_indices)
+            orientation = exif_orientation(img)
     for w in caught:
         if issubclass(w.category, Image.DecompressionBombWarning):
             print(
@@ -113,7 +165,80 @@ def _read_pil(path: Path, palette_indices: bool) -> np.ndarray:
             )
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return arr
+    return orient(arr, orientation), orientation
+
+
+def _read_png16(path: Path, img: Image.Image) -> np.ndarray | None:
+    """A PNG of 16-bit colour or grey+alpha samples, which Pillow would cut to 8 bits, decoded at 16 bits
+    (None for other PNGs: Pillow keeps their precision)."""
+    with open(path, "rb") as f:
+        header = f.read(26)
+    if len(header) < 26 or header[24] != 16 or header[25] not in (2, 4, 6):  # IHDR bit depth and colour type
+        return None
+    arr = imagecodecs.png_decode(path.read_bytes())  # (Image.open has applied the decompression-bomb limit)
+    return arr.astype(np.uint16, copy=False)
+
+
+EXIF_ORIENTATION = ExifTags.Base.Orientation
+# EXIF orientation -> the array operation that shows the image upright (as PIL.ImageOps.exif_transpose does).
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, *range(2, a.ndim)),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, *range(2, a.ndim)),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """An open image's EXIF orientation (1-8; 1, upright, when absent or invalid)."""
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except DECODER_ERRORS:  # a damaged EXIF block: the pixels are still readable, shown as stored
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATIONS else 1
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """An array as image viewers show it under an EXIF orientation (1-8), contiguous."""
+    turn = _ORIENTATIONS.get(orientation)
+    return arr if turn is None else np.ascontiguousarray(turn(arr))
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """A .npy file's shape and sample type, checked against the file before any data is read or mapped: an image
+    (HxW or HxWxC, not empty) of numbers (no Python objects), with exactly the bytes its header describes."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(f"{path}: .npy format version {version[0]}.{version[1]} is not supported; save it again")
+        start = f.tell()
+        data_bytes = f.seek(0, 2) - start  # (2: from the end)
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+        raise DataError(f"{path}: .npy of {dtype} samples; save integer or floating-point data (no objects)")
+    if len(shape) not in (2, 3):
+        raise DataError(f"{path}: expected a 2-D image (HxW or HxWxC), got an array of shape {shape}")
+    if 0 in shape:
+        raise DataError(f"{path}: image has no pixels (shape {shape})")
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if data_bytes != expected:
+        raise DataError(
+            f"{path}: .npy header describes {'x'.join(map(str, shape))} {dtype} ({expected} bytes) but the file "
+            f"holds {data_bytes} bytes of data; it is truncated or damaged"
+        )
+    return shape, dtype
+
+
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """A checked .npy image (see npy_header), read whole or memory-mapped."""
+    npy_header(path)
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
 def set_max_image_pixels(limit: int) -> None:
@@ -159,16 +284,24 @@ def check_tiff_pixels(path: Path, series: tifffile.TiffPageSeries) -> None:
         check_pixel_limit(path, int(np.prod(planes)) // samples)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end."""
+def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
+    """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end and
+    applying its orientation tag; returns the array and that orientation."""
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         check_tiff_pixels(path, series)
         arr = series.asarray()
         axes = series.axes
+        orientation = tiff_orientation(tif)
     if arr.ndim == 3 and axes.endswith("YX"):
         arr = np.moveaxis(arr, 0, -1)
-    return arr
+    return orient(arr, orientation), orientation
+
+
+def tiff_orientation(tif: tifffile.TiffFile) -> int:
+    """A TIFF's Orientation tag (274; 1-8 as in EXIF), 1 when absent or invalid."""
+    value = tif.pages.first.tags.valueof(274, 1)
+    return int(value) if isinstance(value, int) and int(value) in _ORIENTATIONS else 1
 
 
 def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:
@@ -185,13 +318,16 @@ def pil_to_array(img: Image.Image, palette_indices: bool = False) -> np.ndarray:
     elif mode.startswith("I;16"):
         return np.array(img).astype(np.uint16)
     elif mode == "I":
+        # Pillow decodes 16-bit PGM/PNG as 32-bit "I": values that fit are 16-bit samples; any others stay int32
+        # (see check_encodable), never clipped.
         arr = np.asarray(img)
-        return np.clip(arr, 0, 65535).astype(np.uint16)
+        return arr.astype(np.uint16) if arr.size and arr.min() >= 0 and arr.max() <= 65535 else arr
     return np.array(img)
 
 
 def image_array(arr: np.ndarray, path: Path) -> np.ndarray:
-    """HxW(xC) of any real sample type -> contiguous native-endian HxWxC (bool -> uint8 0/255, float16 -> float32)."""
+    """HxW(xC) of any real sample type -> contiguous native-endian HxWxC (bool -> uint8 0/255, float16 -> float32),
+    checked by check_samples."""
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
@@ -202,7 +338,46 @@ def image_array(arr: np.ndarray, path: Path) -> np.ndarray:
         arr = arr.astype(np.float32)
     if arr.dtype.kind not in "uif":
         raise DataError(f"{path}: unsupported sample type {arr.dtype}; use integer or floating-point data")
+    check_samples(arr, str(path))
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+
+
+def check_samples(arr: np.ndarray, name: str) -> None:
+    """The rule every decoded image meets, whatever reads it: it has pixels, and floats are finite (one NaN or
+    infinity would make the whole translation NaN, written out as a black image)."""
+    if arr.size == 0:
+        raise DataError(f"{name}: image has no pixels (shape {arr.shape})")
+    if arr.dtype.kind == "f":
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise DataError(
+                f"{name}: {bad} of {arr.size} samples are NaN or infinite; replace them (e.g. numpy.nan_to_num), "
+                "or remove the file or pass --skip-bad"
+            )
+
+
+def check_encodable(arr: np.ndarray, value_range: ValueRange | None, name: str, clipped: bool = False) -> None:
+    """Refuse samples that to_tensor would map to nonsense: integers wider than 16 bits without a value range (the
+    type's full range would make the image blank), and values beyond `value_range` (default: the sample type's,
+    [0, 1] for floats) by more than RANGE_TOLERANCE of its span. clipped: the range is a percentile or a window,
+    beyond which values are clipped by design."""
+    wide = arr.dtype.kind in "ui" and arr.dtype.itemsize > 2
+    if wide and value_range is None:
+        raise DataError(
+            f"{name}: {arr.dtype} samples have no default value range (its full range would make the image blank); "
+            "convert it to uint16 or float32, or use a model trained on such data (--normalize minmax stores a range)"
+        )
+    check_samples(arr, name)  # (decoded files have passed it; arrays given to the Python API may not have)
+    if clipped or (arr.dtype.kind in "ui" and value_range is None):
+        return  # (integers of up to 16 bits always lie in their own type's range)
+    low, high = value_range or dtype_range(arr.dtype)
+    lo, hi = float(arr.min()), float(arr.max())
+    slack = RANGE_TOLERANCE * (high - low)
+    if lo < low - slack or hi > high + slack:
+        raise DataError(
+            f"{name}: values span [{lo:.6g}, {hi:.6g}], beyond the model's input range [{low:.6g}, {high:.6g}] "
+            f"(by more than {RANGE_TOLERANCE:.0%} of it); scale the image to that range, or pass --skip-bad"
+        )
 
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L" conversion
@@ -231,7 +406,8 @@ def convert_channels(arr: np.ndarray, channels: int, name: str) -> np.ndarray:
 
 
 def dtype_range(dtype: np.dtype | str) -> ValueRange:
-    """The values that map to -1 and 1 by default: the full range of an integer type, [0, 1] for floats."""
+    """The values that map to -1 and 1 by default: the full range of an integer type, [0, 1] for floats (integers
+    wider than 16 bits have no usable default; see check_encodable)."""
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
@@ -303,8 +479,11 @@ def write_image(path: Path, arr: np.ndarray, tiff_compression: str = "none") -> 
                     raise DataError(f"{path}: unknown image extension {suffix!r}; use .png, .jpg, .tif or .npy")
                 # PNG at zlib level 1: lossless like any level, 3x faster to write than Pillow's default 6
                 # (3.4 vs 9.8 ms for a 256x256 RGB output here), files about 15% larger.
-                options = {"compress_level": 1} if fmt == "PNG" else {}
-                _array_to_pil(arr).save(tmp, format=fmt, **options)
+                if fmt == "PNG" and arr.dtype == np.uint16 and channels > 1:
+                    tmp.write_bytes(imagecodecs.png_encode(arr, level=1))  # Pillow writes no 16-bit colour PNG
+                else:
+                    options = {"compress_level": 1} if fmt == "PNG" else {}
+                    _array_to_pil(arr).save(tmp, format=fmt, **options)
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
@@ -328,12 +507,15 @@ def tiff_codec(name: str, dtype: np.dtype | str | None = None) -> dict[str, obje
 
 def output_suffix(suffix: str, dtype: np.dtype | str, channels: int) -> str:
     """The file suffix that can hold this data: the requested one, or .tif where an 8/16-bit format cannot
-    (floats, signed or 32-bit integers, multi-channel 16-bit, more than 4 channels); .tif and .npy hold anything."""
+    (floats, signed or 32-bit integers, multi-channel 16-bit except in PNG, more than 4 channels); .tif and .npy
+    hold anything."""
     dtype = np.dtype(dtype)
     if suffix.lower() in (*TIFF_EXTENSIONS, NPY_EXTENSION):
         return suffix
     needs_tiff = (
-        dtype not in (np.uint8, np.uint16) or (dtype == np.uint16 and channels > 1) or channels not in (1, 2, 3, 4)
+        dtype not in (np.uint8, np.uint16)
+        or (dtype == np.uint16 and channels > 1 and suffix.lower() != ".png")
+        or channels not in (1, 2, 3, 4)
     )
     return ".tif" if needs_tiff else suffix
 

@@ -7,6 +7,7 @@ axis. Slices are taken as stored (no reorientation), so writing them back in the
 from __future__ import annotations
 
 import gzip
+import logging
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import DataError
+from ..errors import DataError, exception_summary
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -29,6 +30,8 @@ def _nibabel(path: Path) -> ModuleType:
         import nibabel
     except ImportError:
         raise DataError(f"{path}: reading NIfTI needs nibabel; install it with pip install 'diptych[nifti]'") from None
+    # nibabel prints each header field it repairs on a damaged file; what cannot be read is our one-line error.
+    logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
     return nibabel
 
 
@@ -38,8 +41,16 @@ def _load(path: Path) -> Any:
         return nib.load(str(path))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (nib.filebasedimages.ImageFileError, OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable NIfTI file ({exc}); remove it or pass --skip-bad") from None
+    except (
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+        OSError,
+        ValueError,
+        EOFError,
+    ) as exc:
+        raise DataError(
+            f"{path}: not a readable NIfTI file ({exception_summary(exc)}); remove it or pass --skip-bad"
+        ) from None
 
 
 def nifti_shape(path: Path) -> tuple[tuple[int, ...], int]:
@@ -95,7 +106,9 @@ def _as_array(data: Any, path: Path) -> np.ndarray:
     try:
         arr = np.asarray(data)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: corrupt or truncated NIfTI data ({exc}); remove it or pass --skip-bad") from None
+        raise DataError(
+            f"{path}: corrupt or truncated NIfTI data ({exception_summary(exc)}); remove it or pass --skip-bad"
+        ) from None
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)  # nibabel applies scl_slope/scl_inter in float64
     return arr

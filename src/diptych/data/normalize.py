@@ -33,10 +33,8 @@ class ValueStats:
     sample: np.ndarray
 
 
-def value_stats(arr: np.ndarray, sample_size: int, seed: int, name: str) -> ValueStats:
-    """Statistics of one image; non-finite floats are an error (they would poison training)."""
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise DataError(f"{name}: contains NaN or infinite values; replace them (e.g. numpy.nan_to_num) first")
+def value_stats(arr: np.ndarray, sample_size: int, seed: int) -> ValueStats:
+    """Statistics of one image (decoded, so its samples are finite: see data.io.check_samples)."""
     flat = arr.reshape(-1)
     if sample_size and flat.size > sample_size:
         sample = flat[np.random.default_rng(seed).integers(0, flat.size, sample_size)]
@@ -66,6 +64,11 @@ def resolve_range(
     high = max(s.high for s in stats)
     is_float = dtype.kind == "f"
     if kind == "dtype":
+        if dtype.kind in "ui" and dtype.itemsize > 2:
+            raise DataError(
+                f"{where}: {dtype} samples have no usable full range (the images would be blank); "
+                "pass --normalize minmax or percentile, or convert the data to uint16 or float32"
+            )
         if is_float and (low < 0.0 or high > 1.0):
             raise DataError(
                 f"{where}: float values span [{low:.6g}, {high:.6g}], outside the [0, 1] that --normalize dtype "

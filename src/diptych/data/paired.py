@@ -147,14 +147,22 @@ def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
         )
     candidates = [root / phase, root] if (root / phase).is_dir() else [root]
     for base in candidates:
-        has_folders = (base / "A").is_dir() and (base / "B").is_dir()
-        if layout == "folders" or (layout == "auto" and has_folders):
-            if not has_folders:
+        has_a, has_b = (base / "A").is_dir(), (base / "B").is_dir()
+        if layout == "folders" or (layout == "auto" and has_a and has_b):
+            if not (has_a and has_b):
                 continue
             return "folders", base
+        if layout == "auto" and has_a != has_b:
+            # One side's folder alone is a folders dataset missing its other half, not A|B images to split.
+            missing, present = ("B", "A") if has_a else ("A", "B")
+            raise DataError(
+                f"{base}: has {present}/ but no {missing}/ folder; add {base / missing} with the partner images "
+                "(A|B images side by side: pass --layout aligned)"
+            )
         if layout in ("aligned", "auto"):
             return "aligned", base
-    raise DataError(f"{root}: expected A/ and B/ sub-folders for --layout folders")
+    lacking = [f"{root / side}/" for side in ("A", "B") if not (root / side).is_dir()]
+    raise DataError(f"{root}: expected A/ and B/ sub-folders for --layout folders; missing {' and '.join(lacking)}")
 
 
 def find_pairs(
@@ -250,7 +258,7 @@ def _inspect_pair(pair: Pair, layout: str, labels_on: str = "", sample_size: int
             f"({a.shape[1]}x{a.shape[0]}); A and B of a pair must have the same size"
         )
     # A and B may differ in sample type (8-bit photo -> 16-bit depth): each is scaled by its own range.
-    stats = [value_stats(x, sample_size, seed * 2 + i, pair.where()) for i, x in enumerate((a, b))]
+    stats = [value_stats(x, sample_size, seed * 2 + i) for i, x in enumerate((a, b))]
     return PairInfo(a.shape[0], a.shape[1], a.shape[2], b.shape[2], str(a.dtype), str(b.dtype), *stats)
 
 

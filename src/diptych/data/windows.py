@@ -15,7 +15,6 @@ import logging
 import mmap
 import sys
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,17 @@ import tifffile
 from PIL import Image
 
 from ..errors import DataError
-from .io import TIFF_EXTENSIONS, bomb_error, check_tiff_pixels, image_array, read_image
+from .io import (
+    DECODER_ERRORS,
+    TIFF_EXTENSIONS,
+    bomb_error,
+    check_tiff_pixels,
+    corrupt_error,
+    image_array,
+    load_npy,
+    read_image,
+    tiff_orientation,
+)
 
 BAND_CACHE_BYTES = 256 << 20  # a chunked source keeps a decoded band of rows up to this size (wider: per window)
 
@@ -98,11 +107,9 @@ class ChunkedTiff:
         ys, xs = key
         try:
             block = np.moveaxis(self._z[:, ys, xs], 0, -1) if self._planar else self._z[ys, xs]
-        except (RuntimeError, ValueError, OSError, zlib.error, tifffile.TiffFileError) as exc:  # codecs raise these
+        except DECODER_ERRORS as exc:
             _quiet_abandoned_zarr_tasks()
-            raise DataError(
-                f"{self._tif.filehandle.path}: corrupt or truncated image data ({exc}); remove it or pass --skip-bad"
-            ) from None
+            raise corrupt_error(Path(self._tif.filehandle.path), exc) from None
         return block[:, :, None] if block.ndim == 2 else block
 
     def close(self) -> None:
@@ -123,21 +130,24 @@ class RowSource:
         suffix = self.path.suffix.lower()
         try:
             if suffix in TIFF_EXTENSIONS:
-                try:
-                    arr = tifffile.memmap(self.path, mode="r")
-                    with tifffile.TiffFile(self.path) as tif:
-                        axes = tif.series[0].axes
-                    if arr.ndim == 3 and axes.endswith("YX"):
-                        arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
-                    self.streamed = True
-                except (ValueError, tifffile.TiffFileError):
-                    arr = self._chunked = ChunkedTiff.open(self.path)  # compressed or tiled
-                    self.streamed = arr is not None
+                with tifffile.TiffFile(self.path) as tif:
+                    axes, upright = tif.series[0].axes, tiff_orientation(tif) == 1
+                if upright:  # (a turned or mirrored TIFF is decoded whole below, and turned as read_image turns it)
+                    try:
+                        arr = tifffile.memmap(self.path, mode="r")
+                        if arr.ndim == 3 and axes.endswith("YX"):
+                            arr = np.moveaxis(arr, 0, -1)  # planar or page stack (CYX): a strided view, still lazy
+                        self.streamed = True
+                    except (ValueError, tifffile.TiffFileError):
+                        arr = self._chunked = ChunkedTiff.open(self.path)  # compressed or tiled
+                        self.streamed = arr is not None
             elif suffix == ".npy":
-                arr = np.load(self.path, mmap_mode="r")
+                arr = load_npy(self.path, mmap=True)  # (its header checked against the file first)
                 self.streamed = True
-        except OSError as exc:
-            raise DataError(f"{self.path}: cannot read ({exc})") from None
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: file not found") from None
+        except DECODER_ERRORS as exc:
+            raise corrupt_error(self.path, exc) from None
         if arr is None:
             arr = read_image(self.path, palette_indices)
         if arr.ndim == 2:

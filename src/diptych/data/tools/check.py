@@ -15,7 +15,7 @@ from skimage.transform import resize
 from ...atomic import write_text_atomic
 from ...errors import DataError
 from ..checks import run_all
-from ..io import dtype_range, read_image
+from ..io import decode_image, dtype_range
 from ..paired import Pair, find_pairs
 
 PHASES = ("train", "val", "test")
@@ -57,6 +57,7 @@ class PairFacts:
     a_spread: float  # the fraction of A's map that carries its structure (see `spread`)
     b_spread: float
     problems: tuple[Problem, ...] = ()
+    exif_oriented: tuple[str, ...] = ()  # files read turned or mirrored by their EXIF orientation
 
 
 @dataclass
@@ -69,6 +70,7 @@ class CheckReport:
     formats: dict[str, int] = field(default_factory=dict)
     alignment: dict[str, float | int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    exif_oriented: list[str] = field(default_factory=list)  # files read turned or mirrored by their EXIF orientation
 
     @property
     def ok(self) -> bool:
@@ -94,6 +96,10 @@ class CheckReport:
                 f"alignment score (gradient correlation): median {a['median']:.3f}, min {a['min']:.3f}, "
                 f"flagged below {a['threshold']:.3f}; {a['too_flat']} pair(s) too flat to judge"
             )
+        if self.exif_oriented:
+            shown = ", ".join(self.exif_oriented[:SHOWN])
+            more = f" and {len(self.exif_oriented) - SHOWN} more" if len(self.exif_oriented) > SHOWN else ""
+            out.append(f"EXIF orientation applied (read as viewers show them): {shown}{more}")
         if self.ok:
             out.append("no problems found")
             return out
@@ -150,8 +156,9 @@ def _format(arr: np.ndarray) -> str:
 
 
 def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
-    """Read one pair and measure it; unreadable files raise DataError."""
-    a = read_image(pair.a_path, volume_slice=pair.volume_slice)
+    """Read one pair as training reads it and measure it; unreadable files raise DataError."""
+    decoded = [decode_image(pair.a_path, volume_slice=pair.volume_slice)]
+    a = decoded[0].array
     problems: list[Problem] = []
     if layout == "aligned":
         width = a.shape[1]
@@ -165,7 +172,8 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
             )
         a, b = a[:, : width // 2], a[:, width // 2 : 2 * (width // 2)]
     else:
-        b = read_image(pair.b_path, volume_slice=pair.volume_slice)
+        decoded.append(decode_image(pair.b_path, volume_slice=pair.volume_slice))
+        b = decoded[1].array
         if a.shape[:2] != b.shape[:2]:
             problems.append(
                 Problem(
@@ -188,6 +196,7 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
         digest.hexdigest(),
         *((float("nan"),) * 5 if problems else alignment_score(a, b)),  # a stretched partner would also score low
         tuple(problems),
+        tuple(str(path) for path, d in zip((pair.a_path, pair.b_path), decoded, strict=False) if d.orientation != 1),
     )
 
 
@@ -226,6 +235,7 @@ def check_dataset(
             else:
                 facts.append(res)
                 report.problems += res.problems
+                report.exif_oriented += res.exif_oriented
         report.pairs[phase] = len(pairs)
     if not report.pairs and report.problems:
         raise DataError(report.problems[0].message)
