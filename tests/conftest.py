@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,9 @@ from diptych.data.io import write_image
 from diptych.data.samples import sample_photo
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+# Variables torchrun sets: a test run inside a torchrun job must not make the code under test join its group.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +42,46 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _small_threads() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_launcher_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see a plain process, whatever launcher started the suite."""
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def default_stop_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM handled as in a process started from a terminal, even when the suite was started with
+    them ignored (`nohup make test`, `make test &`)."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _default_signal_dispositions() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def start_cli(args: list[str | Path], **popen: object) -> subprocess.Popen[str]:
+    """Start `python -m diptych ARGS` from this checkout as a terminal would: default Ctrl-C and SIGTERM handling
+    and no launcher variables, whatever this test process inherited."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    env.update(PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    return subprocess.Popen(  # type: ignore[call-overload]
+        [sys.executable, "-m", "diptych", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signal_dispositions,
+        **popen,
+    )
 
 
 def photo_crops(name: str, size: int, count: int, seed: int = 0) -> list[np.ndarray]:
