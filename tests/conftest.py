@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,15 @@ from diptych.data.samples import sample_photo
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # Variables torchrun sets: a test run inside a torchrun job must not make the code under test join its group.
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+LAUNCHER_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,13 +77,13 @@ def _default_signal_dispositions() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
-def start_cli(args: list[str | Path], **popen: object) -> subprocess.Popen[str]:
-    """Start `python -m diptych ARGS` from this checkout as a terminal would: default Ctrl-C and SIGTERM handling
-    and no launcher variables, whatever this test process inherited."""
+def start_cli(args: list[str | Path], launcher: list[str] | None = None, **popen: object) -> subprocess.Popen[str]:
+    """Start `python [LAUNCHER] -m diptych ARGS` from this checkout as a terminal would: default Ctrl-C and SIGTERM
+    handling and no launcher variables, whatever this test process inherited."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
-    env.update(PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    env.update(PYTHONPATH=SRC, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     return subprocess.Popen(  # type: ignore[call-overload]
-        [sys.executable, "-m", "diptych", *map(str, args)],
+        [sys.executable, *(launcher or []), "-m", "diptych", *map(str, args)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,6 +133,25 @@ def folders_dataset(tmp_path: Path) -> Path:
     crops = photo_crops("coffee", 64, 8)
     pairs = [(np.round(c.mean(axis=2, keepdims=True)).astype(np.uint8), c) for c in crops]
     return write_folders(tmp_path / "folders", pairs)
+
+
+# tiny_config's networks and crops as command-line options.
+TINY_FLAGS = [
+    "--depth", "4", "--ngf", "8", "--ndf", "8", "--n-layers", "2",
+    "--preprocess", "crop", "--crop-size", "32", "--workers", "0", "--no-progress",
+]  # fmt: skip
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """The steps of log.jsonl's complete lines (none before the run writes it)."""
+    log = run_dir / "log.jsonl"
+    steps = []
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            steps.append(json.loads(line)["step"])
+        except (json.JSONDecodeError, KeyError):
+            continue  # torn by a kill mid-write
+    return steps
 
 
 def tiny_config(root: Path, **train: object) -> RunConfig:

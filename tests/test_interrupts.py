@@ -16,8 +16,7 @@ from diptych.data.io import read_image, write_image
 from diptych.errors import DataError
 from diptych.train import train
 
-from .conftest import photo_crops, start_cli, tiny_config, write_folders
-from .test_resume import TINY_FLAGS
+from .conftest import TINY_FLAGS, photo_crops, start_cli, tiny_config, write_folders
 
 
 @pytest.fixture(scope="module")

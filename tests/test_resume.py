@@ -25,13 +25,7 @@ from diptych.config import RunConfig
 from diptych.errors import ConfigError
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import start_cli, tiny_config
-
-# tiny_config's networks and crops as command-line options.
-TINY_FLAGS = [
-    "--depth", "4", "--ngf", "8", "--ndf", "8", "--n-layers", "2",
-    "--preprocess", "crop", "--crop-size", "32", "--workers", "0", "--no-progress",
-]  # fmt: skip
+from .conftest import TINY_FLAGS, logged_steps, start_cli, tiny_config
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -179,18 +173,6 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _logged_steps(run_dir: Path) -> list[int]:
-    """The steps of log.jsonl's complete lines (none before the run writes it)."""
-    log = run_dir / "log.jsonl"
-    steps = []
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        try:
-            steps.append(json.loads(line)["step"])
-        except (json.JSONDecodeError, KeyError):
-            continue  # torn by a kill mid-write
-    return steps
-
-
 def test_sigterm_saves_the_step_it_stopped_at_and_resumes_exactly(aligned_dataset: Path, tmp_path: Path) -> None:
     """`diptych train` sent SIGTERM (docker stop, Kubernetes, Slurm) finishes its step, saves it, says so and exits
     143; resuming then loses no step: the weights equal an uninterrupted run's."""
@@ -198,14 +180,14 @@ def test_sigterm_saves_the_step_it_stopped_at_and_resumes_exactly(aligned_datase
     args = ["train", "--data", aligned_dataset, "--run-dir", run, "--max-steps", "100000", "--save-every", "100000"]
     proc = start_cli([*args, "--log-every", "1", "--seed", "3", *TINY_FLAGS])
     deadline = time.monotonic() + 120
-    while len(_logged_steps(run)) < 3:
+    while len(logged_steps(run)) < 3:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr and "diptych: SIGTERM: stopping after this step" in stderr
-    stopped = _logged_steps(run)[-1]
+    stopped = logged_steps(run)[-1]
     assert f"stopped by SIGTERM at step {stopped}; saved" in stdout
     assert resolve_checkpoint(run).name == f"step_{stopped:08d}"  # the step it stopped at: no step lost
     longer = {"train": {"max_steps": stopped + 2}}
@@ -249,8 +231,8 @@ def _kill_at_a_random_moment(child: BaseProcess, run_dir: Path, rng: random.Rand
     if rng.random() < 0.2:
         child.join(timeout=rng.uniform(0.0, 0.1))
     else:
-        target = max(_logged_steps(run_dir), default=0) + 1
-        while child.is_alive() and max(_logged_steps(run_dir), default=0) < target:
+        target = max(logged_steps(run_dir), default=0) + 1
+        while child.is_alive() and max(logged_steps(run_dir), default=0) < target:
             time.sleep(0.001)
         child.join(timeout=rng.uniform(0.0, 1.5) * step_s)
     child.kill()
@@ -276,7 +258,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_save_interval(aligned_datas
         child.start()
         _kill_at_a_random_moment(child, run, rng, step_s)
         assert child.exitcode == -signal.SIGKILL, f"run {kill} ended with exit code {child.exitcode} before its kill"
-        reached = max(_logged_steps(run), default=0)
+        reached = max(logged_steps(run), default=0)
         latest = run / "checkpoints" / LATEST_FILE
         saved = int(latest.read_text().removeprefix("step_")) if latest.is_file() else 0
         assert reached - saved <= config.train.save_every, f"kill {kill}: trained to step {reached}, saved {saved}"
