@@ -21,8 +21,9 @@ from diptych.data.samples import sample_photo
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-# Variables torchrun sets: a test run inside a torchrun job must not make the code under test join its group.
-LAUNCHER_VARIABLES = (
+# Variables of the caller's environment that change what diptych does (torchrun's, the dataset server): a suite
+# run inside a torchrun job, or by someone with their own server set, must behave as anywhere else.
+CALLER_VARIABLES = (
     "RANK",
     "WORLD_SIZE",
     "LOCAL_RANK",
@@ -30,6 +31,7 @@ LAUNCHER_VARIABLES = (
     "GROUP_RANK",
     "MASTER_ADDR",
     "MASTER_PORT",
+    "DIPTYCH_DATASETS_URL",
 )
 
 
@@ -54,9 +56,9 @@ def _small_threads() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_launcher_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see a plain process, whatever launcher started the suite."""
-    for name in LAUNCHER_VARIABLES:
+def _no_caller_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see a plain process, whatever environment started the suite."""
+    for name in CALLER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -79,8 +81,8 @@ def _default_signal_dispositions() -> None:
 
 def start_cli(args: list[str | Path], launcher: list[str] | None = None, **popen: object) -> subprocess.Popen[str]:
     """Start `python [LAUNCHER] -m diptych ARGS` from this checkout as a terminal would: default Ctrl-C and SIGTERM
-    handling and no launcher variables, whatever this test process inherited."""
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    handling and none of the caller's variables, whatever this test process inherited."""
+    env = {k: v for k, v in os.environ.items() if k not in CALLER_VARIABLES}
     env.update(PYTHONPATH=SRC, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     return subprocess.Popen(  # type: ignore[call-overload]
         [sys.executable, *(launcher or []), "-m", "diptych", *map(str, args)],

@@ -661,9 +661,9 @@ class _GracefulStop:
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.signal = signum
         self._first = time.monotonic()
-        again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
+        name = signal_name(signum)
         print(
-            f"\ndiptych: {signal_name(signum)}: stopping after this step to save a checkpoint ({again} again to abort)",
+            f"\ndiptych: {name}: stopping after this step to save a checkpoint ({name} again to abort)",
             file=sys.stderr,
         )
 
