@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from diptych.data.io import read_image, write_image
 from diptych.errors import DataError
 from diptych.train import train
 
-from .conftest import TINY_FLAGS, photo_crops, start_cli, tiny_config, write_folders
+from .conftest import SRC, TINY_FLAGS, photo_crops, start_cli, tiny_config, write_folders
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,17 @@ def test_an_output_that_cannot_be_written_is_skipped_and_listed(
     assert written == [out / "a.png"]
     assert "skipped 1 file(s)" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "sub"]
+
+
+def test_the_entry_point_starts_before_torch_loads() -> None:
+    """`diptych` (pyproject's console script) and `python -m diptych` reach their Ctrl-C handling before any heavy
+    import: importing the package and the entry point loads no torch; the public names still resolve."""
+    pyproject = (Path(SRC).parent / "pyproject.toml").read_text()  # (tomllib is not in Python 3.10)
+    assert re.search(r'^diptych = "diptych\.__main__:run"$', pyproject, re.MULTILINE)
+    code = (
+        "import sys, diptych, diptych.__main__; assert 'torch' not in sys.modules, 'torch imported'; "
+        "import diptych.train; from diptych import train, Translator; print(train.__module__, Translator.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC}, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().split() == ["diptych.train", "Translator"]
