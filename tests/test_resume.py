@@ -225,16 +225,23 @@ def _train_until_killed(config_json: str, run_dir: Path) -> None:
     train(config, run_dir, resume=resume, progress=False)
 
 
+def _wait_until_logged(child: BaseProcess, run_dir: Path, step: int, seconds: float) -> None:
+    """Wait until the child logged `step`, ended, or `seconds` passed."""
+    deadline = time.monotonic() + seconds
+    while child.is_alive() and time.monotonic() < deadline and max(logged_steps(run_dir), default=0) < step:
+        time.sleep(0.001)
+
+
 def _kill_at_a_random_moment(child: BaseProcess, run_dir: Path, rng: random.Random, step_s: float) -> None:
     """SIGKILL a training child during its start-up (one time in five), or else once it logged its next step, a
-    random fraction of a step later (in the save that follows, or in the next step); return early if it ends."""
+    random fraction of a step later (in the save that follows, or in the next step); never more than two steps on,
+    however fast this machine is now."""
+    done = max(logged_steps(run_dir), default=0)
     if rng.random() < 0.2:
-        child.join(timeout=rng.uniform(0.0, 0.1))
+        _wait_until_logged(child, run_dir, done + 1, rng.uniform(0.0, 0.1))
     else:
-        target = max(logged_steps(run_dir), default=0) + 1
-        while child.is_alive() and max(logged_steps(run_dir), default=0) < target:
-            time.sleep(0.001)
-        child.join(timeout=rng.uniform(0.0, 1.5) * step_s)
+        _wait_until_logged(child, run_dir, done + 1, 120.0)
+        _wait_until_logged(child, run_dir, done + 2, rng.uniform(0.0, 1.5) * step_s)
     child.kill()
     child.join()
 
