@@ -156,6 +156,12 @@ def logged_steps(run_dir: Path) -> list[int]:
     return steps
 
 
+def dead_pid() -> int:
+    """The process id of a process that has ended (as one killed while writing a file has)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
 def tiny_config(root: Path, **train: object) -> RunConfig:
     """A configuration small enough to train in a second on CPU."""
     config = RunConfig()

@@ -19,7 +19,7 @@ from diptych.data.io import read_image, write_image
 from diptych.errors import DataError
 from diptych.train import train
 
-from .conftest import SRC, TINY_FLAGS, photo_crops, start_cli, tiny_config, write_folders
+from .conftest import SRC, TINY_FLAGS, dead_pid, photo_crops, start_cli, tiny_config, write_folders
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,16 @@ def test_the_entry_point_starts_before_torch_loads() -> None:
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC}, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().split() == ["diptych.train", "Translator"]
+
+
+def test_translate_removes_what_a_killed_run_left_of_its_outputs(run_dir: Path, tmp_path: Path) -> None:
+    """Temporary files of the outputs being written, left by a translation killed outright (SIGKILL, out of
+    memory), are removed; other hidden files, and a live process's temporaries, are left alone."""
+    write_image(tmp_path / "in" / "b.png", photo_crops("coffee", 40, 1)[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    dead, live = dead_pid(), os.getppid()
+    for name in (f".b.png.{dead}.tmp", f".b.png.{live}.tmp", f".notes.txt.{dead}.tmp"):
+        (out / name).write_bytes(b"partial")
+    Translator.load(run_dir).translate_files([tmp_path / "in"], out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f".b.png.{live}.tmp", f".notes.txt.{dead}.tmp", "b.png"])

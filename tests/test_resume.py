@@ -9,8 +9,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -25,7 +23,7 @@ from diptych.config import RunConfig
 from diptych.errors import ConfigError
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import TINY_FLAGS, logged_steps, start_cli, tiny_config
+from .conftest import TINY_FLAGS, dead_pid, logged_steps, start_cli, tiny_config
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -203,16 +201,15 @@ def test_stale_temporaries_of_killed_saves_are_removed_on_resume(aligned_dataset
     run = tmp_path / "run"
     train(tiny_config(aligned_dataset, max_steps=2), run, progress=False)
     ckpts = run / "checkpoints"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid, live_pid = int(dead.stdout), os.getppid()
-    (ckpts / f".LATEST.{dead_pid}.tmp").write_text("step_0000")
-    (ckpts / f".step_00000003.{dead_pid}.tmp").mkdir()
-    (ckpts / f".step_00000003.{dead_pid}.tmp" / "generator.safetensors").write_bytes(b"half")
-    (run / f".log.jsonl.{dead_pid}.tmp").write_text('{"step": 1}')
-    shutil.copytree(ckpts / "step_00000002", ckpts / f".best.{dead_pid}.old")  # killed while replacing best/
-    (ckpts / f".LATEST.{live_pid}.tmp").write_text("another writer's")
+    dead, live = dead_pid(), os.getppid()
+    (ckpts / f".LATEST.{dead}.tmp").write_text("step_0000")
+    (ckpts / f".step_00000003.{dead}.tmp").mkdir()
+    (ckpts / f".step_00000003.{dead}.tmp" / "generator.safetensors").write_bytes(b"half")
+    (run / f".log.jsonl.{dead}.tmp").write_text('{"step": 1}')
+    shutil.copytree(ckpts / "step_00000002", ckpts / f".best.{dead}.old")  # killed while replacing best/
+    (ckpts / f".LATEST.{live}.tmp").write_text("another writer's")
     train(resume_config(run, {"train": {"max_steps": 3}}), run, resume=True, progress=False)
-    assert sorted(p.name for p in ckpts.iterdir() if p.name.startswith(".")) == [f".LATEST.{live_pid}.tmp"]
+    assert sorted(p.name for p in ckpts.iterdir() if p.name.startswith(".")) == [f".LATEST.{live}.tmp"]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
     assert (ckpts / "best" / "config.json").is_file()  # the folder moved aside is put back
     assert (ckpts / LATEST_FILE).read_text() == "step_00000003"

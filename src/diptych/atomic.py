@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,8 +15,10 @@ from .errors import DataError
 # Temporary names are `.{name}.{pid}.tmp` (and `.{name}.{pid}.old` for a folder being replaced): the pid tells a
 # live writer's files from those an interrupted one left behind.
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<kind>tmp|old)$")
-# A final name may use the whole 255 bytes file systems allow; its temporary name must still fit.
+# A final name may use the whole 255 bytes file systems allow; its temporary name (with a pid of up to 10 digits)
+# must still fit.
 _NAME_MAX = 255
+_TEMPORARY_EXTRA = len(".") + len(".") + 10 + len(".tmp")
 _KEPT_BYTES = 180
 
 
@@ -36,12 +38,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def temporary_path(path: Path, kind: str = "tmp") -> Path:
     """This process's temporary name beside `path` (`.{name}.{pid}.tmp`), shortened to fit when `path`'s is long."""
-    name = path.name
-    if len(f".{name}.{os.getpid()}.{kind}".encode()) > _NAME_MAX:
-        # Keep a recognisable prefix and tell long names with the same prefix apart by a hash of the whole name.
-        prefix = name.encode()[:_KEPT_BYTES].decode(errors="ignore")
-        name = f"{prefix}~{hashlib.sha1(name.encode()).hexdigest()[:12]}"
-    return path.with_name(f".{name}.{os.getpid()}.{kind}")
+    return path.with_name(f".{_temporary_stem(path.name)}.{os.getpid()}.{kind}")
+
+
+def _temporary_stem(name: str) -> str:
+    """The part of a temporary name that stands for the final name (the same for every writer's pid)."""
+    if len(name.encode()) + _TEMPORARY_EXTRA <= _NAME_MAX:
+        return name
+    # Keep a recognisable prefix and tell long names with the same prefix apart by a hash of the whole name.
+    prefix = name.encode()[:_KEPT_BYTES].decode(errors="ignore")
+    return f"{prefix}~{hashlib.sha1(name.encode()).hexdigest()[:12]}"
 
 
 def check_name_length(path: Path) -> None:
@@ -72,12 +78,14 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def remove_stale_temporaries(folder: Path) -> list[str]:
-    """Delete the temporary files and folders in `folder` that writers killed mid-write left; return their names.
+def remove_stale_temporaries(folder: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Delete the temporary files and folders in `folder` that writers killed mid-write left (only those of the
+    final `names`, when given); return their names.
 
     Only those of processes that no longer run are touched (other processes, e.g. torchrun ranks, may be writing).
     A folder replaced while its writer was killed (`.{name}.{pid}.old` with no `{name}`) is moved back.
     """
+    stems = None if names is None else {_temporary_stem(name) for name in names}
     removed: list[str] = []
     try:
         entries = list(os.scandir(folder))
@@ -85,7 +93,7 @@ def remove_stale_temporaries(folder: Path) -> list[str]:
         return removed
     for entry in entries:
         match = _TEMPORARY.match(entry.name)
-        if match is None or _process_alive(int(match["pid"])):
+        if match is None or (stems is not None and match["name"] not in stems) or _process_alive(int(match["pid"])):
             continue
         path = Path(entry.path)
         original = folder / match["name"]
@@ -98,6 +106,15 @@ def remove_stale_temporaries(folder: Path) -> list[str]:
             path.unlink(missing_ok=True)
         removed.append(entry.name)
     return removed
+
+
+def remove_stale_temporaries_of(paths: Iterable[Path]) -> None:
+    """Delete what writers killed while writing these files left beside them (see remove_stale_temporaries)."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in paths:
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    for folder, names in by_folder.items():
+        remove_stale_temporaries(folder, names)
 
 
 def _process_alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from .atomic import check_name_length
+from .atomic import check_name_length, remove_stale_temporaries_of
 from .checkpoint import load_weights, read_checkpoint_config, read_metadata, resolve_checkpoint, weights_file
 from .config import TEST_MODES, RunConfig
 from .data.checks import check_all
@@ -273,6 +273,7 @@ class Translator:
             raise ConfigError(f"{volumes[0][0]}: NIfTI volumes cannot be combined with --tile or --aligned")
         # An output name the file system cannot hold stops the run (or is skipped) before anything is written.
         jobs, bad = check_all(jobs, lambda job: check_name_length(job[1]), skip_bad, workers=1)
+        remove_stale_temporaries_of(dest for _, dest in jobs)  # left by an earlier run killed while writing them
         existing = [dest for _, dest in jobs if dest.exists()]
         if existing and not overwrite:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
