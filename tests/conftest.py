@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,19 @@ from diptych.data.io import write_image
 from diptych.data.samples import sample_photo
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+# Variables of the caller's environment that change what diptych does (torchrun's, the dataset server): a suite
+# run inside a torchrun job, or by someone with their own server set, must behave as anywhere else.
+CALLER_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "DIPTYCH_DATASETS_URL",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +53,46 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _small_threads() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see a plain process, whatever environment started the suite."""
+    for name in CALLER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def default_stop_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM handled as in a process started from a terminal, even when the suite was started with
+    them ignored (`nohup make test`, `make test &`)."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _default_signal_dispositions() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def start_cli(args: list[str | Path], launcher: list[str] | None = None, **popen: object) -> subprocess.Popen[str]:
+    """Start `python [LAUNCHER] -m diptych ARGS` from this checkout as a terminal would: default Ctrl-C and SIGTERM
+    handling and none of the caller's variables, whatever this test process inherited."""
+    env = {k: v for k, v in os.environ.items() if k not in CALLER_VARIABLES}
+    env.update(PYTHONPATH=SRC, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    return subprocess.Popen(  # type: ignore[call-overload]
+        [sys.executable, *(launcher or []), "-m", "diptych", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signal_dispositions,
+        **popen,
+    )
 
 
 def photo_crops(name: str, size: int, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -76,6 +135,31 @@ def folders_dataset(tmp_path: Path) -> Path:
     crops = photo_crops("coffee", 64, 8)
     pairs = [(np.round(c.mean(axis=2, keepdims=True)).astype(np.uint8), c) for c in crops]
     return write_folders(tmp_path / "folders", pairs)
+
+
+# tiny_config's networks and crops as command-line options.
+TINY_FLAGS = [
+    "--depth", "4", "--ngf", "8", "--ndf", "8", "--n-layers", "2",
+    "--preprocess", "crop", "--crop-size", "32", "--workers", "0", "--no-progress",
+]  # fmt: skip
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """The steps of log.jsonl's complete lines (none before the run writes it)."""
+    log = run_dir / "log.jsonl"
+    steps = []
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            steps.append(json.loads(line)["step"])
+        except (json.JSONDecodeError, KeyError):
+            continue  # torn by a kill mid-write
+    return steps
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended (as one killed while writing a file has)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
 
 
 def tiny_config(root: Path, **train: object) -> RunConfig:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from diptych.distributed import Distributed, EpochSampler, check_global_batch, p
 from diptych.errors import ConfigError
 from diptych.train import Trainer, train
 
-from .conftest import photo_crops, tiny_config, write_aligned
+from .conftest import TINY_FLAGS, logged_steps, photo_crops, start_cli, tiny_config, write_aligned
 
 STEPS = 4  # per half; the long runs take 2 * STEPS (two epochs of 8 pairs in batches of 4)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -157,6 +159,26 @@ def test_torchrun_resume_continues_exactly(two_process_runs: Path, tmp_path: Pat
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert _log(two_process_runs / "ddp") == _log(run)
+
+
+def test_torchrun_sigterm_stops_every_rank_at_the_same_step_and_saves_it(dataset: Path, tmp_path: Path) -> None:
+    """SIGTERM to torchrun (as a scheduler sends it) reaches every rank; they agree on the step, rank 0 saves it."""
+    run = tmp_path / "run"
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
+    launcher += ["--master-port", str(_free_port())]
+    args = ["train", "--device", "cpu", "--data", dataset, "--run-dir", run, "--batch-size", "2", "--log-every", "1"]
+    args += ["--max-steps", "100000", "--save-every", "100000", *TINY_FLAGS]
+    proc = start_cli(args, launcher)
+    deadline = time.monotonic() + 120
+    while len(logged_steps(run)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    stopped = logged_steps(run)[-1]
+    assert stdout.count(f"stopped by SIGTERM at step {stopped}; saved") == 1, stderr[-3000:]  # rank 0 alone
+    assert resolve_checkpoint(run).name == f"step_{stopped:08d}"
+    assert "diptych: error" not in stderr  # no rank waited for another past the step (or failed)
 
 
 def test_global_batch_must_split_over_processes_and_micro_steps(

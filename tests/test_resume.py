@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import time
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -11,10 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from diptych.checkpoint import LATEST_FILE, resolve_checkpoint, save_checkpoint
+from diptych.config import RunConfig
 from diptych.errors import ConfigError
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import tiny_config
+from .conftest import TINY_FLAGS, dead_pid, logged_steps, start_cli, tiny_config
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -126,13 +135,12 @@ def test_resume_refuses_architecture_changes(aligned_dataset: Path, tmp_path: Pa
         Trainer(tiny_config(aligned_dataset, max_steps=1), tmp_path / "empty", resume=True, progress=False)
 
 
+@pytest.mark.usefixtures("default_stop_signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(
-    aligned_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aligned_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
 ) -> None:
-    """SIGINT in the middle of a step (after D's update, before G's) still yields an exact resume."""
-    import os
-    import signal
-
+    """Ctrl-C or SIGTERM in the middle of a step (after D's update, before G's) still yields an exact resume."""
     from diptych.recipes.pix2pix import Pix2PixRecipe
 
     def cfg(steps: int):  # type: ignore[no-untyped-def]
@@ -148,18 +156,123 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(
     def interrupted_step(self, batch):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives while this step is still running
+            os.kill(os.getpid(), signum)  # arrives while this step is still running
         return real_step(self, batch)
 
+    handler = signal.getsignal(signum)
     monkeypatch.setattr(Pix2PixRecipe, "train_step", interrupted_step)
     result = train(cfg(6), tmp_path / "resumed", progress=False)
-    assert result.interrupted and result.steps == 3
+    assert result.interrupted and result.steps == 3 and result.signal == signum
     assert resolve_checkpoint(tmp_path / "resumed").name == "step_00000003"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signum) is handler  # handler restored
     monkeypatch.setattr(Pix2PixRecipe, "train_step", real_step)
     train(resume_config(tmp_path / "resumed"), tmp_path / "resumed", resume=True, progress=False)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_the_step_it_stopped_at_and_resumes_exactly(aligned_dataset: Path, tmp_path: Path) -> None:
+    """`diptych train` sent SIGTERM (docker stop, Kubernetes, Slurm) finishes its step, saves it, says so and exits
+    143; resuming then loses no step: the weights equal an uninterrupted run's."""
+    run = tmp_path / "run"
+    args = ["train", "--data", aligned_dataset, "--run-dir", run, "--max-steps", "100000", "--save-every", "100000"]
+    proc = start_cli([*args, "--log-every", "1", "--seed", "3", *TINY_FLAGS])
+    deadline = time.monotonic() + 120
+    while len(logged_steps(run)) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr and "diptych: SIGTERM: stopping after this step" in stderr
+    stopped = logged_steps(run)[-1]
+    assert f"stopped by SIGTERM at step {stopped}; saved" in stdout
+    assert resolve_checkpoint(run).name == f"step_{stopped:08d}"  # the step it stopped at: no step lost
+    longer = {"train": {"max_steps": stopped + 2}}
+    train(resume_config(run, longer), tmp_path / "straight", progress=False)
+    train(resume_config(run, longer), run, resume=True, progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stale_temporaries_of_killed_saves_are_removed_on_resume(aligned_dataset: Path, tmp_path: Path) -> None:
+    """What a save killed mid-write leaves (temporary LATEST, half-written checkpoint folder, a folder moved aside)
+    is cleaned up when the run resumes; temporary files of a live process are left alone."""
+    run = tmp_path / "run"
+    train(tiny_config(aligned_dataset, max_steps=2), run, progress=False)
+    ckpts = run / "checkpoints"
+    dead, live = dead_pid(), os.getppid()
+    (ckpts / f".LATEST.{dead}.tmp").write_text("step_0000")
+    (ckpts / f".step_00000003.{dead}.tmp").mkdir()
+    (ckpts / f".step_00000003.{dead}.tmp" / "generator.safetensors").write_bytes(b"half")
+    (run / f".log.jsonl.{dead}.tmp").write_text('{"step": 1}')
+    shutil.copytree(ckpts / "step_00000002", ckpts / f".best.{dead}.old")  # killed while replacing best/
+    (ckpts / f".LATEST.{live}.tmp").write_text("another writer's")
+    train(resume_config(run, {"train": {"max_steps": 3}}), run, resume=True, progress=False)
+    assert sorted(p.name for p in ckpts.iterdir() if p.name.startswith(".")) == [f".LATEST.{live}.tmp"]
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+    assert (ckpts / "best" / "config.json").is_file()  # the folder moved aside is put back
+    assert (ckpts / LATEST_FILE).read_text() == "step_00000003"
+
+
+def _train_until_killed(config_json: str, run_dir: Path) -> None:
+    """A child process's training: resume the run if it has a checkpoint, else start it."""
+    resume = (run_dir / "checkpoints" / LATEST_FILE).is_file()
+    config = resume_config(run_dir) if resume else RunConfig.from_dict(json.loads(config_json)).validate()
+    train(config, run_dir, resume=resume, progress=False)
+
+
+def _wait_until_logged(child: BaseProcess, run_dir: Path, step: int, seconds: float) -> None:
+    """Wait until the child logged `step`, ended, or `seconds` passed."""
+    deadline = time.monotonic() + seconds
+    while child.is_alive() and time.monotonic() < deadline and max(logged_steps(run_dir), default=0) < step:
+        time.sleep(0.001)
+
+
+def _kill_at_a_random_moment(child: BaseProcess, run_dir: Path, rng: random.Random, step_s: float) -> None:
+    """SIGKILL a training child during its start-up (one time in five), or else once it logged its next step, a
+    random fraction of a step later (in the save that follows, or in the next step); never more than two steps on,
+    however fast this machine is now."""
+    done = max(logged_steps(run_dir), default=0)
+    if rng.random() < 0.2:
+        _wait_until_logged(child, run_dir, done + 1, rng.uniform(0.0, 0.1))
+    else:
+        _wait_until_logged(child, run_dir, done + 1, 120.0)
+        _wait_until_logged(child, run_dir, done + 2, rng.uniform(0.0, 1.5) * step_s)
+    child.kill()
+    child.join()
+
+
+def test_sigkill_at_random_moments_loses_at_most_one_save_interval(aligned_dataset: Path, tmp_path: Path) -> None:
+    """SIGKILL at 20 seeded random moments (many during saves, as one is written every step), resuming after
+    each: every resume works, no kill loses more than one save interval, the final weights equal an uninterrupted
+    run's, and nothing the killed saves left behind remains."""
+    config = tiny_config(aligned_dataset, max_steps=48, save_every=1, seed=5)
+    config.train.epochs, config.train.epochs_decay = 3, 3  # 48 steps, the learning rate decaying over the last 24
+    straight = copy.deepcopy(config)
+    straight.train.save_every = 48  # (when a run saves does not change its weights)
+    started = time.perf_counter()
+    train(straight, tmp_path / "straight", progress=False)
+    step_s = (time.perf_counter() - started) / 48
+    run = tmp_path / "run"
+    fork = multiprocessing.get_context("fork")  # the child starts in milliseconds, with torch already imported
+    rng = random.Random(20)
+    for kill in range(1, 21):
+        child = fork.Process(target=_train_until_killed, args=(config.to_json(), run))
+        child.start()
+        _kill_at_a_random_moment(child, run, rng, step_s)
+        assert child.exitcode == -signal.SIGKILL, f"run {kill} ended with exit code {child.exitcode} before its kill"
+        reached = max(logged_steps(run), default=0)
+        latest = run / "checkpoints" / LATEST_FILE
+        saved = int(latest.read_text().removeprefix("step_")) if latest.is_file() else 0
+        assert reached - saved <= config.train.save_every, f"kill {kill}: trained to step {reached}, saved {saved}"
+    child = fork.Process(target=_train_until_killed, args=(config.to_json(), run))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    a, b = _weights(tmp_path / "straight"), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not [p for p in run.rglob(".*") if p.name.endswith((".tmp", ".old"))]
 
 
 def _lrs_by_epoch(run_dir: Path) -> dict[int, float]:

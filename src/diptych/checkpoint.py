@@ -13,7 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .atomic import fsync_file, write_text_atomic
+from .atomic import fsync_file, remove_stale_temporaries, temporary_path, write_text_atomic
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError
 
@@ -36,7 +36,8 @@ def save_checkpoint(
     networks: dict[str, nn.Module],
     training_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write root/name/ atomically and point root/LATEST at it."""
+    """Write root/name/ atomically and point root/LATEST at it (removing what interrupted saves left there)."""
+    remove_stale_temporaries(root)
     path = write_checkpoint_folder(root / name, config, networks, training_state)
     write_text_atomic(root / LATEST_FILE, name)
     return path
@@ -49,24 +50,18 @@ def write_checkpoint_folder(
     training_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint folder (config.json, <net>.safetensors, training state) via a temp folder and rename."""
-    root, name = final.parent, final.name
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{name}.tmp"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    config_json = config.to_json()
-    for net_name, net in networks.items():
-        tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        meta = {"format": FORMAT_TAG, "network": net_name, "config": config_json}
-        save_file(tensors, str(tmp / weights_file(net_name)), metadata=meta)
-    write_text_atomic(tmp / CONFIG_FILE, config_json)
-    if training_state is not None:
-        torch.save(training_state, tmp / STATE_FILE)
-    for f in tmp.iterdir():
-        fsync_file(f)
+    try:
+        _write_checkpoint_files(tmp, config, networks, training_state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # an error or an interrupt leaves nothing half-written behind
+        raise
     if final.exists():
-        old = root / f".{name}.old"
+        old = temporary_path(final, "old")
         if old.exists():
             shutil.rmtree(old)
         os.replace(final, old)
@@ -75,6 +70,22 @@ def write_checkpoint_folder(
     else:
         os.replace(tmp, final)
     return final
+
+
+def _write_checkpoint_files(
+    folder: Path, config: RunConfig, networks: dict[str, nn.Module], training_state: dict[str, Any] | None
+) -> None:
+    """Write and flush a checkpoint's files into `folder`."""
+    config_json = config.to_json()
+    for net_name, net in networks.items():
+        tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        meta = {"format": FORMAT_TAG, "network": net_name, "config": config_json}
+        save_file(tensors, str(folder / weights_file(net_name)), metadata=meta)
+    write_text_atomic(folder / CONFIG_FILE, config_json)
+    if training_state is not None:
+        torch.save(training_state, folder / STATE_FILE)
+    for f in folder.iterdir():
+        fsync_file(f)
 
 
 def prune_checkpoints(root: Path, keep_last: int, protect: set[str] | None = None) -> None:

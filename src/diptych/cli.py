@@ -17,6 +17,7 @@ from .config import PRECISIONS, PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, R
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
+from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
@@ -484,11 +485,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
     if not is_main_process():
-        return 130 if result.interrupted else 0
+        return exit_status(result.signal) if result.interrupted else 0
     if result.interrupted:
-        print(f"interrupted at step {result.steps}; saved {result.checkpoint}")
+        print(f"stopped by {signal_name(result.signal)} at step {result.steps}; saved {result.checkpoint}")
         print(f"continue with: diptych train --resume {result.run_dir}")
-        return 130
+        return exit_status(result.signal)
     print(f"trained {result.steps} steps; checkpoint: {result.checkpoint}")
     return 0
 
@@ -675,9 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         reason = exc.strerror or exc
         print(f"diptych: error: {where}: {reason}; check that the path exists and is writable", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("diptych: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return report_interrupt(exc)
 
 
 def _print_error(message: str, same_on_every_process: bool) -> None:

@@ -54,12 +54,17 @@ class Distributed:
             dist.barrier(group=self._host_group)
 
     def any(self, flag: bool) -> bool:
-        """True on every rank if `flag` is true on any rank (used to stop all processes at the same step)."""
+        """True on every rank if `flag` is true on any rank."""
+        return bool(self.max(int(flag)))
+
+    def max(self, value: int) -> int:
+        """The largest of every rank's `value`, on every rank (a stop signal any rank received stops all of them at
+        the same step)."""
         if not self.enabled:
-            return flag
-        t = torch.tensor([int(flag)], dtype=torch.int32)
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._host_group)
-        return bool(t.item())
+        return int(t.item())
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
         """The element-wise mean of a tensor over all ranks (identity for one process)."""

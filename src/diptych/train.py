@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .atomic import write_text_atomic
+from .atomic import remove_stale_temporaries, write_text_atomic
 from .checkpoint import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -43,6 +43,7 @@ from .nets import generator_stride, receptive_field
 from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
 from .recipes import create_recipe
+from .signals import STOP_SIGNALS, Terminated, signal_name
 from .validation import Validator
 
 LOG_FILE = "log.jsonl"
@@ -83,6 +84,7 @@ class TrainResult:
     checkpoint: Path
     steps: int
     interrupted: bool = False
+    signal: int = 0  # the stop signal (SIGINT, SIGTERM) that ended the run early; 0 if none did
 
 
 class Trainer:
@@ -150,12 +152,25 @@ class Trainer:
         self.batch_in_epoch = 0
         # Sum (a tensor on the training device, so no per-step sync) and count of the monitor loss this epoch.
         self.epoch_l1: list[Any] = [0.0, 0]
+        self._remove_stale_temporaries()
         if resume:
             self._restore()
         converted = prepare_networks(self.recipe.networks, self.dist)
         if converted and self.progress:
             print(f"diptych: SyncBatchNorm in {', '.join(converted)} (batch statistics over all processes)")
         self.recipe.distribute(self.dist)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete what saves interrupted by a kill left in the run (rank 0 writes there; the others wait for it)."""
+        if self.dist.is_main:
+            for folder in (self.run_dir, self.ckpt_root):
+                removed = remove_stale_temporaries(folder)
+                if removed and self.progress:
+                    print(
+                        f"diptych: removed {len(removed)} unfinished file(s) of an interrupted save in {folder}",
+                        file=sys.stderr,
+                    )
+        self.dist.barrier()
 
     def _sampler(self) -> EpochSampler:
         """This process's share of every epoch; full global batches only when they are split (processes, micro-steps)."""
@@ -288,9 +303,9 @@ class Trainer:
         window: dict[str, list[torch.Tensor]] = {}
         last_saved = -1
         started = time.perf_counter()
-        stopping = False
+        stop_signal = 0
         with _GracefulStop(self.dist.enabled) as stop, _deterministic(t.deterministic, self.device):
-            while self.epoch < total_epochs and self.step < total and not stopping:
+            while self.epoch < total_epochs and self.step < total and not stop_signal:
                 sampler.set_epoch(self.epoch, start=self.batch_in_epoch)
                 for module in self.recipe.networks.values():
                     module.train()
@@ -312,27 +327,29 @@ class Trainer:
                         window = {}
                     if self.validator is not None and self.step % self.config.validation.every == 0:
                         self._validate_on_main()
-                    # Every process stops at the same step, whichever received Ctrl-C.
-                    stopping = self.dist.any(stop.requested)
+                    # Every process stops at the same step, whichever received Ctrl-C or SIGTERM.
+                    stop_signal = self.dist.max(stop.signal)
                     if self.step % t.save_every == 0:
                         self.save()
                         last_saved = self.step
-                    if self.step >= total or stopping:
+                    if self.step >= total or stop_signal:
                         break
                 if self.batch_in_epoch >= self.steps_per_epoch:
                     self._end_epoch()
-        bar.close()
-        if window:
-            self._log(window, time.perf_counter() - started)
-        if self.validator is not None and self.step % self.config.validation.every != 0:
-            self._validate_on_main()
-        ckpt = self.save() if last_saved != self.step else self.ckpt_root / f"step_{self.step:08d}"
+            bar.close()
+            if window:
+                self._log(window, time.perf_counter() - started)
+            if self.validator is not None and self.step % self.config.validation.every != 0:
+                self._validate_on_main()
+            # Still inside the signal handling: a stop signal now lets this last save finish.
+            ckpt = self.save() if last_saved != self.step else self.ckpt_root / f"step_{self.step:08d}"
         if self._writer is not None:
             self._writer.close()
         if self.dist.is_main:
             plot_training_curves(self.run_dir / LOG_FILE, self.run_dir / CURVES_FILE)
         self.dist.barrier()
-        return TrainResult(self.run_dir, ckpt, self.step, interrupted=stopping and self.step < total)
+        stopped = stop_signal if self.step < total else 0
+        return TrainResult(self.run_dir, ckpt, self.step, interrupted=bool(stopped), signal=stopped)
 
     def describe(self) -> str:
         """A few lines on what this run will do: data, networks, device, length, destination."""
@@ -584,8 +601,10 @@ class Trainer:
 def _worker_init(_: int) -> None:
     # Workers decode images; one thread each avoids oversubscribing the cores the model uses.
     torch.set_num_threads(1)
-    # Ctrl-C is the main process's business: it stops at a step boundary and saves.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C and SIGTERM (sent to the whole process group by terminals and Slurm) are the main process's
+    # business: it stops at a step boundary, saves, and then shuts the workers down.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @contextmanager
@@ -612,39 +631,47 @@ def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
 
 
 class _GracefulStop:
-    """Turns the first Ctrl-C into a request to stop at the next step boundary; a second one aborts at once.
+    """Turns the first Ctrl-C or SIGTERM into a request to stop at the next step boundary; a second one aborts.
 
-    Under torchrun a worker gets Ctrl-C twice (from the terminal and forwarded by torchrun), so there a second one
-    within a few seconds of the first counts as the same.
+    Under torchrun a worker gets the signal twice (from the terminal or the scheduler, and forwarded by torchrun),
+    so there a second one within a few seconds of the first counts as the same.
     """
 
     def __init__(self, forwarded: bool = False) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signal = 0  # the stop signal received, 0 while none has been
+        self._previous: dict[int, Any] = {}
         self._grace_s = 5.0 if forwarded else 0.0
         self._first = 0.0
 
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.signal != 0
+
     def __enter__(self) -> _GracefulStop:
-        # Only in the main thread, and not where the process was started with Ctrl-C ignored (nohup, &).
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-        ):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        # Only in the main thread, and not for a signal the process was started with ignored (nohup, &).
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
             if time.monotonic() - self._first < self._grace_s:
                 return
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.signal = signum
         self._first = time.monotonic()
-        print("\ndiptych: stopping after this step to save a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+        name = signal_name(signum)
+        print(
+            f"\ndiptych: {name}: stopping after this step to save a checkpoint ({name} again to abort)",
+            file=sys.stderr,
+        )
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:

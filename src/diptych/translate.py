@@ -6,6 +6,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import check_name_length, remove_stale_temporaries_of
 from .checkpoint import load_weights, read_checkpoint_config, read_metadata, resolve_checkpoint, weights_file
 from .config import TEST_MODES, RunConfig
 from .data.checks import check_all
@@ -275,11 +277,13 @@ class Translator:
         volumes = [job for job in jobs if is_nifti(job[0])]
         if volumes and (tile is not None or aligned):
             raise ConfigError(f"{volumes[0][0]}: NIfTI volumes cannot be combined with --tile or --aligned")
+        # An output name the file system cannot hold stops the run (or is skipped) before anything is written.
+        jobs, bad = check_all(jobs, lambda job: check_name_length(job[1]), skip_bad, workers=1)
+        remove_stale_temporaries_of(dest for _, dest in jobs)  # left by an earlier run killed while writing them
         existing = [dest for _, dest in jobs if dest.exists()]
         if existing and not overwrite:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise DataError(f"{existing[0]}: already exists{more}; pass --overwrite to replace earlier outputs")
-        bad: list[str] = []
         if tile is not None:
             if aligned:
                 raise ConfigError("--tile cannot be combined with --aligned; split the A|B images first")
@@ -302,14 +306,10 @@ class Translator:
             written = []
             for src, dest in tqdm(jobs, desc="translate (tiled)", unit="img", disable=not progress, dynamic_ncols=True):
                 source = decoded.pop() if decoded and decoded[0].path == src else None
-                try:
+                # Streamed inputs are checked by their header and first rows only (a full check would decode
+                # them twice): damage deeper in the data surfaces here. Its output is not written (atomic).
+                with _skippable(bad, skip_bad):
                     written.append(self.translate_file_tiled(src, dest, settings, tiff_compression, source))
-                except DataError as exc:
-                    # Streamed inputs are checked by their header and first rows only (a full check would decode
-                    # them twice): damage deeper in the data surfaces here. Its output is not written (atomic).
-                    if not skip_bad:
-                        raise
-                    bad.append(str(exc))
             _report_skipped(bad)
             return written
         jobs, kept = self._check_inputs(jobs, aligned, bad, skip_bad)
@@ -317,12 +317,9 @@ class Translator:
         jobs = [job for job in jobs if not is_nifti(job[0])]
         written: list[Path] = []
         for src, dest in volumes:
-            try:
+            # (also data damaged past what the check read: a .nii.gz is not decompressed twice)
+            with _skippable(bad, skip_bad):
                 written.append(self.translate_volume(src, dest, batch_size))
-            except DataError as exc:  # data damaged past what the check read (a .nii.gz is not decompressed twice)
-                if not skip_bad:
-                    raise
-                bad.append(str(exc))
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not progress or not jobs, dynamic_ncols=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
             pending = []
@@ -331,7 +328,9 @@ class Translator:
                 for (dest, _), out in zip(group, outputs, strict=True):
                     pending.append(pool.submit(write_image, dest, self.decode(out), tiff_compression))
                 bar.update(len(group))
-            written += [f.result() for f in pending]
+            for future in pending:
+                with _skippable(bad, skip_bad):  # an output that cannot be written (name too long, disk full)
+                    written.append(future.result())
         bar.close()
         _report_skipped(bad)
         return written
@@ -587,9 +586,20 @@ def _bands(source: RowSource, samples: int = 1 << 22) -> Iterator[np.ndarray]:
         source.release(y + band.shape[0])
 
 
+@contextmanager
+def _skippable(bad: list[str], skip_bad: bool) -> Iterator[None]:
+    """Run one file's translation; with skip_bad its DataError joins the skipped list instead of stopping the run."""
+    try:
+        yield
+    except DataError as exc:
+        if not skip_bad:
+            raise
+        bad.append(str(exc))
+
+
 def _report_skipped(bad: list[str]) -> None:
     if bad:
-        print(f"diptych: skipped {len(bad)} bad input(s):", file=sys.stderr)
+        print(f"diptych: skipped {len(bad)} file(s):", file=sys.stderr)
         for msg in bad:
             print(f"  {msg}", file=sys.stderr)
 

@@ -1,0 +1,39 @@
+"""Stop signals: Ctrl-C (SIGINT) and SIGTERM (docker stop, Kubernetes, Slurm) end diptych the same way."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: raised as Ctrl-C raises KeyboardInterrupt, so cleanup (temporary files) runs before exit."""
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise Terminated in the main thread, unless the process was started with SIGTERM ignored."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def signal_name(signum: int) -> str:
+    """How messages name a stop signal."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def exit_status(signum: int) -> int:
+    """The conventional exit status of a process stopped by a signal: 128 + its number (130 Ctrl-C, 143 SIGTERM)."""
+    return 128 + signum
+
+
+def report_interrupt(exc: KeyboardInterrupt) -> int:
+    """Print one line for an interrupted command and return its exit status."""
+    terminated = isinstance(exc, Terminated)
+    print("diptych: terminated" if terminated else "diptych: interrupted", file=sys.stderr)
+    return exit_status(signal.SIGTERM if terminated else signal.SIGINT)
