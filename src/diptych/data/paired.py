@@ -137,6 +137,11 @@ class DatasetSummary:
 def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
     """Find the layout and the folder holding the pairs (accepts root/phase, root/A/phase and root/A)."""
     check_dataset_root(root)
+    if layout == "auto" and is_unpaired_layout(root, phase):
+        raise DataError(
+            f"{root}: holds {phase}A/ and {phase}B/ folders, an unpaired dataset; use an unpaired method on it "
+            "(`data check --unpaired` checks it), or put pairs in A/ and B/ folders with matching names"
+        )
     splits = [d for d in ("train", "val", "test") if (root / d).is_dir() or (root / "A" / d).is_dir()]
     if splits and not ((root / phase).is_dir() or (root / "A" / phase).is_dir()):
         raise DataError(
@@ -160,6 +165,12 @@ def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
             return "aligned", base
     lacking = [f"{root / side}/" for side in ("A", "B") if not (root / side).is_dir()]
     raise DataError(f"{root}: expected A/ and B/ sub-folders for --layout folders; missing {' and '.join(lacking)}")
+
+
+def is_unpaired_layout(root: Path, phase: str = "train") -> bool:
+    """Whether a folder has CycleGAN's unpaired layout for this phase (trainA/ or trainB/). A/ and B/ folders are not
+    recognised here: they are paired data unless the method reads unpaired data, which only the method knows."""
+    return (root / f"{phase}A").is_dir() or (root / f"{phase}B").is_dir()
 
 
 def check_dataset_root(root: Path) -> None:
