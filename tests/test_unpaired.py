@@ -247,3 +247,38 @@ def test_paired_readers_point_an_unpaired_dataset_to_unpaired_use(
     assert "`data check --unpaired` checks it" in capsys.readouterr().err
     assert main(["data", "check", str(cyclegan_root), "--unpaired"]) == 0
     assert "no problems found" in capsys.readouterr().out
+
+
+def test_worker_processes_draw_what_the_main_process_draws(unequal: Path) -> None:
+    ds = open_unpaired_dataset(cfg(unequal))
+    sampler = EpochSampler(len(ds), seed=4)
+    sampler.set_epoch(2)
+    keys = list(sampler)
+    loaded = DataLoader(ds, sampler=sampler, batch_size=1, num_workers=1, collate_fn=collate_pairs)
+    assert [b["B_name"][0] for b in loaded] == [ds[key]["B_name"] for key in keys]
+    assert ds.b_index(*keys[0]) == int(ds[keys[0]]["B_name"].split("_")[1])
+
+
+def test_max_items_per_domain_and_sizes_that_cannot_be_batched(unequal: Path) -> None:
+    ds = open_unpaired_dataset(cfg(unequal, max_items=4))
+    assert (ds.summary.a.count, ds.summary.b.count, len(ds)) == (4, 4, 4)
+    write_image(unequal / "trainB" / "wide.png", photo_crops("coffee", 40, 1)[0][:24])
+    with pytest.raises(DataError, match=r"trainB: images have 2 different sizes.* use --batch-size 1"):
+        open_unpaired_dataset(cfg(unequal, batch_size=2))
+    ds = open_unpaired_dataset(cfg(unequal, batch_size=2, preprocess="crop", crop_size=16))
+    assert ds.summary.min_side == 16 and ds[(7, 0)]["B"].shape == (3, 16, 16)
+
+
+def test_nifti_volumes_are_one_image_per_slice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nib = pytest.importorskip("nibabel")
+    grey = photo_crops("astronaut", 24, 1)[0].astype(np.int16).mean(axis=2)
+    volume = np.stack([grey + 50 * z - 1000 for z in range(3)], axis=2).astype(np.int16)
+    (tmp_path / "trainA").mkdir()
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "trainA" / "ct.nii.gz"))
+    write_domain(tmp_path / "trainB", photo_crops("coffee", 24, 2), "b")
+    ds = open_unpaired_dataset(cfg(tmp_path))
+    assert [ds[i]["A_name"] for i in range(3)] == [f"ct/slice_{z:04d}" for z in range(3)]
+    assert ds.summary.a == Domain(1, "int16", (float(volume.min()), float(volume.max())), 3, str(tmp_path / "trainA"))
+    assert torch.equal(ds[2]["A"], to_tensor(volume[:, :, 2:3], ds.summary.a.value_range))
+    assert main(["data", "check", str(tmp_path), "--unpaired"]) == 0
+    assert "A: 3 image(s) (train: 3)" in capsys.readouterr().out

@@ -229,9 +229,10 @@ class UnpairedDataset(Dataset):
 
     def b_index(self, index: int, seed: int) -> int:
         """Which B image key (index, seed) gets: index % len(B) with serial_batches, else a draw seeded by the key."""
-        if self.serial_batches:
-            return index % len(self.items_b)
-        return int(self._streams(index, seed)[1].integers(len(self.items_b)))
+        return self._pick_b(index, self._streams(index, seed)[1])
+
+    def _pick_b(self, index: int, rng: np.random.Generator) -> int:
+        return index % len(self.items_b) if self.serial_batches else int(rng.integers(len(self.items_b)))
 
     @staticmethod
     def _streams(index: int, seed: int) -> list[np.random.Generator]:
@@ -240,9 +241,9 @@ class UnpairedDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
-        a_rng, _, b_rng = self._streams(index, seed)
+        a_rng, pick_rng, b_rng = self._streams(index, seed)
         a_item = self.items_a[index % len(self.items_a)]
-        b_item = self.items_b[self.b_index(index, seed)]
+        b_item = self.items_b[self._pick_b(index, pick_rng)]
         # Each domain gets its own crop position and flip: the images are unrelated.
         a = self.transform([to_tensor(read_item(a_item), self.summary.a.value_range)], a_rng)[0]
         b = self.transform([to_tensor(read_item(b_item), self.summary.b.value_range)], b_rng)[0]
