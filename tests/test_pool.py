@@ -92,3 +92,15 @@ def test_pools_with_one_seed_agree_and_other_seeds_differ() -> None:
         return [x for n in range(0, 80, 2) for x in numbers(pool.query(images(n, 2)))]
 
     assert run(1) == run(1) and run(1) != run(2)
+
+
+def test_returned_images_take_the_batchs_type_and_device() -> None:
+    """A pool filled in float32 (or loaded from a CPU state) answers a bf16 batch on the batch's device."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    saved = ImagePool(size=3, seed=2)
+    saved.query(images(0, 3))
+    pool = ImagePool(size=3)
+    pool.load_state_dict(saved.state_dict())
+    out = pool.query(images(3, 40, torch.bfloat16).to(device))
+    assert out.dtype == torch.bfloat16 and out.device.type == device.type
+    assert set(numbers(out.cpu())) & {0, 1, 2}  # some stored float32 images came back
