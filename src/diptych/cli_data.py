@@ -174,7 +174,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "missing partners, A/B size mismatches, odd-width A|B images, duplicate pairs (identical pixels; across "
         "splits they leak test data), mixed channel counts or bit depths, and likely misaligned pairs: the "
         "correlation of A's and B's gradient magnitudes (at 64x64) far below the dataset's median "
-        "(median - Z * robust sigma) or below --min-correlation.",
+        "(median - Z * robust sigma) or below --min-correlation. With --unpaired, each domain of an unpaired dataset "
+        "is checked instead (no partners, so no alignment).",
         formatter_class=fmt,
     )
     p.add_argument(
@@ -206,6 +207,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2,
         metavar="N",
         help="NIfTI volumes are checked slice by slice along this axis, as `train --nifti-axis` reads them (default: 2)",
+    )
+    p.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="an unpaired dataset (trainA/ trainB/ testA/ ..., or A/ and B/ with unrelated names): check each domain "
+        "for unreadable files, NaN or infinite samples, an empty domain, mixed formats and duplicates",
+    )
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --unpaired: flag images smaller than N x N, as `--preprocess crop --crop-size N` refuses them "
+        "(default: 0 = not checked)",
     )
     _add_workers(p)
 
@@ -341,10 +356,17 @@ def cmd_make_pairs(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .data.tools.check import check_dataset, write_report_json
+    from .data.tools.check_unpaired import check_unpaired_dataset
+    from .errors import ConfigError
 
-    report = check_dataset(
-        args.root, args.layout, args.min_correlation, args.robust_z, args.workers, nifti_axis=args.nifti_axis
-    )
+    if args.unpaired:
+        report = check_unpaired_dataset(args.root, args.layout, args.crop_size, args.workers, args.nifti_axis)
+    elif args.crop_size:
+        raise ConfigError("--crop-size is checked with --unpaired only; add --unpaired or leave --crop-size out")
+    else:
+        report = check_dataset(
+            args.root, args.layout, args.min_correlation, args.robust_z, args.workers, nifti_axis=args.nifti_axis
+        )
     print("\n".join(report.lines()))
     if args.json:
         write_report_json(report, args.json)

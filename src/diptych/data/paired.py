@@ -136,10 +136,12 @@ class DatasetSummary:
 
 def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
     """Find the layout and the folder holding the pairs (accepts root/phase, root/A/phase and root/A)."""
-    if not root.exists():
-        raise DataError(f"{root}: dataset folder does not exist")
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder; pass the dataset folder")
+    check_dataset_root(root)
+    if layout == "auto" and is_unpaired_layout(root, phase):
+        raise DataError(
+            f"{root}: holds {phase}A/ and {phase}B/ folders, an unpaired dataset; use an unpaired method on it "
+            "(`data check --unpaired` checks it), or put pairs in A/ and B/ folders with matching names"
+        )
     splits = [d for d in ("train", "val", "test") if (root / d).is_dir() or (root / "A" / d).is_dir()]
     if splits and not ((root / phase).is_dir() or (root / "A" / phase).is_dir()):
         raise DataError(
@@ -165,6 +167,29 @@ def resolve_layout(root: Path, layout: str, phase: str) -> tuple[str, Path]:
     raise DataError(f"{root}: expected A/ and B/ sub-folders for --layout folders; missing {' and '.join(lacking)}")
 
 
+def is_unpaired_layout(root: Path, phase: str = "train") -> bool:
+    """Whether a folder has CycleGAN's unpaired layout for this phase (trainA/ or trainB/). A/ and B/ folders are not
+    recognised here: they are paired data unless the method reads unpaired data, which only the method knows."""
+    return (root / f"{phase}A").is_dir() or (root / f"{phase}B").is_dir()
+
+
+def check_dataset_root(root: Path) -> None:
+    """Refuse a dataset path that is missing or not a folder."""
+    if not root.exists():
+        raise DataError(f"{root}: dataset folder does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; pass the dataset folder")
+
+
+def folder_sides(base: Path, phase: str) -> tuple[Path, Path]:
+    """The A and B folders of a folders-layout dataset: base/A/phase and base/B/phase when both exist, else base/A
+    and base/B."""
+    a_dir, b_dir = base / "A", base / "B"
+    if (a_dir / phase).is_dir() and (b_dir / phase).is_dir():
+        return a_dir / phase, b_dir / phase
+    return a_dir, b_dir
+
+
 def find_pairs(
     root: Path, layout: str, phase: str = "train", unmatched: list[str] | None = None, nifti_axis: int = 2
 ) -> tuple[str, Path, list[Pair]]:
@@ -172,7 +197,7 @@ def find_pairs(
 
     NIfTI volumes become one pair per slice along `nifti_axis` (slice i of A with slice i of B)."""
     layout, base, pairs = _find_file_pairs(root, layout, phase, unmatched)
-    return layout, base, _expand_volumes(pairs, layout, nifti_axis, unmatched)
+    return layout, base, expand_volumes(pairs, layout, nifti_axis, unmatched)
 
 
 def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] | None) -> tuple[str, Path, list[Pair]]:
@@ -183,9 +208,7 @@ def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] |
         if not files:
             raise DataError(f"{base}: no images found (looked for {exts}); is this the dataset folder?")
         return layout, base, [Pair(name, p, p) for name, p in sorted(files.items())]
-    a_dir, b_dir = base / "A", base / "B"
-    if (a_dir / phase).is_dir() and (b_dir / phase).is_dir():
-        a_dir, b_dir = a_dir / phase, b_dir / phase
+    a_dir, b_dir = folder_sides(base, phase)
     a_files, b_files = files_by_stem(a_dir), files_by_stem(b_dir)
     if not a_files and not b_files:
         raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {exts})")
@@ -201,8 +224,9 @@ def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] |
     return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files) if name in b_files]
 
 
-def _expand_volumes(pairs: list[Pair], layout: str, axis: int, unmatched: list[str] | None) -> list[Pair]:
-    """Replace every pair of NIfTI volumes by its slice pairs; volumes of different shapes are an error."""
+def expand_volumes(pairs: list[Pair], layout: str, axis: int, unmatched: list[str] | None) -> list[Pair]:
+    """Replace every pair of NIfTI volumes by its slice pairs; volumes of different shapes are an error (an unpaired
+    domain's files are single-file pairs, expanded with layout "aligned")."""
     out: list[Pair] = []
     for pair in pairs:
         paths = [pair.a_path] if layout == "aligned" else [pair.a_path, pair.b_path]
@@ -397,13 +421,7 @@ def open_paired_dataset(cfg: DataConfig, transform: JointTransform | None = None
             print(f"  {msg}", file=sys.stderr)
     if not good:
         raise DataError(f"{base}: no usable pairs left after skipping {len(bad)} bad one(s)")
-    if cfg.batch_size > 1 and cfg.preprocess in ("none", "scale_width"):
-        sizes = {transform.output_size(i.height, i.width) for i in infos}
-        if len(sizes) > 1:
-            raise DataError(
-                f"{base}: images have {len(sizes)} different sizes, which cannot be batched with --preprocess "
-                f"{cfg.preprocess}; use --batch-size 1 or a cropping --preprocess"
-            )
+    check_batchable(cfg, transform, [(i.height, i.width) for i in infos], base)
     ref = infos[0]
     a_nc, b_nc = (ref.a_channels, ref.b_channels) if cfg.direction == "AtoB" else (ref.b_channels, ref.a_channels)
     min_side, smallest = min((min(transform.output_size(i.height, i.width)), k) for k, i in enumerate(infos))
@@ -439,15 +457,33 @@ def side_range(cfg: DataConfig, side: str, pairs: list[Pair], infos: list[PairIn
     path = pairs[0].a_path if side == "A" else pairs[0].b_path
     stats = [i.a_stats if side == "A" else i.b_stats for i in infos]
     dtype = infos[0].a_dtype if side == "A" else infos[0].b_dtype
+    return data_range(cfg, side, path, dtype, [s for s in stats if s], f"{base} (side {side})")
+
+
+def data_range(
+    cfg: DataConfig, side: str, path: Path, dtype: str, stats: list[ValueStats], where: str
+) -> ValueRange | None:
+    """The value range of one side's images from their statistics, as --normalize (or the side's DICOM window) says;
+    `path` is one of its files (a DICOM file makes the window apply)."""
     window = cfg.window(side) if image_suffix(path) in DICOM_EXTENSIONS else None
     percentiles = (cfg.percentile_low, cfg.percentile_high)
-    return resolve_range(cfg.normalize, dtype, [s for s in stats if s], percentiles, window, f"{base} (side {side})")
+    return resolve_range(cfg.normalize, dtype, stats, percentiles, window, where)
+
+
+def check_batchable(cfg: DataConfig, transform: JointTransform, sizes: list[tuple[int, int]], base: Path) -> None:
+    """Refuse images of different (H, W) sizes that the transform keeps different when batches hold several."""
+    if cfg.batch_size > 1 and cfg.preprocess in ("none", "scale_width"):
+        out = {transform.output_size(h, w) for h, w in sizes}
+        if len(out) > 1:
+            raise DataError(
+                f"{base}: images have {len(out)} different sizes, which cannot be batched with --preprocess "
+                f"{cfg.preprocess}; use --batch-size 1 or a cropping --preprocess"
+            )
 
 
 def collate_pairs(batch: list[dict[str, object]]) -> dict[str, object]:
-    """Stack A and B tensors; keep names as a list."""
+    """Stack the tensors of the items (A, B) into batches; keep every other value (names) as a list."""
     return {
-        "A": torch.stack([b["A"] for b in batch]),  # type: ignore[misc]
-        "B": torch.stack([b["B"] for b in batch]),  # type: ignore[misc]
-        "name": [b["name"] for b in batch],
+        key: torch.stack(values) if isinstance(values[0], torch.Tensor) else values  # type: ignore[arg-type]
+        for key, values in ((k, [item[k] for item in batch]) for k in batch[0])
     }

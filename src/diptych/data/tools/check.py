@@ -81,13 +81,17 @@ class CheckReport:
         """Problems per kind."""
         return dict(Counter(p.kind for p in self.problems))
 
+    formats_of = "A + B"  # what a format in `formats` describes
+
+    def headline(self) -> str:
+        """The first line: the folder, its layout and how many pairs each split holds."""
+        return f"{self.root}: {self.layout} layout, {counted(self.pairs, 'pair(s)')}"
+
     def lines(self) -> list[str]:
         """The report as text lines for the terminal."""
-        total = sum(self.pairs.values())
-        splits = ", ".join(f"{phase or 'all'}: {n}" for phase, n in self.pairs.items())
-        out = [f"{self.root}: {self.layout} layout, {total} pair(s) ({splits})"]
+        out = [self.headline()]
         if self.formats:
-            out.append("formats (A + B): " + ", ".join(f"{f}: {n}" for f, n in self.formats.items()))
+            out.append(f"formats ({self.formats_of}): " + ", ".join(f"{f}: {n}" for f, n in self.formats.items()))
         if self.alignment and "median" not in self.alignment:
             out.append(f"alignment: all {self.alignment['too_flat']} pair(s) too flat to judge")
         elif self.alignment:
@@ -118,6 +122,21 @@ class CheckReport:
         data["ok"] = self.ok
         data["counts"] = self.counts()
         return json.dumps(data, indent=2, allow_nan=False, default=str) + "\n"
+
+
+def counted(per_phase: dict[str, int], what: str) -> str:
+    """E.g. '30 pair(s) (train: 18, val: 6, test: 6)'."""
+    splits = ", ".join(f"{phase or 'all'}: {n}" for phase, n in per_phase.items())
+    return f"{sum(per_phase.values())} {what} ({splits})"
+
+
+def pixel_digest(*arrays: np.ndarray) -> str:
+    """A SHA-256 of the arrays' shapes, sample types and samples: equal for identical pixels in any file format."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        digest.update(f"{arr.shape}{arr.dtype}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
 
 
 def structure_map(x: np.ndarray) -> np.ndarray:
@@ -151,7 +170,8 @@ def judgeable(measures: tuple[float, float, float, float], median_a: float, medi
     return a_strength >= FLAT * median_a and b_strength >= FLAT * median_b and min(a_spread, b_spread) >= MIN_SPREAD
 
 
-def _format(arr: np.ndarray) -> str:
+def sample_format(arr: np.ndarray) -> str:
+    """E.g. "3 x uint8": channels and sample type."""
     return f"{arr.shape[2]} x {arr.dtype}"
 
 
@@ -182,25 +202,21 @@ def inspect_pair(pair: Pair, layout: str, phase: str) -> PairFacts:
                     (str(pair.a_path), str(pair.b_path)),
                 )
             )
-    digest = hashlib.sha256()
-    for arr in (a, b):
-        digest.update(f"{arr.shape}{arr.dtype}".encode())
-        digest.update(np.ascontiguousarray(arr).tobytes())
     return PairFacts(
         pair.name,
         phase,
         pair.where(pair.a_path),
         pair.where(pair.b_path),
-        _format(a),
-        _format(b),
-        digest.hexdigest(),
+        sample_format(a),
+        sample_format(b),
+        pixel_digest(a, b),
         *((float("nan"),) * 5 if problems else alignment_score(a, b)),  # a stretched partner would also score low
         tuple(problems),
         tuple(str(path) for path, d in zip((pair.a_path, pair.b_path), decoded, strict=False) if d.orientation != 1),
     )
 
 
-def _phases(root: Path) -> list[str]:
+def dataset_phases(root: Path) -> list[str]:
     """The split sub-folders to check (train/, val/, test/ or A/train ...), or [""] for a dataset without splits."""
     found = [p for p in PHASES if (root / p).is_dir() or (root / "A" / p).is_dir()]
     return found or [""]
@@ -219,7 +235,7 @@ def check_dataset(
     NIfTI volumes are checked slice by slice along `nifti_axis`, as training reads them."""
     report = CheckReport(str(root))
     facts: list[PairFacts] = []
-    for phase in _phases(root):
+    for phase in dataset_phases(root):
         unmatched: list[str] = []
         try:
             found_layout, _, pairs = find_pairs(root, layout, phase or "train", unmatched, nifti_axis)
@@ -239,25 +255,26 @@ def check_dataset(
         report.pairs[phase] = len(pairs)
     if not report.pairs and report.problems:
         raise DataError(report.problems[0].message)
-    report.problems += _duplicates(facts)
+    report.problems += duplicates([(f.digest, f.phase, f.a_file) for f in facts], "pairs")
     report.problems += _mixed_formats(facts, report)
     report.problems += _misaligned(facts, report, min_correlation, robust_z)
     return report
 
 
-def _duplicates(facts: list[PairFacts]) -> list[Problem]:
-    """Pairs with identical pixels in A and B; across splits they leak test data into training."""
-    groups: dict[str, list[PairFacts]] = defaultdict(list)
-    for f in facts:
-        groups[f.digest].append(f)
+def duplicates(entries: list[tuple[str, str, str]], what: str) -> list[Problem]:
+    """Items (digest, phase, file) with identical pixels, e.g. what="pairs"; across splits they leak test data into
+    training."""
+    groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for digest, phase, file in entries:
+        groups[digest].append((phase, file))
     problems = []
     for same in groups.values():
         if len(same) > 1:
-            phases = sorted({f.phase for f in same})
+            phases = sorted({phase for phase, _ in same})
             where = f" across splits {', '.join(phases)} (test data leaks into training)" if len(phases) > 1 else ""
-            names = ", ".join(f.a_file for f in same[:SHOWN])
+            names = ", ".join(file for _, file in same[:SHOWN])
             problems.append(
-                Problem("duplicate", f"{len(same)} identical pairs{where}: {names}", tuple(f.a_file for f in same))
+                Problem("duplicate", f"{len(same)} identical {what}{where}: {names}", tuple(f for _, f in same))
             )
     return problems
 
