@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import fsync_file, write_text_atomic
-from .config import RunConfig
+from .config import RunConfig, config_from_json, load_config
 from .errors import CheckpointError, ConfigError
+from .nets import check_generator_size
+from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
@@ -117,24 +118,27 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def read_checkpoint_config(path: str | Path) -> RunConfig:
-    """The RunConfig stored with a checkpoint (from a weights file's metadata or the folder's config.json)."""
+    """The RunConfig stored with a checkpoint (from a weights file's metadata or the folder's config.json), checked
+    like any configuration and required to describe a complete, buildable model of a format this diptych reads."""
     path = Path(path)
     if path.is_file() and path.suffix == ".safetensors":
+        source = path
         raw = read_metadata(path).get("config")
         if raw is None:
             raise CheckpointError(
                 f"{path}: safetensors file has no diptych configuration; it was not written by diptych"
             )
-        source = str(path)
     else:
-        folder = resolve_checkpoint(path)
-        cfg_path = folder / CONFIG_FILE
-        raw = cfg_path.read_text()
-        source = str(cfg_path)
+        source = resolve_checkpoint(path) / CONFIG_FILE
     try:
-        return RunConfig.from_dict(json.loads(raw), source=source).validate()
-    except (json.JSONDecodeError, ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{source}: not a valid diptych configuration ({exc})") from None
+        config = config_from_json(raw, str(source), stored=True) if source == path else load_config(source, stored=True)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None  # (it names the file and the field)
+    try:
+        check_generator_size(config.generator)
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    return config
 
 
 def load_weights(module: nn.Module, file: Path) -> None:
@@ -148,19 +152,20 @@ def load_weights(module: nn.Module, file: Path) -> None:
                 tensors[key] = f.get_tensor(key)
     except FileNotFoundError:
         raise CheckpointError(f"{file}: weights file is missing from the checkpoint") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError:
+    except SAFETENSORS_ERRORS as exc:
+        raise CheckpointError(f"{file}: corrupt or truncated weights file ({first_line(exc)})") from None
+    mismatch = _mismatch(module, tensors)
+    if mismatch:
         raise CheckpointError(
-            f"{file}: weights do not match the stored architecture ({_mismatch(module, tensors)}); were they copied "
+            f"{file}: weights do not match the stored architecture ({mismatch}); were they copied "
             "from another run? Keep each checkpoint's config.json with its weights"
-        ) from None
+        )
+    module.load_state_dict(tensors, strict=True)
 
 
 def _mismatch(module: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
-    """What differs between a module's tensors and a state dict: missing and unexpected names, other shapes."""
+    """What differs between a module's tensors and a state dict (missing and unexpected names, other shapes or
+    sample types: load_state_dict would convert those silently); empty when they match."""
     own = module.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
@@ -169,12 +174,22 @@ def _mismatch(module: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
         for k, v in own.items()
         if k in tensors and tensors[k].shape != v.shape
     ]
+    dtypes = [
+        f"{k} {tensors[k].dtype} instead of {v.dtype}".replace("torch.", "")
+        for k, v in own.items()
+        if k in tensors and tensors[k].dtype != v.dtype
+    ]
     found = [
         f"{len(items)} {what}, e.g. {items[0]}"
-        for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes))
+        for what, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("of another shape", shapes),
+            ("of another type", dtypes),
+        )
         if items
     ]
-    return f"for its {type(module).__name__}: " + "; ".join(found)
+    return f"for its {type(module).__name__}: " + "; ".join(found) if found else ""
 
 
 def load_training_state(folder: Path) -> dict[str, Any]:
@@ -182,15 +197,12 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     file = folder / STATE_FILE
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; this checkpoint holds weights only and cannot be resumed")
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged pickles
-        raise CheckpointError(f"{file}: corrupt or truncated training state ({type(exc).__name__})") from None
+    return load_pickled_tensors(file, "training state", CheckpointError)
 
 
 def read_metadata(file: Path) -> dict[str, str]:
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
+    except SAFETENSORS_ERRORS as exc:
+        raise CheckpointError(f"{file}: corrupt or truncated weights file ({first_line(exc)})") from None
