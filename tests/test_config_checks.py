@@ -311,7 +311,7 @@ def test_convert_reference_payload_is_refused_without_unsafe_advice(
 
 def test_damaged_training_state_is_a_one_line_error(checkpoint: Path) -> None:
     (checkpoint / "training_state.pt").write_bytes(pickle.dumps(Payload()))
-    with pytest.raises(CheckpointError, match=r"training_state\.pt: not a training state file") as caught:
+    with pytest.raises(CheckpointError, match=r"training_state\.pt: not a readable training state file") as caught:
         load_training_state(checkpoint)
     assert "weights_only" not in str(caught.value)
 

@@ -48,11 +48,11 @@ def load_pickled_tensors(path: Path, what: str, error: type[DiptychError] = Conf
         raise error(f"{path}: no such {what} file") from None
     except pickle.UnpicklingError:
         raise error(
-            f"{path}: not a {what} file of plain tensors: it is damaged, or holds Python objects, which diptych "
-            "never unpickles (that could run code from the file)"
+            f"{path}: not a readable {what} file: it is damaged, or holds Python objects besides tensors, which "
+            "diptych never unpickles (that could run code from the file)"
         ) from None
     except Exception as exc:  # torch raises many types for damaged files (zip, EOF, storage errors)
-        raise error(f"{path}: damaged or truncated {what} file ({type(exc).__name__})") from None
+        raise error(f"{path}: not a readable {what} file: damaged or truncated ({type(exc).__name__})") from None
 
 
 def first_line(exc: BaseException) -> str:
