@@ -418,3 +418,23 @@ def test_make_pairs_split_refuses_nan(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 1
     assert_one_error_line(err, "--split nan,0,0")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100_000, b"\xff\xfe", b"[1]", b'{"count": 1, "metrics": {"psnr": {"mean": "high"}}}', b'{"count": 1}'],
+    ids=["deep-nesting", "invalid-utf8", "not-an-object", "string-mean", "no-metrics"],
+)
+def test_compare_refuses_a_damaged_metrics_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder in (good, bad):
+        folder.mkdir()
+        (folder / "metrics.json").write_text('{"count": 1, "metrics": {"psnr": {"mean": 20.0}}}')
+        (folder / "per_image.csv").write_text("name,psnr\na.png,20\n")
+    (bad / "metrics.json").write_bytes(content)
+    code, out, err = run_cli(["compare", good, bad, "--out", tmp_path / "cmp"], capsys)
+    assert code == 1 and out == ""
+    assert_one_error_line(err, str(bad / "metrics.json"), "evaluate again")
+    assert not (tmp_path / "cmp").exists()
