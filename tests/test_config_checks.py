@@ -438,3 +438,17 @@ def test_compare_refuses_a_damaged_metrics_file(
     assert code == 1 and out == ""
     assert_one_error_line(err, str(bad / "metrics.json"), "evaluate again")
     assert not (tmp_path / "cmp").exists()
+
+
+def test_mis_shaped_pretrained_weights_are_one_line_errors(tmp_path: Path) -> None:
+    from diptych.data.tools.degrade import HEDEdges
+    from diptych.metrics.inception import load_inception
+
+    hed = tmp_path / "hed.safetensors"
+    save_file({"netVggOne.0.weight": torch.zeros(2, 2)}, str(hed))
+    with pytest.raises(ConfigError, match=r"hed\.safetensors: not HED weights \(1 tensors of another shape"):
+        HEDEdges(hed)
+    inception = tmp_path / "inception.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(3)}, inception)
+    with pytest.raises(ConfigError, match=r"inception\.pth: not Inception-v3 weights \(1 tensors of another shape"):
+        load_inception(inception)

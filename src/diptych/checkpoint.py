@@ -16,7 +16,7 @@ from .atomic import fsync_file, write_text_atomic
 from .config import RunConfig, config_from_json, load_config
 from .errors import CheckpointError, ConfigError
 from .nets import check_generator_size
-from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors
+from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors, shape_mismatches
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
@@ -169,11 +169,7 @@ def _mismatch(module: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
     own = module.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
-    shapes = [
-        f"{k} {tuple(tensors[k].shape)} instead of {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
+    shapes = shape_mismatches(module, tensors)
     dtypes = [
         f"{k} {tensors[k].dtype} instead of {v.dtype}".replace("torch.", "")
         for k, v in own.items()

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from torch import nn
 
 from .errors import ConfigError, DiptychError
 
@@ -53,6 +54,23 @@ def load_pickled_tensors(path: Path, what: str, error: type[DiptychError] = Conf
         ) from None
     except Exception as exc:  # torch raises many types for damaged files (zip, EOF, storage errors)
         raise error(f"{path}: not a readable {what} file: damaged or truncated ({type(exc).__name__})") from None
+
+
+def shape_mismatches(module: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The tensors of a state dict whose shape differs from the module's tensor of the same name."""
+    return [
+        f"{k} {tuple(tensors[k].shape)} instead of {tuple(v.shape)}"
+        for k, v in module.state_dict().items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+
+
+def check_shapes(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Refuse (ConfigError naming the file) a state dict with tensors of another shape than the module's, which
+    load_state_dict would report in a multi-line RuntimeError."""
+    shapes = shape_mismatches(module, tensors)
+    if shapes:
+        raise ConfigError(f"{path}: not {what} weights ({len(shapes)} tensors of another shape, e.g. {shapes[0]})")
 
 
 def first_line(exc: BaseException) -> str:
