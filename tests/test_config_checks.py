@@ -452,3 +452,12 @@ def test_mis_shaped_pretrained_weights_are_one_line_errors(tmp_path: Path) -> No
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(3)}, inception)
     with pytest.raises(ConfigError, match=r"inception\.pth: not Inception-v3 weights \(1 tensors of another shape"):
         load_inception(inception)
+
+
+def test_evaluate_api_refuses_a_negative_max_items(tmp_path: Path) -> None:
+    from diptych.evaluate import evaluate
+
+    # Before: pairs[:-1] scored all pairs but the last.
+    with pytest.raises(ConfigError, match=r"--max-items -1 must be an integer >= 0 \(0 = all pairs\)"):
+        evaluate(tmp_path / "run", tmp_path / "data", tmp_path / "out", max_items=-1)
+    assert not (tmp_path / "out").exists()
