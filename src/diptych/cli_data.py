@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import cli_types
-from .config import MAX_SIDE, at_least
+from .config import MAX_SIDE, within
 from .data.tools.download import DATASETS, DEFAULT_URL, URL_ENV
 from .data.tools.make_pairs import TASKS
 
@@ -143,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--noise-sigma",
         metavar="X",
-        type=cli_types.number(at_least(0, 1)),
+        type=cli_types.number(within(0, 1)),
         default=0.05,
         help="noise: standard deviation as a fraction of the range (default: 0.05)",
     )
@@ -203,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
     p.add_argument(
         "--min-correlation",
-        type=cli_types.number(at_least(-1, 1)),
+        type=cli_types.number(within(-1, 1)),
         default=0.1,
         metavar="X",
         help="flag pairs whose structure correlation is below X (default: 0.1)",

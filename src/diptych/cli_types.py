@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .config import MAX_COUNT, MAX_SEED, Bounds, at_least
+from .config import MAX_COUNT, MAX_SEED, Bounds, within
 
 MAX_TILE = 16384  # pixels a side; a tile is the unit that must fit in memory
 
 
 def integer(low: int, high: int = MAX_COUNT) -> Callable[[str], int]:
     """An integer option in [low, high]."""
-    return _bounded(int, at_least(low, high))
+    return _bounded(int, within(low, high))
 
 
 def number(bounds: Bounds) -> Callable[[str], float]:

@@ -71,11 +71,12 @@ class Bounds:
         what = "an integer" if integer else "a finite number"
         if self.high == MAX_COUNT and not self.low_open:
             return f"{what} >= {_number(self.low)}"
-        return f"{what} in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}{')' if self.high_open else ']'}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{what} in {left}{_number(self.low)}, {_number(self.high)}{right}"
 
 
-def at_least(low: float, high: float = MAX_COUNT) -> Bounds:
-    """Bounds [low, high]."""
+def within(low: float, high: float = MAX_COUNT) -> Bounds:
+    """Bounds [low, high] (without a high end: any count)."""
     return Bounds(low, high)
 
 
@@ -119,9 +120,9 @@ class GeneratorConfig:
     depth: int = opt(
         8,
         "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth",
-        bounds=at_least(1, MAX_DOWNSAMPLINGS),
+        bounds=within(1, MAX_DOWNSAMPLINGS),
     )
-    ngf: int = opt(64, "filters in the generator's first layer", bounds=at_least(1, MAX_WIDTH))
+    ngf: int = opt(64, "filters in the generator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
     dropout: float = opt(
         0.5,
@@ -133,18 +134,18 @@ class GeneratorConfig:
         "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
         choices=UPSAMPLES,
     )
-    in_channels: int = opt(0, "input channels; 0 = taken from the data", bounds=at_least(0, MAX_CHANNELS))
-    out_channels: int = opt(0, "output channels; 0 = taken from the data", bounds=at_least(0, MAX_CHANNELS))
+    in_channels: int = opt(0, "input channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
+    out_channels: int = opt(0, "output channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
     n_local: int = opt(
         1,
         "hd: local enhancers around the global generator (0 = global generator alone, stage 1)",
-        bounds=at_least(0, MAX_DOWNSAMPLINGS - 1),
+        bounds=within(0, MAX_DOWNSAMPLINGS - 1),
     )
     n_down_global: int = opt(
-        4, "hd: stride-2 downsamplings in the global generator", bounds=at_least(1, MAX_DOWNSAMPLINGS)
+        4, "hd: stride-2 downsamplings in the global generator", bounds=within(1, MAX_DOWNSAMPLINGS)
     )
-    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator", bounds=at_least(1, 64))
-    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer", bounds=at_least(1, 64))
+    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator", bounds=within(1, 64))
+    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer", bounds=within(1, 64))
 
 
 @dataclass
@@ -154,11 +155,11 @@ class DiscriminatorConfig:
     n_layers: int = opt(
         3,
         "PatchGAN depth: 0 = pixel (1x1), 1 = 16x16, 2 = 34x34, 3 = 70x70, 4 = 142x142, 5 = 286x286",
-        bounds=at_least(0, 8),
+        bounds=within(0, 8),
     )
-    ndf: int = opt(64, "filters in the discriminator's first layer", bounds=at_least(1, MAX_WIDTH))
+    ndf: int = opt(64, "filters in the discriminator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the discriminator", choices=NORMS, flag="d-norm")
-    num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)", bounds=at_least(1, 8))
+    num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)", bounds=within(1, 8))
 
 
 @dataclass
@@ -183,25 +184,25 @@ class DataConfig:
     load_size: int = opt(
         286,
         "resize target: the square side for resize_and_crop, the width for scale_width*",
-        bounds=at_least(1, MAX_SIDE),
+        bounds=within(1, MAX_SIDE),
     )
-    crop_size: int = opt(256, "training crop size", bounds=at_least(1, MAX_SIDE))
+    crop_size: int = opt(256, "training crop size", bounds=within(1, MAX_SIDE))
     flip: bool = opt(True, "random horizontal flip, identical for A and B")
-    workers: int = opt(2, "data-loading worker processes (0 = load in the main process)", bounds=at_least(0, 256))
+    workers: int = opt(2, "data-loading worker processes (0 = load in the main process)", bounds=within(0, 256))
     batch_size: int = opt(
         1,
         "pairs per optimisation step, over all torchrun processes and --accum-steps micro-batches (the global batch)",
-        bounds=at_least(1, 65536),
+        bounds=within(1, 65536),
     )
-    max_items: int = opt(0, "use at most this many pairs (0 = all)", bounds=at_least(0))
+    max_items: int = opt(0, "use at most this many pairs (0 = all)", bounds=within(0))
     skip_bad: bool = opt(False, "skip unreadable or inconsistent pairs and list them, instead of stopping")
     label_nc: int = opt(
         0,
         "the input side holds integer label maps with this many classes (one-hot encoded); 0 = images",
-        bounds=at_least(0, MAX_CHANNELS - 1),  # one channel more for the instance boundary map
+        bounds=within(0, MAX_CHANNELS - 1),  # one channel more for the instance boundary map
     )
     ignore_label: int = opt(
-        -1, "label id that is 'no class' (all-zero one-hot), e.g. 255; -1 = none", bounds=at_least(-1, 65535)
+        -1, "label id that is 'no class' (all-zero one-hot), e.g. 255; -1 = none", bounds=within(-1, 65535)
     )
     instance_dir: str = opt("", "folder of instance-id maps named like the label maps; adds a boundary channel")
     normalize: str = opt(
@@ -211,14 +212,14 @@ class DataConfig:
         "else minmax. Stored with the model and inverted on output",
         choices=NORMALIZE_KINDS,
     )
-    percentile_low: float = opt(0.5, "--normalize percentile: the percentile that maps to -1", bounds=at_least(0, 100))
-    percentile_high: float = opt(99.5, "--normalize percentile: the percentile that maps to 1", bounds=at_least(0, 100))
+    percentile_low: float = opt(0.5, "--normalize percentile: the percentile that maps to -1", bounds=within(0, 100))
+    percentile_high: float = opt(99.5, "--normalize percentile: the percentile that maps to 1", bounds=within(0, 100))
     dicom_window: str = opt(
         "",
         "[A:|B:]CENTER,WIDTH (e.g. 40,400): window/level for the DICOM sides (A:/B: = that side only, e.g. the CT side "
         "of CT -> MR); values outside are clipped; empty = --normalize",
     )
-    nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)", bounds=at_least(0, 2))
+    nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)", bounds=within(0, 2))
     sample_type: str = field(
         default="", metadata={"help": "filled from the data: uint8, uint16, float32, ...", "cli": False}
     )
@@ -265,14 +266,14 @@ class ValidationConfig:
         flag="val-fraction",
         bounds=fraction(),
     )
-    every: int = opt(1000, "validate every this many steps (and at the end)", flag="val-every", bounds=at_least(1))
+    every: int = opt(1000, "validate every this many steps (and at the end)", flag="val-every", bounds=within(1))
     metric: str = opt(
         "psnr",
         "metric that selects the best checkpoint",
         choices=("psnr", "ssim", "ms_ssim", "l1", "mse"),
         flag="val-metric",
     )
-    max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items", bounds=at_least(0))
+    max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items", bounds=within(0))
     instance_dir: str = opt(
         "",
         "instance-id maps of the --val-data label maps (default: the training --instance-dir)",
@@ -299,7 +300,7 @@ class TrainConfig:
     vgg_weights: str = opt("", "pix2pixhd: local torchvision vgg19-*.pth for the perceptual loss (never downloaded)")
     init_global: str = opt("", "pix2pixhd stage 2: run or checkpoint whose global generator initialises this one")
     fix_global_steps: int = opt(
-        0, "pix2pixhd: keep the global generator frozen for this many steps (train the enhancer)", bounds=at_least(0)
+        0, "pix2pixhd: keep the global generator frozen for this many steps (train the enhancer)", bounds=within(0)
     )
     lr: float = opt(2e-4, "Adam learning rate for both networks", bounds=Bounds(0, 1, low_open=True))
     beta1: float = opt(0.5, "Adam beta1", bounds=fraction())
@@ -307,37 +308,37 @@ class TrainConfig:
     epochs: int = opt(
         100,
         "epochs at the initial learning rate (linear policy); the run lasts epochs + epochs-decay",
-        bounds=at_least(0),
+        bounds=within(0),
     )
     epochs_decay: int = opt(
-        100, "further epochs over which the learning rate decays to zero (linear policy)", bounds=at_least(0)
+        100, "further epochs over which the learning rate decays to zero (linear policy)", bounds=within(0)
     )
     lr_policy: str = opt("linear", "learning-rate policy", choices=LR_POLICIES)
     lr_step_epochs: int = opt(
-        50, "step policy: multiply the learning rate by lr_gamma every this many epochs", bounds=at_least(1)
+        50, "step policy: multiply the learning rate by lr_gamma every this many epochs", bounds=within(1)
     )
     lr_gamma: float = opt(0.1, "step policy: decay factor", bounds=Bounds(0, 1, low_open=True))
     plateau_patience: int = opt(
-        5, "plateau policy: epochs without L1 improvement before the learning rate is cut by 5x", bounds=at_least(0)
+        5, "plateau policy: epochs without L1 improvement before the learning rate is cut by 5x", bounds=within(0)
     )
     max_steps: int = opt(
         0,
         "stop after this many optimisation steps (0 = run all epochs); the learning rate still follows epochs",
-        bounds=at_least(0),
+        bounds=within(0),
     )
     accum_steps: int = opt(
         1,
         "gradient accumulation: split each step's batch into this many micro-batches (less memory, same gradient)",
-        bounds=at_least(1, 65536),
+        bounds=within(1, 65536),
     )
-    save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)", bounds=at_least(1))
-    keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)", bounds=at_least(0))
-    log_every: int = opt(10, "write mean losses to log.jsonl every this many steps", bounds=at_least(1))
+    save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)", bounds=within(1))
+    keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)", bounds=within(0))
+    log_every: int = opt(10, "write mean losses to log.jsonl every this many steps", bounds=within(1))
     init: str = opt("normal", "weight initialisation", choices=INITS)
     init_gain: float = opt(
         0.02, "scale for normal/xavier/orthogonal initialisation", bounds=Bounds(0, 100, low_open=True)
     )
-    seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout", bounds=at_least(0, MAX_SEED))
+    seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout", bounds=within(0, MAX_SEED))
     device: str = opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-exact resume on GPU; slower)")
     tensorboard: bool = opt(
