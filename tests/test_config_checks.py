@@ -461,3 +461,20 @@ def test_evaluate_api_refuses_a_negative_max_items(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--max-items -1 must be an integer >= 0 \(0 = all pairs\)"):
         evaluate(tmp_path / "run", tmp_path / "data", tmp_path / "out", max_items=-1)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("window", ["nan,400", "40,inf", "1e308,1e308"])
+def test_dicom_window_must_be_finite(window: str) -> None:
+    config = RunConfig()
+    config.data.dicom_window = window
+    with pytest.raises(ConfigError, match="--dicom-window"):
+        config.validate()
+
+
+def test_a_config_file_that_never_ends_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="too large for a configuration file"):
+        load_config("/dev/zero")
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"data": {"root": "' + "x" * (2 << 20) + '"}}')
+    with pytest.raises(ConfigError, match=r"huge\.json: more than"):
+        load_config(huge)

@@ -251,7 +251,10 @@ class DataConfig:
             ) from None
         if not width > 0:
             raise ConfigError(f"--dicom-window {self.dicom_window!r}: the width must be positive")
-        return center - width / 2, center + width / 2
+        low, high = center - width / 2, center + width / 2
+        if not (-_HUGE < low < high < _HUGE):
+            raise ConfigError(f"--dicom-window {self.dicom_window!r}: CENTER and WIDTH must be finite numbers")
+        return low, high
 
 
 @dataclass
@@ -482,9 +485,10 @@ def load_config(path: str | Path, *, stored: bool = False) -> RunConfig:
     """Read and validate a RunConfig from a JSON file (a run's config.json, stored=True, or one written by hand)."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a configuration file")
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # (a size from stat can lie: a device, a FIFO, a growing file)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES} bytes, too large for a configuration file")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
     except IsADirectoryError:
