@@ -478,3 +478,16 @@ def test_a_config_file_that_never_ends_is_refused(tmp_path: Path) -> None:
     huge.write_text('{"data": {"root": "' + "x" * (2 << 20) + '"}}')
     with pytest.raises(ConfigError, match=r"huge\.json: more than"):
         load_config(huge)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"../../elsewhere", b"", b"a\x00b", b"x" * 300])
+def test_a_tampered_latest_file_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint: Path, content: bytes
+) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    checkpoint.rename(run / "checkpoints" / "step_1")
+    (run / "checkpoints" / "LATEST").write_bytes(content)
+    code, out, err = run_cli(["info", run], capsys)
+    assert code == 1 and out == ""
+    assert_one_error_line(err, str(run / "checkpoints" / "LATEST"), "does not name a checkpoint folder")

@@ -106,7 +106,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for candidate in (path, path / CHECKPOINTS_DIR):
         latest = candidate / LATEST_FILE
         if latest.is_file():
-            target = candidate / latest.read_text().strip()
+            target = candidate / _latest_name(latest)
             if not (target / CONFIG_FILE).is_file():
                 raise CheckpointError(f"{latest}: points to {target}, which is not a complete checkpoint")
             return target
@@ -115,6 +115,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(
         f"{path}: not a diptych checkpoint (no {CONFIG_FILE}, {CHECKPOINTS_DIR}/{LATEST_FILE} or *.safetensors)"
     )
+
+
+def _latest_name(latest: Path) -> str:
+    """The checkpoint folder a LATEST file names: a plain name beside it (save_checkpoint writes nothing else)."""
+    with latest.open("rb") as f:
+        raw = f.read(256)
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = ""
+    if not name or len(raw) == 256 or any(c in name for c in "/\\\0") or name in (".", ".."):
+        raise CheckpointError(f"{latest}: does not name a checkpoint folder beside it; the file was altered")
+    return name
 
 
 def read_checkpoint_config(path: str | Path) -> RunConfig:
