@@ -491,3 +491,38 @@ def test_a_tampered_latest_file_is_a_one_line_error(
     code, out, err = run_cli(["info", run], capsys)
     assert code == 1 and out == ""
     assert_one_error_line(err, str(run / "checkpoints" / "LATEST"), "does not name a checkpoint folder")
+
+
+def good_state() -> dict:
+    """The shape of what the trainer's training_state() writes."""
+    return {
+        "version": 1,
+        "step": 3,
+        "epoch": 0,
+        "batch_in_epoch": 3,
+        "epoch_l1": [0.5, 3],
+        "optimizers": {},
+        "schedulers": {},
+        "rng_cpu": torch.Generator().get_state(),
+        "best": "null",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"version": 99}, "written by a newer diptych (training-state format 99, this one reads up to 1)"),
+        ({"version": None}, "training-state version None"),
+        ({"step": "3"}, "damaged training state (step is str)"),
+        ({"step": -1}, "damaged training state (step is int)"),
+        ({"optimizers": None}, "damaged training state (optimizers is NoneType)"),
+        ({"epoch_l1": [1.0]}, "damaged training state (epoch_l1 [1.0])"),
+    ],
+)
+def test_a_tampered_training_state_is_a_one_line_error(checkpoint: Path, change: dict, words: str) -> None:
+    torch.save(good_state(), checkpoint / "training_state.pt")
+    assert load_training_state(checkpoint)["step"] == 3
+    torch.save({**good_state(), **change}, checkpoint / "training_state.pt")
+    with pytest.raises(CheckpointError) as caught:
+        load_training_state(checkpoint)
+    assert str(checkpoint / "training_state.pt") in str(caught.value) and words in str(caught.value)

@@ -18,6 +18,7 @@ from .errors import CheckpointError, ConfigError
 from .nets import check_generator_size
 from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors, shape_mismatches
 
+STATE_VERSION = 1  # the training-state layout this diptych writes, and the newest it reads
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "LATEST"
@@ -206,7 +207,42 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     file = folder / STATE_FILE
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; this checkpoint holds weights only and cannot be resumed")
-    return load_pickled_tensors(file, "training state", CheckpointError)
+    state = load_pickled_tensors(file, "training state", CheckpointError)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: not a diptych training state (a {type(state).__name__}, not a dict)")
+    version = state.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"{file}: training-state version {version!r} is not an integer >= 1; the file was altered"
+        )
+    if version > STATE_VERSION:
+        raise CheckpointError(
+            f"{file}: written by a newer diptych (training-state format {version}, this one reads up to "
+            f"{STATE_VERSION}): upgrade diptych"
+        )
+    for key, kind in _STATE_TYPES.items():
+        value = state.get(key)
+        bad_count = kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
+        if not isinstance(value, kind) or bad_count:
+            raise CheckpointError(
+                f"{file}: damaged training state ({key} is {type(value).__name__}); the file was altered"
+            )
+    l1 = state["epoch_l1"]
+    if len(l1) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in l1):
+        raise CheckpointError(f"{file}: damaged training state (epoch_l1 {l1!r}); the file was altered")
+    return state
+
+
+# What the trainer's training_state() always writes, and the type resuming relies on.
+_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "step": int,
+    "epoch": int,
+    "batch_in_epoch": int,
+    "epoch_l1": (list, tuple),
+    "optimizers": dict,
+    "schedulers": dict,
+    "rng_cpu": torch.Tensor,
+}
 
 
 def read_metadata(file: Path) -> dict[str, str]:

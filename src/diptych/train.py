@@ -26,6 +26,7 @@ from .checkpoint import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     LATEST_FILE,
+    STATE_VERSION,
     load_training_state,
     load_weights,
     prune_checkpoints,
@@ -48,7 +49,6 @@ from .validation import Validator
 
 LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
-STATE_VERSION = 1
 
 
 def lr_factor(t: TrainConfig, epoch: int) -> float:
