@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from .config import MAX_COUNT, MAX_SEED, Bounds, within
 
-MAX_TILE = 16384  # pixels a side; a tile is the unit that must fit in memory
+MAX_TILE = 8192  # pixels a side: a tile is what must fit in memory at once
 
 
 def integer(low: int, high: int = MAX_COUNT) -> Callable[[str], int]:
