@@ -526,3 +526,16 @@ def test_a_tampered_training_state_is_a_one_line_error(checkpoint: Path, change:
     with pytest.raises(CheckpointError) as caught:
         load_training_state(checkpoint)
     assert str(checkpoint / "training_state.pt") in str(caught.value) and words in str(caught.value)
+
+
+def test_convert_reference_refuses_a_unet_too_wide_to_build(tmp_path: Path) -> None:
+    from diptych.reference import convert_reference_unet
+
+    # Shapes say ngf 2048 (over the 1024 bound): refused before diptych's U-Net is built from them.
+    state = {
+        "model.model.0.weight": torch.zeros(2048, 3, 1, 1),
+        "model.model.1.model.1.weight": torch.zeros(1, 1, 1, 1),
+        "model.model.3.weight": torch.zeros(1, 3, 1, 1),
+    }
+    with pytest.raises(CheckpointError, match=r"cannot be built \(--ngf 2048 \(generator\.ngf\) is out of range"):
+        convert_reference_unet(state)

@@ -49,11 +49,7 @@ def convert_reference_unet(
     cfg = GeneratorConfig(
         depth=depth, ngf=ngf, norm=norm, dropout=dropout, in_channels=in_channels, out_channels=out_channels
     )
-    try:  # before anything is built from it
-        RunConfig(generator=cfg).validate(stored=True)
-        check_generator_size(cfg)
-    except ConfigError as exc:
-        raise CheckpointError(f"the U-Net it describes cannot be built ({exc})") from None
+    _check_buildable(cfg)
     ours = UNetGenerator(in_channels, out_channels, depth, ngf, norm, dropout)
     target = ours.state_dict()
     converted: dict[str, torch.Tensor] = {}
@@ -81,6 +77,16 @@ def convert_reference_unet(
             else:
                 raise CheckpointError(f"reference state dict lacks {key}; is it a U-Net generator?")
     return cfg, converted
+
+
+def _check_buildable(cfg: GeneratorConfig) -> None:
+    """Refuse (CheckpointError) what a state dict's shapes imply when it is out of range or too large to build,
+    before anything is built from it."""
+    try:
+        RunConfig(generator=cfg).validate(stored=True)
+        check_generator_size(cfg)
+    except ConfigError as exc:
+        raise CheckpointError(f"the generator it describes cannot be built ({exc})") from None
 
 
 def _slot_to_part(level: int, slot: int, depth: int) -> str | None:
