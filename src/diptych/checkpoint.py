@@ -135,17 +135,9 @@ def read_checkpoint_config(path: str | Path) -> RunConfig:
     """The RunConfig stored with a checkpoint (from a weights file's metadata or the folder's config.json), checked
     like any configuration and required to describe a complete, buildable model of a format this diptych reads."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".safetensors":
-        source = path
-        raw = read_metadata(path).get("config")
-        if raw is None:
-            raise CheckpointError(
-                f"{path}: safetensors file has no diptych configuration; it was not written by diptych"
-            )
-    else:
-        source = resolve_checkpoint(path) / CONFIG_FILE
+    source = path if path.is_file() and path.suffix == ".safetensors" else resolve_checkpoint(path) / CONFIG_FILE
     try:
-        config = config_from_json(raw, str(source), stored=True) if source == path else load_config(source, stored=True)
+        config = _stored_config(source)
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None  # (it names the file and the field)
     try:
@@ -153,6 +145,16 @@ def read_checkpoint_config(path: str | Path) -> RunConfig:
     except ConfigError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     return config
+
+
+def _stored_config(source: Path) -> RunConfig:
+    """The configuration in a config.json or in a weights file's metadata."""
+    if source.suffix != ".safetensors":
+        return load_config(source, stored=True)
+    raw = read_metadata(source).get("config")
+    if raw is None:
+        raise CheckpointError(f"{source}: safetensors file has no diptych configuration; it was not written by diptych")
+    return config_from_json(raw, str(source), stored=True)
 
 
 def load_weights(module: nn.Module, file: Path) -> None:
