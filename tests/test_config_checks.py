@@ -539,3 +539,18 @@ def test_convert_reference_refuses_a_unet_too_wide_to_build(tmp_path: Path) -> N
     }
     with pytest.raises(CheckpointError, match=r"cannot be built \(--ngf 2048 \(generator\.ngf\) is out of range"):
         convert_reference_unet(state)
+
+
+def test_weights_of_a_newer_format_are_refused_beside_an_older_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint: Path
+) -> None:
+    weights = checkpoint / "generator.safetensors"
+    with safe_open(str(weights), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        meta = f.metadata()
+    save_file(tensors, str(weights), metadata={**meta, "config": json.dumps({"format_version": 99})})
+    image = tmp_path / "in.png"
+    image.write_bytes(b"")
+    code, _, err = run_cli(["translate", checkpoint, image, "--out", tmp_path / "out"], capsys)
+    assert code == 1
+    assert_one_error_line(err, str(weights), "written by a newer diptych (format 99")

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import fsync_file, write_text_atomic
-from .config import RunConfig, config_from_json, load_config
+from .config import RunConfig, check_format_version, config_from_json, load_config, parse_json
 from .errors import CheckpointError, ConfigError
 from .nets import check_generator_size
 from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors, shape_mismatches
@@ -162,8 +162,10 @@ def load_weights(module: nn.Module, file: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
-            if (f.metadata() or {}).get("format") != FORMAT_TAG:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT_TAG:
                 raise CheckpointError(f"{file}: not a diptych weights file (no diptych metadata)")
+            _check_embedded_version(meta, file)
             for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                 tensors[key] = f.get_tensor(key)
     except FileNotFoundError:
@@ -177,6 +179,15 @@ def load_weights(module: nn.Module, file: Path) -> None:
             "from another run? Keep each checkpoint's config.json with its weights"
         )
     module.load_state_dict(tensors, strict=True)
+
+
+def _check_embedded_version(meta: dict[str, str], file: Path) -> None:
+    """The format version of the configuration a weights file carries: one this diptych reads."""
+    try:
+        embedded = parse_json(meta.get("config", "{}"), str(file))
+        check_format_version(embedded if isinstance(embedded, dict) else {}, str(file), stored=False)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _mismatch(module: nn.Module, tensors: dict[str, torch.Tensor]) -> str:

@@ -451,7 +451,7 @@ class RunConfig:
         diptych reads. stored: written with trained weights, so every section and the format version are present."""
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {_json_type(raw)}")
-        _check_format_version(raw, source, stored)
+        check_format_version(raw, source, stored)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
@@ -586,8 +586,8 @@ def _check_field(section: str, f: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"{name} is out of range: use {bounds.describe(kind is int)}")
 
 
-def _check_format_version(raw: dict[str, Any], source: str, stored: bool) -> None:
-    """Refuse a format newer than this diptych reads, and a missing (when stored) or damaged version."""
+def check_format_version(raw: dict[str, Any], source: str, stored: bool) -> None:
+    """Refuse (ConfigError) a format newer than this diptych reads, and a missing (when stored) or damaged version."""
     if "format_version" not in raw:
         if stored:
             raise ConfigError(f"{source}: no format_version; it was not written by diptych or was altered")
