@@ -178,8 +178,8 @@ def test_export_errors(
     with pytest.raises(ConfigError, match=r"needs \.onnx"):
         export_generator(run, tmp_path / "m.pt", "onnx")
     assert main(["export", str(run), "--check-size", "12x"]) == 1
-    assert (
-        capsys.readouterr().err == "diptych: error: --check-size '12x': expected HEIGHTxWIDTH in pixels, e.g. 256x384\n"
+    assert capsys.readouterr().err == (
+        "diptych: error: --check-size '12x': expected HEIGHTxWIDTH in pixels, each 1 .. 8192, e.g. 256x384\n"
     )
     # Stored test mode 'paper' (dropout and batch statistics) has no inference graph; eval must be asked for.
     paper = tmp_path / "paper"

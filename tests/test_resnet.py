@@ -240,7 +240,7 @@ def test_netg_presets_select_the_resnet(tmp_path: Path) -> None:
     args = parser.parse_args(["train", "--data", str(tmp_path), "--netG", "resnet_9blocks", "--n-blocks", "4"])
     assert config_from_args(args).generator.n_blocks == 4  # an explicit flag wins
     args = parser.parse_args(["train", "--data", str(tmp_path), "--arch", "resnet", "--n-blocks", "-1"])
-    with pytest.raises(ConfigError, match="--n-blocks -1 must be an integer >= 0"):
+    with pytest.raises(ConfigError, match=r"--n-blocks -1 \(generator\.n_blocks\) is out of range"):
         config_from_args(args).validate()
 
 

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import fsync_file, remove_stale_temporaries, temporary_path, write_text_atomic
-from .config import RunConfig
+from .config import RunConfig, check_format_version, config_from_json, load_config, parse_json
 from .errors import CheckpointError, ConfigError
+from .nets import check_generator_size
+from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors, shape_mismatches
 
+STATE_VERSION = 1  # the training-state layout this diptych writes, and the newest it reads
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "LATEST"
@@ -116,7 +118,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for candidate in (path, path / CHECKPOINTS_DIR):
         latest = candidate / LATEST_FILE
         if latest.is_file():
-            target = candidate / latest.read_text().strip()
+            target = candidate / _latest_name(latest)
             if not (target / CONFIG_FILE).is_file():
                 raise CheckpointError(f"{latest}: points to {target}, which is not a complete checkpoint")
             return target
@@ -127,25 +129,43 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def read_checkpoint_config(path: str | Path) -> RunConfig:
-    """The RunConfig stored with a checkpoint (from a weights file's metadata or the folder's config.json)."""
-    path = Path(path)
-    if path.is_file() and path.suffix == ".safetensors":
-        raw = read_metadata(path).get("config")
-        if raw is None:
-            raise CheckpointError(
-                f"{path}: safetensors file has no diptych configuration; it was not written by diptych"
-            )
-        source = str(path)
-    else:
-        folder = resolve_checkpoint(path)
-        cfg_path = folder / CONFIG_FILE
-        raw = cfg_path.read_text()
-        source = str(cfg_path)
+def _latest_name(latest: Path) -> str:
+    """The checkpoint folder a LATEST file names: a plain name beside it (save_checkpoint writes nothing else)."""
+    with latest.open("rb") as f:
+        raw = f.read(256)
     try:
-        return RunConfig.from_dict(json.loads(raw), source=source).validate()
-    except (json.JSONDecodeError, ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{source}: not a valid diptych configuration ({exc})") from None
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = ""
+    if not name or len(raw) == 256 or any(c in name for c in "/\\\0") or name in (".", ".."):
+        raise CheckpointError(f"{latest}: does not name a checkpoint folder beside it; the file was altered")
+    return name
+
+
+def read_checkpoint_config(path: str | Path) -> RunConfig:
+    """The RunConfig stored with a checkpoint (from a weights file's metadata or the folder's config.json), checked
+    like any configuration and required to describe a complete, buildable model of a format this diptych reads."""
+    path = Path(path)
+    source = path if path.is_file() and path.suffix == ".safetensors" else resolve_checkpoint(path) / CONFIG_FILE
+    try:
+        config = _stored_config(source)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None  # (it names the file and the field)
+    try:
+        check_generator_size(config.generator)
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    return config
+
+
+def _stored_config(source: Path) -> RunConfig:
+    """The configuration in a config.json or in a weights file's metadata."""
+    if source.suffix != ".safetensors":
+        return load_config(source, stored=True)
+    raw = read_metadata(source).get("config")
+    if raw is None:
+        raise CheckpointError(f"{source}: safetensors file has no diptych configuration; it was not written by diptych")
+    return config_from_json(raw, str(source), stored=True)
 
 
 def load_weights(module: nn.Module, file: Path) -> None:
@@ -153,39 +173,57 @@ def load_weights(module: nn.Module, file: Path) -> None:
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
-            if (f.metadata() or {}).get("format") != FORMAT_TAG:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT_TAG:
                 raise CheckpointError(f"{file}: not a diptych weights file (no diptych metadata)")
+            _check_embedded_version(meta, file)
             for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                 tensors[key] = f.get_tensor(key)
     except FileNotFoundError:
         raise CheckpointError(f"{file}: weights file is missing from the checkpoint") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError:
+    except SAFETENSORS_ERRORS as exc:
+        raise CheckpointError(f"{file}: corrupt or truncated weights file ({first_line(exc)})") from None
+    mismatch = _mismatch(module, tensors)
+    if mismatch:
         raise CheckpointError(
-            f"{file}: weights do not match the stored architecture ({_mismatch(module, tensors)}); were they copied "
+            f"{file}: weights do not match the stored architecture ({mismatch}); were they copied "
             "from another run? Keep each checkpoint's config.json with its weights"
-        ) from None
+        )
+    module.load_state_dict(tensors, strict=True)
+
+
+def _check_embedded_version(meta: dict[str, str], file: Path) -> None:
+    """The format version of the configuration a weights file carries: one this diptych reads."""
+    try:
+        embedded = parse_json(meta.get("config", "{}"), str(file))
+        check_format_version(embedded if isinstance(embedded, dict) else {}, str(file), stored=False)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _mismatch(module: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
-    """What differs between a module's tensors and a state dict: missing and unexpected names, other shapes."""
+    """What differs between a module's tensors and a state dict (missing and unexpected names, other shapes or
+    sample types: load_state_dict would convert those silently); empty when they match."""
     own = module.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
-    shapes = [
-        f"{k} {tuple(tensors[k].shape)} instead of {tuple(v.shape)}"
+    shapes = shape_mismatches(module, tensors)
+    dtypes = [
+        f"{k} {tensors[k].dtype} instead of {v.dtype}".replace("torch.", "")
         for k, v in own.items()
-        if k in tensors and tensors[k].shape != v.shape
+        if k in tensors and tensors[k].dtype != v.dtype
     ]
     found = [
         f"{len(items)} {what}, e.g. {items[0]}"
-        for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes))
+        for what, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("of another shape", shapes),
+            ("of another type", dtypes),
+        )
         if items
     ]
-    return f"for its {type(module).__name__}: " + "; ".join(found)
+    return f"for its {type(module).__name__}: " + "; ".join(found) if found else ""
 
 
 def load_training_state(folder: Path) -> dict[str, Any]:
@@ -193,15 +231,47 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     file = folder / STATE_FILE
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; this checkpoint holds weights only and cannot be resumed")
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged pickles
-        raise CheckpointError(f"{file}: corrupt or truncated training state ({type(exc).__name__})") from None
+    state = load_pickled_tensors(file, "training state", CheckpointError)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: not a diptych training state (a {type(state).__name__}, not a dict)")
+    version = state.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"{file}: training-state version {version!r} is not an integer >= 1; the file was altered"
+        )
+    if version > STATE_VERSION:
+        raise CheckpointError(
+            f"{file}: written by a newer diptych (training-state format {version}, this one reads up to "
+            f"{STATE_VERSION}): upgrade diptych"
+        )
+    for key, kind in _STATE_TYPES.items():
+        value = state.get(key)
+        bad_count = kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0)
+        if not isinstance(value, kind) or bad_count:
+            raise CheckpointError(
+                f"{file}: damaged training state ({key} is {type(value).__name__}); the file was altered"
+            )
+    l1 = state["epoch_l1"]
+    if len(l1) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in l1):
+        raise CheckpointError(f"{file}: damaged training state (epoch_l1 {l1!r}); the file was altered")
+    return state
+
+
+# What the trainer's training_state() always writes, and the type resuming relies on.
+_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "step": int,
+    "epoch": int,
+    "batch_in_epoch": int,
+    "epoch_l1": (list, tuple),
+    "optimizers": dict,
+    "schedulers": dict,
+    "rng_cpu": torch.Tensor,
+}
 
 
 def read_metadata(file: Path) -> dict[str, str]:
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{file}: corrupt or truncated weights file ({exc})") from None
+    except SAFETENSORS_ERRORS as exc:
+        raise CheckpointError(f"{file}: corrupt or truncated weights file ({first_line(exc)})") from None

@@ -10,10 +10,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, cli_types
 from .cli_data import cmd_data
 from .cli_data import register as register_data_commands
-from .config import PRECISIONS, PRESETS, RECIPE_DEFAULTS, RECIPES, TEST_MODES, RunConfig, load_config
+from .config import (
+    MAX_SIDE,
+    PRECISIONS,
+    PRESETS,
+    RECIPE_DEFAULTS,
+    RECIPES,
+    TEST_MODES,
+    RunConfig,
+    flag_name,
+    load_config,
+)
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
@@ -26,7 +36,6 @@ SECTION_TITLES = {
     "train": "training (losses, optimiser, schedule, checkpoints, logging)",
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
-FLAG_OVERRIDES = {("data", "root"): "data"}
 METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "[A:|B:]CENTER,WIDTH"}
 
 TRAIN_EPILOG = """examples:
@@ -74,10 +83,6 @@ extra file "diptych.json"). `diptych translate` pads other sizes as it does for 
 """
 
 
-def _flag(section: str, f: dataclasses.Field) -> str:
-    return FLAG_OVERRIDES.get((section, f.name)) or f.metadata.get("flag") or f.name.replace("_", "-")
-
-
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """Add one option per config field, grouped by section, defaults suppressed so only given flags override."""
     defaults = RunConfig()
@@ -101,7 +106,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                     kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(f.name, "NAME")
                 if "choices" in f.metadata:
                     kwargs["choices"] = f.metadata["choices"]
-            group.add_argument(f"--{_flag(section, f)}", **kwargs)
+            group.add_argument(f"--{flag_name(f)}", **kwargs)
     extra = parser.add_argument_group("method and shortcuts")
     extra.add_argument(
         "--recipe",
@@ -128,7 +133,7 @@ def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "
         help="eval: deterministic (running BN statistics, no dropout); paper: pix2pix's test-time noise "
         "(dropout on, per-image statistics). Default: the mode stored with the model (eval for models trained here)",
     )
-    p.add_argument("--seed", type=int, default=0, help="dropout seed for --test-mode paper (default: 0)")
+    p.add_argument("--seed", type=cli_types.seed(), default=0, help="dropout seed for --test-mode paper (default: 0)")
     p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument(
         "--precision",
@@ -238,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=cli_types.integer(1, 4096),
         default=4,
         metavar="N",
         help="images per forward pass (same-size images only) (default: 4)",
@@ -273,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiles = p.add_argument_group("tiling (images larger than memory, seamless)")
     tiles.add_argument(
         "--tile",
+        type=cli_types.tile,
         metavar="PIXELS|auto",
         help="translate in overlapping tiles of at most this size (a multiple of what the generator pads inputs "
         "to: 2**min(depth, 5) for a U-Net, so 32 for unet_256; 4 for a ResNet; the stride for pix2pixHD), blended with a raised-cosine window; 'auto' picks the "
@@ -281,13 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiles.add_argument(
         "--overlap",
-        type=int,
+        type=cli_types.integer(0, cli_types.MAX_TILE),
         metavar="PIXELS",
         help="pixels shared by neighbouring tiles (default: tile/8, at least 16, at most tile/2)",
     )
     tiles.add_argument(
         "--memory-budget",
-        type=float,
+        type=cli_types.positive(2**20),
         metavar="GIB",
         help="memory for --tile auto, in GiB (default: half of what is free)",
     )
@@ -303,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument(
-        "--steps", type=int, default=1200, help="training steps (default: 1200, a few minutes on 2 CPU cores)"
+        "--steps",
+        type=cli_types.integer(1),
+        default=1200,
+        help="training steps (default: 1200, a few minutes on 2 CPU cores)",
     )
     p.add_argument(
         "--task",
@@ -311,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="colorize",
         help="grayscale->colour or edges->photo (default: colorize)",
     )
-    p.add_argument("--crop-size", type=int, default=128, help="training crop size (default: 128)")
+    p.add_argument(
+        "--crop-size", type=cli_types.integer(1, MAX_SIDE), default=128, help="training crop size (default: 128)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
 
@@ -386,9 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="compare all channels (averaged), or BT.601 luminance Y only, as super-resolution papers do (default: all)",
     )
-    p.add_argument("--crop-border", type=int, default=0, help="pixels ignored at every image border (default: 0)")
+    p.add_argument(
+        "--crop-border",
+        type=cli_types.integer(0, MAX_SIDE),
+        default=0,
+        help="pixels ignored at every image border (default: 0)",
+    )
     add_inference_options(p, default_precision="fp32")  # scores reproducible across machines, as validation's
-    p.add_argument("--max-items", type=int, default=0, help="evaluate at most this many pairs (default: all)")
+    p.add_argument(
+        "--max-items",
+        type=cli_types.integer(0),
+        default=0,
+        help="evaluate at most this many pairs (default: 0 = all)",
+    )
     p.add_argument(
         "--instance-dir",
         type=Path,
@@ -422,7 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
     p.add_argument("--out", type=Path, metavar="FILE", help="output file (default: <checkpoint name>.onnx or .pt here)")
     p.add_argument(
-        "--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's, 20 with torch 2.13)"
+        "--opset",
+        type=cli_types.integer(1, 100),
+        metavar="N",
+        help="ONNX opset version (default: the exporter's, 20 with torch 2.13)",
     )
     p.add_argument(
         "--check-size",
@@ -439,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=cli_types.positive(2.0),
         default=1e-4,
         metavar="T",
         help="largest allowed |exported - PyTorch| on outputs in [-1, 1] (default: 1e-4)",
@@ -497,10 +521,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from .translate import Translator
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size} must be >= 1")
-    if args.memory_budget is not None and not args.memory_budget > 0:
-        raise ConfigError(f"--memory-budget {args.memory_budget} must be > 0 (GiB)")
     translator = Translator.load(
         args.checkpoint,
         device=args.device,
@@ -597,8 +617,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()], ALL_METRICS)
     deep = DeepMetricOptions(args.inception_weights, args.inception_variant, tuple(args.lpips_weights), args.lpips_net)
-    if args.crop_border < 0:
-        raise ConfigError(f"--crop-border {args.crop_border} must be >= 0")
     out = args.out
     if out is None:
         folder = (

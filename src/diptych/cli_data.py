@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import cli_types
+from .config import MAX_SIDE, within
 from .data.tools.download import DATASETS, DEFAULT_URL, URL_ENV
 from .data.tools.make_pairs import TASKS
 
@@ -18,13 +20,6 @@ DATA_EPILOG = """examples:
   diptych data download facades --root datasets                     # -> datasets/facades/{train,val,test}
   diptych data glyphs SourceHanSans.otf MyBrush.ttf glyph_pairs/ --range 4E00-4FFF
 """
-
-
-def _workers(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be >= 1")
-    return n
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -40,7 +35,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 def _add_workers(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
-        type=_workers,
+        type=cli_types.integer(1, 256),
         default=min(4, os.cpu_count() or 1),
         metavar="N",
         help="parallel threads (default: min(4, CPUs))",
@@ -116,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--canny-sigma",
         metavar="X",
-        type=float,
+        type=cli_types.positive(100),
         default=2.0,
         help="edges: Gaussian sigma of the Canny detector (default: 2)",
     )
@@ -131,24 +126,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--device", default="auto", metavar="DEVICE", help="edges with --hed-weights: auto, cpu, cuda, cuda:N"
     )
     p.add_argument("--lab", action="store_true", help="gray: write CIELAB lightness L* as A instead of BT.601 luma")
-    p.add_argument("--scale", metavar="N", type=int, default=4, help="downscale: factor, e.g. 2 or 4 (default: 4)")
     p.add_argument(
-        "--blur-sigma", metavar="X", type=float, default=2.0, help="blur: Gaussian sigma in pixels (default: 2)"
+        "--scale",
+        metavar="N",
+        type=cli_types.integer(1, 64),
+        default=4,
+        help="downscale: factor, e.g. 2 or 4 (default: 4)",
+    )
+    p.add_argument(
+        "--blur-sigma",
+        metavar="X",
+        type=cli_types.positive(100),
+        default=2.0,
+        help="blur: Gaussian sigma in pixels (default: 2)",
     )
     p.add_argument(
         "--noise-sigma",
         metavar="X",
-        type=float,
+        type=cli_types.number(within(0, 1)),
         default=0.05,
         help="noise: standard deviation as a fraction of the range (default: 0.05)",
     )
-    p.add_argument("--quality", metavar="Q", type=int, default=20, help="jpeg: JPEG quality 1..95 (default: 20)")
     p.add_argument(
-        "--crop", type=int, default=0, metavar="SIZE", help="square crops of this size (default: 0 = whole photos)"
+        "--quality",
+        metavar="Q",
+        type=cli_types.integer(1, 95),
+        default=20,
+        help="jpeg: JPEG quality 1..95 (default: 20)",
+    )
+    p.add_argument(
+        "--crop",
+        type=cli_types.integer(0, MAX_SIDE),
+        default=0,
+        metavar="SIZE",
+        help="square crops of this size (default: 0 = whole photos)",
     )
     p.add_argument(
         "--crops-per-image",
-        type=int,
+        type=cli_types.integer(1),
         default=None,
         metavar="N",
         help="random crops per photo (default: 1); with --grid, at most N tiles (default: all)",
@@ -160,7 +175,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="0.8,0.1,0.1",
         help="train,val,test fractions of the source photos (default: 0.8,0.1,0.1)",
     )
-    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed for the split, crops and noise (default: 0)")
+    p.add_argument(
+        "--seed", metavar="N", type=cli_types.seed(), default=0, help="seed for the split, crops and noise (default: 0)"
+    )
     p.add_argument(
         "--aligned", action="store_true", help="write A|B images (pix2pix's aligned layout) instead of A/ and B/"
     )
@@ -187,14 +204,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
     p.add_argument(
         "--min-correlation",
-        type=float,
+        type=cli_types.number(within(-1, 1)),
         default=0.1,
         metavar="X",
         help="flag pairs whose structure correlation is below X (default: 0.1)",
     )
     p.add_argument(
         "--robust-z",
-        type=float,
+        type=cli_types.positive(1000),
         default=4.0,
         metavar="Z",
         help="flag pairs more than Z robust standard deviations below the median correlation (default: 4; "
@@ -248,7 +265,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-archive", action="store_true", help="keep ROOT/NAME.tar.gz after extracting it")
     p.add_argument(
         "--max-size",
-        type=float,
+        type=cli_types.positive(2**20),
         default=None,
         metavar="GIB",
         help="refuse archives unpacking to more than GIB (default: 64 GiB, and at most 100x the archive's size; "
@@ -270,9 +287,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chars", default="", help="characters to render (a string)")
     p.add_argument("--chars-file", type=Path, metavar="FILE", help="characters to render (a UTF-8 text file)")
     p.add_argument("--range", default="", metavar="FIRST-LAST", help="a Unicode range in hex, e.g. 4E00-9FFF")
-    p.add_argument("--size", metavar="PIXELS", type=int, default=256, help="square image size in pixels (default: 256)")
     p.add_argument(
-        "--font-size", metavar="PIXELS", type=int, default=0, help="font size in pixels (default: 3/4 of --size)"
+        "--size",
+        metavar="PIXELS",
+        type=cli_types.integer(1, 8192),
+        default=256,
+        help="square image size in pixels (default: 256)",
+    )
+    p.add_argument(
+        "--font-size",
+        metavar="PIXELS",
+        type=cli_types.integer(0, 8192),
+        default=0,
+        help="font size in pixels (default: 3/4 of --size)",
     )
     p.add_argument("--aligned", action="store_true", help="write A|B images instead of A/ and B/ folders")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist")

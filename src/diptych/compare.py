@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_text_atomic
+from .config import parse_json
 from .data.paired import file_stem
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluate import METRICS_FILE
 from .report import STYLE
+from .weights import first_line
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,32 @@ def load_evaluation(path: Path) -> LoadedEvaluation:
 
     folder = find_evaluation(path)
     try:
-        summary = json.loads((folder / METRICS_FILE).read_text())
+        summary = parse_json((folder / METRICS_FILE).read_bytes(), str(folder / METRICS_FILE))
+        _check_summary(summary, folder / METRICS_FILE)
         with open(folder / "per_image.csv", newline="") as f:
             rows = {r["name"]: r for r in csv.DictReader(f)}
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise DataError(f"{folder}: unreadable evaluation ({exc}); evaluate again") from None
+    except (OSError, KeyError, csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{folder}: unreadable evaluation ({first_line(exc)}); evaluate again") from None
+    except ConfigError as exc:
+        raise DataError(f"{exc}; evaluate again") from None
     label = folder.parent.parent.name if folder.parent.name == "eval" else folder.name
     return LoadedEvaluation(label, folder, summary, rows)
+
+
+def _check_summary(summary: Any, file: Path) -> None:
+    """Refuse a metrics.json without what the table shows: a count and, per metric, a numeric mean or null."""
+
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    metrics = summary.get("metrics") if isinstance(summary, dict) else None
+    ok = isinstance(metrics, dict) and isinstance(summary.get("count"), int)
+    ok = ok and all(
+        isinstance(m, dict) and all(number(m.get(k)) for k in ("mean", "ci95_low", "ci95_high"))
+        for m in metrics.values()
+    )
+    if not ok:
+        raise DataError(f"{file}: not a diptych evaluation summary (a count and per-metric means); evaluate again")
 
 
 def compare(paths: list[Path], out_dir: Path) -> tuple[str, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,72 @@ TEST_MODES = ("eval", "paper")
 NORMALIZE_KINDS = ("auto", "dtype", "minmax", "percentile")
 
 
-def opt(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
-    """A dataclass field carrying its CLI help text, choices and flag name."""
+# Bounds that keep a model buildable and a run meaningful; the total weight size is checked when networks are
+# built (nets.create_generator), since widths and depths multiply.
+MAX_DOWNSAMPLINGS = 12  # inputs are padded to at least 2**depth pixels a side: 4096
+MAX_WIDTH = 1024  # first-layer filters (pix2pix and pix2pixHD use 64)
+MAX_CHANNELS = 1024  # image or one-hot label channels
+MAX_SIDE = 32768  # training resize and crop sizes, pixels
+MAX_COUNT = 2**31 - 1  # steps, epochs, items: anything larger is a typo
+MAX_SEED = 2**32 - 1  # NumPy's seed range
+MAX_LOSS_WEIGHT = 1e6
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed values of a numeric field: an interval whose ends may be included or not."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, integer: bool) -> str:
+        """E.g. 'an integer in [1, 12]', '0, 1 or 2' or 'a finite number in (0, 1]'."""
+        if integer and not (self.low_open or self.high_open) and self.high - self.low <= 3:
+            values = [str(v) for v in range(int(self.low), int(self.high) + 1)]
+            return f"{', '.join(values[:-1])} or {values[-1]}"
+        what = "an integer" if integer else "a finite number"
+        if self.high == MAX_COUNT and not self.low_open:
+            return f"{what} >= {_number(self.low)}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{what} in {left}{_number(self.low)}, {_number(self.high)}{right}"
+
+
+def within(low: float, high: float = MAX_COUNT) -> Bounds:
+    """Bounds [low, high] (without a high end: any count)."""
+    return Bounds(low, high)
+
+
+def fraction() -> Bounds:
+    """Bounds [0, 1)."""
+    return Bounds(0, 1, high_open=True)
+
+
+LOSS_WEIGHT = Bounds(0, MAX_LOSS_WEIGHT)
+
+
+def opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+    bounds: Bounds | None = None,
+) -> Any:
+    """A dataclass field carrying its CLI help text, choices or numeric bounds, and flag name."""
     meta: dict[str, Any] = {"help": help}
     if choices:
         meta["choices"] = choices
     if flag:
         meta["flag"] = flag
+    if bounds:
+        meta["bounds"] = bounds
     return field(default=default, metadata=meta)
 
 
@@ -60,44 +119,61 @@ class GeneratorConfig:
         flag="arch",
     )
     depth: int = opt(
-        8, "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth"
+        8,
+        "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth",
+        bounds=within(1, MAX_DOWNSAMPLINGS),
     )
-    ngf: int = opt(64, "filters in the generator's first layer")
+    ngf: int = opt(64, "filters in the generator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
     dropout: float = opt(
         0.5,
         "unet: dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); resnet: in "
         "every residual block; 0 disables",
+        bounds=fraction(),
     )
     upsample: str = opt(
         "transpose",
         "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
         choices=UPSAMPLES,
     )
-    in_channels: int = opt(0, "input channels; 0 = taken from the data")
-    out_channels: int = opt(0, "output channels; 0 = taken from the data")
-    n_blocks: int = opt(9, "resnet: residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)")
-    n_local: int = opt(1, "hd: local enhancers around the global generator (0 = global generator alone, stage 1)")
-    n_down_global: int = opt(4, "hd: stride-2 downsamplings in the global generator")
-    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator")
-    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer")
+    in_channels: int = opt(0, "input channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
+    out_channels: int = opt(0, "output channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
+    n_blocks: int = opt(9, "resnet: residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)", bounds=within(1, 64))
+    n_local: int = opt(
+        1,
+        "hd: local enhancers around the global generator (0 = global generator alone, stage 1)",
+        bounds=within(0, MAX_DOWNSAMPLINGS - 1),
+    )
+    n_down_global: int = opt(
+        4, "hd: stride-2 downsamplings in the global generator", bounds=within(1, MAX_DOWNSAMPLINGS)
+    )
+    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator", bounds=within(1, 64))
+    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer", bounds=within(1, 64))
 
 
 @dataclass
 class DiscriminatorConfig:
     """The conditional PatchGAN discriminator's architecture (num_d > 1: pix2pixHD's multi-scale version)."""
 
-    n_layers: int = opt(3, "PatchGAN depth: 0 = pixel (1x1), 1 = 16x16, 2 = 34x34, 3 = 70x70, 4 = 142x142, 5 = 286x286")
-    ndf: int = opt(64, "filters in the discriminator's first layer")
+    n_layers: int = opt(
+        3,
+        "PatchGAN depth: 0 = pixel (1x1), 1 = 16x16, 2 = 34x34, 3 = 70x70, 4 = 142x142, 5 = 286x286",
+        bounds=within(0, 8),
+    )
+    ndf: int = opt(64, "filters in the discriminator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the discriminator", choices=NORMS, flag="d-norm")
-    num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)")
+    num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)", bounds=within(1, 8))
 
 
 @dataclass
 class DataConfig:
     """Where the pairs are and how they are augmented."""
 
-    root: str = opt("", "(required) dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders")
+    root: str = opt(
+        "",
+        "(required) dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders",
+        flag="data",
+    )
     layout: str = opt("auto", "dataset layout; auto detects A/+B/ folders, else aligned", choices=LAYOUTS)
     phase: str = opt("train", "sub-folder to use when the dataset has train/val/test sub-folders")
     direction: str = opt("AtoB", "translate A to B or B to A", choices=DIRECTIONS)
@@ -108,19 +184,29 @@ class DataConfig:
         "scale_width_and_crop = that, then a random crop; none = native size",
         choices=PREPROCESS,
     )
-    load_size: int = opt(286, "resize target: the square side for resize_and_crop, the width for scale_width*")
-    crop_size: int = opt(256, "training crop size")
-    flip: bool = opt(True, "random horizontal flip, identical for A and B")
-    workers: int = opt(2, "data-loading worker processes (0 = load in the main process)")
-    batch_size: int = opt(
-        1, "pairs per optimisation step, over all torchrun processes and --accum-steps micro-batches (the global batch)"
+    load_size: int = opt(
+        286,
+        "resize target: the square side for resize_and_crop, the width for scale_width*",
+        bounds=within(1, MAX_SIDE),
     )
-    max_items: int = opt(0, "use at most this many pairs (0 = all)")
+    crop_size: int = opt(256, "training crop size", bounds=within(1, MAX_SIDE))
+    flip: bool = opt(True, "random horizontal flip, identical for A and B")
+    workers: int = opt(2, "data-loading worker processes (0 = load in the main process)", bounds=within(0, 256))
+    batch_size: int = opt(
+        1,
+        "pairs per optimisation step, over all torchrun processes and --accum-steps micro-batches (the global batch)",
+        bounds=within(1, 65536),
+    )
+    max_items: int = opt(0, "use at most this many pairs (0 = all)", bounds=within(0))
     skip_bad: bool = opt(False, "skip unreadable or inconsistent pairs and list them, instead of stopping")
     label_nc: int = opt(
-        0, "the input side holds integer label maps with this many classes (one-hot encoded); 0 = images"
+        0,
+        "the input side holds integer label maps with this many classes (one-hot encoded); 0 = images",
+        bounds=within(0, MAX_CHANNELS - 1),  # one channel more for the instance boundary map
     )
-    ignore_label: int = opt(-1, "label id that is 'no class' (all-zero one-hot), e.g. 255; -1 = none")
+    ignore_label: int = opt(
+        -1, "label id that is 'no class' (all-zero one-hot), e.g. 255; -1 = none", bounds=within(-1, 65535)
+    )
     instance_dir: str = opt("", "folder of instance-id maps named like the label maps; adds a boundary channel")
     normalize: str = opt(
         "auto",
@@ -129,14 +215,14 @@ class DataConfig:
         "else minmax. Stored with the model and inverted on output",
         choices=NORMALIZE_KINDS,
     )
-    percentile_low: float = opt(0.5, "--normalize percentile: the percentile that maps to -1")
-    percentile_high: float = opt(99.5, "--normalize percentile: the percentile that maps to 1")
+    percentile_low: float = opt(0.5, "--normalize percentile: the percentile that maps to -1", bounds=within(0, 100))
+    percentile_high: float = opt(99.5, "--normalize percentile: the percentile that maps to 1", bounds=within(0, 100))
     dicom_window: str = opt(
         "",
         "[A:|B:]CENTER,WIDTH (e.g. 40,400): window/level for the DICOM sides (A:/B: = that side only, e.g. the CT side "
         "of CT -> MR); values outside are clipped; empty = --normalize",
     )
-    nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)")
+    nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)", bounds=within(0, 2))
     sample_type: str = field(
         default="", metadata={"help": "filled from the data: uint8, uint16, float32, ...", "cli": False}
     )
@@ -168,7 +254,10 @@ class DataConfig:
             ) from None
         if not width > 0:
             raise ConfigError(f"--dicom-window {self.dicom_window!r}: the width must be positive")
-        return center - width / 2, center + width / 2
+        low, high = center - width / 2, center + width / 2
+        if not (-_HUGE < low < high < _HUGE):
+            raise ConfigError(f"--dicom-window {self.dicom_window!r}: CENTER and WIDTH must be finite numbers")
+        return low, high
 
 
 @dataclass
@@ -178,16 +267,19 @@ class ValidationConfig:
     root: str = opt("", "validation dataset folder (its val/ split if present); empty = no validation", flag="val-data")
     phase: str = opt("val", "split sub-folder of the validation folder", flag="val-phase")
     fraction: float = opt(
-        0.0, "hold out this fraction of the training pairs for validation instead of --val-data", flag="val-fraction"
+        0.0,
+        "hold out this fraction of the training pairs for validation instead of --val-data",
+        flag="val-fraction",
+        bounds=fraction(),
     )
-    every: int = opt(1000, "validate every this many steps (and at the end)", flag="val-every")
+    every: int = opt(1000, "validate every this many steps (and at the end)", flag="val-every", bounds=within(1))
     metric: str = opt(
         "psnr",
         "metric that selects the best checkpoint",
         choices=("psnr", "ssim", "ms_ssim", "l1", "mse"),
         flag="val-metric",
     )
-    max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items")
+    max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items", bounds=within(0))
     instance_dir: str = opt(
         "",
         "instance-id maps of the --val-data label maps (default: the training --instance-dir)",
@@ -205,38 +297,54 @@ class TrainConfig:
     """The optimisation: losses, optimiser, schedule, checkpoints."""
 
     gan_loss: str = opt("vanilla", "adversarial loss", choices=GAN_LOSSES)
-    lambda_l1: float = opt(100.0, "weight of the L1 reconstruction loss")
-    lambda_gp: float = opt(10.0, "weight of the WGAN-GP gradient penalty (wgangp only)")
-    lambda_feat: float = opt(10.0, "pix2pixhd: weight of the discriminator feature-matching loss")
-    lambda_vgg: float = opt(0.0, "pix2pixhd: weight of the VGG19 perceptual loss (needs --vgg-weights); 0 = off")
+    lambda_l1: float = opt(100.0, "weight of the L1 reconstruction loss", bounds=LOSS_WEIGHT)
+    lambda_gp: float = opt(10.0, "weight of the WGAN-GP gradient penalty (wgangp only)", bounds=LOSS_WEIGHT)
+    lambda_feat: float = opt(10.0, "pix2pixhd: weight of the discriminator feature-matching loss", bounds=LOSS_WEIGHT)
+    lambda_vgg: float = opt(
+        0.0, "pix2pixhd: weight of the VGG19 perceptual loss (needs --vgg-weights); 0 = off", bounds=LOSS_WEIGHT
+    )
     vgg_weights: str = opt("", "pix2pixhd: local torchvision vgg19-*.pth for the perceptual loss (never downloaded)")
     init_global: str = opt("", "pix2pixhd stage 2: run or checkpoint whose global generator initialises this one")
     fix_global_steps: int = opt(
-        0, "pix2pixhd: keep the global generator frozen for this many steps (train the enhancer)"
+        0, "pix2pixhd: keep the global generator frozen for this many steps (train the enhancer)", bounds=within(0)
     )
-    lr: float = opt(2e-4, "Adam learning rate for both networks")
-    beta1: float = opt(0.5, "Adam beta1")
-    beta2: float = opt(0.999, "Adam beta2")
-    epochs: int = opt(100, "epochs at the initial learning rate (linear policy); the run lasts epochs + epochs-decay")
-    epochs_decay: int = opt(100, "further epochs over which the learning rate decays to zero (linear policy)")
+    lr: float = opt(2e-4, "Adam learning rate for both networks", bounds=Bounds(0, 1, low_open=True))
+    beta1: float = opt(0.5, "Adam beta1", bounds=fraction())
+    beta2: float = opt(0.999, "Adam beta2", bounds=fraction())
+    epochs: int = opt(
+        100,
+        "epochs at the initial learning rate (linear policy); the run lasts epochs + epochs-decay",
+        bounds=within(0),
+    )
+    epochs_decay: int = opt(
+        100, "further epochs over which the learning rate decays to zero (linear policy)", bounds=within(0)
+    )
     lr_policy: str = opt("linear", "learning-rate policy", choices=LR_POLICIES)
-    lr_step_epochs: int = opt(50, "step policy: multiply the learning rate by lr_gamma every this many epochs")
-    lr_gamma: float = opt(0.1, "step policy: decay factor")
+    lr_step_epochs: int = opt(
+        50, "step policy: multiply the learning rate by lr_gamma every this many epochs", bounds=within(1)
+    )
+    lr_gamma: float = opt(0.1, "step policy: decay factor", bounds=Bounds(0, 1, low_open=True))
     plateau_patience: int = opt(
-        5, "plateau policy: epochs without L1 improvement before the learning rate is cut by 5x"
+        5, "plateau policy: epochs without L1 improvement before the learning rate is cut by 5x", bounds=within(0)
     )
     max_steps: int = opt(
-        0, "stop after this many optimisation steps (0 = run all epochs); the learning rate still follows epochs"
+        0,
+        "stop after this many optimisation steps (0 = run all epochs); the learning rate still follows epochs",
+        bounds=within(0),
     )
     accum_steps: int = opt(
-        1, "gradient accumulation: split each step's batch into this many micro-batches (less memory, same gradient)"
+        1,
+        "gradient accumulation: split each step's batch into this many micro-batches (less memory, same gradient)",
+        bounds=within(1, 65536),
     )
-    save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)")
-    keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)")
-    log_every: int = opt(10, "write mean losses to log.jsonl every this many steps")
+    save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)", bounds=within(1))
+    keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)", bounds=within(0))
+    log_every: int = opt(10, "write mean losses to log.jsonl every this many steps", bounds=within(1))
     init: str = opt("normal", "weight initialisation", choices=INITS)
-    init_gain: float = opt(0.02, "scale for normal/xavier/orthogonal initialisation")
-    seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout")
+    init_gain: float = opt(
+        0.02, "scale for normal/xavier/orthogonal initialisation", bounds=Bounds(0, 100, low_open=True)
+    )
+    seed: int = opt(0, "random seed for weights, shuffling, augmentation and dropout", bounds=within(0, MAX_SEED))
     device: str = opt("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-exact resume on GPU; slower)")
     tensorboard: bool = opt(
@@ -255,6 +363,10 @@ class TrainConfig:
     )
 
 
+FORMAT_VERSION = 1  # the checkpoint format this diptych writes, and the newest it reads
+MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few kB; anything this large is not one
+
+
 @dataclass
 class RunConfig:
     """Everything needed to rebuild and continue a run; stored in every checkpoint."""
@@ -266,97 +378,62 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     test_mode: str = "eval"
-    format_version: int = 1
+    format_version: int = FORMAT_VERSION
 
     SECTIONS = ("generator", "discriminator", "data", "train", "validation")
 
-    def validate(self) -> RunConfig:
-        """Check every field; raise ConfigError naming the first bad one."""
-        g, d, data, t = self.generator, self.discriminator, self.data, self.train
+    def validate(self, *, stored: bool = False) -> RunConfig:
+        """Check every field (type, choices, range), then how fields combine; raise ConfigError naming the first
+        bad one. stored: the configuration of trained weights, which must describe a complete model."""
         _choice("recipe", self.recipe, RECIPES)
-        _choice("test_mode", self.test_mode, TEST_MODES)
-        _choice("arch", g.arch, ARCHS)
-        _at_least("num-d", d.num_d, 1)
-        _at_least("n-local", g.n_local, 0)
-        _at_least("n-blocks", g.n_blocks, 0)
-        _at_least("n-down-global", g.n_down_global, 1)
-        _at_least("fix-global-steps", t.fix_global_steps, 0)
+        _choice("test-mode", self.test_mode, TEST_MODES)
+        for section in self.SECTIONS:
+            values = getattr(self, section)
+            for f in dataclasses.fields(values):
+                _check_field(section, f, getattr(values, f.name))
+        g, d, data, t, v = self.generator, self.discriminator, self.data, self.train, self.validation
         if self.recipe == "pix2pixhd" and g.arch != "hd":
             raise ConfigError("--recipe pix2pixhd needs --arch hd")
         if self.recipe == "pix2pix" and d.num_d > 1:
             raise ConfigError("--num-d > 1 is pix2pixHD's multi-scale discriminator: use --recipe pix2pixhd")
+        if g.arch == "hd" and g.n_down_global + g.n_local > MAX_DOWNSAMPLINGS:
+            raise ConfigError(
+                f"--n-down-global {g.n_down_global} + --n-local {g.n_local} downsample by 2**{g.n_down_global + g.n_local}"
+                f"; at most 2**{MAX_DOWNSAMPLINGS} is supported"
+            )
+        if stored:
+            for name in ("in_channels", "out_channels"):
+                if getattr(g, name) < 1:
+                    raise ConfigError(
+                        f"generator.{name} is {getattr(g, name)}: the configuration of trained weights must give "
+                        "their channels (>= 1); it was altered or is incomplete"
+                    )
         if t.lambda_vgg > 0 and not t.vgg_weights:
             raise ConfigError(
                 "--lambda-vgg needs --vgg-weights FILE (torchvision's vgg19-*.pth); nothing is downloaded"
             )
-        _choice("g-norm", g.norm, NORMS)
-        _choice("d-norm", d.norm, NORMS)
-        _choice("upsample", g.upsample, UPSAMPLES)
-        _choice("gan-loss", t.gan_loss, GAN_LOSSES)
-        _choice("lr-policy", t.lr_policy, LR_POLICIES)
-        _choice("init", t.init, INITS)
-        _choice("precision", t.precision, PRECISIONS)
-        _choice("preprocess", data.preprocess, PREPROCESS)
-        _choice("layout", data.layout, LAYOUTS)
-        _choice("direction", data.direction, DIRECTIONS)
         if data.sample_type:
             _sample_type(data.sample_type)
-        _choice("normalize", data.normalize, NORMALIZE_KINDS)
-        if not 0.0 <= data.percentile_low < data.percentile_high <= 100.0:
+        if not data.percentile_low < data.percentile_high:
             raise ConfigError(
                 f"--percentile-low {data.percentile_low} and --percentile-high {data.percentile_high} must satisfy "
                 "0 <= low < high <= 100"
             )
         data.window()
-        if data.nifti_axis not in (0, 1, 2):
-            raise ConfigError(f"--nifti-axis {data.nifti_axis!r} must be 0, 1 or 2")
         for name in ("input_range", "output_range"):
             _value_range(name, getattr(data, name))
-        _at_least("depth", g.depth, 1)
-        _at_least("ngf", g.ngf, 1)
-        _at_least("ndf", d.ndf, 1)
-        _at_least("n-layers", d.n_layers, 0)
-        _at_least("in-channels", g.in_channels, 0)
-        _at_least("out-channels", g.out_channels, 0)
-        _at_least("crop-size", data.crop_size, 1)
-        _at_least("load-size", data.load_size, 1)
-        _at_least("batch-size", data.batch_size, 1)
-        _at_least("workers", data.workers, 0)
-        _at_least("max-items", data.max_items, 0)
-        _at_least("label-nc", data.label_nc, 0)
         if data.instance_dir and not data.label_nc:
             raise ConfigError("--instance-dir needs --label-nc (instance maps accompany label maps)")
-        _at_least("epochs", t.epochs, 0)
-        _at_least("epochs-decay", t.epochs_decay, 0)
-        _at_least("max-steps", t.max_steps, 0)
-        _at_least("save-every", t.save_every, 1)
-        _at_least("accum-steps", t.accum_steps, 1)
         if data.batch_size % t.accum_steps:
             raise ConfigError(
                 f"--batch-size {data.batch_size} must be divisible by --accum-steps {t.accum_steps} "
                 "(the batch is split into that many equal micro-batches)"
             )
-        _at_least("keep-last", t.keep_last, 0)
-        _at_least("log-every", t.log_every, 1)
-        _at_least("lr-step-epochs", t.lr_step_epochs, 1)
-        _at_least("seed", t.seed, 0)
-        if not 0.0 <= g.dropout < 1.0:
-            raise ConfigError(f"--dropout {g.dropout} is out of range; use a value in [0, 1)")
-        if t.lr <= 0:
-            raise ConfigError(f"--lr {t.lr} must be positive")
-        if t.lambda_l1 < 0 or t.lambda_gp < 0:
-            raise ConfigError("--lambda-l1 and --lambda-gp must be >= 0")
         if data.preprocess in ("resize_and_crop",) and data.load_size < data.crop_size:
             raise ConfigError(
                 f"--load-size {data.load_size} is smaller than --crop-size {data.crop_size}; "
                 "the resize target must be at least the crop size"
             )
-        v = self.validation
-        _choice("val-metric", v.metric, ("psnr", "ssim", "ms_ssim", "l1", "mse"))
-        _at_least("val-every", v.every, 1)
-        _at_least("val-max-items", v.max_items, 0)
-        if not 0.0 <= v.fraction < 1.0:
-            raise ConfigError(f"--val-fraction {v.fraction} is out of range; use a value in [0, 1)")
         if v.root and v.fraction > 0:
             raise ConfigError("--val-data and --val-fraction are alternatives; give one of them")
         if t.epochs + t.epochs_decay == 0 and t.max_steps == 0:
@@ -374,28 +451,24 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "configuration") -> RunConfig:
-        """Build a config from a dict, rejecting unknown keys with a message naming them."""
+    def from_dict(cls, raw: Any, source: str = "configuration", *, stored: bool = False) -> RunConfig:
+        """Build a config from parsed JSON strictly: known keys only, each value of its field's type, a format this
+        diptych reads. stored: written with trained weights, so every section and the format version are present."""
         if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: expected a JSON object")
-        section_types = {f.name: f.type for f in dataclasses.fields(cls)}
+            raise ConfigError(f"{source}: expected a JSON object, got {_json_type(raw)}")
+        check_format_version(raw, source, stored)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
-            if key not in section_types:
-                raise ConfigError(f"{source}: unknown key {key!r}")
+            if key not in fields:
+                raise ConfigError(f"{source}: unknown key {_shown(key)}")
             if key in cls.SECTIONS:
-                sub_cls = _SECTION_CLASSES[key]
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: section {key!r} must be a JSON object, got {value!r}")
-                fields = {f.name: f for f in dataclasses.fields(sub_cls)}
-                unknown = set(value) - set(fields)
-                if unknown:
-                    raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} in section {key!r}")
-                for name, item in value.items():
-                    _check_type(f"{source}: {key}.{name}", item, getattr(sub_cls(), name))
-                kwargs[key] = sub_cls(**value)
+                kwargs[key] = _section_from_dict(key, value, source)
             else:
-                kwargs[key] = value
+                kwargs[key] = _typed(f"{source}: {key}", value, fields[key].type)
+        missing = [name for name in cls.SECTIONS if name not in raw]
+        if stored and missing:
+            raise ConfigError(f"{source}: section {missing[0]!r} is missing; the file was altered or is incomplete")
         return cls(**kwargs)
 
 
@@ -415,26 +488,153 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a RunConfig from a JSON file (a run's config.json or one written by hand)."""
+def load_config(path: str | Path, *, stored: bool = False) -> RunConfig:
+    """Read and validate a RunConfig from a JSON file (a run's config.json, stored=True, or one written by hand)."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # (a size from stat can lie: a device, a FIFO, a growing file)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES} bytes, too large for a configuration file")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    return RunConfig.from_dict(raw, source=str(path)).validate()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a configuration file") from None
+    return config_from_json(raw, str(path), stored=stored)
 
 
-def _check_type(where: str, value: Any, default: Any) -> None:
-    """Reject a JSON value whose type differs from the field's (ints are accepted for floats)."""
-    expected = type(default)
-    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise ConfigError(f"{where} must be {expected.__name__}, got {value!r}")
+def config_from_json(raw: str | bytes, source: str, *, stored: bool = False) -> RunConfig:
+    """Parse, build and validate a configuration from JSON text; every error is one ConfigError naming `source`."""
+    return config_from_dict(parse_json(raw, source), source, stored=stored)
+
+
+def config_from_dict(raw: Any, source: str, *, stored: bool = False) -> RunConfig:
+    """Build and validate a configuration from parsed JSON; every error is one ConfigError naming `source`."""
+    config = RunConfig.from_dict(raw, source, stored=stored)
+    try:
+        return config.validate(stored=stored)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def parse_json(raw: str | bytes, source: str) -> Any:
+    """JSON text (UTF-8 bytes or str) as Python values; damage of any kind is one ConfigError naming `source`."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON (not UTF-8 text: byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise ConfigError(f"{source}: not valid JSON ({str(exc).split(';')[0]})") from None
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """The command-line flag of a config field, without dashes."""
+    return f.metadata.get("flag") or f.name.replace("_", "-")
+
+
+_FIELD_TYPES: dict[str, tuple[type, str]] = {
+    "int": (int, "an integer (int)"),
+    "float": (float, "a number (float)"),
+    "str": (str, "a string (str)"),
+    "bool": (bool, "true or false (bool)"),
+    "list[float]": (list, "a list of numbers"),
+}
+
+
+def _section_from_dict(section: str, value: Any, source: str) -> Any:
+    """One section's dataclass from its JSON object, every value of its field's type."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: section {section!r} must be a JSON object, got {_json_type(value)}")
+    fields = {f.name: f for f in dataclasses.fields(_SECTION_CLASSES[section])}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {_shown(unknown)} in section {section!r}")
+    typed = {name: _typed(f"{source}: {section}.{name}", item, fields[name].type) for name, item in value.items()}
+    return _SECTION_CLASSES[section](**typed)
+
+
+def _typed(where: str, value: Any, type_name: str) -> Any:
+    """A JSON value checked against a field's type (bool is not an integer; an integer is a number, made float)."""
+    kind, words = _FIELD_TYPES[type_name]
+    if not _is_a(value, kind):
+        raise ConfigError(f"{where} must be {words}, got {_json_type(value)} {_shown(value)}")
+    if kind is float and isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return value  # refused by the field's bounds, with its flag named
+    return value
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """Whether value is of a field type, strictly: bool is not an int, int counts as float."""
+    if kind is bool or isinstance(value, bool):
+        return isinstance(value, bool) and kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def _check_field(section: str, f: dataclasses.Field, value: Any) -> None:
+    """One field's type, choices and bounds; the error names its flag and what it accepts."""
+    kind, words = _FIELD_TYPES[str(f.type)]
+    name = f"--{flag_name(f)} {_shown(value)} ({section}.{f.name})"
+    if not _is_a(value, kind):
+        raise ConfigError(f"{name} must be {words}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name} is not one of: {', '.join(choices)}")
+    bounds: Bounds | None = f.metadata.get("bounds")
+    # Every bound is finite, so nan and inf are never inside one.
+    if bounds is not None and value not in bounds:
+        raise ConfigError(f"{name} is out of range: use {bounds.describe(kind is int)}")
+
+
+def check_format_version(raw: dict[str, Any], source: str, stored: bool) -> None:
+    """Refuse (ConfigError) a format newer than this diptych reads, and a missing (when stored) or damaged version."""
+    if "format_version" not in raw:
+        if stored:
+            raise ConfigError(f"{source}: no format_version; it was not written by diptych or was altered")
+        return
+    version = raw["format_version"]
+    if not _is_a(version, int) or version < 1:
+        raise ConfigError(
+            f"{source}: format_version {_shown(version)} is not a diptych format version (an integer >= 1); "
+            "the file was altered or damaged"
+        )
+    if version > FORMAT_VERSION:
+        raise ConfigError(
+            f"{source}: written by a newer diptych (format {version}, this one reads up to {FORMAT_VERSION}): "
+            "upgrade diptych"
+        )
+
+
+def _json_type(value: Any) -> str:
+    """A value's JSON type name, for messages about files."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: short however long or deeply nested it is."""
+    return _SHORT_REPR.repr(value)
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+
+
+def _number(value: float) -> str:
+    """A bound as written: integers without a decimal point."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _sample_type(name: str) -> None:
@@ -448,16 +648,15 @@ def _sample_type(name: str) -> None:
 
 def _value_range(name: str, value: list[float]) -> None:
     ok = isinstance(value, list) and len(value) in (0, 2)
-    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) and -_HUGE < v < _HUGE for v in value)
     if not ok or (value and not value[0] < value[1]):
-        raise ConfigError(f"data.{name} {value!r} must be empty or [low, high] with low < high")
+        raise ConfigError(f"data.{name} {_shown(value)} must be empty or [low, high] with finite low < high")
+
+
+# Compared rather than passed to math.isfinite, which overflows on huge integers; nan and inf fail the comparison.
+_HUGE = 1e300
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"--{name} {value!r} is not one of: {', '.join(choices)}")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or value < low:
-        raise ConfigError(f"--{name} {value!r} must be an integer >= {low}")
+        raise ConfigError(f"--{name} {_shown(value)} is not one of: {', '.join(choices)}")

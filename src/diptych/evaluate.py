@@ -100,6 +100,10 @@ def evaluate(
 ) -> Evaluation:
     """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
     names = validate_metric_names(list(metrics), ALL_METRICS)
+    if not isinstance(max_items, int) or max_items < 0:
+        raise ConfigError(f"--max-items {max_items!r} must be an integer >= 0 (0 = all pairs)")
+    if not isinstance(crop_border, int) or crop_border < 0:
+        raise ConfigError(f"--crop-border {crop_border!r} must be an integer >= 0")
     deep = deep or DeepMetricOptions()
     pixel_names = [n for n in names if n in PIXEL_METRICS]
     image_names = [n for n in names if n not in SET_METRICS]

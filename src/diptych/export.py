@@ -43,6 +43,7 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 EXPORTABLE_ARCHS = ("unet", "resnet", "hd")
 DEFAULT_TOLERANCE = 1e-4  # max |exported - PyTorch| on outputs in [-1, 1] (fp32; 1/255 is ~0.008 in these units)
 CHECK_PHOTOS = ("astronaut", "coffee")
+MAX_CHECK_SIDE = 8192  # parity-check images are translated whole, by PyTorch and by the export
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,12 @@ def parse_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
         h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-        if len(parts) > 2 or h < 1 or w < 1:
+        if len(parts) > 2 or not (1 <= h <= MAX_CHECK_SIDE and 1 <= w <= MAX_CHECK_SIDE):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"--check-size {text!r}: expected HEIGHTxWIDTH in pixels, e.g. 256x384") from None
+        raise ConfigError(
+            f"--check-size {text!r}: expected HEIGHTxWIDTH in pixels, each 1 .. {MAX_CHECK_SIDE}, e.g. 256x384"
+        ) from None
     return h, w
 
 

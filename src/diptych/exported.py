@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import RunConfig
+from .config import MAX_DOWNSAMPLINGS, RunConfig, config_from_dict, parse_json
 from .errors import CheckpointError, ConfigError
 from .nets.layers import crop_padded, pad_to_multiple
+from .weights import first_line
 
 EXPORT_TAG = "diptych-export"
+EXPORT_VERSION = 1  # the metadata layout this diptych writes, and the newest it reads
 # Key of the JSON metadata: an ONNX metadata_props key, and a TorchScript extra file name.
 METADATA_KEY = "diptych.json"
 BACKENDS = ("torch", "onnxruntime")
@@ -34,7 +36,7 @@ def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int
     return json.dumps(
         {
             "format": EXPORT_TAG,
-            "version": 1,
+            "version": EXPORT_VERSION,
             "stride": stride,
             "multiple": multiple,
             "min_side": min_side,
@@ -99,7 +101,7 @@ def load_exported(
     )
 
 
-def _parse_metadata(raw: str | None, path: Path) -> tuple[RunConfig, tuple[int, int, int]]:
+def _parse_metadata(raw: str | bytes | None, path: Path) -> tuple[RunConfig, tuple[int, int, int]]:
     """The stored config and (stride, padding multiple, minimum side); exports made before per-level padding
     (no "multiple") take inputs padded to the stride."""
     if not raw:
@@ -107,14 +109,27 @@ def _parse_metadata(raw: str | None, path: Path) -> tuple[RunConfig, tuple[int, 
             f"{path}: has no diptych metadata, so it was not exported by diptych; use `diptych export`"
         )
     try:
-        meta = json.loads(raw)
-        if meta.get("format") != EXPORT_TAG:
-            raise ValueError("not a diptych export")
-        config = RunConfig.from_dict(meta["config"], source=str(path)).validate()
-        stride = int(meta["stride"])
-        return config, (stride, int(meta.get("multiple", stride)), int(meta["min_side"]))
-    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: damaged diptych export metadata ({exc}); export the model again") from None
+        meta = parse_json(raw, str(path))
+        if not isinstance(meta, dict) or meta.get("format") != EXPORT_TAG:
+            raise ConfigError(f"{path}: its {METADATA_KEY} is not diptych export metadata")
+        version = meta.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigError(f"{path}: export metadata version {version!r} is not an integer >= 1")
+        if version > EXPORT_VERSION:
+            raise ConfigError(
+                f"{path}: exported by a newer diptych (export format {version}, this one reads up to "
+                f"{EXPORT_VERSION}): upgrade diptych"
+            )
+        config = config_from_dict(meta.get("config"), f"{path}: {METADATA_KEY} config", stored=True)
+        stride = meta["stride"]
+        padding = (stride, meta.get("multiple", stride), meta["min_side"])  # older exports: padded to the stride
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**MAX_DOWNSAMPLINGS for v in padding):
+            raise ConfigError(f"{path}: export metadata stride/multiple/min_side {padding} are not sizes in pixels")
+        return config, padding
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: damaged diptych export metadata (no {exc}); export the model again") from None
+    except ConfigError as exc:  # (each names the file)
+        raise CheckpointError(f"{exc}; export the model again") from None
 
 
 def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, RunConfig]:
@@ -138,8 +153,7 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, Run
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind exception types for bad files
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a valid ONNX model ({first})") from None
+        raise CheckpointError(f"{path}: not a valid ONNX model ({first_line(exc)})") from None
     config, padding = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     g = config.generator
@@ -168,11 +182,10 @@ def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerat
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; it still works
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{path}: not a valid TorchScript model ({first})") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a valid TorchScript model ({first_line(exc)})") from None
     raw = extra[METADATA_KEY]
-    config, padding = _parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
+    config, padding = _parse_metadata(raw, path)
     module.eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:

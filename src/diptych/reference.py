@@ -10,8 +10,9 @@ import torch
 
 from .checkpoint import write_checkpoint_folder
 from .config import GeneratorConfig, RunConfig
-from .errors import CheckpointError
-from .nets import RESNET_DOWNSAMPLINGS, ResnetGenerator, UNetGenerator, create_generator
+from .errors import CheckpointError, ConfigError
+from .nets import RESNET_DOWNSAMPLINGS, ResnetGenerator, UNetGenerator, check_generator_size, create_generator
+from .weights import load_pickled_tensors
 
 
 def _level_and_slot(key: str) -> tuple[int, int, str] | None:
@@ -49,6 +50,7 @@ def convert_reference_unet(
     cfg = GeneratorConfig(
         depth=depth, ngf=ngf, norm=norm, dropout=dropout, in_channels=in_channels, out_channels=out_channels
     )
+    _check_buildable(cfg)
     ours = UNetGenerator(in_channels, out_channels, depth, ngf, norm, dropout)
     target = ours.state_dict()
     converted: dict[str, torch.Tensor] = {}
@@ -76,6 +78,16 @@ def convert_reference_unet(
             else:
                 raise CheckpointError(f"reference state dict lacks {key}; is it a U-Net generator?")
     return cfg, converted
+
+
+def _check_buildable(cfg: GeneratorConfig) -> None:
+    """Refuse (CheckpointError) what a state dict's shapes imply when it is out of range or too large to build,
+    before anything is built from it."""
+    try:
+        RunConfig(generator=cfg).validate(stored=True)
+        check_generator_size(cfg)
+    except ConfigError as exc:
+        raise CheckpointError(f"the generator it describes cannot be built ({exc})") from None
 
 
 def _slot_to_part(level: int, slot: int, depth: int) -> str | None:
@@ -114,6 +126,7 @@ def convert_reference_resnet(state: dict[str, torch.Tensor]) -> tuple[GeneratorC
         in_channels=in_channels,
         out_channels=state[f"{head}.weight"].shape[0],
     )
+    _check_buildable(cfg)
     ours = ResnetGenerator(in_channels, cfg.out_channels, ngf, RESNET_DOWNSAMPLINGS, n_blocks, norm, cfg.dropout)
     target = ours.state_dict()
     parts = _resnet_parts(n_blocks, dropout)
@@ -169,12 +182,7 @@ def import_reference_generator(
 ) -> Path:
     """Convert a reference latest_net_G.pth into a self-describing diptych checkpoint folder."""
     pth = Path(pth)
-    try:
-        state = torch.load(pth, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{pth}: no such file") from None
-    except Exception as exc:  # torch raises many types for damaged or non-tensor pickles
-        raise CheckpointError(f"{pth}: not a readable PyTorch state dict ({type(exc).__name__})") from None
+    state = load_pickled_tensors(pth, "PyTorch state dict", CheckpointError)
     if not isinstance(state, dict):
         raise CheckpointError(f"{pth}: expected a state dict, found {type(state).__name__}")
     try:
@@ -188,4 +196,4 @@ def import_reference_generator(
     config.test_mode = test_mode or ("paper" if cfg.norm == "batch" else "eval")
     generator = create_generator(cfg)
     generator.load_state_dict(converted, strict=True)
-    return write_checkpoint_folder(Path(out_dir), config.validate(), {"generator": generator})
+    return write_checkpoint_folder(Path(out_dir), config.validate(stored=True), {"generator": generator})

@@ -26,15 +26,17 @@ from .checkpoint import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     LATEST_FILE,
+    STATE_VERSION,
     load_training_state,
     load_weights,
     prune_checkpoints,
+    read_checkpoint_config,
     resolve_checkpoint,
     save_checkpoint,
     weights_file,
     write_checkpoint_folder,
 )
-from .config import RunConfig, TrainConfig, load_config
+from .config import RunConfig, TrainConfig, flag_name, load_config
 from .data import PairedDataset, collate_pairs, open_paired_dataset
 from .device import resolve_device
 from .distributed import Distributed, EpochSampler, check_global_batch, prepare_networks, process_group
@@ -48,7 +50,6 @@ from .validation import Validator
 
 LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
-STATE_VERSION = 1
 
 
 def lr_factor(t: TrainConfig, epoch: int) -> float:
@@ -676,7 +677,9 @@ class _GracefulStop:
 
 def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
     """The stored config of a run, with schedule-length fields optionally overridden to train longer."""
-    config = load_config(Path(run_dir) / CONFIG_FILE)
+    config = load_config(Path(run_dir) / CONFIG_FILE, stored=True)
+    if (Path(run_dir) / CHECKPOINTS_DIR / LATEST_FILE).is_file():
+        read_checkpoint_config(run_dir)  # the checkpoint's own copy, too, must be intact and of a format read here
     allowed = {
         "train": {
             "epochs",
@@ -708,10 +711,8 @@ def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]] | No
 
 def _flag_name(section: str, key: str) -> str:
     """The command-line flag of a config field."""
-    for f in dataclasses.fields(getattr(RunConfig(), section)):
-        if f.name == key:
-            return "--" + f.metadata.get("flag", key.replace("_", "-"))
-    return "--" + key.replace("_", "-")
+    fields = {f.name: f for f in dataclasses.fields(getattr(RunConfig(), section))}
+    return "--" + (flag_name(fields[key]) if key in fields else key.replace("_", "-"))
 
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:

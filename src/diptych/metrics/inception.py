@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..weights import load_state_dict_file
+from ..weights import check_shapes, load_state_dict_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -200,6 +200,7 @@ def load_inception(path: str | Path, variant: str = "fid") -> InceptionFeatures:
         for k, v in load_state_dict_file(Path(path), "Inception-v3").items()
         if not k.startswith(("AuxLogits.", "fc."))
     }
+    check_shapes(model, state, Path(path), "Inception-v3")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # older files lack these counters
     if missing or unexpected:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import nn
 
 from ..config import DiscriminatorConfig, GeneratorConfig
+from ..errors import ConfigError
 from .hd import HDGenerator
 from .layers import init_weights
 from .multiscale import MultiscaleDiscriminator
@@ -18,20 +22,37 @@ __all__ = [
     "PatchDiscriminator",
     "ResnetGenerator",
     "UNetGenerator",
+    "check_generator_size",
     "create_discriminator",
     "create_generator",
     "generator_stride",
     "init_weights",
     "receptive_field",
+    "weight_bytes",
 ]
 
 RESNET_DOWNSAMPLINGS = 2  # resnet_9blocks / resnet_6blocks, as the reference
 
+# The largest network diptych builds: 4 GiB of fp32 weights (1.07G parameters; pix2pixHD's generator at --ngf 64
+# holds 2.7 GiB, at its recipe's --ngf 32 0.7 GiB). Widths and depths multiply, so fields each within their range
+# can still describe a network too large for any machine.
+MAX_WEIGHT_BYTES = 4 << 30
+
 
 def create_generator(cfg: GeneratorConfig) -> nn.Module:
-    """Build the generator a config describes (channels must already be filled in)."""
+    """Build the generator a config describes (channels must already be filled in), once its size is checked."""
+    check_generator_size(cfg)
+    return _build_generator(cfg)
+
+
+def check_generator_size(cfg: GeneratorConfig) -> None:
+    """Refuse (ConfigError) a generator whose weights would exceed MAX_WEIGHT_BYTES, without allocating them."""
     if cfg.in_channels < 1 or cfg.out_channels < 1:
         raise ValueError("generator channels are not set; they come from the data")
+    _check_size("generator", lambda: _build_generator(cfg))
+
+
+def _build_generator(cfg: GeneratorConfig) -> nn.Module:
     if cfg.arch == "unet":
         return UNetGenerator(cfg.in_channels, cfg.out_channels, cfg.depth, cfg.ngf, cfg.norm, cfg.dropout, cfg.upsample)
     if cfg.arch == "resnet":
@@ -60,7 +81,29 @@ def generator_stride(cfg: GeneratorConfig) -> int:
 
 
 def create_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Module:
-    """Build the (conditional) discriminator; in_channels = input + output channels."""
-    if cfg.num_d > 1:
-        return MultiscaleDiscriminator(in_channels, cfg.num_d, cfg.ndf, cfg.n_layers, cfg.norm)
-    return PatchDiscriminator(in_channels, cfg.ndf, cfg.n_layers, cfg.norm)
+    """Build the (conditional) discriminator, once its size is checked; in_channels = input + output channels."""
+
+    def build() -> nn.Module:
+        if cfg.num_d > 1:
+            return MultiscaleDiscriminator(in_channels, cfg.num_d, cfg.ndf, cfg.n_layers, cfg.norm)
+        return PatchDiscriminator(in_channels, cfg.ndf, cfg.n_layers, cfg.norm)
+
+    _check_size("discriminator", build)
+    return build()
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (also for one built on the meta device)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _check_size(what: str, build: Callable[[], nn.Module]) -> None:
+    """build() on the meta device (no memory) to weigh it; refuse it over MAX_WEIGHT_BYTES."""
+    with torch.device("meta"):
+        size = weight_bytes(build())
+    if size > MAX_WEIGHT_BYTES:
+        raise ConfigError(
+            f"the {what} this configuration describes has {size / 2**30:.1f} GiB of weights, more than the "
+            f"{MAX_WEIGHT_BYTES / 2**30:g} GiB diptych builds; lower its width (--ngf/--ndf) or depth"
+        )

@@ -16,7 +16,7 @@ from PIL import Image
 from ...device import resolve_device
 from ...errors import ConfigError, DataError
 from ...nets.hed import HEDNetwork, hed_state_dict
-from ...weights import load_state_dict_file
+from ...weights import check_shapes, load_state_dict_file
 from ..io import convert_channels, dtype_range
 
 
@@ -56,6 +56,7 @@ class HEDEdges:
             )
         model = HEDNetwork()
         state = hed_state_dict(load_state_dict_file(weights, "HED"))
+        check_shapes(model, state, weights, "HED")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ConfigError(

@@ -114,7 +114,7 @@ def parse_split(text: str) -> tuple[float, float, float]:
         raise ConfigError(f"--split {text}: expected fractions like 0.8,0.1,0.1 (train,val,test)") from None
     if len(parts) == 2:
         parts.append(0.0)
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6 or parts[0] == 0:
+    if len(parts) != 3 or not all(0 <= p <= 1 for p in parts) or abs(sum(parts) - 1.0) > 1e-6 or parts[0] == 0:
         raise ConfigError(f"--split {text}: expected three fractions >= 0 (train > 0) that sum to 1, e.g. 0.8,0.1,0.1")
     return parts[0], parts[1], parts[2]
 
