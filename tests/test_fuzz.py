@@ -10,7 +10,7 @@ from pathlib import Path
 
 FUZZ = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz.py"
 FAILURES = ("traceback", "hang", "silently wrong", "half-written", "lost work", "messy error")
-SAMPLE = 48
+SAMPLE = 60
 
 
 def run_fuzz(*args: str, out: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
