@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from diptych.checkpoint import resolve_checkpoint
 from diptych.config import load_config
-from diptych.evaluate import evaluate
 from diptych.export import export_generator
 from diptych.train import resume_config, train
 from diptych.translate import Translator
