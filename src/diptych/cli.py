@@ -17,8 +17,6 @@ from .config import (
     MAX_SIDE,
     PRECISIONS,
     PRESETS,
-    RECIPE_DEFAULTS,
-    RECIPES,
     TEST_MODES,
     RunConfig,
     flag_name,
@@ -27,13 +25,14 @@ from .config import (
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
+from .recipes import RECIPES
 from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
     "generator": "generator (U-Net)",
     "discriminator": "discriminator (conditional PatchGAN)",
-    "train": "training (losses, optimiser, schedule, checkpoints, logging)",
+    "train": "training (optimiser, schedule, checkpoints, logging)",
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
 METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "[A:|B:]CENTER,WIDTH"}
@@ -107,13 +106,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 if "choices" in f.metadata:
                     kwargs["choices"] = f.metadata["choices"]
             group.add_argument(f"--{flag_name(f)}", **kwargs)
+    add_recipe_options(parser)
     extra = parser.add_argument_group("method and shortcuts")
     extra.add_argument(
         "--recipe",
-        choices=RECIPES,
+        choices=tuple(RECIPES),
         default=argparse.SUPPRESS,
-        help="training method: pix2pix (default) or pix2pixhd, which also switches to its defaults "
-        "(--arch hd --ngf 32 --g-norm/--d-norm instance --num-d 2 --gan-loss lsgan --lambda-l1 0); flags given win",
+        help="training method (default: pix2pix); it brings its own options (below) and defaults, flags given win: "
+        + "; ".join(f"{name}: {_describe_defaults(r.defaults)}" for name, r in RECIPES.items() if r.defaults),
     )
     extra.add_argument(
         "--netG",
@@ -122,6 +122,47 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         help="reference-style generator preset: unet_256 = --depth 8, unet_128 = --depth 7, resnet_9blocks / "
         "resnet_6blocks = --arch resnet --n-blocks 9 / 6 (explicit flags win)",
     )
+
+
+def _describe_defaults(defaults: dict[str, dict[str, Any]]) -> str:
+    """A recipe's shared-field defaults as the flags that would set them."""
+    fields = {
+        f.name: f for section in RunConfig.SECTIONS[:-1] for f in dataclasses.fields(getattr(RunConfig(), section))
+    }
+    return " ".join(f"--{flag_name(fields[k])} {v}" for values in defaults.values() for k, v in values.items())
+
+
+def recipe_flags() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Every recipe option's flag, with the recipes that have it and their field."""
+    flags: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name, recipe in RECIPES.items():
+        for f in dataclasses.fields(recipe.section):
+            flags.setdefault(flag_name(f), []).append((name, f))
+    return flags
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of the recipes' own sections, grouped under the first recipe that has it; its help
+    names every recipe that has it, with that recipe's default."""
+    groups = {name: parser.add_argument_group(f"--recipe {name}: {r.help}") for name, r in RECIPES.items()}
+    for flag, owners in recipe_flags().items():
+        first = owners[0][1]
+        default = first.default
+        shown = ", ".join(f"{name}: {f.default if f.default != '' else 'none'}" for name, f in owners)
+        kwargs: dict[str, Any] = {
+            "dest": f"method.{first.name}",
+            "default": argparse.SUPPRESS,
+            "help": f"{first.metadata.get('help', '')} (default: {shown})",
+        }
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = type(default)
+            if "choices" in first.metadata:
+                kwargs["choices"] = first.metadata["choices"]
+            else:
+                kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(first.name, "NAME")
+        groups[owners[0][0]].add_argument(f"--{flag}", **kwargs)
 
 
 def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
@@ -150,10 +191,15 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     config = base or RunConfig()
     values = vars(args)
     if "recipe" in values:
-        config.recipe = values["recipe"]
-        for section, fields in RECIPE_DEFAULTS[config.recipe].items():
-            for key, value in fields.items():
-                setattr(getattr(config, section), key, value)
+        config.use_recipe(values["recipe"])
+    own = {f.name for f in dataclasses.fields(config.method)}
+    for key in values:
+        if key.startswith("method.") and key[7:] not in own:
+            flag = next(flag for flag, owners in recipe_flags().items() if owners[0][1].name == key[7:])
+            having = [name for name, _ in recipe_flags()[flag]]
+            raise ConfigError(
+                f"--{flag} is an option of --recipe {' / '.join(having)}, not of --recipe {config.recipe}; drop it"
+            )
     if "netG" in values:
         for key, value in PRESETS[values["netG"]].items():
             setattr(config.generator, key, value)
