@@ -82,7 +82,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--direction {AtoB,BtoA}",
                 "(default: AtoB)",
                 "--gan-loss {vanilla,lsgan,hinge,wgangp}",
-                "(default: pix2pix: vanilla, pix2pixhd: lsgan)",
+                "(default: pix2pix: vanilla, pix2pixhd: lsgan, cyclegan: lsgan)",
                 "--lr-policy {linear,step,cosine,plateau}",
                 "(default: linear)",
                 "--resume RUN_DIR",
@@ -241,6 +241,7 @@ def test_train_writes_a_checkpoint(trained_run: Path) -> None:
         "generator.safetensors",
         "discriminator.safetensors",
         "training_state.pt",
+        "manifest.json",
     }
     log = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3 and log[-1]["G_L1"] > 0  # logged every 10 steps and at the end

@@ -12,13 +12,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from diptych.checkpoint import resolve_checkpoint
+from diptych.checkpoint import read_checkpoint_config, read_manifest, resolve_checkpoint
 from diptych.config import load_config
+from diptych.errors import ConfigError
 from diptych.export import export_generator
 from diptych.train import resume_config, train
 from diptych.translate import Translator
 
-from .test_cli import run_cli
+from .test_cli import assert_one_error_line, run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_checkpoint"
 
@@ -67,3 +68,26 @@ def test_v1_checkpoint_resumes_exactly(v1: Path) -> None:
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (net, key)
+
+
+def test_v1_checkpoint_reads_as_format_2(v1: Path) -> None:
+    """No manifest and method options in "train": both come out of the one v1 -> v2 migration."""
+    folder = resolve_checkpoint(v1 / "run")
+    assert not (folder / "manifest.json").exists()
+    config = read_checkpoint_config(folder)
+    assert config.format_version == 2 and config.method.lambda_l1 == 100.0 and config.method.gan_loss == "vanilla"
+    manifest = read_manifest(folder, config)
+    assert manifest["format_version"] == 2 and manifest["generators"] == {"AtoB": "generator"}
+    assert manifest["networks"]["generator"]["spec"]["ngf"] == 4
+    assert manifest["domains"]["A"]["channels"] == manifest["domains"]["B"]["channels"] == 3
+
+
+def test_a_direction_the_checkpoint_cannot_serve_is_one_line(v1: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["translate", "run", "data/img_0.png", "--out", "out", "--direction", "BtoA"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "--direction BtoA", "translates AtoB only", "pass --direction AtoB")
+    assert not (v1 / "out").exists()
+    with pytest.raises(ConfigError, match="translates AtoB only"):
+        Translator.load(v1 / "run", direction="BtoA")
+    code, _, err = run_cli(["export", "run", "--out", "g.pt", "--format", "torchscript", "--direction", "BtoA"], capsys)
+    assert code == 1 and "translates AtoB only" in err and not (v1 / "g.pt").exists()

@@ -14,6 +14,7 @@ from . import __version__, cli_types
 from .cli_data import cmd_data
 from .cli_data import register as register_data_commands
 from .config import (
+    DIRECTIONS,
     MAX_SIDE,
     PRECISIONS,
     PRESETS,
@@ -165,8 +166,20 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
         groups[owners[0][0]].add_argument(f"--{flag}", **kwargs)
 
 
+def add_direction_option(p: argparse.ArgumentParser) -> None:
+    """--direction: which of a checkpoint's generators to run."""
+    p.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default=None,
+        help="the generator to run when the checkpoint has one per direction (CycleGAN: AtoB = G_A, BtoA = G_B); "
+        "default: its only one, or AtoB",
+    )
+
+
 def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
-    """--test-mode, --seed and --device, shared by the commands that run a trained generator."""
+    """--direction, --test-mode, --seed and --device, shared by the commands that run a trained generator."""
+    add_direction_option(p)
     p.add_argument(
         "--test-mode",
         choices=TEST_MODES,
@@ -487,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
+    add_direction_option(p)
     p.add_argument("--out", type=Path, metavar="FILE", help="output file (default: <checkpoint name>.onnx or .pt here)")
     p.add_argument(
         "--opset",
@@ -574,6 +588,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         seed=args.seed,
         precision=args.precision,
         backend=args.backend,
+        direction=args.direction,
     )
     written = translator.translate_files(
         args.inputs,
@@ -635,6 +650,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         test_mode=args.test_mode,
         overwrite=args.overwrite,
+        direction=args.direction,
     )
     for c in result.checks:
         print(
@@ -687,6 +703,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         deep=deep,
         precision=args.precision,
         instance_dir=args.instance_dir,
+        direction=args.direction,
     )
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""

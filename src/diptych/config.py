@@ -20,7 +20,7 @@ INITS = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgangp")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-LAYOUTS = ("auto", "aligned", "folders")
+LAYOUTS = ("auto", "aligned", "folders", "cyclegan")
 DIRECTIONS = ("AtoB", "BtoA")
 UPSAMPLES = ("transpose", "resize")
 ARCHS = ("unet", "resnet", "hd")
@@ -164,7 +164,11 @@ class DataConfig:
         "(required) dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders",
         flag="data",
     )
-    layout: str = opt("auto", "dataset layout; auto detects A/+B/ folders, else aligned", choices=LAYOUTS)
+    layout: str = opt(
+        "auto",
+        "dataset layout; auto detects trainA/+trainB/ (unpaired recipes), A/+B/ folders, else aligned",
+        choices=LAYOUTS,
+    )
     phase: str = opt("train", "sub-folder to use when the dataset has train/val/test sub-folders")
     direction: str = opt("AtoB", "translate A to B or B to A", choices=DIRECTIONS)
     preprocess: str = opt(
@@ -214,7 +218,10 @@ class DataConfig:
     )
     nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)", bounds=within(0, 2))
     sample_type: str = field(
-        default="", metadata={"help": "filled from the data: uint8, uint16, float32, ...", "cli": False}
+        default="", metadata={"help": "filled from the data: the output's uint8, uint16, float32, ...", "cli": False}
+    )
+    input_sample_type: str = field(
+        default="", metadata={"help": "filled from the data: the input's sample type; empty = unknown", "cli": False}
     )
     input_range: list[float] = field(
         default_factory=list,
@@ -402,8 +409,9 @@ class RunConfig:
                         "their channels (>= 1); it was altered or is incomplete"
                     )
         recipe.check_config(self)
-        if data.sample_type:
-            _sample_type(data.sample_type)
+        for sample_type in (data.sample_type, data.input_sample_type):
+            if sample_type:
+                _sample_type(sample_type)
         if not data.percentile_low < data.percentile_high:
             raise ConfigError(
                 f"--percentile-low {data.percentile_low} and --percentile-high {data.percentile_high} must satisfy "
@@ -455,7 +463,7 @@ class RunConfig:
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {_shown(key)}")
             if key in cls.SECTIONS:
-                kwargs[key] = _section_from_dict(key, value, source, _section_class(key, raw["recipe"]))
+                kwargs[key] = section_from_dict(key, value, source, _section_class(key, raw["recipe"]))
             else:
                 kwargs[key] = _typed(f"{source}: {key}", value, fields[key].type)
         missing = [name for name in cls.SECTIONS if name not in raw]
@@ -600,7 +608,7 @@ def _section_class(section: str, recipe: str) -> type:
     return recipe_class(recipe).section if section == "method" else _SECTION_CLASSES[section]
 
 
-def _section_from_dict(section: str, value: Any, source: str, kind: type) -> Any:
+def section_from_dict(section: str, value: Any, source: str, kind: type) -> Any:
     """One section's dataclass from its JSON object, every value of its field's type."""
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: section {section!r} must be a JSON object, got {_json_type(value)}")

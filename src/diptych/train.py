@@ -36,13 +36,13 @@ from .checkpoint import (
     write_checkpoint_folder,
 )
 from .config import RunConfig, TrainConfig, flag_name, load_config
-from .data import PairedDataset, collate_pairs, open_paired_dataset
+from .data import collate_pairs
 from .device import resolve_device
 from .distributed import Distributed, EpochSampler, check_global_batch, prepare_networks, process_group
 from .errors import ConfigError
 from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
-from .recipes import RECIPES, create_recipe
+from .recipes import RECIPES, UNPAIRED, create_recipe
 from .signals import STOP_SIGNALS, Terminated, signal_name
 from .validation import Validator
 
@@ -115,12 +115,13 @@ class Trainer:
             )
         self.config = config
         self.device = self.dist.device
-        self.dataset: PairedDataset = open_paired_dataset(config.data)
-        self._fill_channels()
+        self.recipe_class = RECIPES[config.recipe]
+        self.dataset: Any = self.recipe_class.open_dataset(config, resume)
+        self.recipe_class.fill_from_data(config, self.dataset.summary)
+        self.recipe_class.check_config(config)  # again, now that the data has decided the channels
         self.validator, self.dataset = Validator.from_config(config, self.dataset, self.device)
         self.best: dict[str, Any] | None = None
         self._writer: Any = None
-        self.recipe_class = RECIPES[config.recipe]
         self.recipe_class.check_data(config, self.dataset.summary, self._warn)
         # The trainer's random numbers (initialisation, dropout, penalties) come from its own generator state,
         # swapped in around its work, so other code in the process neither disturbs nor is disturbed by it.
@@ -130,6 +131,7 @@ class Trainer:
             self.recipe = create_recipe(config, self.device)
             if not resume:  # (a resumed run's checkpoint already holds what initialise would load)
                 self.recipe.initialise()
+        self.recipe.seed_streams(self.dist.seed(config.train.seed))
         self.precision = resolve_precision(config.train.precision, self.device, config.data.sample_type)
         if self.dist.enabled:
             # Same initial weights everywhere, then each rank draws its own dropout masks and penalty points.
@@ -181,21 +183,6 @@ class Trainer:
             world_size=self.dist.world_size,
             drop_last=split,
         )
-
-    def _fill_channels(self) -> None:
-        g, summary = self.config.generator, self.dataset.summary
-        for field_name, found in (("in_channels", summary.in_channels), ("out_channels", summary.out_channels)):
-            wanted = getattr(g, field_name)
-            if wanted == 0:
-                setattr(g, field_name, found)
-            elif wanted != found:
-                flag = field_name.replace("_", "-")
-                raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {summary.root})")
-        self.config.data.sample_type = summary.dtype
-        self.config.data.layout = summary.layout
-        # Stored with every checkpoint, so translation maps values exactly as training did.
-        self.config.data.input_range = list(summary.in_range) if summary.in_range else []
-        self.config.data.output_range = list(summary.out_range) if summary.out_range else []
 
     def _warn(self, message: str) -> None:
         """A warning on stderr (from the process that shows progress)."""
@@ -319,18 +306,27 @@ class Trainer:
 
     def describe(self) -> str:
         """A few lines on what this run will do: data, networks, device, length, destination."""
-        summary, g = self.dataset.summary, self.config.generator
         nets = ", ".join(
             f"{name} {type(m).__name__} ({sum(p.numel() for p in m.parameters()) / 1e6:.1f}M params)"
             for name, m in self.recipe.networks.items()
         )
         start = f"resuming at step {self.step}, " if self.resume else ""
         return (
-            f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
-            f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}; values: {summary.describe_ranges()}\n"
+            f"diptych: {len(self.dataset)} {self._describe_data()}\n"
             f"diptych: {self.config.recipe}: {nets}; on {self.device}, {self.precision}{self._describe_split()}\n"
             f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}\n"
             f"diptych: {self.memory_estimate()}"
+        )
+
+    def _describe_data(self) -> str:
+        """The training data in a line: what kind, where, channels, sample types and values."""
+        summary, g = self.dataset.summary, self.config.generator
+        where = f"({summary.layout}, {summary.root})"
+        if self.recipe_class.data_kind == UNPAIRED:
+            return f"unpaired items {where}; domain A: {summary.a.describe()}; domain B: {summary.b.describe()}"
+        return (
+            f"pairs {where}, {g.in_channels}->{g.out_channels} channels, {summary.dtype}; "
+            f"values: {summary.describe_ranges()}"
         )
 
     def _describe_split(self) -> str:
@@ -488,6 +484,8 @@ class Trainer:
             # Every rank's dropout/penalty stream, so a resume with the same number of processes continues exactly.
             ranks = self.dist.gather((self._rng_state, self._cuda_rng_state))
             state["world_size"] = self.dist.world_size
+            # Each rank's own method state too (CycleGAN: each rank pools its own fakes).
+            state["recipe_ranks"] = self.dist.gather(state["recipe"])
             state["rng_cpu_ranks"] = [cpu for cpu, _ in ranks]
             if ranks[0][1] is not None:
                 state["rng_cuda_ranks"] = [cuda for _, cuda in ranks]
@@ -537,6 +535,9 @@ class Trainer:
     def _restore_rank_rng(self, state: dict[str, Any]) -> None:
         """This rank's random stream: as saved when the number of processes is unchanged, else a fresh one per rank."""
         if state.get("world_size") == self.dist.world_size:
+            self.recipe.load_state_dict(
+                state.get("recipe_ranks", [state.get("recipe", {})] * self.dist.world_size)[self.dist.rank]
+            )
             self._rng_state = state["rng_cpu_ranks"][self.dist.rank]
             self._cuda_rng_state = state.get("rng_cuda_ranks", [None] * self.dist.world_size)[self.dist.rank]
             return

@@ -6,12 +6,23 @@ import torch
 
 from ..config import RunConfig
 from .base import PAIRED, UNPAIRED, Recipe, Updater
+from .cyclegan import CycleGANRecipe
 from .pix2pix import Pix2PixRecipe
 from .pix2pixhd import Pix2PixHDRecipe
 
-__all__ = ["PAIRED", "RECIPES", "UNPAIRED", "Pix2PixHDRecipe", "Pix2PixRecipe", "Recipe", "Updater", "create_recipe"]
+__all__ = [
+    "PAIRED",
+    "RECIPES",
+    "UNPAIRED",
+    "CycleGANRecipe",
+    "Pix2PixHDRecipe",
+    "Pix2PixRecipe",
+    "Recipe",
+    "Updater",
+    "create_recipe",
+]
 
-RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe)}
+RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe, CycleGANRecipe)}
 
 
 def create_recipe(config: RunConfig, device: torch.device) -> Recipe:

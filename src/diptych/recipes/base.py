@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import RunConfig, TrainConfig
+from ..data import open_paired_dataset
 from ..distributed import Distributed, no_sync, wrap
 from ..errors import ConfigError
 from ..nets import generator_stride, receptive_field
@@ -132,8 +133,32 @@ class Recipe:
         return {config.data.direction: "generator"}
 
     @classmethod
+    def network_specs(cls, config: RunConfig) -> dict[str, dict[str, Any]]:
+        """Each network's architecture, as stored in the checkpoint's manifest ("kind" + its fields)."""
+        raise NotImplementedError
+
+    @classmethod
     def check_config(cls, config: RunConfig) -> None:
         """Refuse (ConfigError) option combinations this method cannot train."""
+
+    @classmethod
+    def open_dataset(cls, config: RunConfig, resume: bool) -> Any:
+        """The training dataset (paired by default); resume: the run's stored value ranges apply."""
+        return open_paired_dataset(config.data)
+
+    @classmethod
+    def fill_from_data(cls, config: RunConfig, summary: Any) -> None:
+        """Fill what the data decides (channels, sample types, value ranges, layout) into the config."""
+        fill_channels(config, summary.in_channels, summary.out_channels, str(summary.root))
+        d = config.data
+        d.sample_type, d.input_sample_type = summary.dtype, summary.in_dtype or summary.dtype
+        d.layout = summary.layout
+        # Stored with every checkpoint, so translation maps values exactly as training did.
+        d.input_range = list(summary.in_range) if summary.in_range else []
+        d.output_range = list(summary.out_range) if summary.out_range else []
+
+    def seed_streams(self, seed: int) -> None:
+        """Seed the method's own random streams (e.g. image pools) from this process's seed."""
 
     @classmethod
     def check_data(cls, config: RunConfig, summary: Any, warn: Callable[[str], None]) -> None:
@@ -168,6 +193,18 @@ class Recipe:
             for name, net in self.networks.items()
         }
         self.amp.any_rank = ctx.any
+
+
+def fill_channels(config: RunConfig, found_in: int, found_out: int, where: str) -> None:
+    """Generator channels from the data (0 = not given), or ConfigError when given ones disagree with it."""
+    g = config.generator
+    for field_name, found in (("in_channels", found_in), ("out_channels", found_out)):
+        wanted = getattr(g, field_name)
+        if wanted == 0:
+            setattr(g, field_name, found)
+        elif wanted != found:
+            flag = field_name.replace("_", "-")
+            raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {where})")
 
 
 def check_patchgan_fits(config: RunConfig, summary: Any) -> None:

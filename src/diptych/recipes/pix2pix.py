@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from torch import nn
 from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, gradient_penalty, l1_loss
-from ..nets import create_discriminator, create_generator, init_weights
+from ..nets import create_discriminator, create_generator, generator_spec, init_weights
 from .base import Losses, Recipe, adam_optimizers, check_patchgan_fits, warn_below_generator_stride
 
 
@@ -30,6 +31,7 @@ class ConditionalGANRecipe(Recipe):
     (pix2pix's order); subclasses define the two losses."""
 
     data_kind = "paired"
+    discriminator_kind = "patchgan"
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         super().__init__(config, device)
@@ -42,6 +44,21 @@ class ConditionalGANRecipe(Recipe):
         self.adversarial = AdversarialLoss(self.options.gan_loss)
         # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
         self.d_scale = 0.5 if self.options.gan_loss in ("vanilla", "lsgan") else 1.0
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Paired layouts only."""
+        if config.data.layout == "cyclegan":
+            raise ConfigError(
+                f"--layout cyclegan holds unpaired domains; --recipe {cls.name} trains on pairs (use --recipe cyclegan)"
+            )
+
+    @classmethod
+    def network_specs(cls, config: RunConfig) -> dict[str, dict[str, Any]]:
+        """The generator's config; the conditional discriminator's, with its input channels."""
+        g = config.generator
+        d = {"kind": cls.discriminator_kind, "in_channels": g.in_channels + g.out_channels}
+        return {"generator": generator_spec(g), "discriminator": {**d, **dataclasses.asdict(config.discriminator)}}
 
     def build_generator(self, config: RunConfig) -> nn.Module:
         """The generator the config describes."""
@@ -128,7 +145,8 @@ class Pix2PixRecipe(ConditionalGANRecipe):
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
-        """One discriminator scale: more is pix2pixHD's."""
+        """Paired data and one discriminator scale: more is pix2pixHD's."""
+        super().check_config(config)
         if config.discriminator.num_d > 1:
             raise ConfigError("--num-d > 1 is pix2pixHD's multi-scale discriminator: use --recipe pix2pixhd")
 

@@ -46,6 +46,7 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
     name = "pix2pixhd"
     help = "pix2pixHD (paired): coarse-to-fine generator, multi-scale discriminators, LSGAN + feature matching"
     section = Pix2PixHDConfig
+    discriminator_kind = "multiscale_patchgan"
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "generator": {"arch": "hd", "ngf": 32, "norm": "instance"},
         "discriminator": {"num_d": 2, "norm": "instance"},
@@ -61,7 +62,8 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
-        """The hd generator, and the VGG weights when the perceptual loss is on."""
+        """Paired data, the hd generator, and the VGG weights when the perceptual loss is on."""
+        super().check_config(config)
         if config.generator.arch != "hd":
             raise ConfigError("--recipe pix2pixhd needs --arch hd")
         if config.method.lambda_vgg > 0 and not config.method.vgg_weights:
