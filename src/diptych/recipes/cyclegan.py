@@ -124,11 +124,6 @@ class CycleGANRecipe(Recipe):
             raise ConfigError("--layout aligned holds pairs; --recipe cyclegan reads trainA/ trainB/ or A/ B/ folders")
         if data.label_nc or data.instance_dir:
             raise ConfigError("--label-nc and --instance-dir are for paired data; --recipe cyclegan reads images")
-        if data.direction != "AtoB":
-            raise ConfigError(
-                "--direction BtoA: --recipe cyclegan learns both directions; choose one when translating "
-                "(diptych translate --direction)"
-            )
         if config.discriminator.num_d > 1:
             raise ConfigError("--num-d > 1 is pix2pixHD's multi-scale discriminator; --recipe cyclegan uses one scale")
         g = config.generator
@@ -142,6 +137,12 @@ class CycleGANRecipe(Recipe):
     def open_dataset(cls, config: RunConfig, resume: bool) -> Any:
         """Unpaired domains (a resumed run keeps the value ranges it stored)."""
         d = config.data
+        # (A stored configuration may say BtoA: an export of G_B is seen from that direction; training learns both.)
+        if d.direction != "AtoB":
+            raise ConfigError(
+                "--direction BtoA: --recipe cyclegan learns both directions; choose one when translating "
+                "(diptych translate --direction)"
+            )
         stored = {"A": _range(d.input_range), "B": _range(d.output_range)} if resume else None
         return open_unpaired_dataset(d, serial_batches=config.method.serial_batches, stored_ranges=stored)
 

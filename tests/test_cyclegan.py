@@ -1,0 +1,210 @@
+"""CycleGAN: losses, exact resume with the image pools, both directions from one checkpoint, accumulation, bf16,
+and the errors of unpaired training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from diptych.checkpoint import load_training_state, resolve_checkpoint
+from diptych.config import RunConfig
+from diptych.data.io import write_image
+from diptych.errors import ConfigError, DataError
+from diptych.recipes.cyclegan import cycle_losses, identity_losses
+from diptych.train import Trainer, resume_config, train
+from diptych.translate import Translator
+
+from .conftest import TINY_FLAGS, photo_crops
+from .test_cli import assert_one_error_line, run_cli
+
+NETWORKS = ("G_A", "G_B", "D_A", "D_B")
+
+
+def write_domains(root: Path, a: list[np.ndarray], b: list[np.ndarray]) -> Path:
+    """root/trainA and root/trainB (the reference's layout), names and counts unrelated."""
+    for i, img in enumerate(a):
+        write_image(root / "trainA" / f"a_{i:03d}.png", img)
+    for i, img in enumerate(b):
+        write_image(root / "trainB" / f"photo_{i:02d}.png", img)
+    return root
+
+
+def unpaired_root(tmp_path: Path) -> Path:
+    """Five 48 px astronaut crops in trainA, three coffee crops in trainB."""
+    return write_domains(tmp_path / "unpaired", photo_crops("astronaut", 48, 5), photo_crops("coffee", 48, 3, seed=1))
+
+
+@pytest.fixture
+def unpaired(tmp_path: Path) -> Path:
+    """Five 48 px astronaut crops in trainA, three coffee crops in trainB."""
+    return unpaired_root(tmp_path)
+
+
+def cyclegan_config(root: Path, max_steps: int, **method: object) -> RunConfig:
+    """Tiny CycleGAN: 1-block ResNet generators with 4 filters, 34x34 PatchGANs, 32 px crops."""
+    config = RunConfig().use_recipe("cyclegan")
+    config.generator.ngf, config.generator.n_blocks = 4, 1
+    config.discriminator.ndf, config.discriminator.n_layers = 4, 2
+    config.data.root, config.data.workers = str(root), 0
+    config.data.preprocess, config.data.crop_size, config.data.load_size = "crop", 32, 32
+    config.train.epochs, config.train.epochs_decay, config.train.max_steps = 1, 2, max_steps
+    config.train.log_every, config.train.seed, config.train.precision = 1, 3, "fp32"
+    for key, value in method.items():
+        setattr(config.method, key, value)
+    return config
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    folder = resolve_checkpoint(run)
+    return {f"{n}.{k}": v for n in NETWORKS for k, v in load_file(folder / f"{n}.safetensors").items()}
+
+
+def test_cycle_and_identity_losses_on_known_tensors() -> None:
+    a, b = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    cycle_a, cycle_b = cycle_losses(a, a + 0.25, b, b - 0.5)
+    assert (cycle_a.item(), cycle_b.item()) == (0.25, 0.5)
+    idt_a, idt_b = identity_losses(lambda x: x * 0, lambda x: x + 1, a, b)  # G_A(b) = 0 vs b; G_B(a) = 1 vs a
+    assert (idt_a.item(), idt_b.item()) == (1.0, 1.0)
+
+
+def test_identity_weighting_follows_the_reference(unpaired: Path) -> None:
+    """G's loss grows by lambda_identity x (lambda_B x idt_A + lambda_A x idt_B), as cycle_gan_model.py weights it."""
+    config = cyclegan_config(unpaired, 1, lambda_a=3.0, lambda_b=7.0, lambda_identity=0.5)
+    trainer = Trainer(config, unpaired / "run", progress=False)
+    recipe = trainer.recipe
+    a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        loss, parts, _ = recipe.generator_loss(a, b)
+        recipe.options.lambda_identity = 0.0
+        without, _, _ = recipe.generator_loss(a, b)
+    expected = 0.5 * (7.0 * parts["idt_A"] + 3.0 * parts["idt_B"])
+    torch.testing.assert_close(loss - without, expected)
+
+
+def test_resume_is_exact_with_the_image_pools(unpaired: Path, tmp_path: Path) -> None:
+    """6 steps straight == 3 steps, stop, resume, 3 steps: the same weights and the same pools, bit for bit."""
+    straight = train(cyclegan_config(unpaired, 6, pool_size=2), tmp_path / "straight", progress=False)
+    train(cyclegan_config(unpaired, 3, pool_size=2), tmp_path / "resumed", progress=False)
+    resumed = train(
+        resume_config(tmp_path / "resumed", {"train": {"max_steps": 6}}),
+        tmp_path / "resumed",
+        resume=True,
+        progress=False,
+    )
+    assert straight.steps == resumed.steps == 6
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pools = [load_training_state(resolve_checkpoint(tmp_path / r))["recipe"] for r in ("straight", "resumed")]
+    for name in ("fake_A", "fake_B"):
+        assert len(pools[0][name]["images"]) == 2  # full, so later steps swapped images in and out
+        assert all(torch.equal(x, y) for x, y in zip(pools[0][name]["images"], pools[1][name]["images"], strict=True))
+        assert torch.equal(pools[0][name]["generator"], pools[1][name]["generator"])
+
+
+def test_both_directions_from_one_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 1-channel domain A and a 3-channel domain B: G_A makes colour images, G_B grey ones (API and CLI)."""
+    crops = photo_crops("astronaut", 48, 4)
+    grey = [np.round(c.mean(axis=2)).astype(np.uint8) for c in crops]
+    root = write_domains(tmp_path / "data", grey, photo_crops("coffee", 48, 3))
+    run = tmp_path / "run"
+    train(cyclegan_config(root, 2, lambda_identity=0.0), run, progress=False)
+    manifest = json.loads((resolve_checkpoint(run) / "manifest.json").read_text())
+    assert manifest["recipe"] == "cyclegan" and manifest["generators"] == {"AtoB": "G_A", "BtoA": "G_B"}
+    assert manifest["domains"]["A"]["channels"] == 1 and manifest["domains"]["B"]["channels"] == 3
+    assert manifest["networks"]["D_A"]["spec"]["judges"] == "B"
+    to_b = Translator.load(run, device="cpu", direction="AtoB")
+    to_a = Translator.load(run, device="cpu", direction="BtoA")
+    assert Translator.load(run, device="cpu").config.data.direction == "AtoB"  # the default
+    assert np.asarray(to_b(grey[0])).shape == (48, 48, 3)
+    assert np.asarray(to_a(crops[0])).shape == (48, 48, 1)
+    code, _, err = run_cli(
+        ["translate", run, root / "trainB" / "photo_00.png", "--out", tmp_path / "out", "--direction", "BtoA"], capsys
+    )
+    assert code == 0, err
+    assert np.asarray(Image.open(tmp_path / "out" / "photo_00.png")).shape == (48, 48)
+    code, _, err = run_cli(
+        ["export", run, "--out", tmp_path / "g_b.pt", "--format", "torchscript", "--direction", "BtoA"], capsys
+    )
+    assert code == 0, err
+    exported = Translator.load(tmp_path / "g_b.pt", device="cpu")
+    assert exported.in_channels == 3 and np.asarray(exported(crops[0])).shape == (48, 48, 1)
+
+
+def test_accumulation_gives_the_whole_batchs_update(unpaired: Path, tmp_path: Path) -> None:
+    """Batch 2 in one pass == batch 2 as 2 micro-batches (instance norm: per image; pools filled in the same order)."""
+
+    def run(accum: int) -> dict[str, torch.Tensor]:
+        config = cyclegan_config(unpaired, 2)
+        config.data.batch_size, config.train.accum_steps = 2, accum
+        train(config, tmp_path / f"accum{accum}", progress=False)
+        return weights(tmp_path / f"accum{accum}")
+
+    whole, split = run(1), run(2)
+    for key in whole:
+        torch.testing.assert_close(whole[key], split[key], rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_on_cpu(unpaired: Path, tmp_path: Path) -> None:
+    config = cyclegan_config(unpaired, 2)
+    config.train.precision = "bf16"
+    result = train(config, tmp_path / "bf16", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
+    assert result.steps == 2 and all(np.isfinite(r["cycle_A"]) and np.isfinite(r["D_A"]) for r in log)
+
+
+def test_identity_with_different_channel_counts_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    crops = photo_crops("astronaut", 48, 2)
+    root = write_domains(tmp_path / "data", [c[..., 0] for c in crops], crops)
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--recipe", "cyclegan", "--data", root, "--run-dir", run, *TINY_FLAGS], capsys)
+    assert code == 1
+    assert_one_error_line(err, "--lambda-identity 0.5", "domain A has 1 channel(s) and B 3", "pass --lambda-identity 0")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--recipe", "cyclegan", "--lambda-l1", "5"], ["--lambda-l1 is an option of --recipe pix2pix / pix2pixhd"]),
+        (["--recipe", "cyclegan", "--layout", "aligned"], ["--layout aligned holds pairs"]),
+        (["--recipe", "cyclegan", "--label-nc", "3"], ["--label-nc", "paired data"]),
+        (
+            ["--lambda-identity", "0.1"],
+            ["--lambda-identity is an option of --recipe cyclegan", "not of --recipe pix2pix"],
+        ),
+        (["--serial-batches"], ["--serial-batches is an option of --recipe cyclegan"]),
+        (["--layout", "cyclegan"], ["--layout cyclegan holds unpaired domains", "use --recipe cyclegan"]),
+    ],
+)
+def test_options_of_the_other_kind_of_data_are_one_line_errors(
+    unpaired: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], words: list[str]
+) -> None:
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--data", unpaired, "--run-dir", run, *TINY_FLAGS, *flags], capsys)
+    assert code == 1
+    assert_one_error_line(err, *words)
+    assert not run.exists()
+
+
+def test_an_empty_domain_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_domains(tmp_path / "data", photo_crops("astronaut", 48, 2), [])
+    (root / "trainB").mkdir()
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--recipe", "cyclegan", "--data", root, "--run-dir", run, *TINY_FLAGS], capsys)
+    assert code == 1
+    assert_one_error_line(err, str(root / "trainB"), "holds no images", "add domain B's images there")
+    assert not run.exists()
+    with pytest.raises(DataError, match="holds no images"):
+        Trainer(cyclegan_config(root, 1), run, progress=False)
+    config = cyclegan_config(unpaired_root(tmp_path), 1)
+    config.data.direction = "BtoA"
+    with pytest.raises(ConfigError, match="--direction BtoA: --recipe cyclegan learns both directions"):
+        Trainer(config, run, progress=False)
+    assert not run.exists()
