@@ -23,12 +23,14 @@ from diptych.config import RunConfig
 from diptych.data.io import write_image
 from diptych.distributed import process_group
 from diptych.errors import ConfigError, DataError
+from diptych.metrics.inception import InceptionFeatures
 from diptych.recipes.cyclegan import cycle_losses, identity_losses
 from diptych.train import Trainer, resume_config, train
 from diptych.translate import Translator
 
 from .conftest import CALLER_VARIABLES, SRC, TINY_FLAGS, photo_crops
 from .test_cli import assert_one_error_line, run_cli
+from .test_feature_metrics import _scaled_random
 
 NETWORKS = ("G_A", "G_B", "D_A", "D_B")
 
@@ -260,3 +262,38 @@ def test_ddp_keeps_a_pool_per_rank_and_resumes_exactly(unpaired: Path, tmp_path:
         for name in ("fake_A", "fake_B"):
             x, y = pools[0][rank][name], pools[1][rank][name]
             assert all(torch.equal(i, j) for i, j in zip(x["images"], y["images"], strict=True))
+
+
+def test_evaluate_reports_cycle_error_set_distances_and_paired_metrics(
+    unpaired: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Per direction: cycle L1/PSNR for every input, paired metrics where the other domain has the same name, FID/KID
+    with a local Inception file (and a note without one); the report shows input | output | reconstructed | target."""
+    run = tmp_path / "run"
+    train(cyclegan_config(unpaired, 2), run, progress=False)
+    a, b = photo_crops("astronaut", 40, 3, seed=5), photo_crops("coffee", 40, 2, seed=6)
+    test = tmp_path / "test"
+    for i, img in enumerate(a):
+        write_image(test / "testA" / f"x{i}.png", img)
+    write_image(test / "testB" / "x0.png", 255 - a[0])  # x0 has a partner: paired metrics for it only
+    write_image(test / "testB" / "other.png", b[1])
+    code, out, err = run_cli(["evaluate", run, test, "--out", tmp_path / "ev", "--no-progress"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    a_to_b, b_to_a = summary["directions"]["AtoB"], summary["directions"]["BtoA"]
+    assert a_to_b["count"] == 3 and b_to_a["count"] == 2
+    assert a_to_b["metrics"]["cycle_l1"]["n"] == 3 and 0 < a_to_b["metrics"]["cycle_l1"]["mean"] < 2
+    assert a_to_b["metrics"]["psnr"]["n"] == 1 and b_to_a["metrics"]["psnr"]["n"] == 1  # x0 <-> x0
+    assert "fid" not in a_to_b["metrics"] and "fid/kid skipped" in out
+    report = (tmp_path / "ev" / "AtoB" / "report.html").read_text()
+    assert "<th>input</th><th>output</th><th>reconstructed</th><th>target</th>" in report
+    assert (tmp_path / "ev" / "BtoA" / "outputs" / "other.png").is_file()
+    weights = tmp_path / "inception.pth"
+    torch.save(_scaled_random(InceptionFeatures("fid")).state_dict(), weights)
+    args = ["evaluate", run, test, "--out", tmp_path / "ev2", "--no-progress", "--inception-weights", weights]
+    code, out, err = run_cli([*args, "--direction", "BtoA"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert list(summary["directions"]) == ["BtoA"]
+    assert np.isfinite(summary["directions"]["BtoA"]["metrics"]["fid"]["mean"])
+    assert "kid" in summary["directions"]["BtoA"]["metrics"]

@@ -26,7 +26,7 @@ from .config import (
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
-from .recipes import RECIPES
+from .recipes import RECIPES, UNPAIRED
 from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
@@ -672,7 +672,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
+    from .checkpoint import CHECKPOINTS_DIR, read_checkpoint_config, resolve_checkpoint
     from .evaluate import DeepMetricOptions, evaluate
     from .metrics import validate_metric_names
     from .metrics.pixel import ALL_METRICS
@@ -686,6 +686,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         run = folder.parent.parent if folder.parent.name == CHECKPOINTS_DIR else folder
         out = run / "eval" / f"{args.phase}-{folder.name}"
+    if RECIPES[read_checkpoint_config(args.checkpoint).recipe].data_kind == UNPAIRED:
+        return _evaluate_unpaired(args, out, deep)
     result = evaluate(
         args.checkpoint,
         args.data,
@@ -709,6 +711,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
         print(f"{name:8s} {m['mean']:.4g}{ci}  n={m['n']}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
+    return 0
+
+
+def _evaluate_unpaired(args: argparse.Namespace, out: Path, deep: Any) -> int:
+    """`diptych evaluate` on a run of an unpaired recipe: both directions (or --direction's), cycle error, FID/KID."""
+    from .evaluate_unpaired import evaluate_unpaired
+
+    checkpoint = args.checkpoint.parent if args.checkpoint.suffix == ".safetensors" else args.checkpoint
+    result = evaluate_unpaired(
+        checkpoint,
+        args.data,
+        out,
+        directions=(args.direction,) if args.direction else ("AtoB", "BtoA"),
+        phase=args.phase,
+        device=args.device,
+        max_items=args.max_items,
+        progress=not args.no_progress,
+        deep=deep,
+        precision=args.precision,
+    )
+    for direction, found in result.summary["directions"].items():
+        for name, m in found["metrics"].items():
+            ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
+            print(f"{direction} {name:10s} {m['mean']:.4g}{ci}  n={m['n']}")
+    for note in result.summary["notes"]:
+        print(f"note: {note}")
+    for direction in result.summary["directions"]:
+        print(f"report: {(result.out_dir / direction / 'report.html').resolve()}")
     return 0
 
 
