@@ -297,3 +297,32 @@ def test_evaluate_reports_cycle_error_set_distances_and_paired_metrics(
     assert list(summary["directions"]) == ["BtoA"]
     assert np.isfinite(summary["directions"]["BtoA"]["metrics"]["fid"]["mean"])
     assert "kid" in summary["directions"]["BtoA"]["metrics"]
+
+
+def test_validation_scores_round_trips_and_pairs(unpaired: Path, tmp_path: Path) -> None:
+    """--val-data with unrelated names: cycle metrics select the best step; with same-named images: paired ones too."""
+    val = tmp_path / "val"
+    crops = photo_crops("astronaut", 40, 2, seed=9)
+    write_image(val / "valA" / "p.png", crops[0])
+    write_image(val / "valB" / "q.png", crops[1])
+    config = cyclegan_config(unpaired, 3)
+    config.validation.root, config.validation.every = str(val), 2
+    train(config, tmp_path / "run", progress=False)
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "val_cycle_psnr" in r]
+    assert [r["step"] for r in scored] == [2, 3] and all("val_psnr" not in r for r in scored)
+    assert {"val_cycle_psnr_A", "val_cycle_psnr_B", "val_cycle_l1"} <= set(scored[0])
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert best["metric"] == "cycle_psnr"
+    assert {p.name for p in (tmp_path / "run" / "checkpoints" / "best").glob("*.safetensors")} == {
+        "G_A.safetensors",
+        "G_B.safetensors",
+    }
+    write_image(val / "valB" / "p.png", 255 - crops[0])  # now p has a partner
+    config.validation.every = 3
+    train(config, tmp_path / "run2", progress=False)
+    last = [json.loads(x) for x in (tmp_path / "run2" / "log.jsonl").read_text().splitlines()][-1]
+    assert np.isfinite(last["val_psnr"]) and np.isfinite(last["val_cycle_psnr"])
+    config.validation.root, config.validation.fraction = "", 0.2
+    with pytest.raises(ConfigError, match="--val-fraction: --recipe cyclegan trains on unpaired domains"):
+        Trainer(config, tmp_path / "run3", progress=False)

@@ -44,7 +44,7 @@ from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
 from .recipes import RECIPES, UNPAIRED, create_recipe
 from .signals import STOP_SIGNALS, Terminated, signal_name
-from .validation import Validator
+from .validation import make_validator
 
 LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
@@ -119,7 +119,7 @@ class Trainer:
         self.dataset: Any = self.recipe_class.open_dataset(config, resume)
         self.recipe_class.fill_from_data(config, self.dataset.summary)
         self.recipe_class.check_config(config)  # again, now that the data has decided the channels
-        self.validator, self.dataset = Validator.from_config(config, self.dataset, self.device)
+        self.validator, self.dataset = make_validator(config, self.dataset, self.device)
         self.best: dict[str, Any] | None = None
         self._writer: Any = None
         self.recipe_class.check_data(config, self.dataset.summary, self._warn)
@@ -442,7 +442,7 @@ class Trainer:
         """Score the generator on the validation pairs; log the means and keep the best checkpoint."""
         assert self.validator is not None
         generators = self.recipe_class.generators(self.config)
-        result = self.validator(self.recipe.networks[generators[self.config.data.direction]])
+        result = self.validator(self.recipe.networks)
         record = {"step": self.step, "epoch": self.epoch}
         record.update({f"val_{k}": round(v, 6) for k, v in result.means.items()})
         self._append_log(record)
