@@ -288,6 +288,13 @@ def test_evaluate_reports_cycle_error_set_distances_and_paired_metrics(
     report = (tmp_path / "ev" / "AtoB" / "report.html").read_text()
     assert "<th>input</th><th>output</th><th>reconstructed</th><th>target</th>" in report
     assert (tmp_path / "ev" / "BtoA" / "outputs" / "other.png").is_file()
+    code, _, err = run_cli(["compare", tmp_path / "ev", tmp_path / "ev", "--out", tmp_path / "cmp"], capsys)
+    assert code == 1 and "compare one direction's folder" in err and str(tmp_path / "ev" / "AtoB") in err
+    code, out, err = run_cli(
+        ["compare", tmp_path / "ev" / "AtoB", tmp_path / "ev" / "BtoA", "--out", tmp_path / "cmp"], capsys
+    )
+    assert code == 0, err
+    assert "cycle_l1" in out
     weights = tmp_path / "inception.pth"
     torch.save(_scaled_random(InceptionFeatures("fid")).state_dict(), weights)
     args = ["evaluate", run, test, "--out", tmp_path / "ev2", "--no-progress", "--inception-weights", weights]

@@ -132,7 +132,7 @@ def _domain(channels: int, sample_type: str, value_range: list[float]) -> dict[s
 
 def read_manifest(folder: Path, config: RunConfig) -> dict[str, Any]:
     """A checkpoint folder's manifest; an older format is migrated (format 1 had none: it is derived from the
-    already migrated configuration, which describes the same networks)."""
+    already migrated configuration, which describes the same networks; so is a lone weights file's)."""
     file = folder / MANIFEST_FILE
     if not file.is_file():
         return migrate_manifest({"format_version": 1}, config, str(file))
@@ -150,7 +150,7 @@ def read_manifest(folder: Path, config: RunConfig) -> dict[str, Any]:
 def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dict[str, Any]:
     """A manifest of any format this diptych reads, as the current format (v1 -> v2: built from the config)."""
     if raw["format_version"] < 2:
-        return build_manifest(config, ["generator", "discriminator"])
+        return build_manifest(config)
     for key in ("networks", "domains", "generators"):
         if not isinstance(raw.get(key), dict):
             raise CheckpointError(f"{source}: damaged manifest ({key!r} is missing or not an object); it was altered")

@@ -110,6 +110,8 @@ def evaluate_unpaired(
         names = list(result["summary"]["metrics"])
         image_names = [n for n in names if n not in SET_METRICS]
         _write_csv(out_dir / direction / PER_IMAGE_FILE, result["per_image"], image_names)
+        # (each direction's folder is an evaluation of its own, which `diptych compare` reads)
+        write_text_atomic(out_dir / direction / METRICS_FILE, json.dumps(_finite(page_summary), indent=2))
         write_evaluation_report(result["rows"], out_dir / direction / REPORT_FILE, page_summary, image_names)
     return Evaluation(out_dir, summary)
 
