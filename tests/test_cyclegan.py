@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from diptych.checkpoint import load_training_state, resolve_checkpoint
 from diptych.config import RunConfig
 from diptych.data.io import write_image
 from diptych.distributed import process_group
-from diptych.errors import ConfigError, DataError
+from diptych.errors import CheckpointError, ConfigError, DataError
 from diptych.metrics.inception import InceptionFeatures
 from diptych.recipes.cyclegan import cycle_losses, identity_losses
 from diptych.train import Trainer, resume_config, train
@@ -333,3 +334,42 @@ def test_validation_scores_round_trips_and_pairs(unpaired: Path, tmp_path: Path)
     config.validation.root, config.validation.fraction = "", 0.2
     with pytest.raises(ConfigError, match="--val-fraction: --recipe cyclegan trains on unpaired domains"):
         Trainer(config, tmp_path / "run3", progress=False)
+
+
+def test_a_lone_weights_file_serves_its_own_direction(unpaired: Path, tmp_path: Path) -> None:
+    """G_B.safetensors alone (its folder's manifest, or none: copied elsewhere) translates B -> A only."""
+    run = tmp_path / "run"
+    train(cyclegan_config(unpaired, 1), run, progress=False)
+    folder = resolve_checkpoint(run)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(folder / "G_B.safetensors", lone / "G_B.safetensors")
+    for path in (folder / "G_B.safetensors", lone / "G_B.safetensors"):
+        t = Translator.load(path, device="cpu")
+        assert t.config.data.direction == "BtoA" and t.weights_path == path
+        with pytest.raises(ConfigError, match="translates BtoA only; pass --direction BtoA"):
+            Translator.load(path, device="cpu", direction="AtoB")
+    with pytest.raises(CheckpointError, match=r"holds the D_A's weights; pass G_A.safetensors \(AtoB\) or G_B"):
+        Translator.load(folder / "D_A.safetensors", device="cpu")
+
+
+def test_a_damaged_manifest_is_one_line(unpaired: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    train(cyclegan_config(unpaired, 1), run, progress=False)
+    manifest = resolve_checkpoint(run) / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    for damaged, words in (
+        ({**raw, "generators": "G_A"}, "damaged manifest ('generators'"),
+        ({**raw, "format_version": 9}, "written by a newer diptych (format 9"),
+        (
+            {**raw, "networks": {**raw["networks"], "G_B": {"file": "G_B.safetensors", "spec": {"kind": "x"}}}},
+            "not a generator",
+        ),
+    ):
+        manifest.write_text(json.dumps(damaged))
+        code, _, err = run_cli(
+            ["translate", run, unpaired / "trainB", "--out", tmp_path / "o", "--direction", "BtoA"], capsys
+        )
+        assert code == 1
+        assert_one_error_line(err, str(manifest.parent), words)
+        assert not (tmp_path / "o").exists()
