@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="diptych",
-        description="Paired image-to-image translation with conditional GANs (pix2pix), at any resolution.",
+        description="Image-to-image translation with GANs (" + ", ".join(RECIPES) + "), at any resolution.",
         epilog="Run `diptych COMMAND --help` for the options of a command.",
         formatter_class=fmt,
     )
@@ -255,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train a pix2pix model on a paired dataset",
-        description="Train a pix2pix model (U-Net generator, conditional PatchGAN, GAN + lambda*L1 loss).",
+        help="train a model (--recipe " + " | ".join(RECIPES) + ")",
+        description="Train a model with one of the recipes: "
+        + "; ".join(f"{name} = {r.help}" for name, r in RECIPES.items())
+        + ".",
         epilog=TRAIN_EPILOG,
         formatter_class=fmt,
     )
@@ -566,7 +568,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config_from_args(args, base)
         if args.run_dir is None and launched_by_torchrun():
             raise ConfigError("--run-dir is required under torchrun, so that every process writes to the same folder")
-        run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = args.run_dir or Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
     if not is_main_process():
         return exit_status(result.signal) if result.interrupted else 0
