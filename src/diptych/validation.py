@@ -19,6 +19,7 @@ from .errors import ConfigError, DataError
 from .metrics import MetricProtocol, summarize
 from .metrics.pixel import HIGHER_IS_BETTER, compute_pixel_metrics
 from .precision import full_precision
+from .recipes.base import UNPAIRED
 from .scoring import instance_map, load_test_pairs, score_pairs
 
 # Cheap metrics always reported; the selection metric is added when it is another one.
@@ -228,6 +229,6 @@ class CycleValidator:
 
 def make_validator(config: RunConfig, dataset: Any, device: torch.device) -> tuple[Any, Any]:
     """The validator of the run's kind of data (or None), and the training dataset left after any hold-out."""
-    if recipe_class(config.recipe).data_kind == "unpaired":
+    if recipe_class(config.recipe).data_kind == UNPAIRED:
         return CycleValidator.from_config(config, device), dataset
     return Validator.from_config(config, dataset, device)

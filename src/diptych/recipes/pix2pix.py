@@ -14,7 +14,7 @@ from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, gradient_penalty, l1_loss
 from ..nets import create_discriminator, create_generator, generator_spec, init_weights
-from .base import Losses, Recipe, adam_optimizers, check_patchgan_fits, warn_below_generator_stride
+from .base import PAIRED, Losses, Recipe, adam_optimizers, check_patchgan_fits, warn_below_generator_stride
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ConditionalGANRecipe(Recipe):
     """One generator A -> B and one conditional discriminator on (input, output) pairs, updated D then G per step
     (pix2pix's order); subclasses define the two losses."""
 
-    data_kind = "paired"
+    data_kind = PAIRED
     discriminator_kind = "patchgan"
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
