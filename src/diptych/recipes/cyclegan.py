@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt, within
 from ..data.unpaired import open_unpaired_dataset
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..losses import AdversarialLoss, l1_loss
 from ..nets import create_discriminator, create_generator, generator_spec, init_weights
 from .base import UNPAIRED, Losses, Recipe, adam, check_patchgan_fits, fill_channels, warn_below_generator_stride
@@ -181,6 +181,10 @@ class CycleGANRecipe(Recipe):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the pools."""
         for name, pool in self.pools.items():
+            if not isinstance(state.get(name), dict):
+                raise CheckpointError(
+                    f"the training state has no {name} image pool; it was altered or is not CycleGAN's"
+                )
             pool.load_state_dict(state[name])
 
     def generator_loss(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[torch.Tensor, Losses, Any]:
