@@ -24,14 +24,11 @@ from untrained import save_untrained
 
 def make_checkpoint(folder: Path, arch: str, ngf: int, depth: int) -> Path:
     """A generator with the training initialisation, saved as a diptych checkpoint (timing needs no training)."""
-    from diptych.config import RECIPE_DEFAULTS, RunConfig
+    from diptych.config import RunConfig
 
     config = RunConfig()
     if arch == "hd":
-        config.recipe = "pix2pixhd"
-        for section, fields in RECIPE_DEFAULTS["pix2pixhd"].items():
-            for key, value in fields.items():
-                setattr(getattr(config, section), key, value)
+        config.use_recipe("pix2pixhd")
     config.generator.in_channels = config.generator.out_channels = 3
     config.generator.ngf, config.generator.depth = ngf, depth
     config.data.sample_type = "uint8"

@@ -26,12 +26,9 @@ from machine import cpu_model
 
 
 def hd_config(quick: bool) -> object:
-    from diptych.config import RECIPE_DEFAULTS, RunConfig
+    from diptych.config import RunConfig
 
-    cfg = RunConfig(recipe="pix2pixhd")
-    for section, fields in RECIPE_DEFAULTS["pix2pixhd"].items():
-        for key, value in fields.items():
-            setattr(getattr(cfg, section), key, value)
+    cfg = RunConfig().use_recipe("pix2pixhd")
     cfg.generator.in_channels = cfg.generator.out_channels = 3
     if quick:
         cfg.generator.ngf, cfg.generator.n_blocks_global, cfg.discriminator.ndf = 4, 2, 8
@@ -64,7 +61,7 @@ def train_step(quick: bool, precision: str, checkpointing: bool) -> dict[str, fl
     recipe = create_recipe(cfg, torch.device("cpu"))
     for module in recipe.networks.values():
         use_precision(module, precision, torch.device("cpu"))
-    recipe.generator.checkpointing = checkpointing
+    recipe.networks["generator"].checkpointing = checkpointing
     side = 64 if quick else 512
     batch = {"A": torch.rand(1, 3, side, side) * 2 - 1, "B": torch.rand(1, 3, side, side) * 2 - 1}
     recipe.train_step(batch)  # warm-up

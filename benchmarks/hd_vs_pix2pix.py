@@ -25,12 +25,9 @@ from photo_pairs import HELD_OUT_SOURCES, TRAIN_SOURCES, crops, write_folders
 
 
 def config(recipe: str, data: Path, size: int, quick: bool) -> object:
-    from diptych.config import RECIPE_DEFAULTS, RunConfig
+    from diptych.config import RunConfig
 
-    cfg = RunConfig(recipe=recipe)
-    for section, fields in RECIPE_DEFAULTS.get(recipe, {}).items():
-        for key, value in fields.items():
-            setattr(getattr(cfg, section), key, value)
+    cfg = RunConfig().use_recipe(recipe)
     cfg.data.root, cfg.data.workers = str(data), 0
     cfg.data.preprocess, cfg.data.crop_size, cfg.data.load_size = "crop", size, size
     cfg.train.log_every = 20

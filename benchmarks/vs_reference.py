@@ -97,7 +97,7 @@ def run(framework: str, reference: Path | None, steps: int, warmup: int, precisi
             def step() -> None:
                 recipe.train_step({"A": a, "B": b})
 
-            generator = recipe.generator
+            generator = recipe.networks["generator"]
         for _ in range(warmup):
             step()
         start = time.perf_counter()

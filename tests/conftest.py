@@ -173,5 +173,5 @@ def tiny_config(root: Path, **train: object) -> RunConfig:
     config.train.epochs, config.train.epochs_decay = 2, 2
     config.train.log_every = 1
     for key, value in train.items():
-        setattr(config.train, key, value)
+        setattr(config.method if hasattr(config.method, key) else config.train, key, value)
     return config

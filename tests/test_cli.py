@@ -82,7 +82,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--direction {AtoB,BtoA}",
                 "(default: AtoB)",
                 "--gan-loss {vanilla,lsgan,hinge,wgangp}",
-                "(default: vanilla)",
+                "(default: pix2pix: vanilla, pix2pixhd: lsgan, cyclegan: lsgan)",
                 "--lr-policy {linear,step,cosine,plateau}",
                 "(default: linear)",
                 "--resume RUN_DIR",
@@ -91,7 +91,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--crop-size N",
                 "(default: 256)",
                 "--lambda-l1 X",
-                "(default: 100.0)",
+                "(default: pix2pix: 100.0, pix2pixhd: 0.0)",
                 "--skip-bad, --no-skip-bad",
                 "--netG {resnet_6blocks,resnet_9blocks,unet_128,unet_256}",
                 "diptych train --resume runs/facades",
@@ -241,6 +241,7 @@ def test_train_writes_a_checkpoint(trained_run: Path) -> None:
         "generator.safetensors",
         "discriminator.safetensors",
         "training_state.pt",
+        "manifest.json",
     }
     log = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3 and log[-1]["G_L1"] > 0  # logged every 10 steps and at the end

@@ -144,7 +144,7 @@ BAD_JSON = {
     "unknown-top-key": (b'{"optimizer": "adam"}', "unknown key 'optimizer'"),
     "invalid-utf8": (b'{"data": {"root": "\xff\xfe"}}', "not UTF-8"),
     "top-level-type": (b'{"recipe": 3}', "recipe must be a string"),
-    "newer-format": (b'{"format_version": 99}', "written by a newer diptych (format 99, this one reads up to 1)"),
+    "newer-format": (b'{"format_version": 99}', "written by a newer diptych (format 99, this one reads up to 2)"),
     "garbage-format": (b'{"format_version": "1"}', "format_version '1' is not a diptych format version"),
 }
 

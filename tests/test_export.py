@@ -22,6 +22,7 @@ from diptych.data.samples import sample_photo
 from diptych.errors import CheckpointError, ConfigError, ExportError
 from diptych.export import export_generator
 from diptych.exported import ExportedGenerator, _parse_metadata
+from diptych.nets.geometry import Geometry
 from diptych.train import train
 
 from .conftest import photo_crops, tiny_config, write_aligned
@@ -97,7 +98,7 @@ def test_export_metadata_holds_the_configuration(exports: dict[tuple[str, str], 
     assert (unet_meta["stride"], unet_meta["multiple"], unet_meta["min_side"]) == (16, 16, 16)
     for fmt in ("onnx", "torchscript"):
         generator = Translator.load(exports["unet", fmt]).generator
-        assert (generator.stride, generator.multiple, generator.min_side) == (16, 16, 16)
+        assert generator.geometry == Geometry(stride=16, multiple=16, min_side=16)
     # Exports made before per-level padding carry no "multiple": their inputs are padded to the stride.
     old = {k: v for k, v in unet_meta.items() if k != "multiple"} | {"stride": 64}
     assert _parse_metadata(json.dumps(old), Path("old.pt"))[1] == (64, 64, 16)
@@ -287,7 +288,7 @@ def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: 
     result = export_generator(checkpoint, tmp_path / f"deep{SUFFIX[fmt]}", fmt, check_sizes=[(96, 160), (70, 131)])
     assert result.max_abs_diff <= 1e-4
     exported = Translator.load(result.path).generator
-    assert (exported.stride, exported.multiple, exported.min_side) == (64, 32, 64)
+    assert exported.geometry == Geometry(stride=64, multiple=32, min_side=64)
     x = torch.rand(2, 3, 160, 224) * 2 - 1  # 160 / 32 = 5 and 224 / 32 = 7: odd at level 5, not traced
     with torch.no_grad():
         assert (exported(x) - generator.eval()(x)).abs().max() <= 1e-4

@@ -32,7 +32,7 @@ def test_hd_generator_any_size(n_local: int, size: tuple[int, int]) -> None:
     x = torch.rand(2, 3, *size) * 2 - 1
     y = g(x)
     assert y.shape == (2, 2, *size) and y.abs().max() <= 1
-    assert g.stride == 2 ** (2 + n_local)
+    assert g.geometry.stride == 2 ** (2 + n_local)
 
 
 def test_global_weights_move_from_stage_one_to_stage_two() -> None:

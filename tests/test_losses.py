@@ -102,13 +102,13 @@ def test_wgangp_penalty_changes_the_discriminator_update() -> None:
         cfg = RunConfig()
         cfg.generator.depth, cfg.generator.ngf, cfg.generator.in_channels, cfg.generator.out_channels = 3, 4, 3, 3
         cfg.discriminator.ndf, cfg.discriminator.n_layers, cfg.discriminator.norm = 4, 2, "instance"
-        cfg.train.gan_loss, cfg.train.lambda_gp = "wgangp", lambda_gp
+        cfg.method.gan_loss, cfg.method.lambda_gp = "wgangp", lambda_gp
         torch.manual_seed(0)
         recipe = Pix2PixRecipe(cfg, torch.device("cpu"))
         batch = {"A": torch.rand(2, 3, 16, 16) * 2 - 1, "B": torch.rand(2, 3, 16, 16) * 2 - 1}
         losses = recipe.train_step(batch)
         assert ("D_gp" in losses) == (lambda_gp > 0)
-        return [p.detach().clone() for p in recipe.discriminator.parameters()]
+        return [p.detach().clone() for p in recipe.networks["discriminator"].parameters()]
 
     with_gp, without_gp = d_after_one_step(10.0), d_after_one_step(0.0)
     assert any(not torch.equal(a, b) for a, b in zip(with_gp, without_gp, strict=True))

@@ -8,6 +8,7 @@ from torch import nn
 
 from diptych.config import GeneratorConfig
 from diptych.nets import PatchDiscriminator, UNetGenerator, create_generator, init_weights, receptive_field
+from diptych.nets.geometry import Geometry
 from diptych.nets.layers import crop_padded, pad_to_multiple
 
 
@@ -32,7 +33,7 @@ def test_unet_levels_pad_themselves_instead_of_the_input() -> None:
     for h in hooks:
         h.remove()
     assert g(torch.rand(1, 3, 5, 9)).shape == (1, 3, 5, 9)  # below the stride: padded up to it first
-    assert (g.stride, g.multiple, g.min_side) == (128, 32, 128)
+    assert g.geometry == Geometry(stride=128, multiple=32, min_side=128, scale=1)
 
 
 def test_unet_256_matches_reference_layout() -> None:

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from diptych import Translator
 from diptych.checkpoint import resolve_checkpoint
-from diptych.config import RECIPE_DEFAULTS, RunConfig
+from diptych.config import RunConfig
 from diptych.errors import ConfigError
 from diptych.train import Trainer, resume_config, train
 
@@ -19,10 +19,7 @@ from .conftest import photo_crops, write_aligned
 
 
 def hd_config(root: Path, n_local: int = 1, **train_fields: object) -> RunConfig:
-    cfg = RunConfig(recipe="pix2pixhd")
-    for section, fields in RECIPE_DEFAULTS["pix2pixhd"].items():
-        for key, value in fields.items():
-            setattr(getattr(cfg, section), key, value)
+    cfg = RunConfig().use_recipe("pix2pixhd")
     g = cfg.generator
     g.ngf, g.n_local, g.n_down_global, g.n_blocks_global, g.n_blocks_local = 8, n_local, 2, 2, 1
     cfg.discriminator.ndf, cfg.discriminator.n_layers = 8, 2
@@ -30,7 +27,7 @@ def hd_config(root: Path, n_local: int = 1, **train_fields: object) -> RunConfig
     cfg.data.preprocess, cfg.data.crop_size, cfg.data.load_size = "crop", 32, 32
     cfg.train.epochs, cfg.train.epochs_decay, cfg.train.log_every = 1000, 0, 10
     for key, value in train_fields.items():
-        setattr(cfg.train, key, value)
+        setattr(cfg.method if hasattr(cfg.method, key) else cfg.train, key, value)
     return cfg
 
 

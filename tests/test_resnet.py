@@ -23,6 +23,7 @@ from diptych.errors import CheckpointError, ConfigError
 from diptych.evaluate import evaluate
 from diptych.export import export_generator
 from diptych.nets import ResnetGenerator, create_generator
+from diptych.nets.geometry import Geometry
 from diptych.nets.hd import HDGenerator
 from diptych.nets.inference import prepare_for_inference
 from diptych.reference import convert_reference_generator, import_reference_generator
@@ -116,7 +117,7 @@ def resnet_config(n_blocks: int, **fields: object) -> GeneratorConfig:
 def test_any_input_size_comes_back_at_its_size(norm: str, size: tuple[int, int]) -> None:
     g = create_generator(resnet_config(6, ngf=8, norm=norm)).eval()
     assert isinstance(g, ResnetGenerator)
-    assert (g.stride, g.multiple, g.min_side) == (4, 4, 8)
+    assert g.geometry == Geometry(stride=4, multiple=4, min_side=8)
     with torch.no_grad():
         y = g(torch.rand(2, 3, *size) * 2 - 1)
     assert y.shape == (2, 3, *size) and y.abs().max() <= 1
@@ -283,7 +284,7 @@ def test_trained_resnet_exports_with_parity(resnet_run: Path, tmp_path: Path, fm
     assert result.max_abs_diff <= 1e-4 and result.path.is_file()
     torch_t = Translator.load(resnet_run, device="cpu", precision="fp32")
     exported_t = Translator.load(result.path, device="cpu")
-    assert (exported_t.generator.stride, exported_t.generator.multiple, exported_t.generator.min_side) == (4, 4, 8)
+    assert exported_t.generator.geometry == Geometry(stride=4, multiple=4, min_side=8)
     x = torch.rand(2, 3, 37, 50) * 2 - 1
     expected = torch_t.translate_tensor(x)
     assert expected.std() > 0.03

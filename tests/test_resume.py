@@ -83,7 +83,17 @@ def test_checkpoint_is_self_describing(aligned_dataset: Path, tmp_path: Path) ->
         "generator.safetensors",
         "discriminator.safetensors",
         "training_state.pt",
+        "manifest.json",
     }
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["recipe"] == "pix2pix"
+    assert manifest["generators"] == {"AtoB": "generator"}
+    assert manifest["networks"]["generator"]["file"] == "generator.safetensors"
+    assert manifest["networks"]["generator"]["spec"]["kind"] == "generator"
+    assert manifest["networks"]["generator"]["spec"]["depth"] == 4
+    assert manifest["networks"]["discriminator"]["spec"]["in_channels"] == 6
+    domain = {"channels": 3, "sample_type": "uint8", "value_range": None}
+    assert manifest["domains"] == {"A": domain, "B": domain}
     with safe_open(str(ckpt / "generator.safetensors"), framework="pt") as f:
         meta = f.metadata()
         keys = list(f.keys())

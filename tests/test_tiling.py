@@ -20,6 +20,7 @@ from diptych.data.io import read_image, to_tensor, write_image
 from diptych.errors import ConfigError, DataError
 from diptych.metrics.seams import seam_score, seam_visibility
 from diptych.nets import UNetGenerator, init_weights
+from diptych.nets.geometry import Geometry
 from diptych.nets.layers import pad_to_multiple
 from diptych.tiling import (
     RowSource,
@@ -367,7 +368,7 @@ class _BlockMean(nn.Module):
     """A network whose output at a pixel is the mean of its 64 x 64 grid cell: receptive field one cell, stride
     64, inputs padded to 32 and the deep level padding itself to 64 (as a U-Net's deeper levels do)."""
 
-    stride, multiple, min_side = 64, 32, 64
+    geometry = Geometry(stride=64, multiple=32, min_side=64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

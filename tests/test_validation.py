@@ -127,7 +127,7 @@ def test_val_data_records_and_best_checkpoint(
     assert best["value"] == pytest.approx(best_record[key], abs=1e-6)
 
     best_dir = run / "checkpoints" / "best"
-    assert {p.name for p in best_dir.iterdir()} == {"config.json", "generator.safetensors"}
+    assert {p.name for p in best_dir.iterdir()} == {"config.json", "generator.safetensors", "manifest.json"}
     # The best folder holds the generator as it was at the best step.
     best_weights = load_file(best_dir / "generator.safetensors")
     step_weights = load_file(run / "checkpoints" / f"step_{best['step']:08d}" / "generator.safetensors")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,13 +15,24 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import fsync_file, remove_stale_temporaries, temporary_path, write_text_atomic
-from .config import RunConfig, check_format_version, config_from_json, load_config, parse_json
+from .config import (
+    DIRECTIONS,
+    FORMAT_VERSION,
+    MAX_CONFIG_BYTES,
+    RunConfig,
+    check_format_version,
+    config_from_json,
+    load_config,
+    parse_json,
+    recipe_class,
+)
 from .errors import CheckpointError, ConfigError
-from .nets import check_generator_size
+from .nets import check_generator_size, create_generator, generator_config
 from .weights import SAFETENSORS_ERRORS, first_line, load_pickled_tensors, shape_mismatches
 
 STATE_VERSION = 1  # the training-state layout this diptych writes, and the newest it reads
 CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"  # what the folder holds: networks with their specs, domains, generators by direction
 STATE_FILE = "training_state.pt"
 LATEST_FILE = "LATEST"
 CHECKPOINTS_DIR = "checkpoints"
@@ -79,6 +92,7 @@ def _write_checkpoint_files(
 ) -> None:
     """Write and flush a checkpoint's files into `folder`."""
     config_json = config.to_json()
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(build_manifest(config, list(networks)), indent=2))
     for net_name, net in networks.items():
         tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         meta = {"format": FORMAT_TAG, "network": net_name, "config": config_json}
@@ -88,6 +102,111 @@ def _write_checkpoint_files(
         torch.save(training_state, folder / STATE_FILE)
     for f in folder.iterdir():
         fsync_file(f)
+
+
+def build_manifest(config: RunConfig, networks: list[str] | None = None) -> dict[str, Any]:
+    """A checkpoint's self-description (after diffusers' model_index.json): the recipe, each network's weights file and
+    architecture, each domain's channels, sample type and value range, and the generator of each direction.
+    networks: those the folder holds (default: all the recipe builds)."""
+    recipe = recipe_class(config.recipe)
+    specs = recipe.network_specs(config)
+    held = list(specs) if networks is None else networks
+    d, g = config.data, config.generator
+    source, target = ("A", "B") if d.direction == "AtoB" else ("B", "A")
+    return {
+        "format_version": FORMAT_VERSION,
+        "recipe": config.recipe,
+        "networks": {name: {"file": weights_file(name), "spec": specs[name]} for name in held},
+        "domains": {
+            source: _domain(g.in_channels, d.input_sample_type, d.input_range),
+            target: _domain(g.out_channels, d.sample_type, d.output_range),
+        },
+        "generators": {k: v for k, v in recipe.generators(config).items() if v in held},
+    }
+
+
+def _domain(channels: int, sample_type: str, value_range: list[float]) -> dict[str, Any]:
+    """One domain's entry in a manifest (null: unknown, or the sample type's own range)."""
+    return {"channels": channels, "sample_type": sample_type or None, "value_range": value_range or None}
+
+
+def read_manifest(folder: Path, config: RunConfig) -> dict[str, Any]:
+    """A checkpoint folder's manifest; an older format is migrated (format 1 had none: it is derived from the
+    already migrated configuration, which describes the same networks; so is a lone weights file's)."""
+    file = folder / MANIFEST_FILE
+    if not file.is_file():
+        return migrate_manifest({"format_version": 1}, config, str(file))
+    with file.open("rb") as f:
+        raw = parse_json(f.read(MAX_CONFIG_BYTES), str(file))
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{file}: not a diptych manifest (a JSON object); the file was altered")
+    try:
+        check_format_version(raw, str(file), stored=True)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    return migrate_manifest(raw, config, str(file))
+
+
+def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dict[str, Any]:
+    """A manifest of any format this diptych reads, as the current format (v1 -> v2: built from the config)."""
+    if raw["format_version"] < 2:
+        return build_manifest(config)
+    for key in ("networks", "domains", "generators"):
+        if not isinstance(raw.get(key), dict):
+            raise CheckpointError(f"{source}: damaged manifest ({key!r} is missing or not an object); it was altered")
+    return raw
+
+
+def open_generator(path: str | Path, direction: str | None = None) -> tuple[nn.Module, RunConfig, Path]:
+    """The generator a checkpoint offers for a direction (None: its only one, or AtoB), with the configuration seen
+    from that direction (channels, sample types and value ranges of its input and output domains) and its weights
+    file."""
+    path = Path(path)
+    if direction is not None and direction not in DIRECTIONS:
+        raise ConfigError(f"--direction {direction!r} is not one of: {', '.join(DIRECTIONS)}")
+    config = read_checkpoint_config(path)
+    single = path.suffix == ".safetensors" and path.is_file()
+    folder = path.parent if single else resolve_checkpoint(path)
+    manifest = read_manifest(folder, config)
+    offered: dict[str, str] = manifest["generators"]
+    if single:
+        network = read_metadata(path).get("network", "generator")
+        serves = [d for d, name in offered.items() if name == network]
+        if not serves:
+            files = [f"{manifest['networks'].get(n, {}).get('file')} ({d})" for d, n in offered.items()]
+            raise CheckpointError(f"{path}: holds the {network}'s weights; pass {' or '.join(files)} or the folder")
+        offered = {d: network for d in serves}
+    if direction is None:
+        direction = next(iter(offered)) if len(offered) == 1 else "AtoB"
+    if not offered:
+        raise CheckpointError(f"{path}: holds no generator (the manifest names none)")
+    if direction not in offered:
+        raise ConfigError(
+            f"--direction {direction}: {path} translates {' and '.join(offered)} only; "
+            f"pass --direction {next(iter(offered))}"
+        )
+    network = offered[direction]
+    entry = manifest["networks"].get(network)
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{folder / MANIFEST_FILE}: names generator {network!r} but not its weights")
+    view = direction_config(config, manifest, direction, generator_config(entry.get("spec"), str(folder)))
+    generator = create_generator(view.generator)
+    weights = path if single else folder / str(entry.get("file"))
+    load_weights(generator, weights)
+    return generator, view, weights
+
+
+def direction_config(config: RunConfig, manifest: dict[str, Any], direction: str, generator: Any) -> RunConfig:
+    """The run configuration as one direction's generator sees it: its architecture, its input and output domains."""
+    view = copy.deepcopy(config)
+    view.generator = generator
+    source, target = manifest["domains"].get(direction[0], {}), manifest["domains"].get(direction[-1], {})
+    view.data.direction = direction
+    view.data.input_sample_type = source.get("sample_type") or ""
+    view.data.sample_type = target.get("sample_type") or config.data.sample_type
+    view.data.input_range = list(source.get("value_range") or [])
+    view.data.output_range = list(target.get("value_range") or [])
+    return view
 
 
 def prune_checkpoints(root: Path, keep_last: int, protect: set[str] | None = None) -> None:

@@ -14,11 +14,10 @@ from . import __version__, cli_types
 from .cli_data import cmd_data
 from .cli_data import register as register_data_commands
 from .config import (
+    DIRECTIONS,
     MAX_SIDE,
     PRECISIONS,
     PRESETS,
-    RECIPE_DEFAULTS,
-    RECIPES,
     TEST_MODES,
     RunConfig,
     flag_name,
@@ -27,13 +26,14 @@ from .config import (
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
+from .recipes import RECIPES, UNPAIRED
 from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
     "generator": "generator (U-Net)",
     "discriminator": "discriminator (conditional PatchGAN)",
-    "train": "training (losses, optimiser, schedule, checkpoints, logging)",
+    "train": "training (optimiser, schedule, checkpoints, logging)",
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
 METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "[A:|B:]CENTER,WIDTH"}
@@ -107,13 +107,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 if "choices" in f.metadata:
                     kwargs["choices"] = f.metadata["choices"]
             group.add_argument(f"--{flag_name(f)}", **kwargs)
+    add_recipe_options(parser)
     extra = parser.add_argument_group("method and shortcuts")
     extra.add_argument(
         "--recipe",
-        choices=RECIPES,
+        choices=tuple(RECIPES),
         default=argparse.SUPPRESS,
-        help="training method: pix2pix (default) or pix2pixhd, which also switches to its defaults "
-        "(--arch hd --ngf 32 --g-norm/--d-norm instance --num-d 2 --gan-loss lsgan --lambda-l1 0); flags given win",
+        help="training method (default: pix2pix); it brings its own options (below) and defaults, flags given win: "
+        + "; ".join(f"{name}: {_describe_defaults(r.defaults)}" for name, r in RECIPES.items() if r.defaults),
     )
     extra.add_argument(
         "--netG",
@@ -124,8 +125,61 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _describe_defaults(defaults: dict[str, dict[str, Any]]) -> str:
+    """A recipe's shared-field defaults as the flags that would set them."""
+    fields = {
+        f.name: f for section in RunConfig.SECTIONS[:-1] for f in dataclasses.fields(getattr(RunConfig(), section))
+    }
+    return " ".join(f"--{flag_name(fields[k])} {v}" for values in defaults.values() for k, v in values.items())
+
+
+def recipe_flags() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Every recipe option's flag, with the recipes that have it and their field."""
+    flags: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name, recipe in RECIPES.items():
+        for f in dataclasses.fields(recipe.section):
+            flags.setdefault(flag_name(f), []).append((name, f))
+    return flags
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of the recipes' own sections, grouped under the first recipe that has it; its help
+    names every recipe that has it, with that recipe's default."""
+    groups = {name: parser.add_argument_group(f"--recipe {name}: {r.help}") for name, r in RECIPES.items()}
+    for flag, owners in recipe_flags().items():
+        first = owners[0][1]
+        default = first.default
+        shown = ", ".join(f"{name}: {f.default if f.default != '' else 'none'}" for name, f in owners)
+        kwargs: dict[str, Any] = {
+            "dest": f"method.{first.name}",
+            "default": argparse.SUPPRESS,
+            "help": f"{first.metadata.get('help', '')} (default: {shown})",
+        }
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = type(default)
+            if "choices" in first.metadata:
+                kwargs["choices"] = first.metadata["choices"]
+            else:
+                kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(first.name, "NAME")
+        groups[owners[0][0]].add_argument(f"--{flag}", **kwargs)
+
+
+def add_direction_option(p: argparse.ArgumentParser) -> None:
+    """--direction: which of a checkpoint's generators to run."""
+    p.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default=None,
+        help="the generator to run when the checkpoint has one per direction (CycleGAN: AtoB = G_A, BtoA = G_B); "
+        "default: its only one, or AtoB",
+    )
+
+
 def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
-    """--test-mode, --seed and --device, shared by the commands that run a trained generator."""
+    """--direction, --test-mode, --seed and --device, shared by the commands that run a trained generator."""
+    add_direction_option(p)
     p.add_argument(
         "--test-mode",
         choices=TEST_MODES,
@@ -150,10 +204,15 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     config = base or RunConfig()
     values = vars(args)
     if "recipe" in values:
-        config.recipe = values["recipe"]
-        for section, fields in RECIPE_DEFAULTS[config.recipe].items():
-            for key, value in fields.items():
-                setattr(getattr(config, section), key, value)
+        config.use_recipe(values["recipe"])
+    own = {f.name for f in dataclasses.fields(config.method)}
+    for key in values:
+        if key.startswith("method.") and key[7:] not in own:
+            flag = next(flag for flag, owners in recipe_flags().items() if owners[0][1].name == key[7:])
+            having = [name for name, _ in recipe_flags()[flag]]
+            raise ConfigError(
+                f"--{flag} is an option of --recipe {' / '.join(having)}, not of --recipe {config.recipe}; drop it"
+            )
     if "netG" in values:
         for key, value in PRESETS[values["netG"]].items():
             setattr(config.generator, key, value)
@@ -179,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="diptych",
-        description="Paired image-to-image translation with conditional GANs (pix2pix), at any resolution.",
+        description="Image-to-image translation with GANs (" + ", ".join(RECIPES) + "), at any resolution.",
         epilog="Run `diptych COMMAND --help` for the options of a command.",
         formatter_class=fmt,
     )
@@ -196,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train a pix2pix model on a paired dataset",
-        description="Train a pix2pix model (U-Net generator, conditional PatchGAN, GAN + lambda*L1 loss).",
+        help="train a model (--recipe " + " | ".join(RECIPES) + ")",
+        description="Train a model with one of the recipes: "
+        + "; ".join(f"{name} = {r.help}" for name, r in RECIPES.items())
+        + ".",
         epilog=TRAIN_EPILOG,
         formatter_class=fmt,
     )
@@ -441,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
+    add_direction_option(p)
     p.add_argument("--out", type=Path, metavar="FILE", help="output file (default: <checkpoint name>.onnx or .pt here)")
     p.add_argument(
         "--opset",
@@ -506,7 +568,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config_from_args(args, base)
         if args.run_dir is None and launched_by_torchrun():
             raise ConfigError("--run-dir is required under torchrun, so that every process writes to the same folder")
-        run_dir = args.run_dir or Path("runs") / f"pix2pix-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = args.run_dir or Path("runs") / f"{config.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
         result = train(config, run_dir, progress=not args.no_progress)
     if not is_main_process():
         return exit_status(result.signal) if result.interrupted else 0
@@ -528,6 +590,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         seed=args.seed,
         precision=args.precision,
         backend=args.backend,
+        direction=args.direction,
     )
     written = translator.translate_files(
         args.inputs,
@@ -589,6 +652,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         test_mode=args.test_mode,
         overwrite=args.overwrite,
+        direction=args.direction,
     )
     for c in result.checks:
         print(
@@ -610,7 +674,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
+    from .checkpoint import CHECKPOINTS_DIR, read_checkpoint_config, resolve_checkpoint
     from .evaluate import DeepMetricOptions, evaluate
     from .metrics import validate_metric_names
     from .metrics.pixel import ALL_METRICS
@@ -624,6 +688,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         run = folder.parent.parent if folder.parent.name == CHECKPOINTS_DIR else folder
         out = run / "eval" / f"{args.phase}-{folder.name}"
+    if RECIPES[read_checkpoint_config(args.checkpoint).recipe].data_kind == UNPAIRED:
+        return _evaluate_unpaired(args, out, deep)
     result = evaluate(
         args.checkpoint,
         args.data,
@@ -641,11 +707,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         deep=deep,
         precision=args.precision,
         instance_dir=args.instance_dir,
+        direction=args.direction,
     )
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
         print(f"{name:8s} {m['mean']:.4g}{ci}  n={m['n']}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
+    return 0
+
+
+def _evaluate_unpaired(args: argparse.Namespace, out: Path, deep: Any) -> int:
+    """`diptych evaluate` on a run of an unpaired recipe: both directions (or --direction's), cycle error, FID/KID."""
+    from .evaluate_unpaired import evaluate_unpaired
+
+    checkpoint = args.checkpoint.parent if args.checkpoint.suffix == ".safetensors" else args.checkpoint
+    result = evaluate_unpaired(
+        checkpoint,
+        args.data,
+        out,
+        directions=(args.direction,) if args.direction else ("AtoB", "BtoA"),
+        phase=args.phase,
+        device=args.device,
+        max_items=args.max_items,
+        progress=not args.no_progress,
+        deep=deep,
+        precision=args.precision,
+    )
+    for direction, found in result.summary["directions"].items():
+        for name, m in found["metrics"].items():
+            ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
+            print(f"{direction} {name:10s} {m['mean']:.4g}{ci}  n={m['n']}")
+    for note in result.summary["notes"]:
+        print(f"note: {note}")
+    for direction in result.summary["directions"]:
+        print(f"report: {(result.out_dir / direction / 'report.html').resolve()}")
     return 0
 
 

@@ -64,6 +64,9 @@ def _check_summary(summary: Any, file: Path) -> None:
     def number(v: Any) -> bool:
         return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
 
+    if isinstance(summary, dict) and isinstance(summary.get("directions"), dict) and "metrics" not in summary:
+        folders = " or ".join(str(file.parent / d) for d in summary["directions"])
+        raise DataError(f"{file}: an evaluation of both directions; compare one direction's folder ({folders})")
     metrics = summary.get("metrics") if isinstance(summary, dict) else None
     ok = isinstance(metrics, dict) and isinstance(summary.get("count"), int)
     ok = ok and all(

@@ -20,20 +20,10 @@ INITS = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_LOSSES = ("vanilla", "lsgan", "hinge", "wgangp")
 LR_POLICIES = ("linear", "step", "cosine", "plateau")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-LAYOUTS = ("auto", "aligned", "folders")
+LAYOUTS = ("auto", "aligned", "folders", "cyclegan")
 DIRECTIONS = ("AtoB", "BtoA")
 UPSAMPLES = ("transpose", "resize")
 ARCHS = ("unet", "resnet", "hd")
-RECIPES = ("pix2pix", "pix2pixhd")
-# Defaults a recipe brings before command-line flags are applied (pix2pixHD's published settings).
-RECIPE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "pix2pix": {},
-    "pix2pixhd": {
-        "generator": {"arch": "hd", "ngf": 32, "norm": "instance"},
-        "discriminator": {"num_d": 2, "norm": "instance"},
-        "train": {"gan_loss": "lsgan", "lambda_l1": 0.0},
-    },
-}
 TEST_MODES = ("eval", "paper")
 NORMALIZE_KINDS = ("auto", "dtype", "minmax", "percentile")
 
@@ -174,7 +164,11 @@ class DataConfig:
         "(required) dataset folder: aligned A|B images (optionally in train/), or A/ and B/ folders",
         flag="data",
     )
-    layout: str = opt("auto", "dataset layout; auto detects A/+B/ folders, else aligned", choices=LAYOUTS)
+    layout: str = opt(
+        "auto",
+        "dataset layout; auto detects trainA/+trainB/ (unpaired recipes), A/+B/ folders, else aligned",
+        choices=LAYOUTS,
+    )
     phase: str = opt("train", "sub-folder to use when the dataset has train/val/test sub-folders")
     direction: str = opt("AtoB", "translate A to B or B to A", choices=DIRECTIONS)
     preprocess: str = opt(
@@ -224,7 +218,10 @@ class DataConfig:
     )
     nifti_axis: int = opt(2, "NIfTI volumes are cut into 2-D slices along this axis (0, 1 or 2)", bounds=within(0, 2))
     sample_type: str = field(
-        default="", metadata={"help": "filled from the data: uint8, uint16, float32, ...", "cli": False}
+        default="", metadata={"help": "filled from the data: the output's uint8, uint16, float32, ...", "cli": False}
+    )
+    input_sample_type: str = field(
+        default="", metadata={"help": "filled from the data: the input's sample type; empty = unknown", "cli": False}
     )
     input_range: list[float] = field(
         default_factory=list,
@@ -294,20 +291,8 @@ class ValidationConfig:
 
 @dataclass
 class TrainConfig:
-    """The optimisation: losses, optimiser, schedule, checkpoints."""
+    """The optimisation shared by every recipe: optimiser, schedule, checkpoints (losses: the recipe's section)."""
 
-    gan_loss: str = opt("vanilla", "adversarial loss", choices=GAN_LOSSES)
-    lambda_l1: float = opt(100.0, "weight of the L1 reconstruction loss", bounds=LOSS_WEIGHT)
-    lambda_gp: float = opt(10.0, "weight of the WGAN-GP gradient penalty (wgangp only)", bounds=LOSS_WEIGHT)
-    lambda_feat: float = opt(10.0, "pix2pixhd: weight of the discriminator feature-matching loss", bounds=LOSS_WEIGHT)
-    lambda_vgg: float = opt(
-        0.0, "pix2pixhd: weight of the VGG19 perceptual loss (needs --vgg-weights); 0 = off", bounds=LOSS_WEIGHT
-    )
-    vgg_weights: str = opt("", "pix2pixhd: local torchvision vgg19-*.pth for the perceptual loss (never downloaded)")
-    init_global: str = opt("", "pix2pixhd stage 2: run or checkpoint whose global generator initialises this one")
-    fix_global_steps: int = opt(
-        0, "pix2pixhd: keep the global generator frozen for this many steps (train the enhancer)", bounds=within(0)
-    )
     lr: float = opt(2e-4, "Adam learning rate for both networks", bounds=Bounds(0, 1, low_open=True))
     beta1: float = opt(0.5, "Adam beta1", bounds=fraction())
     beta2: float = opt(0.999, "Adam beta2", bounds=fraction())
@@ -363,7 +348,7 @@ class TrainConfig:
     )
 
 
-FORMAT_VERSION = 1  # the checkpoint format this diptych writes, and the newest it reads
+FORMAT_VERSION = 2  # the checkpoint format this diptych writes, and the newest it reads (older: see migrate)
 MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few kB; anything this large is not one
 
 
@@ -377,25 +362,40 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # The recipe's own section (its losses and options), of the class its recipe declares; None = its defaults.
+    method: Any = None
     test_mode: str = "eval"
     format_version: int = FORMAT_VERSION
 
-    SECTIONS = ("generator", "discriminator", "data", "train", "validation")
+    SECTIONS = ("generator", "discriminator", "data", "train", "validation", "method")
+
+    def __post_init__(self) -> None:
+        if self.method is None and self.recipe in recipe_names():
+            self.method = recipe_class(self.recipe).section()
+
+    def use_recipe(self, name: str) -> RunConfig:
+        """Switch to a recipe: its section with its defaults, and the shared-field defaults it changes."""
+        _choice("recipe", name, recipe_names())
+        recipe = recipe_class(name)
+        self.recipe, self.method = name, recipe.section()
+        for section, fields in recipe.defaults.items():
+            for key, value in fields.items():
+                setattr(getattr(self, section), key, value)
+        return self
 
     def validate(self, *, stored: bool = False) -> RunConfig:
         """Check every field (type, choices, range), then how fields combine; raise ConfigError naming the first
         bad one. stored: the configuration of trained weights, which must describe a complete model."""
-        _choice("recipe", self.recipe, RECIPES)
+        _choice("recipe", self.recipe, recipe_names())
         _choice("test-mode", self.test_mode, TEST_MODES)
+        recipe = recipe_class(self.recipe)
+        if not isinstance(self.method, recipe.section):
+            raise ValueError(f"config.method is a {type(self.method).__name__}, not --recipe {self.recipe}'s section")
         for section in self.SECTIONS:
             values = getattr(self, section)
             for f in dataclasses.fields(values):
                 _check_field(section, f, getattr(values, f.name))
-        g, d, data, t, v = self.generator, self.discriminator, self.data, self.train, self.validation
-        if self.recipe == "pix2pixhd" and g.arch != "hd":
-            raise ConfigError("--recipe pix2pixhd needs --arch hd")
-        if self.recipe == "pix2pix" and d.num_d > 1:
-            raise ConfigError("--num-d > 1 is pix2pixHD's multi-scale discriminator: use --recipe pix2pixhd")
+        g, data, t, v = self.generator, self.data, self.train, self.validation
         if g.arch == "hd" and g.n_down_global + g.n_local > MAX_DOWNSAMPLINGS:
             raise ConfigError(
                 f"--n-down-global {g.n_down_global} + --n-local {g.n_local} downsample by 2**{g.n_down_global + g.n_local}"
@@ -408,12 +408,10 @@ class RunConfig:
                         f"generator.{name} is {getattr(g, name)}: the configuration of trained weights must give "
                         "their channels (>= 1); it was altered or is incomplete"
                     )
-        if t.lambda_vgg > 0 and not t.vgg_weights:
-            raise ConfigError(
-                "--lambda-vgg needs --vgg-weights FILE (torchvision's vgg19-*.pth); nothing is downloaded"
-            )
-        if data.sample_type:
-            _sample_type(data.sample_type)
+        recipe.check_config(self)
+        for sample_type in (data.sample_type, data.input_sample_type):
+            if sample_type:
+                _sample_type(sample_type)
         if not data.percentile_low < data.percentile_high:
             raise ConfigError(
                 f"--percentile-low {data.percentile_low} and --percentile-high {data.percentile_high} must satisfy "
@@ -453,23 +451,84 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: Any, source: str = "configuration", *, stored: bool = False) -> RunConfig:
         """Build a config from parsed JSON strictly: known keys only, each value of its field's type, a format this
-        diptych reads. stored: written with trained weights, so every section and the format version are present."""
+        diptych reads (older formats migrated). stored: written with trained weights, so every section and the
+        format version are present."""
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {_json_type(raw)}")
         check_format_version(raw, source, stored)
+        raw = migrate(raw, source)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {_shown(key)}")
             if key in cls.SECTIONS:
-                kwargs[key] = _section_from_dict(key, value, source)
+                kwargs[key] = section_from_dict(key, value, source, _section_class(key, raw["recipe"]))
             else:
                 kwargs[key] = _typed(f"{source}: {key}", value, fields[key].type)
         missing = [name for name in cls.SECTIONS if name not in raw]
         if stored and missing:
             raise ConfigError(f"{source}: section {missing[0]!r} is missing; the file was altered or is incomplete")
         return cls(**kwargs)
+
+
+def recipe_names() -> tuple[str, ...]:
+    """The registered recipes' names (recipes.RECIPES is the one registry)."""
+    from .recipes import RECIPES
+
+    return tuple(RECIPES)
+
+
+def recipe_class(name: str) -> Any:
+    """The registered recipe class of a name."""
+    from .recipes import RECIPES
+
+    return RECIPES[name]
+
+
+def migrate(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A stored configuration of an older format rewritten as the current one (each step one function below);
+    a hand-written file without format_version is read as the current format, after the same rewriting."""
+    raw = dict(raw)
+    recipe = _typed(f"{source}: recipe", raw.setdefault("recipe", "pix2pix"), "str")
+    if recipe not in recipe_names():
+        raise ConfigError(f"{source}: recipe {_shown(recipe)} is not one of: {', '.join(recipe_names())}")
+    version = raw.get("format_version", 1)
+    while version < FORMAT_VERSION:
+        raw = _MIGRATIONS[version](raw)
+        version += 1
+    if "format_version" in raw:
+        raw["format_version"] = FORMAT_VERSION
+    return raw
+
+
+# Format 1's "train" section held every method's options; format 2 moves them into the recipe's "method" section.
+V1_METHOD_KEYS = (
+    "gan_loss",
+    "lambda_l1",
+    "lambda_gp",
+    "lambda_feat",
+    "lambda_vgg",
+    "vgg_weights",
+    "init_global",
+    "fix_global_steps",
+)
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: the method's options leave "train" for the recipe's own section (other methods' are dropped)."""
+    train = raw.get("train")
+    if not isinstance(train, dict):
+        return raw
+    own = {f.name for f in dataclasses.fields(recipe_class(raw["recipe"]).section)}
+    train = dict(train)
+    moved = {key: train.pop(key) for key in V1_METHOD_KEYS if key in train}
+    method = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+    method = {**{k: v for k, v in moved.items() if k in own}, **method}
+    return {**raw, "train": train, "method": method}
+
+
+_MIGRATIONS = {1: _v1_to_v2}
 
 
 _SECTION_CLASSES: dict[str, type] = {
@@ -544,16 +603,21 @@ _FIELD_TYPES: dict[str, tuple[type, str]] = {
 }
 
 
-def _section_from_dict(section: str, value: Any, source: str) -> Any:
+def _section_class(section: str, recipe: str) -> type:
+    """The dataclass of a section ("method": the recipe's own)."""
+    return recipe_class(recipe).section if section == "method" else _SECTION_CLASSES[section]
+
+
+def section_from_dict(section: str, value: Any, source: str, kind: type) -> Any:
     """One section's dataclass from its JSON object, every value of its field's type."""
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: section {section!r} must be a JSON object, got {_json_type(value)}")
-    fields = {f.name: f for f in dataclasses.fields(_SECTION_CLASSES[section])}
+    fields = {f.name: f for f in dataclasses.fields(kind)}
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {_shown(unknown)} in section {section!r}")
     typed = {name: _typed(f"{source}: {section}.{name}", item, fields[name].type) for name, item in value.items()}
-    return _SECTION_CLASSES[section](**typed)
+    return kind(**typed)
 
 
 def _typed(where: str, value: Any, type_name: str) -> Any:

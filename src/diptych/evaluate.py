@@ -18,10 +18,9 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import atomic_path, write_text_atomic
-from .checkpoint import resolve_checkpoint, weights_file
 from .data.io import from_tensor, to_tensor, write_image
 from .data.paired import Pair, file_stem
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .metrics import DEFAULT_METRICS, MetricProtocol, summarize, validate_metric_names
 from .metrics.feature import SET_METRICS, inception_distances
 from .metrics.lpips import load_lpips, lpips_distance
@@ -97,6 +96,7 @@ def evaluate(
     deep: DeepMetricOptions | None = None,
     precision: str = "fp32",
     instance_dir: str | Path | None = None,
+    direction: str | None = None,
 ) -> Evaluation:
     """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
     names = validate_metric_names(list(metrics), ALL_METRICS)
@@ -113,9 +113,12 @@ def evaluate(
     distances = (
         inception_distances(set_names, deep.inception_weights, deep.inception_variant, "cpu") if set_names else None
     )
-    translator = Translator.load(checkpoint, device=device, mode=test_mode, seed=seed, precision=precision)
-    folder = resolve_checkpoint(checkpoint) if Path(checkpoint).suffix != ".safetensors" else Path(checkpoint).parent
-    weights = Path(checkpoint) if Path(checkpoint).suffix == ".safetensors" else folder / weights_file("generator")
+    translator = Translator.load(
+        checkpoint, device=device, mode=test_mode, seed=seed, precision=precision, direction=direction
+    )
+    weights = translator.weights_path
+    if weights is None:
+        raise CheckpointError(f"{checkpoint}: not a diptych checkpoint (expected a folder or a .safetensors file)")
     layout, base, pairs = load_test_pairs(Path(data), phase, layout, translator.config.data.nifti_axis)
     if max_items:
         pairs = pairs[:max_items]

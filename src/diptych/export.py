@@ -36,6 +36,7 @@ from .exported import (
     exported_kind,
     load_exported,
 )
+from .nets.geometry import Geometry
 from .translate import Translator
 
 FORMATS = ("onnx", "torchscript")
@@ -110,6 +111,7 @@ def export_generator(
     tolerance: float = DEFAULT_TOLERANCE,
     test_mode: str | None = None,
     overwrite: bool = False,
+    direction: str | None = None,
 ) -> ExportResult:
     """Export a checkpoint's generator to ONNX or TorchScript, verify it against PyTorch, then write `out`."""
     checkpoint = Path(checkpoint)
@@ -129,7 +131,8 @@ def export_generator(
         raise ConfigError(f"{checkpoint}: is already an exported model; export from its checkpoint instead")
     if fmt == "onnx":
         _require_onnx()
-    translator = Translator.load(checkpoint, device="cpu", mode="eval", precision="fp32")  # rejects non-generator files
+    # (rejects non-generator files and directions the checkpoint does not offer)
+    translator = Translator.load(checkpoint, device="cpu", mode="eval", precision="fp32", direction=direction)
     config = translator.config
     if config.test_mode == "paper" and test_mode != "eval":
         raise ExportError(
@@ -149,7 +152,8 @@ def export_generator(
     if hasattr(generator, "checkpointing"):
         generator.checkpointing = False  # activation checkpointing is a training-time detail
     # The network's own geometry: its downsampling, and how it pads inputs (a multiple, and a minimum side).
-    stride, multiple, minimum = generator.stride, generator.multiple, generator.min_side
+    geometry: Geometry = generator.geometry
+    stride, multiple, minimum = geometry.stride, geometry.multiple, geometry.min_side
     sizes = list(check_sizes) if check_sizes else default_check_sizes(stride, minimum)
     inputs = _check_inputs(translator, check_images)
     metadata = export_metadata(config, stride, multiple, minimum)

@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import MAX_DOWNSAMPLINGS, RunConfig, config_from_dict, parse_json
 from .errors import CheckpointError, ConfigError
+from .nets.geometry import Geometry
 from .nets.layers import crop_padded, pad_to_multiple
 from .weights import first_line
 
@@ -75,12 +76,12 @@ class ExportedGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self._run = run
-        self.stride, self.multiple, self.min_side = padding
+        self.geometry = Geometry(*padding)
         self.backend = backend
         self.path = path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, size = pad_to_multiple(x, self.multiple, minimum=self.min_side)
+        padded, size = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
         return crop_padded(self._run(padded.float().contiguous()), padded.shape, size)
 
 

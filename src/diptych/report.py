@@ -59,13 +59,24 @@ def _img(path: Path, page: Path) -> str:
 
 @dataclass(frozen=True)
 class EvaluationRow:
-    """One evaluated image: previews of input, output and target, and its metric values."""
+    """One evaluated image: previews of input, output, (unpaired methods) its reconstruction after the way back, and
+    (when there is one) its target, and its metric values."""
 
     name: str
     input: Path
     output: Path
-    target: Path
+    target: Path | None
     values: dict[str, float] = field(default_factory=dict)
+    reconstructed: Path | None = None
+
+    def images(self) -> list[tuple[str, Path | None]]:
+        """The preview columns, by heading."""
+        return [
+            ("input", self.input),
+            ("output", self.output),
+            ("reconstructed", self.reconstructed),
+            ("target", self.target),
+        ]
 
 
 SORT_SCRIPT = """
@@ -110,14 +121,22 @@ def write_evaluation_report(rows: list[EvaluationRow], page: Path, summary: dict
         for n, m in summary["metrics"].items()
     )
     protocol = html.escape(json.dumps(summary["protocol"], indent=2))
-    head = "<tr><th>name</th><th>input</th><th>output</th><th>target</th>" + "".join(
-        f"<th class='metric' data-col='{4 + i}' data-metric='{html.escape(n)}' title='click: worst first / best first'>"
-        f"{html.escape(n)} &#8645;</th>"
-        for i, n in enumerate(names)
+    # The image columns every row has (a CycleGAN report: input | translated | reconstructed [| target]).
+    columns = [c for c, _ in EvaluationRow("", page, page, None).images() if any(dict(r.images())[c] for r in rows)]
+    head = (
+        "<tr><th>name</th>"
+        + "".join(f"<th>{c}</th>" for c in columns)
+        + "".join(
+            f"<th class='metric' data-col='{1 + len(columns) + i}' data-metric='{html.escape(n)}' "
+            f"title='click: worst first / best first'>{html.escape(n)} &#8645;</th>"
+            for i, n in enumerate(names)
+        )
     )
     body = []
     for r in rows:
-        cells = [f"<td>{html.escape(r.name)}</td>", _img(r.input, page), _img(r.output, page), _img(r.target, page)]
+        shown = dict(r.images())
+        cells = [f"<td>{html.escape(r.name)}</td>"]
+        cells += [_img(shown[c], page) if shown[c] is not None else "<td></td>" for c in columns]
         for n in names:
             v = r.values.get(n, float("nan"))
             data_v = "NaN" if not math.isfinite(v) else repr(v)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -37,16 +36,15 @@ from .checkpoint import (
     write_checkpoint_folder,
 )
 from .config import RunConfig, TrainConfig, flag_name, load_config
-from .data import PairedDataset, collate_pairs, open_paired_dataset
+from .data import collate_pairs
 from .device import resolve_device
 from .distributed import Distributed, EpochSampler, check_global_batch, prepare_networks, process_group
 from .errors import ConfigError
-from .nets import generator_stride, receptive_field
 from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
-from .recipes import create_recipe
+from .recipes import RECIPES, UNPAIRED, create_recipe
 from .signals import STOP_SIGNALS, Terminated, signal_name
-from .validation import Validator
+from .validation import make_validator
 
 LOG_FILE = "log.jsonl"
 BEST_DIR = "best"
@@ -117,23 +115,23 @@ class Trainer:
             )
         self.config = config
         self.device = self.dist.device
-        self.dataset: PairedDataset = open_paired_dataset(config.data)
-        self._fill_channels()
-        self.validator, self.dataset = Validator.from_config(config, self.dataset, self.device)
+        self.recipe_class = RECIPES[config.recipe]
+        self.dataset: Any = self.recipe_class.open_dataset(config, resume)
+        self.recipe_class.fill_from_data(config, self.dataset.summary)
+        self.recipe_class.check_config(config)  # again, now that the data has decided the channels
+        self.validator, self.dataset = make_validator(config, self.dataset, self.device)
         self.best: dict[str, Any] | None = None
         self._writer: Any = None
-        self._check_sizes()
+        self.recipe_class.check_data(config, self.dataset.summary, self._warn)
         # The trainer's random numbers (initialisation, dropout, penalties) come from its own generator state,
         # swapped in around its work, so other code in the process neither disturbs nor is disturbed by it.
         self._rng_state = torch.Generator().manual_seed(config.train.seed).get_state()
         self._cuda_rng_state: list[torch.Tensor] | None = None
-        recipe_config = config
-        if resume and config.train.init_global:
-            # The checkpoint already holds the global generator; the stage-1 run may have moved since.
-            recipe_config = copy.deepcopy(config)
-            recipe_config.train.init_global = ""
         with self._own_rng():
-            self.recipe = create_recipe(recipe_config, self.device)
+            self.recipe = create_recipe(config, self.device)
+            if not resume:  # (a resumed run's checkpoint already holds what initialise would load)
+                self.recipe.initialise()
+        self.recipe.seed_streams(self.dist.seed(config.train.seed))
         self.precision = resolve_precision(config.train.precision, self.device, config.data.sample_type)
         if self.dist.enabled:
             # Same initial weights everywhere, then each rank draws its own dropout masks and penalty points.
@@ -186,55 +184,10 @@ class Trainer:
             drop_last=split,
         )
 
-    def _fill_channels(self) -> None:
-        g, summary = self.config.generator, self.dataset.summary
-        for field_name, found in (("in_channels", summary.in_channels), ("out_channels", summary.out_channels)):
-            wanted = getattr(g, field_name)
-            if wanted == 0:
-                setattr(g, field_name, found)
-            elif wanted != found:
-                flag = field_name.replace("_", "-")
-                raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {summary.root})")
-        self.config.data.sample_type = summary.dtype
-        self.config.data.layout = summary.layout
-        # Stored with every checkpoint, so translation maps values exactly as training did.
-        self.config.data.input_range = list(summary.in_range) if summary.in_range else []
-        self.config.data.output_range = list(summary.out_range) if summary.out_range else []
-
-    def _check_sizes(self) -> None:
-        """Refuse training images too small for the discriminator; warn when they are smaller than the U-Net stride."""
-        d, g, side = self.config.discriminator, self.config.generator, self.dataset.summary.min_side
-        flag = (
-            "--crop-size"
-            if self.config.data.preprocess in ("crop", "resize_and_crop", "scale_width_and_crop")
-            else "image side"
-        )
-        # The multi-scale discriminator's coarsest PatchGAN sees the image halved num_d - 1 times (3x3 pooling,
-        # stride 2, padding 1: ceil(side / 2) each time).
-        coarsest = side
-        for _ in range(d.num_d - 1):
-            coarsest = -(-coarsest // 2)
-        if d.n_layers > 0 and coarsest // 2**d.n_layers < 3:
-            rf = receptive_field(d.n_layers)
-            need = (3 * 2**d.n_layers - 1) * 2 ** (d.num_d - 1) + 1  # the smallest side that halves to enough
-            scales = f" at the coarsest of --num-d {d.num_d} scales ({coarsest} px)" if d.num_d > 1 else ""
-            # Name the file with the smallest image; when the crop size is too small, the option is the culprit.
-            where = f"{self.dataset.summary.min_side_file}: " if flag == "image side" else ""
-            raise ConfigError(
-                f"{where}{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}){scales}, "
-                f"which needs at least {need} pixels; use larger crops or fewer --n-layers"
-                + (" or --num-d" if d.num_d > 1 else "")
-            )
-        stride = generator_stride(g)
-        if side < stride and self.progress:
-            hint = {"unet": f"--depth {max(1, side.bit_length() - 1)}", "hd": "fewer --n-down-global"}.get(
-                g.arch, "larger crops"
-            )
-            print(
-                f"diptych: warning: training images ({side} px) are smaller than the generator's stride ({stride}); "
-                f"they are mirror-padded, which costs compute: consider {hint}",
-                file=sys.stderr,
-            )
+    def _warn(self, message: str) -> None:
+        """A warning on stderr (from the process that shows progress)."""
+        if self.progress:
+            print(f"diptych: warning: {message}", file=sys.stderr)
 
     @contextmanager
     def _own_rng(self) -> Iterator[None]:
@@ -311,8 +264,7 @@ class Trainer:
                 for module in self.recipe.networks.values():
                     module.train()
                 for batch in loader:
-                    if hasattr(self.recipe, "set_step"):
-                        self.recipe.set_step(self.step)
+                    self.recipe.before_step(self.step)
                     with self._own_rng():
                         losses = self.recipe.train_step(batch)
                     self.step += 1
@@ -354,18 +306,27 @@ class Trainer:
 
     def describe(self) -> str:
         """A few lines on what this run will do: data, networks, device, length, destination."""
-        summary, g = self.dataset.summary, self.config.generator
         nets = ", ".join(
             f"{name} {type(m).__name__} ({sum(p.numel() for p in m.parameters()) / 1e6:.1f}M params)"
             for name, m in self.recipe.networks.items()
         )
         start = f"resuming at step {self.step}, " if self.resume else ""
         return (
-            f"diptych: {len(self.dataset)} pairs ({summary.layout}, {summary.root}), "
-            f"{g.in_channels}->{g.out_channels} channels, {summary.dtype}; values: {summary.describe_ranges()}\n"
+            f"diptych: {len(self.dataset)} {self._describe_data()}\n"
             f"diptych: {self.config.recipe}: {nets}; on {self.device}, {self.precision}{self._describe_split()}\n"
             f"diptych: {start}{self.total_steps} steps ({self.steps_per_epoch} per epoch), writing to {self.run_dir}\n"
             f"diptych: {self.memory_estimate()}"
+        )
+
+    def _describe_data(self) -> str:
+        """The training data in a line: what kind, where, channels, sample types and values."""
+        summary, g = self.dataset.summary, self.config.generator
+        where = f"({summary.layout}, {summary.root})"
+        if self.recipe_class.data_kind == UNPAIRED:
+            return f"unpaired items {where}; domain A: {summary.a.describe()}; domain B: {summary.b.describe()}"
+        return (
+            f"pairs {where}, {g.in_channels}->{g.out_channels} channels, {summary.dtype}; "
+            f"values: {summary.describe_ranges()}"
         )
 
     def _describe_split(self) -> str:
@@ -389,9 +350,7 @@ class Trainer:
             outs = out if isinstance(out, list | tuple) else [out]
             act_bytes += sum(t.numel() * 4 for t in outs if isinstance(t, torch.Tensor))
 
-        g_cfg = self.config.generator
-        x = torch.zeros(1, g_cfg.in_channels, side, side, device=self.device)
-        y = torch.zeros(1, g_cfg.out_channels, side, side, device=self.device)
+        inputs = self.recipe.example_inputs(side)
         handles = []
         for module in self.recipe.networks.values():
             handles += [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
@@ -400,13 +359,13 @@ class Trainer:
             with torch.no_grad():
                 for name, module in self.recipe.networks.items():
                     module.eval()
-                    module(x) if name == "generator" else module(torch.cat([x, y], 1))
+                    module(*inputs[name])
         finally:
             for h in handles:
                 h.remove()
             for name, module in self.recipe.networks.items():
                 module.train(modes[name])
-        # Autograd keeps roughly every layer's output for backward; the fake image goes through D twice.
+        # Autograd keeps roughly every layer's output for backward; a generated image goes through a D twice.
         act_total = act_bytes * batch * 2
         gib = 2**30
         runtime = 0.4 * gib  # torch, the libraries and the data pipeline, measured on this project's CPU runs
@@ -482,7 +441,8 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Score the generator on the validation pairs; log the means and keep the best checkpoint."""
         assert self.validator is not None
-        result = self.validator(self.recipe.networks["generator"])
+        generators = self.recipe_class.generators(self.config)
+        result = self.validator(self.recipe.networks)
         record = {"step": self.step, "epoch": self.epoch}
         record.update({f"val_{k}": round(v, 6) for k, v in result.means.items()})
         self._append_log(record)
@@ -490,7 +450,7 @@ class Trainer:
         if self.validator.is_better(value, None if self.best is None else self.best["value"]):
             self.best = {"step": self.step, "metric": self.validator.metric, "value": value}
             write_checkpoint_folder(
-                self.ckpt_root / BEST_DIR, self.config, {"generator": self.recipe.networks["generator"]}
+                self.ckpt_root / BEST_DIR, self.config, {n: self.recipe.networks[n] for n in generators.values()}
             )
             write_text_atomic(self.ckpt_root / f"{BEST_DIR}.json", json.dumps(self.best, indent=2))
         writer = self.tensorboard()
@@ -514,6 +474,7 @@ class Trainer:
             "rng_cpu": self._rng_state,
             "best": json.dumps(self.best),
             "amp_fallbacks": self.recipe.amp.fallbacks,
+            "recipe": self.recipe.state_dict(),
         }
         if self.recipe.amp.scaler is not None:
             state["grad_scaler"] = self.recipe.amp.scaler.state_dict()
@@ -523,6 +484,8 @@ class Trainer:
             # Every rank's dropout/penalty stream, so a resume with the same number of processes continues exactly.
             ranks = self.dist.gather((self._rng_state, self._cuda_rng_state))
             state["world_size"] = self.dist.world_size
+            # Each rank's own method state too (CycleGAN: each rank pools its own fakes).
+            state["recipe_ranks"] = self.dist.gather(state["recipe"])
             state["rng_cpu_ranks"] = [cpu for cpu, _ in ranks]
             if ranks[0][1] is not None:
                 state["rng_cuda_ranks"] = [cuda for _, cuda in ranks]
@@ -548,6 +511,7 @@ class Trainer:
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.recipe.amp.fallbacks = int(state.get("amp_fallbacks", 0))
+        self.recipe.load_state_dict(state.get("recipe", {}))
         if self.recipe.amp.scaler is not None and "grad_scaler" in state:
             self.recipe.amp.scaler.load_state_dict(state["grad_scaler"])
         for name, sched in self.schedulers.items():
@@ -571,6 +535,9 @@ class Trainer:
     def _restore_rank_rng(self, state: dict[str, Any]) -> None:
         """This rank's random stream: as saved when the number of processes is unchanged, else a fresh one per rank."""
         if state.get("world_size") == self.dist.world_size:
+            self.recipe.load_state_dict(
+                state.get("recipe_ranks", [state.get("recipe", {})] * self.dist.world_size)[self.dist.rank]
+            )
             self._rng_state = state["rng_cpu_ranks"][self.dist.rank]
             self._cuda_rng_state = state.get("rng_cuda_ranks", [None] * self.dist.world_size)[self.dist.rank]
             return

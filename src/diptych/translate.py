@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .atomic import check_name_length, remove_stale_temporaries_of
-from .checkpoint import load_weights, read_checkpoint_config, read_metadata, resolve_checkpoint, weights_file
+from .checkpoint import open_generator
 from .config import TEST_MODES, RunConfig
 from .data.checks import check_all
 from .data.io import (
@@ -40,9 +40,9 @@ from .data.labels import check_label_range
 from .data.nifti import is_nifti, nifti_shape, read_nifti_slices, slice_index, write_nifti_like
 from .data.paired import label_spec
 from .device import resolve_device
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import ConfigError, DataError
 from .exported import BACKENDS, ExportedGenerator, backend_for, exported_kind, load_exported
-from .nets import create_generator
+from .nets.geometry import Geometry
 from .nets.inference import prepare_for_inference
 from .precision import AUTOCAST_DTYPES, PRECISIONS, resolve_precision, use_precision
 from .tiling import (
@@ -118,6 +118,7 @@ class Translator:
         if not isinstance(self.generator, ExportedGenerator):
             self.generator.to(memory_format=self.memory_format)
         self._warned_instance_norm = False
+        self.weights_path: Path | None = None  # the checkpoint weights file the generator came from, if any
 
     @classmethod
     def load(
@@ -128,10 +129,12 @@ class Translator:
         seed: int = 0,
         precision: str = "auto",
         backend: str | None = None,
+        direction: str | None = None,
     ) -> Translator:
         """Load a generator from a run folder, checkpoint folder, generator.safetensors file, or a model exported
         by `diptych export` (.onnx runs on onnxruntime, a TorchScript file on torch).
 
+        direction: "AtoB" or "BtoA", for a checkpoint that offers both (None: its only one, or AtoB).
         precision: "auto" (bf16 autocast where the hardware runs it natively: CPUs with AVX-512 bf16 or AMX,
         recent GPUs; else fp32), "fp32", "bf16" or "fp16" (CUDA). bf16 outputs differ from fp32 by at most one
         8-bit level (57 dB PSNR between the two on a trained unet_256). backend: "torch", "onnxruntime" or None
@@ -161,18 +164,16 @@ class Translator:
                 raise ConfigError(f"--precision {precision} applies to checkpoints; {path} is an fp32 export")
             resolved = resolve_device(device)
             generator, config = load_exported(path, resolved, kind)
-            return cls(generator, config, resolved, "eval", seed)
-        if path.suffix == ".safetensors" and path.is_file():
-            network = read_metadata(path).get("network", "generator")
-            if network != "generator":
-                raise CheckpointError(
-                    f"{path}: holds the {network}'s weights; pass generator.safetensors or the folder"
+            if direction is not None and direction != config.data.direction:
+                raise ConfigError(
+                    f"--direction {direction}: {path} translates {config.data.direction} only (an export holds one "
+                    "generator); export the other with `diptych export --direction`"
                 )
-        config = read_checkpoint_config(path)
-        weights = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / weights_file("generator")
-        generator = create_generator(config.generator)
-        load_weights(generator, weights)
-        return cls(generator, config, resolve_device(device), mode, seed, precision, optimize=True)
+            return cls(generator, config, resolved, "eval", seed)
+        generator, config, weights = open_generator(path, direction)
+        translator = cls(generator, config, resolve_device(device), mode, seed, precision, optimize=True)
+        translator.weights_path = weights
+        return translator
 
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -339,12 +340,9 @@ class Translator:
         self, tile: int | str, overlap: int | None, memory_budget: int | None, batch_size: int = 1
     ) -> TileSettings:
         """Resolve --tile/--overlap (and the budget for --tile auto) into checked settings."""
-        stride = getattr(self.generator, "stride", 1)
-        geometry = {
-            "stride": stride,
-            "multiple": getattr(self.generator, "multiple", stride),
-            "minimum": getattr(self.generator, "min_side", 0),
-        }
+        g: Geometry = self.generator.geometry
+        stride = g.stride
+        geometry = {"stride": g.stride, "multiple": g.multiple, "minimum": g.min_side}
         if self.mode == "paper":
             raise ConfigError("--tile needs --test-mode eval: per-tile batch statistics and dropout would show seams")
         if tile == "auto":
@@ -382,7 +380,7 @@ class Translator:
     def bytes_per_pixel(self) -> float:
         """Activation bytes per input pixel (every layer's output counted, so an upper bound)."""
         # Two strides per side: instance-norm networks need more than one pixel at their bottleneck.
-        side = 2 * getattr(self.generator, "stride", 32)
+        side = 2 * self.generator.geometry.stride
         total = 0
 
         def hook(_: nn.Module, __: object, out: object) -> None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .config import RunConfig
-from .data.io import to_tensor
+from .config import RunConfig, recipe_class
+from .data.io import read_image, strip_image_suffix, to_tensor
 from .data.paired import Pair, PairedDataset, label_spec
+from .data.unpaired import find_unpaired_files
 from .errors import ConfigError, DataError
 from .metrics import MetricProtocol, summarize
-from .metrics.pixel import HIGHER_IS_BETTER
+from .metrics.pixel import HIGHER_IS_BETTER, compute_pixel_metrics
 from .precision import full_precision
+from .recipes.base import UNPAIRED
 from .scoring import instance_map, load_test_pairs, score_pairs
 
 # Cheap metrics always reported; the selection metric is added when it is another one.
@@ -49,6 +52,7 @@ class Validator:
 
     def __init__(self, pairs: list[Pair], layout: str, config: RunConfig, device: torch.device) -> None:
         v = config.validation
+        self.network = recipe_class(config.recipe).generators(config)[config.data.direction]
         self.pairs = pairs[: v.max_items] if v.max_items else pairs
         self.layout = layout
         self.direction = config.data.direction
@@ -101,8 +105,9 @@ class Validator:
         return to_tensor(arr, self.in_range)
 
     @torch.no_grad()
-    def __call__(self, generator: nn.Module) -> ValidationResult:
+    def __call__(self, networks: dict[str, nn.Module]) -> ValidationResult:
         """Mean metrics of the generator's outputs over the validation pairs."""
+        generator = networks[self.network]
         was_training = generator.training
         generator.eval()
 
@@ -133,3 +138,97 @@ class Validator:
         finally:
             generator.train(was_training)
         return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
+
+
+class CycleValidator:
+    """Scores an unpaired method on held-out images of both domains, at their own size, in eval mode: the round trip
+    X -> G(X) -> F(G(X)) against X per direction (cycle_<metric>_A, _B and their mean cycle_<metric>), and, where
+    domain B holds an image of the same name as one in A, the A -> B translation against it (<metric>)."""
+
+    def __init__(self, files: dict[str, list[Path]], config: RunConfig, device: torch.device) -> None:
+        v, d = config.validation, config.data
+        self.files = {side: found[: v.max_items] if v.max_items else found for side, found in files.items()}
+        self.generators = recipe_class(config.recipe).generators(config)
+        self.names = list(dict.fromkeys([*REPORTED, v.metric]))
+        self.ranges = {"A": (*d.input_range,) or None, "B": (*d.output_range,) or None}
+        self.protocols = {
+            "A": MetricProtocol(sample_type=d.input_sample_type or "uint8"),
+            "B": MetricProtocol(sample_type=d.sample_type or "uint8"),
+        }
+        self.channels = {"A": config.generator.in_channels, "B": config.generator.out_channels}
+        stems = {side: {strip_image_suffix(p).name: p for p in found} for side, found in self.files.items()}
+        self.pairs = [(p, stems["B"][n]) for n, p in stems["A"].items() if n in stems["B"]]
+        self.metric = v.metric if self.pairs else f"cycle_{v.metric}"
+        self.device = device
+        self.higher_is_better = HIGHER_IS_BETTER[v.metric]
+
+    @classmethod
+    def from_config(cls, config: RunConfig, device: torch.device) -> CycleValidator | None:
+        """The validator --val-data asks for (None without one); --val-fraction has no pairs to hold out."""
+        v = config.validation
+        if v.fraction > 0:
+            raise ConfigError(
+                f"--val-fraction: --recipe {config.recipe} trains on unpaired domains; give held-out images of both "
+                "with --val-data DIR (valA/ valB/, or A/ B/ folders)"
+            )
+        if not v.root:
+            return None
+        files = find_unpaired_files(Path(v.root), v.phase)
+        return cls(dict(zip("AB", files, strict=True)), config, device)
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Whether `value` of the selection metric beats the best so far."""
+        if not math.isfinite(value):
+            return False
+        return best is None or (value > best if self.higher_is_better else value < best)
+
+    def _read(self, path: Path, side: str) -> torch.Tensor:
+        arr = read_image(path)
+        if arr.shape[2] != self.channels[side]:
+            raise DataError(
+                f"{path}: has {arr.shape[2]} channel(s); domain {side} of this model has {self.channels[side]}"
+            )
+        return to_tensor(arr, self.ranges[side])
+
+    @torch.no_grad()
+    def __call__(self, networks: dict[str, nn.Module]) -> ValidationResult:
+        """Mean round-trip (and, for pairs, translation) metrics over the validation images."""
+        there, back = networks[self.generators["AtoB"]], networks[self.generators["BtoA"]]
+        modes = [there.training, back.training]
+        there.eval()
+        back.eval()
+
+        def run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            with full_precision():  # (scores as `diptych evaluate` computes them, whatever the training precision)
+                return net(x[None].to(self.device)).float().cpu()[0]
+
+        per_image: dict[str, list[float]] = {}
+        samples = []
+        try:
+            for side, (forward, backward) in (("A", (there, back)), ("B", (back, there))):
+                for path in self.files[side]:
+                    x = self._read(path, side)
+                    out = run(forward, x)
+                    rec = run(backward, out.clamp(-1, 1))
+                    for n, val in compute_pixel_metrics(rec, x, self.names, self.protocols[side]).items():
+                        per_image.setdefault(f"cycle_{n}_{side}", []).append(val)
+                        per_image.setdefault(f"cycle_{n}", []).append(val)
+                    if side == "A" and len(samples) < GRID_IMAGES:
+                        samples.append((x, out, rec))
+            for a_path, b_path in self.pairs:
+                out = run(there, self._read(a_path, "A"))
+                for n, val in compute_pixel_metrics(
+                    out, self._read(b_path, "B"), self.names, self.protocols["B"]
+                ).items():
+                    per_image.setdefault(n, []).append(val)
+        finally:
+            there.train(modes[0])
+            back.train(modes[1])
+        return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
+
+
+def make_validator(config: RunConfig, dataset: Any, device: torch.device) -> tuple[Any, Any]:
+    """The validator of the run's kind of data (or None), and the training dataset left after any hold-out."""
+    if recipe_class(config.recipe).data_kind == UNPAIRED:
+        return CycleValidator.from_config(config, device), dataset
+    return Validator.from_config(config, dataset, device)

@@ -52,11 +52,17 @@ class FeatureDistances:
     @torch.no_grad()
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         """Add a batch of generated and real images (BxCxHxW in [-1, 1])."""
-        fake, real = as_rgb01(fake), as_rgb01(real)
+        self.add(real, real=True)
+        self.add(fake, real=False)
+
+    @torch.no_grad()
+    def add(self, images: torch.Tensor, real: bool) -> None:
+        """Add a batch (BxCxHxW in [-1, 1]) of real or of generated images (unpaired sets differ in size)."""
+        images = as_rgb01(images)
         for metric in self.metrics.values():
-            metric.update(real, real=True)
-            metric.update(fake, real=False)
-        self.count += fake.shape[0]
+            metric.update(images, real=real)
+        if not real:
+            self.count += images.shape[0]
 
     def compute(self) -> dict[str, float]:
         """FID (and KID mean) over everything added; needs at least 2 images."""

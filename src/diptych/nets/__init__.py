@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import DiscriminatorConfig, GeneratorConfig
+from ..config import DiscriminatorConfig, GeneratorConfig, section_from_dict
 from ..errors import ConfigError
 from .hd import HDGenerator
 from .layers import init_weights
@@ -25,6 +27,8 @@ __all__ = [
     "check_generator_size",
     "create_discriminator",
     "create_generator",
+    "generator_config",
+    "generator_spec",
     "generator_stride",
     "init_weights",
     "receptive_field",
@@ -71,6 +75,19 @@ def _build_generator(cfg: GeneratorConfig) -> nn.Module:
             cfg.norm,
         )
     raise ValueError(f"unknown generator arch {cfg.arch!r}")
+
+
+def generator_spec(cfg: GeneratorConfig) -> dict[str, Any]:
+    """A generator's architecture as a checkpoint manifest stores it."""
+    return {"kind": "generator", **dataclasses.asdict(cfg)}
+
+
+def generator_config(spec: dict[str, Any], source: str) -> GeneratorConfig:
+    """The GeneratorConfig of a manifest's generator spec (ConfigError naming `source` if it is not one)."""
+    if not isinstance(spec, dict) or spec.get("kind") != "generator":
+        raise ConfigError(f"{source}: not a generator's architecture spec")
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    return section_from_dict("generator", fields, source, GeneratorConfig)
 
 
 def generator_stride(cfg: GeneratorConfig) -> int:

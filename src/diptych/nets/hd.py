@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .geometry import Geometry
 from .layers import crop_padded, pad_to_multiple
 from .resnet import ResidualBlock, ResnetGenerator, conv_norm_relu, output_head, run_blocks, up_norm_relu
 
@@ -55,9 +56,10 @@ class HDGenerator(nn.Module):
             LocalEnhancer(in_channels, ngf * 2 ** (n_local - k - 1), n_blocks_local, norm) for k in range(n_local)
         )
         self.head = output_head(ngf, out_channels) if n_local else nn.Identity()
-        self.stride = 2 ** (n_down_global + n_local)
-        self.multiple = self.stride  # input sides are reflect-padded to a multiple of the stride
-        self.min_side = 2 * self.stride  # at least two pixels at the bottleneck (reflection pads, instance norms)
+        # Input sides are reflect-padded to a multiple of the stride, and to at least two pixels at the bottleneck
+        # (reflection pads, instance norms).
+        stride = 2 ** (n_down_global + n_local)
+        self.geometry = Geometry(stride=stride, multiple=stride, min_side=2 * stride)
         self.checkpointing = False  # recompute residual blocks in backward to save activation memory
 
     def load_global(self, state: dict[str, torch.Tensor]) -> None:
@@ -77,7 +79,7 @@ class HDGenerator(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, size = pad_to_multiple(x, self.multiple, minimum=self.min_side)
+        padded, size = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
         pyramid = [padded]
         for _ in range(self.n_local):
             pyramid.append(F.avg_pool2d(pyramid[-1], 3, stride=2, padding=1, count_include_pad=False))

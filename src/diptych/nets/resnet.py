@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from .geometry import Geometry
 from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
 
 
@@ -94,9 +95,8 @@ class ResnetGenerator(nn.Module):
             *(up_norm_relu(ngf * 2 ** (n_down - i), ngf * 2 ** (n_down - i - 1), norm) for i in range(n_down))
         )
         self.head = output_head(ngf, out_channels)
-        self.stride = 2**n_down
-        self.multiple = self.stride  # input sides are reflect-padded to a multiple of the stride
-        self.min_side = 2 * self.stride  # at least two pixels at the bottleneck
+        # Input sides are reflect-padded to a multiple of the stride, and to at least two pixels at the bottleneck.
+        self.geometry = Geometry(stride=2**n_down, multiple=2**n_down, min_side=2 * 2**n_down)
         self.checkpointing = False  # recompute residual blocks in backward to save activation memory
 
     def features(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
@@ -104,5 +104,5 @@ class ResnetGenerator(nn.Module):
         return self.up(run_blocks(self.blocks, self.down(self.front(x)), checkpointing))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded, size = pad_to_multiple(x, self.multiple, minimum=self.min_side)
+        padded, size = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
         return crop_padded(self.head(self.features(padded, self.checkpointing)), padded.shape, size)

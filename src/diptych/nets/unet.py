@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .geometry import Geometry
 from .layers import conv_bias, make_norm, pad_to_even, pad_to_multiple
 
 
@@ -76,9 +77,8 @@ class UNetGenerator(nn.Module):
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.depth = depth
-        self.stride = 2**depth  # the total downsampling
-        self.multiple = 2 ** min(depth, 5)  # input sides are padded to a multiple of this (see the docstring)
-        self.min_side = self.stride
+        # Input sides are padded to a multiple of 2**min(depth, 5) (see the docstring) and to the total downsampling.
+        self.geometry = Geometry(stride=2**depth, multiple=2 ** min(depth, 5), min_side=2**depth)
         chans = [level_channels(i, ngf) for i in range(depth)]
         self.down = nn.ModuleList(
             DownBlock(
@@ -100,7 +100,7 @@ class UNetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        h, _ = pad_to_multiple(x, self.multiple, minimum=self.min_side)
+        h, _ = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
         del x  # (a padded copy is not held through the whole pass)
         skips = []
         for block in self.down:

@@ -1,17 +1,28 @@
-"""Recipes: how one training step combines networks and losses, one file per method."""
+"""Recipes: one module per training method; RECIPES is the one registry of them (the CLI is generated from it)."""
 
 from __future__ import annotations
 
 import torch
 
 from ..config import RunConfig
-from .base import Recipe
+from .base import PAIRED, UNPAIRED, Recipe, Updater
+from .cyclegan import CycleGANRecipe
 from .pix2pix import Pix2PixRecipe
 from .pix2pixhd import Pix2PixHDRecipe
 
-__all__ = ["Pix2PixHDRecipe", "Pix2PixRecipe", "Recipe", "create_recipe"]
+__all__ = [
+    "PAIRED",
+    "RECIPES",
+    "UNPAIRED",
+    "CycleGANRecipe",
+    "Pix2PixHDRecipe",
+    "Pix2PixRecipe",
+    "Recipe",
+    "Updater",
+    "create_recipe",
+]
 
-RECIPES: dict[str, type] = {"pix2pix": Pix2PixRecipe, "pix2pixhd": Pix2PixHDRecipe}
+RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe, CycleGANRecipe)}
 
 
 def create_recipe(config: RunConfig, device: torch.device) -> Recipe:

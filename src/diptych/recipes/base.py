@@ -1,20 +1,25 @@
-"""What the trainer needs from a recipe, and the update mechanics the GAN recipes share."""
+"""The recipe contract (what a training method declares and does) and the update mechanics every step shares."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import RunConfig, TrainConfig
+from ..data import open_paired_dataset
 from ..distributed import Distributed, no_sync, wrap
-from ..precision import AmpStep
+from ..errors import ConfigError
+from ..nets import generator_stride, receptive_field
+from ..precision import AmpStep, resolve_precision
 
 Losses = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
+PAIRED, UNPAIRED = "paired", "unpaired"
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
@@ -36,128 +41,207 @@ def adam_optimizers(networks: dict[str, nn.Module], t: TrainConfig) -> dict[str,
     return {name: adam(net.parameters(), t.lr, (t.beta1, t.beta2)) for name, net in networks.items()}
 
 
-class Recipe(Protocol):
-    """A training method: named networks and optimisers, and one optimisation step on a batch."""
+class Updater:
+    """The update mechanics every GAN step shares, for any networks and optimisers: micro-batch accumulation
+    (losses scaled by 1/N, DDP all-reducing on the last micro-batch only), mixed precision with the fp32
+    recomputation (AmpStep), and replay of each micro-batch's random draws when a network runs again."""
 
-    networks: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-    monitor: str  # the loss whose epoch mean drives the plateau learning-rate policy
-    amp: AmpStep  # backward + optimiser step under the run's precision, with the overflow fallback
+    def __init__(self, amp: AmpStep, device: torch.device, accum_steps: int) -> None:
+        self.amp = amp
+        self.device = device
+        self.accum_steps = accum_steps
+        self._rng: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
-    def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
-        """Run one optimisation step; return detached scalar losses by name."""
-        ...
-
-    def distribute(self, ctx: Distributed) -> None:
-        """Prepare for a multi-process run (DistributedDataParallel around the networks the step calls)."""
-        ...
-
-
-class GANRecipe:
-    """One D update then one G update per step, over `accum_steps` micro-batches; subclasses define the two losses.
-
-    `networks` holds the bare networks (checkpoints, validation); `generator` and `discriminator` are what the step
-    calls: the same modules, or DistributedDataParallel wrappers of them after `distribute`.
-    """
-
-    generator: nn.Module
-    discriminator: nn.Module
-    networks: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-    device: torch.device
-    amp: AmpStep
-    monitor: str = "G_L1"
-    accum_steps: int = 1
-    # Some parameters of G get no gradient for a while (pix2pixHD's frozen global generator): DDP must look for them.
-    generator_partly_frozen: bool = False
-
-    def discriminator_loss(
-        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
-    ) -> tuple[torch.Tensor, Losses]:
-        """D's loss on a (micro-)batch, fake_b detached; returns (loss, detached parts to log)."""
-        raise NotImplementedError
-
-    def generator_loss(
-        self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
-    ) -> tuple[torch.Tensor, Losses]:
-        """G's loss on a (micro-)batch, through a D whose parameters are frozen; returns (loss, parts to log)."""
-        raise NotImplementedError
-
-    def distribute(self, ctx: Distributed) -> None:
-        """Call the networks through DistributedDataParallel in a multi-process run."""
-        self.generator = wrap(self.networks["generator"], ctx, find_unused_parameters=self.generator_partly_frozen)
-        self.discriminator = wrap(self.networks["discriminator"], ctx)
-        self.amp.any_rank = ctx.any
-
-    def train_step(self, batch: dict[str, object]) -> dict[str, torch.Tensor]:
-        """One D step then one G step; with accum_steps N the batch is split into N micro-batches whose losses are
-        scaled by 1/N, so the accumulated gradient equals the whole batch's (exactly without batch norm).
-
-        Each phase may run twice: again in fp32 when its mixed-precision result overflows (see AmpStep)."""
-        pairs = [
-            (a.to(self.device, non_blocking=True), b.to(self.device, non_blocking=True))
-            for a, b in zip(
-                torch.tensor_split(batch["A"], self.accum_steps),  # type: ignore[arg-type]
-                torch.tensor_split(batch["B"], self.accum_steps),  # type: ignore[arg-type]
-                strict=True,
-            )
+    def split(self, batch: dict[str, Any], keys: Sequence[str]) -> list[Batch]:
+        """The batch's tensors under `keys` as accum_steps micro-batches on the device; starts a new step."""
+        self._rng = []
+        parts = [torch.tensor_split(batch[k], self.accum_steps) for k in keys]
+        return [
+            {k: t.to(self.device, non_blocking=True) for k, t in zip(keys, group, strict=True)}
+            for group in zip(*parts, strict=True)
         ]
-        n = len(pairs)
-        g, d = self.generator, self.discriminator
-        fakes: list[torch.Tensor] = []
-        rng_states: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
-        def d_phase(first: bool) -> tuple[dict[str, Any], torch.Tensor]:
-            # Real pairs up, generated pairs down; DDP all-reduces on the last micro-batch only.
+    @contextmanager
+    def draws(self, i: int) -> Iterator[None]:
+        """Micro-batch i's random draws (dropout): recorded the first time in a step, replayed on every later run."""
+        if i == len(self._rng):
+            self._rng.append(_rng_state(self.device))
+            yield
+            return
+        with _replayed_rng(self._rng[i], self.device):
+            yield
+
+    def update(
+        self,
+        optimizer: torch.optim.Optimizer,
+        trained: Sequence[nn.Module],
+        n: int,
+        loss: Callable[[int, bool], tuple[torch.Tensor, Losses]],
+    ) -> Losses:
+        """Zero, accumulate loss(i, first) over n micro-batches, step; the whole phase again in fp32 on overflow.
+
+        `trained` are the (possibly DDP-wrapped) networks whose gradients this update all-reduces; returns the
+        logged parts, averaged over micro-batches."""
+
+        def phase(first: bool) -> tuple[dict[str, Any], torch.Tensor]:
             logged: dict[str, list[torch.Tensor]] = {}
             finite = torch.ones((), dtype=torch.bool, device=self.device)
-            fakes.clear()
-            for i, (real_a, real_b) in enumerate(pairs):
-                if first:
-                    rng_states.append(_rng_state(self.device))
-                with _replayed_rng(rng_states[i], self.device) if not first else contextlib.nullcontext():
-                    if n == 1:
-                        fake_b = g(real_a)  # kept with its graph for G's update
-                    else:
-                        # G's activations are not kept across micro-batches: G runs again, with the same draws, below.
-                        with torch.no_grad():
-                            fake_b = g(real_a)
-                fakes.append(fake_b)
-                with no_sync(d, i < n - 1):
-                    loss, parts = self.discriminator_loss(d, real_a, real_b, fake_b.detach())
-                    finite &= torch.isfinite(loss.detach())
-                    self.amp.backward(loss / n if n > 1 else loss)
-                _collect(logged, parts)
+            for i in range(n):
+                with contextlib.ExitStack() as stack:
+                    for net in trained:
+                        stack.enter_context(no_sync(net, i < n - 1))
+                    value, parts = loss(i, first)
+                    finite &= torch.isfinite(value.detach())
+                    self.amp.backward(value / n if n > 1 else value)
+                for key, part in parts.items():
+                    logged.setdefault(key, []).append(part)
             return logged, finite
 
-        def g_phase(first: bool) -> tuple[dict[str, Any], torch.Tensor]:
-            # Fool the updated D and match the target; D's bare module, since D is not being trained here.
-            logged: dict[str, list[torch.Tensor]] = {}
-            finite = torch.ones((), dtype=torch.bool, device=self.device)
-            d_frozen = self.networks["discriminator"]
-            d_frozen.requires_grad_(False)
-            for i, (real_a, real_b) in enumerate(pairs):
-                with no_sync(g, i < n - 1):
-                    if n == 1 and first:
-                        fake_b = fakes[0]
-                    else:
-                        with _replayed_rng(rng_states[i], self.device):
-                            fake_b = g(real_a)
-                    loss, parts = self.generator_loss(d_frozen, real_a, real_b, fake_b)
-                    finite &= torch.isfinite(loss.detach())
-                    self.amp.backward(loss / n if n > 1 else loss)
-                _collect(logged, parts)
-            return logged, finite
-
-        d.requires_grad_(True)
-        logged = self.amp.run(self.optimizers["discriminator"], d_phase)
-        logged.update(self.amp.run(self.optimizers["generator"], g_phase))
+        logged = self.amp.run(optimizer, phase)
         return {k: v[0] if n == 1 else torch.stack(v).mean() for k, v in logged.items()}
 
 
-def _collect(logged: dict[str, list[torch.Tensor]], parts: Losses) -> None:
-    for key, value in parts.items():
-        logged.setdefault(key, []).append(value)
+class Recipe:
+    """A training method: everything the trainer, the CLI and the checkpoint need to know about it.
+
+    Subclasses declare the class attributes and build `networks` (bare modules: checkpoints, validation) and
+    `optimizers`; `calls` holds what the step calls (the same modules, or DDP wrappers after `distribute`)."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]  # one line, for `--recipe` and the CLI's section title
+    data_kind: ClassVar[str] = PAIRED  # the dataset the step reads: PAIRED or UNPAIRED
+    section: ClassVar[type]  # the recipe's own config section (a dataclass of its options with their defaults)
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # shared fields whose defaults this method changes
+    monitor: ClassVar[str] = "G_L1"  # the loss whose epoch mean drives the plateau learning-rate policy
+    partly_frozen: ClassVar[frozenset[str]] = frozenset()  # networks some of whose parameters may get no gradient
+
+    networks: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    calls: dict[str, nn.Module]
+
+    def __init__(self, config: RunConfig, device: torch.device) -> None:
+        self.config = config
+        self.options = config.method
+        self.device = device
+        t = config.train
+        self.amp = AmpStep(resolve_precision(t.precision, device, config.data.sample_type), device)
+        self.updater = Updater(self.amp, device, t.accum_steps)
+
+    @classmethod
+    def generators(cls, config: RunConfig) -> dict[str, str]:
+        """The networks it offers for inference, by direction ("AtoB", "BtoA")."""
+        return {config.data.direction: "generator"}
+
+    @classmethod
+    def network_specs(cls, config: RunConfig) -> dict[str, dict[str, Any]]:
+        """Each network's architecture, as stored in the checkpoint's manifest ("kind" + its fields)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Refuse (ConfigError) option combinations this method cannot train."""
+
+    @classmethod
+    def open_dataset(cls, config: RunConfig, resume: bool) -> Any:
+        """The training dataset (paired by default); resume: the run's stored value ranges apply."""
+        return open_paired_dataset(config.data)
+
+    @classmethod
+    def fill_from_data(cls, config: RunConfig, summary: Any) -> None:
+        """Fill what the data decides (channels, sample types, value ranges, layout) into the config."""
+        fill_channels(config, summary.in_channels, summary.out_channels, str(summary.root))
+        d = config.data
+        d.sample_type, d.input_sample_type = summary.dtype, summary.in_dtype or summary.dtype
+        d.layout = summary.layout
+        # Stored with every checkpoint, so translation maps values exactly as training did.
+        d.input_range = list(summary.in_range) if summary.in_range else []
+        d.output_range = list(summary.out_range) if summary.out_range else []
+
+    def seed_streams(self, seed: int) -> None:
+        """Seed the method's own random streams (e.g. image pools) from this process's seed."""
+
+    @classmethod
+    def check_data(cls, config: RunConfig, summary: Any, warn: Callable[[str], None]) -> None:
+        """Refuse (ConfigError) training data this method's networks cannot use, warn about what is wasteful;
+        `summary` describes the data (before any network is built)."""
+
+    def initialise(self) -> None:
+        """A fresh run's initialisation from elsewhere (e.g. a stage-1 run); not called when resuming."""
+
+    def example_inputs(self, side: int) -> dict[str, tuple[torch.Tensor, ...]]:
+        """One input per network at the training size, for the memory estimate (what each forward pass sees)."""
+        raise NotImplementedError
+
+    def before_step(self, step: int) -> None:
+        """Told before each step (also the first after a resume)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the method keeps between steps besides weights and optimisers (saved in the training state)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned."""
+
+    def train_step(self, batch: dict[str, Any]) -> Losses:
+        """One optimisation step; returns detached scalar losses by name."""
+        raise NotImplementedError
+
+    def distribute(self, ctx: Distributed) -> None:
+        """Call every network through DistributedDataParallel in a multi-process run."""
+        self.calls = {
+            name: wrap(net, ctx, find_unused_parameters=name in self.partly_frozen)
+            for name, net in self.networks.items()
+        }
+        self.amp.any_rank = ctx.any
+
+
+def fill_channels(config: RunConfig, found_in: int, found_out: int, where: str) -> None:
+    """Generator channels from the data (0 = not given), or ConfigError when given ones disagree with it."""
+    g = config.generator
+    for field_name, found in (("in_channels", found_in), ("out_channels", found_out)):
+        wanted = getattr(g, field_name)
+        if wanted == 0:
+            setattr(g, field_name, found)
+        elif wanted != found:
+            flag = field_name.replace("_", "-")
+            raise ConfigError(f"--{flag} {wanted} does not match the data ({found} channels in {where})")
+
+
+def check_patchgan_fits(config: RunConfig, summary: Any) -> None:
+    """Refuse training images too small for the (multi-scale) PatchGAN the config describes."""
+    d, side = config.discriminator, summary.min_side
+    cropped = config.data.preprocess in ("crop", "resize_and_crop", "scale_width_and_crop")
+    flag = "--crop-size" if cropped else "image side"
+    # The multi-scale discriminator's coarsest PatchGAN sees the image halved num_d - 1 times (3x3 pooling,
+    # stride 2, padding 1: ceil(side / 2) each time).
+    coarsest = side
+    for _ in range(d.num_d - 1):
+        coarsest = -(-coarsest // 2)
+    if d.n_layers > 0 and coarsest // 2**d.n_layers < 3:
+        rf = receptive_field(d.n_layers)
+        need = (3 * 2**d.n_layers - 1) * 2 ** (d.num_d - 1) + 1  # the smallest side that halves to enough
+        scales = f" at the coarsest of --num-d {d.num_d} scales ({coarsest} px)" if d.num_d > 1 else ""
+        # Name the file with the smallest image; when the crop size is too small, the option is the culprit.
+        where = f"{summary.min_side_file}: " if not cropped else ""
+        raise ConfigError(
+            f"{where}{flag} {side} is too small for the {rf}x{rf} PatchGAN (--n-layers {d.n_layers}){scales}, "
+            f"which needs at least {need} pixels; use larger crops or fewer --n-layers"
+            + (" or --num-d" if d.num_d > 1 else "")
+        )
+
+
+def warn_below_generator_stride(config: RunConfig, side: int, warn: Callable[[str], None]) -> None:
+    """Warn when training images are smaller than the generator's stride (they are padded, which costs compute)."""
+    g = config.generator
+    stride = generator_stride(g)
+    if side < stride:
+        hint = {"unet": f"--depth {max(1, side.bit_length() - 1)}", "hd": "fewer --n-down-global"}.get(
+            g.arch, "larger crops"
+        )
+        warn(
+            f"training images ({side} px) are smaller than the generator's stride ({stride}); "
+            f"they are mirror-padded, which costs compute: consider {hint}"
+        )
 
 
 def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -7,50 +7,79 @@ only the local enhancer for `--fix-global-steps` steps, then everything jointly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..checkpoint import load_weights, read_checkpoint_config, resolve_checkpoint, weights_file
-from ..config import GeneratorConfig, RunConfig
+from ..config import GAN_LOSSES, LOSS_WEIGHT, GeneratorConfig, RunConfig, opt, within
 from ..errors import ConfigError
-from ..losses import AdversarialLoss, PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
-from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator, init_weights
-from ..precision import AmpStep, resolve_precision
-from .base import GANRecipe, Losses, adam_optimizers
+from ..losses import PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
+from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator
+from .base import Losses
+from .pix2pix import ConditionalGANRecipe
 
 
-class Pix2PixHDRecipe(GANRecipe):
+@dataclass
+class Pix2PixHDConfig:
+    """pix2pixHD's losses and staged schedule."""
+
+    gan_loss: str = opt("lsgan", "adversarial loss", choices=GAN_LOSSES)
+    lambda_l1: float = opt(0.0, "weight of the L1 reconstruction loss", bounds=LOSS_WEIGHT)
+    lambda_feat: float = opt(10.0, "weight of the discriminator feature-matching loss", bounds=LOSS_WEIGHT)
+    lambda_vgg: float = opt(
+        0.0, "weight of the VGG19 perceptual loss (needs --vgg-weights); 0 = off", bounds=LOSS_WEIGHT
+    )
+    vgg_weights: str = opt("", "local torchvision vgg19-*.pth for the perceptual loss (never downloaded)")
+    init_global: str = opt("", "stage 2: run or checkpoint whose global generator initialises this one")
+    fix_global_steps: int = opt(
+        0, "keep the global generator frozen for this many steps (train the enhancer)", bounds=within(0)
+    )
+
+
+class Pix2PixHDRecipe(ConditionalGANRecipe):
     """One D update (all scales) and one G update (GAN + lambda_feat * FM [+ lambda_vgg * VGG] [+ lambda_l1 * L1])."""
 
+    name = "pix2pixhd"
+    help = "pix2pixHD (paired): coarse-to-fine generator, multi-scale discriminators, LSGAN + feature matching"
+    section = Pix2PixHDConfig
+    discriminator_kind = "multiscale_patchgan"
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "generator": {"arch": "hd", "ngf": 32, "norm": "instance"},
+        "discriminator": {"num_d": 2, "norm": "instance"},
+    }
+
     def __init__(self, config: RunConfig, device: torch.device) -> None:
-        g_cfg, d_cfg, t = config.generator, config.discriminator, config.train
-        generator = create_generator(g_cfg)
-        if not isinstance(generator, HDGenerator):
+        super().__init__(config, device)
+        o = self.options
+        self.lambda_feat, self.lambda_vgg, self.lambda_l1 = o.lambda_feat, o.lambda_vgg, o.lambda_l1
+        self.perceptual = PerceptualLoss(o.vgg_weights).to(device) if o.lambda_vgg > 0 else None
+        self.fix_global_steps = o.fix_global_steps if config.generator.n_local else 0
+        self.partly_frozen = frozenset({"generator"}) if self.fix_global_steps > 0 else frozenset()
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Paired data, the hd generator, and the VGG weights when the perceptual loss is on."""
+        super().check_config(config)
+        if config.generator.arch != "hd":
             raise ConfigError("--recipe pix2pixhd needs --arch hd")
-        self.generator = generator.to(device)
-        in_ch = g_cfg.in_channels + g_cfg.out_channels
-        self.discriminator = MultiscaleDiscriminator(in_ch, d_cfg.num_d, d_cfg.ndf, d_cfg.n_layers, d_cfg.norm).to(
-            device
-        )
-        init_weights(self.generator, t.init, t.init_gain)
-        init_weights(self.discriminator, t.init, t.init_gain)
-        if t.init_global:
-            self._load_global(Path(t.init_global), g_cfg)
-        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        self.optimizers = adam_optimizers(self.networks, t)
-        self.adversarial = AdversarialLoss(t.gan_loss)
-        self.d_scale = 0.5 if t.gan_loss in ("vanilla", "lsgan") else 1.0
-        self.lambda_feat, self.lambda_vgg, self.lambda_l1 = t.lambda_feat, t.lambda_vgg, t.lambda_l1
-        self.perceptual = PerceptualLoss(t.vgg_weights).to(device) if t.lambda_vgg > 0 else None
-        self.fix_global_steps = t.fix_global_steps if g_cfg.n_local else 0
-        self.generator_partly_frozen = self.fix_global_steps > 0
-        self.accum_steps = t.accum_steps
-        self.amp = AmpStep(resolve_precision(t.precision, device, config.data.sample_type), device)
-        self.monitor = "G_L1"
-        self.device = device
-        self.step = 0
+        if config.method.lambda_vgg > 0 and not config.method.vgg_weights:
+            raise ConfigError(
+                "--lambda-vgg needs --vgg-weights FILE (torchvision's vgg19-*.pth); nothing is downloaded"
+            )
+
+    def build_discriminator(self, config: RunConfig) -> nn.Module:
+        """Conditional PatchGANs on an image pyramid (pix2pixHD's, also with one scale)."""
+        g, d = config.generator, config.discriminator
+        return MultiscaleDiscriminator(g.in_channels + g.out_channels, d.num_d, d.ndf, d.n_layers, d.norm)
+
+    def initialise(self) -> None:
+        """Stage 2: the global generator from --init-global's run."""
+        if self.options.init_global:
+            self._load_global(Path(self.options.init_global), self.config.generator)
 
     def _load_global(self, source: Path, own: GeneratorConfig) -> None:
         """Initialise the global generator from a stage-1 run (or any hd checkpoint with the same global part)."""
@@ -60,12 +89,14 @@ class Pix2PixHDRecipe(GANRecipe):
             raise ConfigError(f"--init-global {source}: not an hd generator checkpoint")
         stage1 = create_generator(stage1_cfg.generator)
         load_weights(stage1, folder / weights_file("generator"))
+        generator = self.networks["generator"]
+        assert isinstance(generator, HDGenerator)  # (check_config: --arch hd)
         try:
-            self.generator.load_global(stage1.state_dict())
+            generator.load_global(stage1.state_dict())
         except ValueError as exc:
             g = stage1_cfg.generator
             width = g.ngf * 2**g.n_local
-            hint = f"stage 2 with --n-local {self.generator.n_local} needs --ngf {width // 2**self.generator.n_local}"
+            hint = f"stage 2 with --n-local {generator.n_local} needs --ngf {width // 2**generator.n_local}"
             # Name the settings that differ from stage 1 (the weights' names and shapes only hint at them).
             fields = ("norm", "n_down_global", "n_blocks_global", "in_channels", "out_channels")
             differ = [
@@ -76,9 +107,8 @@ class Pix2PixHDRecipe(GANRecipe):
             same = f" and stage 1's {', '.join(differ)}" if differ else " and the same global settings"
             raise ConfigError(f"--init-global {source}: {exc}; {hint}{same}") from None
 
-    def set_step(self, step: int) -> None:
-        """Told by the trainer before each step (drives the frozen-global phase, also after a resume)."""
-        self.step = step
+    def before_step(self, step: int) -> None:
+        """The global generator trains from step --fix-global-steps on (also after a resume)."""
         self.networks["generator"].global_generator.requires_grad_(step >= self.fix_global_steps)  # type: ignore[union-attr]
 
     def discriminator_loss(
