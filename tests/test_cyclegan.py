@@ -296,6 +296,11 @@ def test_evaluate_reports_cycle_error_set_distances_and_paired_metrics(
     )
     assert code == 0, err
     assert "cycle_l1" in out
+    for option in (["--metrics", "lpips"], ["--channels", "luminance"], ["--crop-border", "4"], ["--seed", "3"]):
+        code, _, err = run_cli(["evaluate", run, test, "--out", tmp_path / "ev3", *option], capsys)
+        assert code == 1 and f"{option[0]} does not apply to an unpaired run" in err, err
+        assert_one_error_line(err)
+    assert not (tmp_path / "ev3").exists()
     weights = tmp_path / "inception.pth"
     torch.save(_scaled_random(InceptionFeatures("fid")).state_dict(), weights)
     args = ["evaluate", run, test, "--out", tmp_path / "ev2", "--no-progress", "--inception-weights", weights]

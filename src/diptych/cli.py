@@ -720,6 +720,24 @@ def _evaluate_unpaired(args: argparse.Namespace, out: Path, deep: Any) -> int:
     """`diptych evaluate` on a run of an unpaired recipe: both directions (or --direction's), cycle error, FID/KID."""
     from .evaluate_unpaired import evaluate_unpaired
 
+    # Options of paired scoring that this evaluation has no use for: refused, never silently ignored.
+    defaults = build_parser().parse_args(["evaluate", str(args.checkpoint), str(args.data)])
+    for option in (
+        "layout",
+        "metrics",
+        "channels",
+        "crop_border",
+        "test_mode",
+        "seed",
+        "lpips_weights",
+        "instance_dir",
+    ):
+        if getattr(args, option) != getattr(defaults, option):
+            raise ConfigError(
+                f"--{option.replace('_', '-')} does not apply to an unpaired run's evaluation (it reports the cycle "
+                "error, FID/KID and psnr/ssim/l1 where names match); leave it out"
+            )
+
     checkpoint = args.checkpoint.parent if args.checkpoint.suffix == ".safetensors" else args.checkpoint
     result = evaluate_unpaired(
         checkpoint,
