@@ -34,6 +34,9 @@ from .test_cli import assert_one_error_line, run_cli
 from .test_feature_metrics import _scaled_random
 
 NETWORKS = ("G_A", "G_B", "D_A", "D_B")
+# The CLI's tiny networks for CycleGAN: a one-block ResNet instead of the U-Net's --depth.
+CYCLE_TINY = [*TINY_FLAGS[2:], "--n-blocks", "1"]
+assert TINY_FLAGS[:2] == ["--depth", "4"]
 
 
 def write_domains(root: Path, a: list[np.ndarray], b: list[np.ndarray]) -> Path:
@@ -129,6 +132,9 @@ def test_both_directions_from_one_checkpoint(tmp_path: Path, capsys: pytest.Capt
     assert manifest["recipe"] == "cyclegan" and manifest["generators"] == {"AtoB": "G_A", "BtoA": "G_B"}
     assert manifest["domains"]["A"]["channels"] == 1 and manifest["domains"]["B"]["channels"] == 3
     assert manifest["networks"]["D_A"]["spec"]["judges"] == "B"
+    # Each generator's spec holds its own family's fields only (no U-Net depth or pix2pixHD enhancers).
+    spec = manifest["networks"]["G_A"]["spec"]
+    assert spec["arch"] == "resnet" and "n_blocks" in spec and not {"depth", "upsample", "n_local"} & set(spec)
     to_b = Translator.load(run, device="cpu", direction="AtoB")
     to_a = Translator.load(run, device="cpu", direction="BtoA")
     assert Translator.load(run, device="cpu").config.data.direction == "AtoB"  # the default
@@ -173,7 +179,7 @@ def test_identity_with_different_channel_counts_is_one_line(tmp_path: Path, caps
     crops = photo_crops("astronaut", 48, 2)
     root = write_domains(tmp_path / "data", [c[..., 0] for c in crops], crops)
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "--recipe", "cyclegan", "--data", root, "--run-dir", run, *TINY_FLAGS], capsys)
+    code, _, err = run_cli(["train", "--recipe", "cyclegan", "--data", root, "--run-dir", run, *CYCLE_TINY], capsys)
     assert code == 1
     assert_one_error_line(err, "--lambda-identity 0.5", "domain A has 1 channel(s) and B 3", "pass --lambda-identity 0")
     assert not run.exists()
@@ -191,13 +197,17 @@ def test_identity_with_different_channel_counts_is_one_line(tmp_path: Path, caps
         ),
         (["--serial-batches"], ["--serial-batches is an option of --recipe cyclegan"]),
         (["--layout", "cyclegan"], ["--layout cyclegan holds unpaired domains", "use --recipe cyclegan"]),
+        (["--recipe", "cyclegan", "--depth", "5"], ["--depth is an option of --arch unet", "resnet generator"]),
+        (["--recipe", "cyclegan", "--upsample", "resize"], ["--upsample is an option of --arch unet"]),
+        (["--n-blocks", "3"], ["--n-blocks is an option of --arch resnet", "unet generator"]),
     ],
 )
 def test_options_of_the_other_kind_of_data_are_one_line_errors(
     unpaired: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], words: list[str]
 ) -> None:
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "--data", unpaired, "--run-dir", run, *TINY_FLAGS, *flags], capsys)
+    tiny = CYCLE_TINY if flags[:2] == ["--recipe", "cyclegan"] else TINY_FLAGS
+    code, _, err = run_cli(["train", "--data", unpaired, "--run-dir", run, *tiny, *flags], capsys)
     assert code == 1
     assert_one_error_line(err, *words)
     assert not run.exists()
@@ -207,7 +217,7 @@ def test_an_empty_domain_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     root = write_domains(tmp_path / "data", photo_crops("astronaut", 48, 2), [])
     (root / "trainB").mkdir()
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "--recipe", "cyclegan", "--data", root, "--run-dir", run, *TINY_FLAGS], capsys)
+    code, _, err = run_cli(["train", "--recipe", "cyclegan", "--data", root, "--run-dir", run, *CYCLE_TINY], capsys)
     assert code == 1
     assert_one_error_line(err, str(root / "trainB"), "holds no images", "add domain B's images there")
     assert not run.exists()

@@ -20,6 +20,7 @@ from .config import (
     PRESETS,
     TEST_MODES,
     RunConfig,
+    arch_fields,
     flag_name,
     load_config,
 )
@@ -220,6 +221,14 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
         if "." in key:
             section, name = key.split(".", 1)
             setattr(getattr(config, section), name, value)
+    used = arch_fields(config.generator.arch)
+    for key in values:
+        if key.startswith("generator.") and key[10:] not in used:
+            f = next(f for f in dataclasses.fields(config.generator) if f.name == key[10:])
+            raise ConfigError(
+                f"--{flag_name(f)} is an option of --arch {' / '.join(f.metadata['archs'])}, not of the "
+                f"{config.generator.arch} generator this run uses; drop it"
+            )
     return config
 
 

@@ -85,9 +85,13 @@ def opt(
     choices: tuple[str, ...] | None = None,
     flag: str | None = None,
     bounds: Bounds | None = None,
+    archs: tuple[str, ...] | None = None,
 ) -> Any:
-    """A dataclass field carrying its CLI help text, choices or numeric bounds, and flag name."""
+    """A dataclass field carrying its CLI help text, choices or numeric bounds, and flag name; `archs`: the generator
+    architectures a generator field belongs to (None: all)."""
     meta: dict[str, Any] = {"help": help}
+    if archs:
+        meta["archs"] = archs
     if choices:
         meta["choices"] = choices
     if flag:
@@ -112,6 +116,7 @@ class GeneratorConfig:
         8,
         "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth",
         bounds=within(1, MAX_DOWNSAMPLINGS),
+        archs=("unet",),
     )
     ngf: int = opt(64, "filters in the generator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
@@ -120,25 +125,38 @@ class GeneratorConfig:
         "unet: dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); resnet: in "
         "every residual block; 0 disables",
         bounds=fraction(),
+        archs=("unet", "resnet"),
     )
     upsample: str = opt(
         "transpose",
         "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
         choices=UPSAMPLES,
+        archs=("unet",),
     )
     in_channels: int = opt(0, "input channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
     out_channels: int = opt(0, "output channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
-    n_blocks: int = opt(9, "resnet: residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)", bounds=within(1, 64))
+    n_blocks: int = opt(
+        9, "resnet: residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)", bounds=within(1, 64), archs=("resnet",)
+    )
     n_local: int = opt(
         1,
         "hd: local enhancers around the global generator (0 = global generator alone, stage 1)",
         bounds=within(0, MAX_DOWNSAMPLINGS - 1),
+        archs=("hd",),
     )
     n_down_global: int = opt(
-        4, "hd: stride-2 downsamplings in the global generator", bounds=within(1, MAX_DOWNSAMPLINGS)
+        4,
+        "hd: stride-2 downsamplings in the global generator",
+        bounds=within(1, MAX_DOWNSAMPLINGS),
+        archs=("hd",),
     )
-    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator", bounds=within(1, 64))
-    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer", bounds=within(1, 64))
+    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator", bounds=within(1, 64), archs=("hd",))
+    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer", bounds=within(1, 64), archs=("hd",))
+
+
+def arch_fields(arch: str) -> list[str]:
+    """The GeneratorConfig fields an architecture uses (the others describe other families)."""
+    return [f.name for f in dataclasses.fields(GeneratorConfig) if arch in f.metadata.get("archs", (arch,))]
 
 
 @dataclass

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import DiscriminatorConfig, GeneratorConfig, section_from_dict
+from ..config import DiscriminatorConfig, GeneratorConfig, arch_fields, section_from_dict
 from ..errors import ConfigError
 from .hd import HDGenerator
 from .layers import init_weights
@@ -78,8 +77,8 @@ def _build_generator(cfg: GeneratorConfig) -> nn.Module:
 
 
 def generator_spec(cfg: GeneratorConfig) -> dict[str, Any]:
-    """A generator's architecture as a checkpoint manifest stores it."""
-    return {"kind": "generator", **dataclasses.asdict(cfg)}
+    """A generator's architecture as a checkpoint manifest stores it: the fields its family uses."""
+    return {"kind": "generator", **{name: getattr(cfg, name) for name in arch_fields(cfg.arch)}}
 
 
 def generator_config(spec: dict[str, Any], source: str) -> GeneratorConfig:
