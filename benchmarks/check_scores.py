@@ -1,7 +1,7 @@
-"""Measure `diptych data check`'s alignment scores: the figures the README quotes for true, wrong and shifted pairs.
+"""Measure `diptych data check`'s alignment scores: the figures docs/data.md quotes for true, wrong and shifted pairs.
 
 Not a timing benchmark: it reproduces the score ranges of the alignment check on scikit-image's bundled photos
-(no download), so the README's claims can be re-checked after the scoring changes.
+(no download), so docs/data.md's claims can be re-checked after the scoring changes.
 
     python benchmarks/check_scores.py             # score ranges, about 1 minute
     python benchmarks/check_scores.py --flagged   # also: pairs flagged on make-pairs output, several minutes
@@ -34,7 +34,7 @@ TASKS = {
     "noise": TaskOptions("noise"),
     "edges": TaskOptions("edges"),
 }
-# The flagged-pairs run uses make-pairs' default options (JPEG quality 20), as the README's claims about it do.
+# The flagged-pairs run uses make-pairs' default options (JPEG quality 20), as docs/data.md's claims about it do.
 DEFAULT_TASKS = {task.task: TaskOptions(task.task) for task in TASKS.values()}
 Score = tuple[float, float, float, float, float]  # correlation, structure of A and B, spread of A and B
 

@@ -422,7 +422,7 @@ def test_check_does_not_flag_honest_sky_crops_but_still_flags_defects(
             write_image(root / "A" / f"{name}_{k}.png", degraded[y : y + 128, x : x + 128])
             write_image(root / "B" / f"{name}_{k}.png", photo[y : y + 128, x : x + 128])
         if name == "coffee":  # B shifted by 16 of 128 pixels, for the second check below (a crop with enough
-            y, x = boxes[2]  # structure: some edge maps' 16-pixel shifts score like true pairs, see the README)
+            y, x = boxes[2]  # structure: some edge maps' 16-pixel shifts score like true pairs, see docs/data.md)
             shifted = photo[y : y + 128, x + 16 : x + 144]
     code, out, report = check_report(capsys, root, tmp_path)
     assert code == 0 and report["ok"], out

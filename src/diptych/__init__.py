@@ -1,4 +1,4 @@
-"""diptych: paired image-to-image translation with conditional GANs (pix2pix), at any resolution."""
+"""diptych: image-to-image translation with GANs (pix2pix, pix2pixHD, CycleGAN), at any resolution."""
 
 from __future__ import annotations
 
