@@ -4,6 +4,7 @@ orientation, 16-bit colour PNGs, damaged .npy and TIFF files, one-sided dataset 
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import imagecodecs
@@ -197,6 +198,12 @@ def huge_header() -> bytes:
     return header.getvalue() + b"\0" * 64
 
 
+def npy_with_header(header: bytes) -> bytes:
+    """A version 1.0 .npy whose header text is given verbatim, over 16 bytes of data."""
+    text = header + b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + b"\0" * 16
+
+
 BAD_NPY = {
     "empty": b"",
     "magic_only": b"\x93NUMPY",
@@ -209,6 +216,7 @@ BAD_NPY = {
     "four_d": npy_bytes(np.zeros((2, 3, 4, 5), np.uint8)),
     "zero_size": npy_bytes(np.zeros((0, 5), np.uint8)),
     "structured": npy_bytes(np.zeros((4, 4), dtype=[("a", "u1"), ("b", "f4")])),
+    "header_unclosed": npy_with_header(b"{'descr': '<f4', 'shape': (2, 2"),  # numpy: tokenize.TokenError
 }
 
 
@@ -232,7 +240,7 @@ def test_object_npy_is_refused_unread(tmp_path: Path) -> None:
 @pytest.mark.parametrize("tile", [None, 32])
 def test_skip_bad_skips_damaged_npy_in_every_mode(tmp_path: Path, tile: int | None) -> None:
     (tmp_path / "in").mkdir()
-    for name in ("empty", "truncated", "huge_header"):
+    for name in ("empty", "truncated", "huge_header", "header_unclosed"):
         (tmp_path / "in" / f"{name}.npy").write_bytes(BAD_NPY[name])
     np.save(tmp_path / "in" / "good.npy", float_image(5, 32))
     written = tiny_translator().translate_files(

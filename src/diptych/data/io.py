@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import struct
 import sys
+import tokenize
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ IMAGE_EXTENSIONS = (
 ValueRange = tuple[float, float]
 # What decoders raise on damaged files (found by fuzzing: files cut at every offset, random bytes after a valid
 # magic number, one format under another's extension); each becomes one DataError line naming the file.
-# (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error.)
+# (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error; numpy's .npy
+# header parser raises tokenize.TokenError on an unclosed bracket.)
 DECODER_ERRORS = (
     OSError,
     ValueError,
@@ -58,6 +60,7 @@ DECODER_ERRORS = (
     MemoryError,
     struct.error,
     zlib.error,
+    tokenize.TokenError,
     tifffile.TiffFileError,
 )
 # tifffile logs every damaged tag it meets before raising; the DataError already names the file in one line.
