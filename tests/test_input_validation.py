@@ -326,6 +326,23 @@ def test_non_finite_slice_deep_in_a_volume_is_found_before_writing(tmp_path: Pat
     assert [p.name for p in written] == ["good.nii"]
 
 
+@pytest.mark.parametrize("cut", [1, 16])
+def test_volume_cut_short_is_a_one_line_error_and_skippable(tmp_path: Path, cut: int) -> None:
+    nibabel = pytest.importorskip("nibabel")
+
+    (tmp_path / "in").mkdir()
+    volume = np.random.default_rng(7).random((32, 32, 6), dtype=np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "in" / "good.nii")
+    data = (tmp_path / "in" / "good.nii").read_bytes()
+    (tmp_path / "in" / "cut.nii").write_bytes(data[:-cut])  # the header is whole: nibabel fails reading slices
+    t = tiny_translator()
+    with pytest.raises(DataError, match=r"^\S*cut\.nii: corrupt or truncated NIfTI data \(Expected") as caught:
+        t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False)
+    assert "\n" not in str(caught.value) and not list(tmp_path.glob("out/*"))
+    written = t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False, skip_bad=True)
+    assert [p.name for p in written] == ["good.nii"]
+
+
 def test_pillow_32_bit_images_are_not_clipped_to_16_bits() -> None:
     wide = Image.fromarray(np.array([[70000, -5], [3, 4]], dtype=np.int32), mode="I")
     with pytest.raises(DataError, match="input: int32 samples have no default value range"):
