@@ -271,6 +271,25 @@ def test_damaged_tiffs_are_one_line_errors(tmp_path: Path, options: dict) -> Non
                 assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
 
 
+def test_windowed_reader_refuses_every_cut_the_whole_decoder_refuses(tmp_path: Path) -> None:
+    whole = tiff_bytes(compression="zlib", tile=(16, 16))
+    path = tmp_path / "cut.tif"
+    for n in range(8, len(whole), 7):  # cuts inside the IFD lose the tile offsets: no tile must read as zeros
+        path.write_bytes(whole[:n])
+        try:
+            expected = read_image(path)
+        except DataError:
+            expected = None
+        try:
+            source = RowSource(path)
+            got = source.rows(0, source.height)
+        except DataError as exc:
+            assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+            got = None
+        assert (got is None) == (expected is None), f"cut at {n}: whole decode {expected is None}, windows {got is None}"
+        assert got is None or np.array_equal(got, expected)
+
+
 def test_one_sided_folders_are_not_taken_for_aligned_images(tmp_path: Path) -> None:
     crops = photo_crops("coffee", 32, 2)
     only_a = write_folders(tmp_path / "a_only", [(c, c) for c in crops])

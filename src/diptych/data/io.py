@@ -287,6 +287,19 @@ def check_tiff_pixels(path: Path, series: tifffile.TiffPageSeries) -> None:
         check_pixel_limit(path, int(np.prod(planes)) // samples)
 
 
+def check_tiff_chunks(path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> None:
+    """Refuse a TIFF series whose strips or tiles are not all in the file: tifffile's chunk reader (the windowed
+    one) would fill them with zeros, translating a damaged file as a blank image. Sparse chunks (offset and byte
+    count both 0, as GDAL writes) are valid."""
+    size = tif.filehandle.size
+    for page in series.pages:
+        offsets, counts = page.dataoffsets, page.databytecounts
+        missing = not offsets or len(offsets) != len(counts)
+        if missing or any(count and offset + count > size for offset, count in zip(offsets, counts, strict=True)):
+            what = "has no strip or tile offsets" if missing else "has strips or tiles beyond its end"
+            raise DataError(f"{path}: corrupt or truncated TIFF ({what}); remove it or pass --skip-bad")
+
+
 def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
     """A TIFF's first series as HxWxC, moving a leading channel/sample axis (CYX, planar stacks) to the end and
     applying its orientation tag; returns the array and that orientation."""

@@ -27,6 +27,7 @@ from .io import (
     DECODER_ERRORS,
     TIFF_EXTENSIONS,
     bomb_error,
+    check_tiff_chunks,
     check_tiff_pixels,
     corrupt_error,
     image_array,
@@ -87,10 +88,14 @@ class ChunkedTiff:
                 tif.close()
                 return None
             check_tiff_pixels(path, series)
+            check_tiff_chunks(path, tif, series)
             chunked = cls(tif, zarr.open(series.aszarr(level=0), mode="r"), series.axes)
         except Image.DecompressionBombError:
             tif.close()
             raise bomb_error(path) from None
+        except DataError:
+            tif.close()
+            raise
         except Exception as exc:  # a layout (or tifffile/zarr pairing) that cannot be windowed: decode it whole
             tif.close()
             print(
