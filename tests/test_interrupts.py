@@ -108,11 +108,12 @@ def test_names_that_are_not_utf8_are_translated_under_the_same_name(
     the same bytes (their temporary names too: atomic writes must not str.encode() them)."""
     names = [os.fsdecode(b"caf\xe9.png"), os.fsdecode(b"\xe9" * 240 + b".png")]
     inputs = tmp_path / "in"
-    try:
-        for name in names:
-            write_image(inputs / name, photo_crops("coffee", 40, 1)[0])
-    except (OSError, UnicodeEncodeError):
-        pytest.skip("this file system only takes UTF-8 names")
+    for name in names:
+        seed = write_image(inputs / "seed.png", photo_crops("coffee", 40, 1)[0])
+        try:
+            seed.rename(inputs / name)
+        except OSError:
+            pytest.skip("this file system only takes UTF-8 names")
     written = Translator.load(run_dir).translate_files([inputs], tmp_path / "out", tile=tile, progress=False)
     assert sorted(os.fsencode(p.name) for p in (tmp_path / "out").iterdir()) == sorted(map(os.fsencode, names))
     assert sorted(p.name for p in written) == sorted(names)
