@@ -4,6 +4,7 @@ orientation, 16-bit colour PNGs, damaged .npy and TIFF files, one-sided dataset 
 from __future__ import annotations
 
 import io
+import os
 import struct
 from pathlib import Path
 
@@ -286,7 +287,9 @@ def test_windowed_reader_refuses_every_cut_the_whole_decoder_refuses(tmp_path: P
         except DataError as exc:
             assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
             got = None
-        assert (got is None) == (expected is None), f"cut at {n}: whole decode {expected is None}, windows {got is None}"
+        assert (got is None) == (expected is None), (
+            f"cut at {n}: whole decode {expected is None}, windows {got is None}"
+        )
         assert got is None or np.array_equal(got, expected)
 
 
@@ -360,6 +363,45 @@ def test_volume_cut_short_is_a_one_line_error_and_skippable(tmp_path: Path, cut:
     assert "\n" not in str(caught.value) and not list(tmp_path.glob("out/*"))
     written = t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False, skip_bad=True)
     assert [p.name for p in written] == ["good.nii"]
+
+
+def make_odd_entries(folder: Path) -> list[str]:
+    """Entries named like images that are no readable files: their names (a folder named x.png is not one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dangling.png").symlink_to(folder / "missing.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "null.png").symlink_to(os.devnull)
+    os.mkfifo(folder / "fifo.png")  # opening it would block until a writer came
+    (folder / "folder.png").mkdir()
+    return ["dangling.png", "fifo.png", "loop.png", "null.png"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_links_fifos_and_devices_named_like_images_are_refused_unopened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = make_odd_entries(tmp_path / "in")
+    write_image(tmp_path / "in" / "good.png", photo_crops("coffee", 32, 1)[0])
+    t = tiny_translator("uint8")
+    for tile in (None, 32):
+        with pytest.raises(
+            DataError, match=r"\.png: (dangling symlink|not a regular|cannot be opened).*\(and 3 more\)$"
+        ):
+            t.translate_files([tmp_path / "in"], tmp_path / "out", tile=tile, progress=False)
+        capsys.readouterr()
+        written = t.translate_files(
+            [tmp_path / "in"], tmp_path / f"out{tile}", tile=tile, skip_bad=True, progress=False
+        )
+        assert [p.name for p in written] == ["good.png"]
+        err = capsys.readouterr().err
+        assert "skipped 4 file(s)" in err and all(name in err for name in odd), err
+        assert "fifo.png: not a regular file" in err and "loop.png: cannot be opened" in err
+        assert "dangling.png: dangling symlink" in err
+    data = tmp_path / "ds"
+    write_folders(data, [(c, 255 - c) for c in photo_crops("coffee", 32, 2)])
+    make_odd_entries(data / "A")
+    report = check_dataset(data)
+    assert sorted(Path(f).name for p in report.problems for f in p.files) == odd
 
 
 def test_pillow_32_bit_images_are_not_clipped_to_16_bits() -> None:

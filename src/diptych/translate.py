@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -645,11 +646,12 @@ def plan_outputs(inputs: Iterable[str | Path], out_dir: Path, suffix: str = ".pn
         else:
             raise DataError(f"{path}: no such file or folder")
     seen: dict[Path, Path] = {}
-    sources = {src.resolve() for src, _ in jobs}
+    # os.path.realpath, not Path.resolve: a symlink loop among the inputs is refused when read, not a RuntimeError
+    sources = {os.path.realpath(src) for src, _ in jobs}
     for src, dest in jobs:
         if dest in seen:
             raise DataError(f"{src} and {seen[dest]} would both be written to {dest}; translate them separately")
-        if dest.resolve() in sources:
+        if os.path.realpath(dest) in sources:
             raise DataError(f"{dest}: output would overwrite an input; choose another --out folder")
         seen[dest] = src
     return jobs

@@ -24,6 +24,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, DataError, exception_summary
+from .checks import check_regular_file
 from .dicom import DICOM_EXTENSIONS, read_dicom
 from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 
@@ -88,12 +89,14 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files under a folder, sorted by relative path (hidden files and folders ignored)."""
+    """Entries named like images under a folder, sorted by relative path (hidden files and folders ignored). Every
+    one but a folder is listed, dangling links, FIFOs and devices too: reading them is refused with an error
+    naming them (see check_regular_file), where leaving them out would drop them unsaid."""
     pattern = "**/*" if recursive else "*"
     return sorted(
         p
         for p in folder.glob(pattern)
-        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if is_image_file(p) and not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
@@ -118,6 +121,7 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
 def decode_image(path: Path, palette_indices: bool = False, volume_slice: tuple[int, int] | None = None) -> Decoded:
     """read_image, also telling which EXIF orientation was applied; any damage is a DataError naming the file."""
     path = Path(path)
+    check_regular_file(path)
     suffix = image_suffix(path)
     orientation = 1
     try:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DataError, exception_summary
+from .checks import check_regular_file
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -37,6 +38,7 @@ def _nibabel(path: Path) -> ModuleType:
 
 def _load(path: Path) -> Any:
     nib = _nibabel(path)
+    check_regular_file(path)
     try:
         return nib.load(str(path))
     except FileNotFoundError:

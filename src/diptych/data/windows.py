@@ -23,6 +23,7 @@ import tifffile
 from PIL import Image
 
 from ..errors import DataError
+from .checks import check_regular_file
 from .io import (
     DECODER_ERRORS,
     TIFF_EXTENSIONS,
@@ -130,6 +131,7 @@ class RowSource:
 
     def __init__(self, path: Path, palette_indices: bool = False) -> None:
         self.path = Path(path)
+        check_regular_file(self.path)
         self.streamed = False
         arr: Any = None
         suffix = self.path.suffix.lower()
