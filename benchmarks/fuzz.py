@@ -841,8 +841,11 @@ def name_specs(rng: np.random.Generator) -> Iterator[InputSpec]:
         yield InputSpec("names", label, "rgb8", single(name, lambda p: write_pil(p, rgb, format="PNG")), expect)
 
     def symlink(folder: Path) -> list[str]:
-        write_pil(folder.parent / "target.png", rgb)
-        (folder / "c.png").symlink_to(folder.parent / "target.png")
+        # The target in a hidden folder, which every command ignores: beside `folder` it would lie inside the
+        # dataset's A/ (folder is ds/A/train there), an extra image without a partner that combine rightly refuses.
+        (folder / ".targets").mkdir()
+        write_pil(folder / ".targets" / "target.png", rgb)
+        (folder / "c.png").symlink_to(folder / ".targets" / "target.png")
         return ["c.png"]
 
     def dangling(folder: Path) -> list[str]:
