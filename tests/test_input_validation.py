@@ -4,6 +4,8 @@ orientation, 16-bit colour PNGs, damaged .npy and TIFF files, one-sided dataset 
 from __future__ import annotations
 
 import io
+import os
+import struct
 from pathlib import Path
 
 import imagecodecs
@@ -197,6 +199,12 @@ def huge_header() -> bytes:
     return header.getvalue() + b"\0" * 64
 
 
+def npy_with_header(header: bytes) -> bytes:
+    """A version 1.0 .npy whose header text is given verbatim, over 16 bytes of data."""
+    text = header + b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + b"\0" * 16
+
+
 BAD_NPY = {
     "empty": b"",
     "magic_only": b"\x93NUMPY",
@@ -209,6 +217,7 @@ BAD_NPY = {
     "four_d": npy_bytes(np.zeros((2, 3, 4, 5), np.uint8)),
     "zero_size": npy_bytes(np.zeros((0, 5), np.uint8)),
     "structured": npy_bytes(np.zeros((4, 4), dtype=[("a", "u1"), ("b", "f4")])),
+    "header_unclosed": npy_with_header(b"{'descr': '<f4', 'shape': (2, 2"),  # numpy: tokenize.TokenError
 }
 
 
@@ -232,7 +241,7 @@ def test_object_npy_is_refused_unread(tmp_path: Path) -> None:
 @pytest.mark.parametrize("tile", [None, 32])
 def test_skip_bad_skips_damaged_npy_in_every_mode(tmp_path: Path, tile: int | None) -> None:
     (tmp_path / "in").mkdir()
-    for name in ("empty", "truncated", "huge_header"):
+    for name in ("empty", "truncated", "huge_header", "header_unclosed"):
         (tmp_path / "in" / f"{name}.npy").write_bytes(BAD_NPY[name])
     np.save(tmp_path / "in" / "good.npy", float_image(5, 32))
     written = tiny_translator().translate_files(
@@ -261,6 +270,27 @@ def test_damaged_tiffs_are_one_line_errors(tmp_path: Path, options: dict) -> Non
                 read(path)
             except DataError as exc:
                 assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+
+
+def test_windowed_reader_refuses_every_cut_the_whole_decoder_refuses(tmp_path: Path) -> None:
+    whole = tiff_bytes(compression="zlib", tile=(16, 16))
+    path = tmp_path / "cut.tif"
+    for n in range(8, len(whole), 7):  # cuts inside the IFD lose the tile offsets: no tile must read as zeros
+        path.write_bytes(whole[:n])
+        try:
+            expected = read_image(path)
+        except DataError:
+            expected = None
+        try:
+            source = RowSource(path)
+            got = source.rows(0, source.height)
+        except DataError as exc:
+            assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+            got = None
+        assert (got is None) == (expected is None), (
+            f"cut at {n}: whole decode {expected is None}, windows {got is None}"
+        )
+        assert got is None or np.array_equal(got, expected)
 
 
 def test_one_sided_folders_are_not_taken_for_aligned_images(tmp_path: Path) -> None:
@@ -316,6 +346,62 @@ def test_non_finite_slice_deep_in_a_volume_is_found_before_writing(tmp_path: Pat
     assert not list(tmp_path.glob("out/*"))
     written = t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False, skip_bad=True)
     assert [p.name for p in written] == ["good.nii"]
+
+
+@pytest.mark.parametrize("cut", [1, 16])
+def test_volume_cut_short_is_a_one_line_error_and_skippable(tmp_path: Path, cut: int) -> None:
+    nibabel = pytest.importorskip("nibabel")
+
+    (tmp_path / "in").mkdir()
+    volume = np.random.default_rng(7).random((32, 32, 6), dtype=np.float32)
+    nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "in" / "good.nii")
+    data = (tmp_path / "in" / "good.nii").read_bytes()
+    (tmp_path / "in" / "cut.nii").write_bytes(data[:-cut])  # the header is whole: nibabel fails reading slices
+    t = tiny_translator()
+    with pytest.raises(DataError, match=r"^\S*cut\.nii: corrupt or truncated NIfTI data \(Expected") as caught:
+        t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False)
+    assert "\n" not in str(caught.value) and not list(tmp_path.glob("out/*"))
+    written = t.translate_files([tmp_path / "in"], tmp_path / "out", progress=False, skip_bad=True)
+    assert [p.name for p in written] == ["good.nii"]
+
+
+def make_odd_entries(folder: Path) -> list[str]:
+    """Entries named like images that are no readable files: their names (a folder named x.png is not one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dangling.png").symlink_to(folder / "missing.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "null.png").symlink_to(os.devnull)
+    os.mkfifo(folder / "fifo.png")  # opening it would block until a writer came
+    (folder / "folder.png").mkdir()
+    return ["dangling.png", "fifo.png", "loop.png", "null.png"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_links_fifos_and_devices_named_like_images_are_refused_unopened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = make_odd_entries(tmp_path / "in")
+    write_image(tmp_path / "in" / "good.png", photo_crops("coffee", 32, 1)[0])
+    t = tiny_translator("uint8")
+    for tile in (None, 32):
+        with pytest.raises(
+            DataError, match=r"\.png: (dangling symlink|not a regular|cannot be opened).*\(and 3 more\)$"
+        ):
+            t.translate_files([tmp_path / "in"], tmp_path / "out", tile=tile, progress=False)
+        capsys.readouterr()
+        written = t.translate_files(
+            [tmp_path / "in"], tmp_path / f"out{tile}", tile=tile, skip_bad=True, progress=False
+        )
+        assert [p.name for p in written] == ["good.png"]
+        err = capsys.readouterr().err
+        assert "skipped 4 file(s)" in err and all(name in err for name in odd), err
+        assert "fifo.png: not a regular file" in err and "loop.png: cannot be opened" in err
+        assert "dangling.png: dangling symlink" in err
+    data = tmp_path / "ds"
+    write_folders(data, [(c, 255 - c) for c in photo_crops("coffee", 32, 2)])
+    make_odd_entries(data / "A")
+    report = check_dataset(data)
+    assert sorted(Path(f).name for p in report.problems for f in p.files) == odd
 
 
 def test_pillow_32_bit_images_are_not_clipped_to_16_bits() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from diptych import Translator
+from diptych.__main__ import printable_names
 from diptych.atomic import temporary_path, write_text_atomic
 from diptych.data.io import read_image, write_image
 from diptych.errors import DataError
@@ -96,6 +98,36 @@ def test_long_input_names_are_translated_and_unwritable_outputs_skipped(
     assert "skipped 1 file(s)" in err and f"{too_long[:-4]}.tiff: the name is 256 bytes" in err
     written = translator.translate_files([inputs / long_name], tmp_path / "png", progress=False)
     assert [p.name for p in written] == [p.name for p in (tmp_path / "png").iterdir()] == [long_name]
+
+
+@pytest.mark.parametrize("tile", [None, 32])
+def test_names_that_are_not_utf8_are_translated_under_the_same_name(
+    run_dir: Path, tmp_path: Path, tile: int | None
+) -> None:
+    """b'caf\\xe9.png' (Latin-1, shown by Python as 'caf\\udce9.png') and a long such name translate to outputs of
+    the same bytes (their temporary names too: atomic writes must not str.encode() them)."""
+    names = [os.fsdecode(b"caf\xe9.png"), os.fsdecode(b"\xe9" * 240 + b".png")]
+    inputs = tmp_path / "in"
+    for name in names:
+        seed = write_image(inputs / "seed.png", photo_crops("coffee", 40, 1)[0])
+        try:
+            seed.rename(inputs / name)
+        except OSError:
+            pytest.skip("this file system only takes UTF-8 names")
+    written = Translator.load(run_dir).translate_files([inputs], tmp_path / "out", tile=tile, progress=False)
+    assert sorted(os.fsencode(p.name) for p in (tmp_path / "out").iterdir()) == sorted(map(os.fsencode, names))
+    assert sorted(p.name for p in written) == sorted(names)
+
+
+def test_a_strict_stdout_prints_undecodable_names_as_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a locale whose stdout is strict UTF-8, printing such a name raised UnicodeEncodeError mid-command."""
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    printable_names()
+    print(os.fsdecode(b"caf\xe9.png"), file=stream)
+    stream.flush()
+    assert buffer.getvalue() == b"caf\\udce9.png\n"
 
 
 def test_an_output_that_cannot_be_written_is_skipped_and_listed(

@@ -91,6 +91,21 @@ def test_png_round_trip_for_8_and_16_bit(tmp_path: Path) -> None:
         assert np.array_equal(back, arr)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_16_bit_png_writes_any_layout(tmp_path: Path, channels: int) -> None:
+    wide = noise((9, 11, channels + 1), np.uint16)
+    layouts = {
+        "contiguous": np.ascontiguousarray(wide[:, :, :channels]),
+        "channel-slice": wide[:, :, :channels],  # a view with strides, as a model's CHW output transposed gives
+        "fortran": np.asfortranarray(wide[:, :, :channels]),
+    }
+    for name, arr in layouts.items():
+        path = write_image(tmp_path / f"{name}.png", arr)
+        assert path.suffix == ".png"
+        back = read_image(path)
+        assert back.dtype == np.uint16 and np.array_equal(back, wide[:, :, :channels]), name
+
+
 def test_values_outside_the_range_are_clipped_and_the_default_is_unchanged() -> None:
     arr = np.array([[[-2000.0], [0.0], [500.0], [3000.0]]], dtype=np.float32)
     t = to_tensor(arr, (-1000.0, 1000.0))

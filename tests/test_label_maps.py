@@ -142,6 +142,24 @@ def test_translate_with_instance_maps(tmp_path: Path) -> None:
     assert out.exists()
     with pytest.raises(ConfigError, match="--instance-dir"):
         t.translate_files([root / "A" / "p1.png"], tmp_path / "out2", progress=False)
+    for skip_bad in (False, True):  # a missing folder is one error up front, not every input skipped
+        with pytest.raises(DataError, match=r"^--instance-dir \S*nowhere: no such folder"):
+            t.translate_files([root / "A"], tmp_path / "out3", instance_dir=tmp_path / "nowhere", skip_bad=skip_bad)
+    assert not (tmp_path / "out3").exists()
+
+
+def test_instance_dir_for_a_model_without_instance_maps_is_refused(tmp_path: Path) -> None:
+    root = _label_dataset(tmp_path / "ds")
+    cfg = tiny_config(root, max_steps=1)
+    cfg.data.layout, cfg.data.label_nc, cfg.data.ignore_label = "folders", 4, 255
+    run_dir = train(cfg, tmp_path / "run", progress=False).run_dir
+    t = Translator.load(run_dir, device="cpu")
+    for folder in (root / "inst", tmp_path / "nowhere"):
+        with pytest.raises(ConfigError, match=r"^--instance-dir \S+: this model was trained without instance maps"):
+            t.translate_files([root / "A"], tmp_path / "out", instance_dir=folder, progress=False)
+        with pytest.raises(ConfigError, match="trained without instance maps"):
+            evaluate(run_dir, root, tmp_path / "ev", phase=".", metrics=["psnr"], instance_dir=folder, progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ev").exists()
 
 
 def test_tiled_translation_with_instance_maps_sees_the_whole_image_boundaries(tmp_path: Path) -> None:

@@ -43,11 +43,12 @@ def temporary_path(path: Path, kind: str = "tmp") -> Path:
 
 def _temporary_stem(name: str) -> str:
     """The part of a temporary name that stands for the final name (the same for every writer's pid)."""
-    if len(name.encode()) + _TEMPORARY_EXTRA <= _NAME_MAX:
+    encoded = os.fsencode(name)  # (a name that is not valid UTF-8 holds surrogate escapes: no str.encode())
+    if len(encoded) + _TEMPORARY_EXTRA <= _NAME_MAX:
         return name
     # Keep a recognisable prefix and tell long names with the same prefix apart by a hash of the whole name.
-    prefix = name.encode()[:_KEPT_BYTES].decode(errors="ignore")
-    return f"{prefix}~{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+    prefix = encoded[:_KEPT_BYTES].decode(errors="ignore")
+    return f"{prefix}~{hashlib.sha1(encoded).hexdigest()[:12]}"
 
 
 def check_name_length(path: Path) -> None:

@@ -129,7 +129,7 @@ def evaluate(
     per_image: list[dict[str, Any]] = []
     if translator.needs_instances and instance_dir is None:
         raise ConfigError("this model was trained with instance maps: pass --instance-dir DIR (the test maps' folder)")
-    inst_dir = Path(instance_dir) if instance_dir is not None and translator.needs_instances else None
+    inst_dir = translator.instance_folder(instance_dir)
 
     def encode(arr: np.ndarray, pair: Pair) -> torch.Tensor:
         instances = None if inst_dir is None else instance_map(inst_dir, pair, arr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -264,7 +265,7 @@ class Translator:
         TIFF outputs are compressed with `tiff_compression` (none, deflate, lzw, zstd; lossless).
         """
         tiff_codec(tiff_compression)  # an unknown name fails before any work
-        self.instance_dir = Path(instance_dir) if instance_dir else None
+        self.instance_dir = self.instance_folder(instance_dir)
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise DataError(f"{out_dir}: exists and is not a folder; choose another --out")
@@ -517,6 +518,19 @@ class Translator:
     def _encode_read(self, src: Path, read: tuple[np.ndarray, np.ndarray | None]) -> torch.Tensor:
         return self.encode(read[0], str(src), read[1])
 
+    def instance_folder(self, instance_dir: str | Path | None) -> Path | None:
+        """The --instance-dir given, checked: an existing folder, for a model trained with instance maps only."""
+        if not instance_dir:
+            return None
+        folder = Path(instance_dir)
+        if not self.needs_instances:
+            raise ConfigError(
+                f"--instance-dir {folder}: this model was trained without instance maps; leave the option out"
+            )
+        if not folder.is_dir():
+            raise DataError(f"--instance-dir {folder}: no such folder; give the folder of the inputs' instance maps")
+        return folder
+
     def _instance_file(self, src: Path) -> Path:
         """The instance-id map named like `src` in --instance-dir."""
         if self.instance_dir is None:
@@ -643,11 +657,12 @@ def plan_outputs(inputs: Iterable[str | Path], out_dir: Path, suffix: str = ".pn
         else:
             raise DataError(f"{path}: no such file or folder")
     seen: dict[Path, Path] = {}
-    sources = {src.resolve() for src, _ in jobs}
+    # os.path.realpath, not Path.resolve: a symlink loop among the inputs is refused when read, not a RuntimeError
+    sources = {os.path.realpath(src) for src, _ in jobs}
     for src, dest in jobs:
         if dest in seen:
             raise DataError(f"{src} and {seen[dest]} would both be written to {dest}; translate them separately")
-        if dest.resolve() in sources:
+        if os.path.realpath(dest) in sources:
             raise DataError(f"{dest}: output would overwrite an input; choose another --out folder")
         seen[dest] = src
     return jobs

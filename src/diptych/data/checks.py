@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 from ..errors import DataError
@@ -35,3 +37,22 @@ def check_all(
     if errors and not skip_bad:
         raise DataError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
     return [item for item, problem in zip(items, problems, strict=True) if problem is None], errors
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse, before it is opened, what is not a regular file once links are followed: a dangling link or a link
+    loop cannot be read, and a FIFO or device named like an image would block or never end."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        if Path(path).is_symlink():
+            raise DataError(
+                f"{path}: dangling symlink (its target does not exist); remove it or pass --skip-bad"
+            ) from None
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:  # a link loop (ELOOP), a folder that cannot be searched
+        raise DataError(f"{path}: cannot be opened ({exc.strerror or exc}); remove it or pass --skip-bad") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(
+            f"{path}: not a regular file (a FIFO, device or folder, or a link to one); remove it or pass --skip-bad"
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import struct
 import sys
+import tokenize
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, DataError, exception_summary
+from .checks import check_regular_file
 from .dicom import DICOM_EXTENSIONS, read_dicom
 from .nifti import NIFTI_SUFFIXES, is_nifti, read_nifti
 
@@ -45,7 +47,8 @@ IMAGE_EXTENSIONS = (
 ValueRange = tuple[float, float]
 # What decoders raise on damaged files (found by fuzzing: files cut at every offset, random bytes after a valid
 # magic number, one format under another's extension); each becomes one DataError line naming the file.
-# (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error.)
+# (imagecodecs' errors derive from RuntimeError; tifffile's own deflate decoder raises zlib.error; numpy's .npy
+# header parser raises tokenize.TokenError on an unclosed bracket.)
 DECODER_ERRORS = (
     OSError,
     ValueError,
@@ -58,6 +61,7 @@ DECODER_ERRORS = (
     MemoryError,
     struct.error,
     zlib.error,
+    tokenize.TokenError,
     tifffile.TiffFileError,
 )
 # tifffile logs every damaged tag it meets before raising; the DataError already names the file in one line.
@@ -85,12 +89,14 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files under a folder, sorted by relative path (hidden files and folders ignored)."""
+    """Entries named like images under a folder, sorted by relative path (hidden files and folders ignored). Every
+    one but a folder is listed, dangling links, FIFOs and devices too: reading them is refused with an error
+    naming them (see check_regular_file), where leaving them out would drop them unsaid."""
     pattern = "**/*" if recursive else "*"
     return sorted(
         p
         for p in folder.glob(pattern)
-        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if is_image_file(p) and not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
@@ -115,6 +121,7 @@ def read_image(path: Path, palette_indices: bool = False, volume_slice: tuple[in
 def decode_image(path: Path, palette_indices: bool = False, volume_slice: tuple[int, int] | None = None) -> Decoded:
     """read_image, also telling which EXIF orientation was applied; any damage is a DataError naming the file."""
     path = Path(path)
+    check_regular_file(path)
     suffix = image_suffix(path)
     orientation = 1
     try:
@@ -282,6 +289,19 @@ def check_tiff_pixels(path: Path, series: tifffile.TiffPageSeries) -> None:
         planes = series.shape[1:] if len(series.shape) == 3 and series.axes.endswith("YX") else series.shape
         samples = dict(zip(series.axes, series.shape, strict=True)).get("S", 1)
         check_pixel_limit(path, int(np.prod(planes)) // samples)
+
+
+def check_tiff_chunks(path: Path, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> None:
+    """Refuse a TIFF series whose strips or tiles are not all in the file: tifffile's chunk reader (the windowed
+    one) would fill them with zeros, translating a damaged file as a blank image. Sparse chunks (offset and byte
+    count both 0, as GDAL writes) are valid."""
+    size = tif.filehandle.size
+    for page in series.pages:
+        offsets, counts = page.dataoffsets, page.databytecounts
+        missing = not offsets or len(offsets) != len(counts)
+        if missing or any(count and offset + count > size for offset, count in zip(offsets, counts, strict=True)):
+            what = "has no strip or tile offsets" if missing else "has strips or tiles beyond its end"
+            raise DataError(f"{path}: corrupt or truncated TIFF ({what}); remove it or pass --skip-bad")
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
@@ -480,7 +500,9 @@ def write_image(path: Path, arr: np.ndarray, tiff_compression: str = "none") -> 
                 # PNG at zlib level 1: lossless like any level, 3x faster to write than Pillow's default 6
                 # (3.4 vs 9.8 ms for a 256x256 RGB output here), files about 15% larger.
                 if fmt == "PNG" and arr.dtype == np.uint16 and channels > 1:
-                    tmp.write_bytes(imagecodecs.png_encode(arr, level=1))  # Pillow writes no 16-bit colour PNG
+                    # Pillow writes no 16-bit colour PNG; imagecodecs takes only C-contiguous samples (a model's
+                    # output transposed from CHW, or a channel slice, is a strided view).
+                    tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(arr), level=1))
                 else:
                     options = {"compress_level": 1} if fmt == "PNG" else {}
                     _array_to_pil(arr).save(tmp, format=fmt, **options)

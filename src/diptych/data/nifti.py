@@ -16,6 +16,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DataError, exception_summary
+from .checks import check_regular_file
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -37,6 +38,7 @@ def _nibabel(path: Path) -> ModuleType:
 
 def _load(path: Path) -> Any:
     nib = _nibabel(path)
+    check_regular_file(path)
     try:
         return nib.load(str(path))
     except FileNotFoundError:
@@ -98,13 +100,14 @@ def read_nifti_slices(path: Path, axis: int, start: int, stop: int) -> np.ndarra
         return _as_array(img.dataobj, path)[None]
     if not 0 <= start < stop <= spatial[axis]:
         raise DataError(f"{path}: has {spatial[axis]} slices along axis {axis}, not {start}..{stop - 1}")
-    block = _as_array(img.dataobj[slice_index(len(img.shape), axis, slice(start, stop))], path)
+    block = _as_array(img.dataobj, path, slice_index(len(img.shape), axis, slice(start, stop)))
     return np.moveaxis(block, axis, 0)
 
 
-def _as_array(data: Any, path: Path) -> np.ndarray:
+def _as_array(data: Any, path: Path, key: tuple[int | slice, ...] | None = None) -> np.ndarray:
+    """The samples of a nibabel proxy (or part `key` of it), read here so that a file cut short is a DataError."""
     try:
-        arr = np.asarray(data)
+        arr = np.asarray(data if key is None else data[key])
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(
             f"{path}: corrupt or truncated NIfTI data ({exception_summary(exc)}); remove it or pass --skip-bad"

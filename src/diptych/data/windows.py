@@ -23,10 +23,12 @@ import tifffile
 from PIL import Image
 
 from ..errors import DataError
+from .checks import check_regular_file
 from .io import (
     DECODER_ERRORS,
     TIFF_EXTENSIONS,
     bomb_error,
+    check_tiff_chunks,
     check_tiff_pixels,
     corrupt_error,
     image_array,
@@ -87,10 +89,14 @@ class ChunkedTiff:
                 tif.close()
                 return None
             check_tiff_pixels(path, series)
+            check_tiff_chunks(path, tif, series)
             chunked = cls(tif, zarr.open(series.aszarr(level=0), mode="r"), series.axes)
         except Image.DecompressionBombError:
             tif.close()
             raise bomb_error(path) from None
+        except DataError:
+            tif.close()
+            raise
         except Exception as exc:  # a layout (or tifffile/zarr pairing) that cannot be windowed: decode it whole
             tif.close()
             print(
@@ -125,6 +131,7 @@ class RowSource:
 
     def __init__(self, path: Path, palette_indices: bool = False) -> None:
         self.path = Path(path)
+        check_regular_file(self.path)
         self.streamed = False
         arr: Any = None
         suffix = self.path.suffix.lower()
