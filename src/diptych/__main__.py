@@ -1,5 +1,7 @@
 """`python -m diptych ...` (and `torchrun ... -m diptych train ...`) runs the command line; so does `diptych`."""
 
+import os
+import signal
 import sys
 
 
@@ -14,18 +16,30 @@ def printable_names() -> None:
 def run() -> int:
     """The `diptych` command: the command line, set up so that Ctrl-C or SIGTERM at any moment exits quietly."""
     printable_names()
-    try:
-        # Imported here, not above: a Ctrl-C while the libraries (torch above all) load is then caught below.
-        from .signals import raise_on_sigterm
+    from .signals import deferred_stop_signals, raise_on_sigterm, report_interrupt, report_stop
 
-        raise_on_sigterm()
+    with deferred_stop_signals() as stops:
+        # torch and the other libraries load here; a Ctrl-C or SIGTERM meanwhile is acted on once they have.
         from .cli import main
-
-        return main()
-    except KeyboardInterrupt as exc:
-        from .signals import report_interrupt
-
-        return report_interrupt(exc)
+    if stops:
+        status = report_stop(stops[0])
+    else:
+        raise_on_sigterm()
+        try:
+            status = main()
+        except KeyboardInterrupt as exc:
+            status = report_interrupt(exc)
+            # Cleanup already ran as the exception unwound. Exit now: when the interrupt landed in code a library
+            # ran through the interpreter's own entry points (a lazy import), CPython has recorded it as unhandled
+            # and would end the process by the signal at shutdown, replacing this status.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    # The command is over: a Ctrl-C or SIGTERM arriving while the interpreter shuts down must not turn its exit
+    # status into a death by signal.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+    return status
 
 
 if __name__ == "__main__":
