@@ -93,20 +93,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--size", type=int, default=SIZE, help="crop side (default: the reference's 256)")
     parser.add_argument("--ngf", type=int, default=64, help="generator and discriminator width (default: 64)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in each process (default: torch's)")
     parser.add_argument("--only", choices=("reference", "diptych"), help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         figures = run(args.only, args.reference.resolve(), args.steps, args.warmup, args.precision, args.size, args.ngf)
         print(json.dumps(figures))
         return
     if not (args.reference / "models" / "cycle_gan_model.py").is_file():
         sys.exit(f"{args.reference}: no reference checkout there; see vs_reference.py's docstring")
-    extra = ("--size", str(args.size), "--ngf", str(args.ngf))
+    extra = ("--size", str(args.size), "--ngf", str(args.ngf), "--threads", str(args.threads))
     results = side_by_side(Path(__file__), args.reference, args.steps, args.warmup, extra)
-    print(
-        f"\nCycleGAN, {args.size}x{args.size}, batch 1, ngf {args.ngf}: mean of {args.steps} steps after {args.warmup}"
-    )
+    threads = f", {args.threads} thread(s)" if args.threads else ""
+    print(f"\nCycleGAN, {args.size}x{args.size}, batch 1, ngf {args.ngf}{threads}: ", end="")
+    print(f"mean of {args.steps} steps after {args.warmup}")
     print_table(results, (("train_step_s", "training step (s)"),))
 
 

@@ -45,10 +45,10 @@ REFERENCE = BENCHMARKS.parent / ".reference" / "pytorch-CycleGAN-and-pix2pix"
 )
 def test_cyclegan_vs_reference_benchmark_smoke() -> None:
     cmd = [sys.executable, str(BENCHMARKS / "cyclegan_vs_reference.py"), "--reference", str(REFERENCE)]
-    cmd += ["--size", "32", "--ngf", "4", "--steps", "1", "--warmup", "1"]
+    cmd += ["--size", "32", "--ngf", "4", "--steps", "1", "--warmup", "1", "--threads", "1"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
     assert out.startswith("machine: ")
-    assert "CycleGAN, 32x32, batch 1, ngf 4: mean of 1 steps after 1" in out
+    assert "CycleGAN, 32x32, batch 1, ngf 4, 1 thread(s): mean of 1 steps after 1" in out
     rows = [line for line in out.splitlines() if line.startswith("| training step (s) | ")]
     assert len(rows) == 1 and rows[0].count("x)") == 3  # reference, diptych auto, diptych fp32, each with a speed-up
     assert "| peak RSS (MiB) |" in out
