@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -32,3 +34,21 @@ def test_hd_benchmark_smoke() -> None:
     ).stdout
     assert out.startswith("machine: ")
     assert "| G inference 256x128 | bf16 |" in out and "| train step 64x64, grad checkpointing | fp32 |" in out
+
+
+REFERENCE = BENCHMARKS.parent / ".reference" / "pytorch-CycleGAN-and-pix2pix"
+
+
+@pytest.mark.skipif(
+    not (REFERENCE / "models" / "cycle_gan_model.py").is_file(),
+    reason="no reference checkout in .reference/ (see benchmarks/vs_reference.py)",
+)
+def test_cyclegan_vs_reference_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "cyclegan_vs_reference.py"), "--reference", str(REFERENCE)]
+    cmd += ["--size", "32", "--ngf", "4", "--steps", "1", "--warmup", "1", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ")
+    assert "CycleGAN, 32x32, batch 1, ngf 4, 1 thread(s): mean of 1 steps after 1" in out
+    rows = [line for line in out.splitlines() if line.startswith("| training step (s) | ")]
+    assert len(rows) == 1 and rows[0].count("x)") == 3  # reference, diptych auto, diptych fp32, each with a speed-up
+    assert "| peak RSS (MiB) |" in out

@@ -223,6 +223,30 @@ def test_gradient_checkpointing_gives_the_same_gradients_with_dropout() -> None:
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
 
 
+def test_reflection_pads_stay_in_bf16_under_autocast_with_the_same_results() -> None:
+    torch.manual_seed(0)
+    fast = ResnetGenerator(3, 3, ngf=8, n_blocks=2, norm="instance")
+    cast = copy.deepcopy(fast)  # the same net with plain pads, which CPU autocast runs in fp32
+    for module in cast.modules():
+        for name, child in module.named_children():
+            if isinstance(child, nn.ReflectionPad2d):
+                setattr(module, name, nn.ReflectionPad2d(child.padding))
+    x = torch.rand(1, 3, 36, 28) * 2 - 1
+    dtypes: list[torch.dtype] = []
+    fast.blocks[0].body[0].register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    outputs, grads = [], []
+    for g in (fast, cast):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = g(x)
+        y.float().square().mean().backward()
+        outputs.append(y)
+        grads.append([p.grad for p in g.parameters()])
+    assert dtypes == [torch.bfloat16]  # no fp32 round trip around the pad
+    assert torch.equal(outputs[0], outputs[1])  # padding copies values: the forward is bit-identical
+    for a, b in zip(*grads, strict=True):  # backward differs only by bf16 rounding of the border sums
+        assert torch.allclose(a, b, rtol=0.05, atol=0.02 * b.abs().max().item())
+
+
 def test_pix2pixhd_weights_saved_before_the_shared_blocks_still_load() -> None:
     """A state dict (and its output) written by nets/hd.py before the ResNet blocks moved to nets/resnet.py."""
     g = HDGenerator(3, 2, ngf=4, n_local=1, n_down_global=2, n_blocks_global=2, n_blocks_local=1, norm="batch")

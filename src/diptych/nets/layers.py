@@ -18,6 +18,16 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}")
 
 
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """nn.ReflectionPad2d that pads in its input's dtype, also under autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # CPU autocast runs reflection_pad2d in fp32: a bf16 activation would be cast up, padded and cast down again
+        # by the next conv, forward and backward. Padding only copies values, so bf16 gives the same result.
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
 def conv_bias(norm: str) -> bool:
     """Whether a conv directly followed by `norm` needs a bias (mean-subtracting norms cancel it)."""
     return norm == "none"

@@ -7,14 +7,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
 from .geometry import Geometry
-from .layers import conv_bias, crop_padded, make_norm, pad_to_multiple
+from .layers import ReflectionPad2d, conv_bias, crop_padded, make_norm, pad_to_multiple
 
 
 def conv_norm_relu(cin: int, cout: int, kernel: int, stride: int, norm: str) -> nn.Sequential:
     """A 7x7 reflect-padded conv (stride 1) or a zero-padded kxk conv, then norm and ReLU."""
     layers: list[nn.Module] = []
     if kernel == 7:
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7, bias=conv_bias(norm))]
+        layers += [ReflectionPad2d(3), nn.Conv2d(cin, cout, 7, bias=conv_bias(norm))]
     else:
         layers += [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=conv_bias(norm))]
     return nn.Sequential(*layers, make_norm(norm, cout), nn.ReLU(inplace=True))
@@ -31,7 +31,7 @@ def up_norm_relu(cin: int, cout: int, norm: str) -> nn.Sequential:
 
 def output_head(cin: int, cout: int) -> nn.Sequential:
     """Reflect pad 3, 7x7 conv with bias, tanh."""
-    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7), nn.Tanh())
+    return nn.Sequential(ReflectionPad2d(3), nn.Conv2d(cin, cout, 7), nn.Tanh())
 
 
 def run_blocks(blocks: nn.Sequential, h: torch.Tensor, checkpointing: bool) -> torch.Tensor:
@@ -52,11 +52,11 @@ class ResidualBlock(nn.Module):
         if dropout > 0:
             act = nn.Sequential(act, nn.Dropout(dropout))
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=bias),
             make_norm(norm, channels),
             act,
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=bias),
             make_norm(norm, channels),
         )
