@@ -378,7 +378,7 @@ def test_a_damaged_manifest_is_one_line(unpaired: Path, tmp_path: Path, capsys: 
         ({**raw, "format_version": 9}, "written by a newer diptych (format 9"),
         (
             {**raw, "networks": {**raw["networks"], "G_B": {"file": "G_B.safetensors", "spec": {"kind": "x"}}}},
-            "not a generator",
+            "'networks' disagree with the configuration stored beside it",
         ),
     ):
         manifest.write_text(json.dumps(damaged))
@@ -388,3 +388,13 @@ def test_a_damaged_manifest_is_one_line(unpaired: Path, tmp_path: Path, capsys: 
         assert code == 1
         assert_one_error_line(err, str(manifest.parent), words)
         assert not (tmp_path / "o").exists()
+    # The manifest intact, the configuration beside it edited: the two no longer describe the same weights.
+    manifest.write_text(json.dumps(raw))
+    config_file = manifest.parent / "config.json"
+    config = json.loads(config_file.read_text())
+    config["generator"]["ngf"] += 1
+    config_file.write_text(json.dumps(config))
+    code, _, err = run_cli(["translate", run, unpaired / "trainB", "--out", tmp_path / "o"], capsys)
+    assert code == 1
+    assert_one_error_line(err, str(manifest), "disagree with the configuration stored beside it (config.json)")
+    assert not (tmp_path / "o").exists()

@@ -154,6 +154,18 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
     for key in ("networks", "domains", "generators"):
         if not isinstance(raw.get(key), dict):
             raise CheckpointError(f"{source}: damaged manifest ({key!r} is missing or not an object); it was altered")
+    # Both files describe the same model, written together: a disagreement means one of them was edited, and
+    # whichever the loader followed, the other's description of the weights would be wrong.
+    try:
+        expected = build_manifest(config, list(raw["networks"]))
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: the manifest names a network {exc} its recipe does not build") from None
+    for key in ("networks", "domains", "generators"):
+        if raw[key] != expected[key]:
+            raise CheckpointError(
+                f"{source}: its {key!r} disagree with the configuration stored beside it (config.json); one of "
+                "the two was altered: restore both from the run's checkpoint"
+            )
     return raw
 
 
