@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -305,26 +307,39 @@ def check_pairs(
                 results.append(fut.result())
             except DataError as exc:
                 results.append(exc)
+    return keep_consistent(pairs, results, transform, skip_bad, lambda pair: str(pair.a_path), "earlier pairs")
+
+
+def keep_consistent(
+    items: list[Any],
+    results: list[Any],
+    transform: JointTransform,
+    skip_bad: bool,
+    where: Callable[[Any], str],
+    earlier: str,
+) -> tuple[list[Any], list[Any], list[str]]:
+    """Sort inspected files into good ones (decoded, large enough for the transform, of the first good one's format)
+    and skipped-file messages (a DataError instead unless skip_bad); `where` names an item, `earlier` the group."""
     good, infos, bad = [], [], []
-    reference: PairInfo | None = None
-    for pair, res in zip(pairs, results, strict=True):
+    reference = None
+    for item, res in zip(items, results, strict=True):
         try:
             if isinstance(res, DataError):
                 raise res
-            transform.check(res.height, res.width, str(pair.a_path))
+            transform.check(res.height, res.width, where(item))
             if reference is None:
                 reference = res
             elif res.describe() != reference.describe():
                 raise DataError(
-                    f"{pair.a_path}: has {res.describe()}, but earlier pairs have {reference.describe()}; "
-                    "convert the dataset to one format"
+                    f"{where(item)}: has {res.describe()}, but {earlier} have {reference.describe()}; "
+                    "convert them to one format"
                 )
         except DataError as exc:
             if not skip_bad:
                 raise
             bad.append(str(exc))
             continue
-        good.append(pair)
+        good.append(item)
         infos.append(res)
     return good, infos, bad
 

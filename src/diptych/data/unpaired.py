@@ -30,6 +30,7 @@ from .paired import (
     expand_volumes,
     folder_sides,
     is_unpaired_layout,
+    keep_consistent,
     resolve_layout,
 )
 from .transforms import JointTransform
@@ -182,28 +183,7 @@ def check_domain(
     seed = DOMAINS.index(side) << 32  # each domain samples its percentile values from its own stream
     numbered = list(enumerate(items))
     results = run_all(numbered, lambda n: _inspect_image(n[1], sample_size, seed + n[0]), workers)
-    good, infos, bad = [], [], []
-    reference: ImageInfo | None = None
-    for item, res in zip(items, results, strict=True):
-        try:
-            if isinstance(res, DataError):
-                raise res
-            transform.check(res.height, res.width, item.where())
-            if reference is None:
-                reference = res
-            elif res.describe() != reference.describe():
-                raise DataError(
-                    f"{item.where()}: has {res.describe()}, but earlier images of domain {side} have "
-                    f"{reference.describe()}; convert the domain to one format"
-                )
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            bad.append(str(exc))
-            continue
-        good.append(item)
-        infos.append(res)
-    return good, infos, bad
+    return keep_consistent(items, results, transform, skip_bad, Pair.where, f"earlier images of domain {side}")
 
 
 class UnpairedDataset(Dataset):
