@@ -66,17 +66,9 @@ def convert_reference_unet(
             if name == "bias" and part.endswith("conv"):
                 continue  # a bias directly followed by a mean-subtracting norm has no effect
             raise CheckpointError(f"reference key {key} has no counterpart ({new_key})")
-        if target[new_key].shape != value.shape:
-            raise CheckpointError(f"reference key {key}: shape {tuple(value.shape)} != {tuple(target[new_key].shape)}")
-        converted[new_key] = value.clone()
-    for key, value in target.items():
-        if key not in converted:
-            if key.endswith("conv.bias"):
-                converted[key] = torch.zeros_like(value)  # the reference omitted a bias our layout keeps
-            elif key.endswith("num_batches_tracked"):
-                converted[key] = torch.zeros_like(value)
-            else:
-                raise CheckpointError(f"reference state dict lacks {key}; is it a U-Net generator?")
+        _place(converted, target, key, new_key, value)
+    # (a conv bias the reference omitted where our layout keeps one is zero)
+    _fill_missing(converted, target, ("conv.bias", "num_batches_tracked"), "is it a U-Net generator?")
     return cfg, converted
 
 
@@ -141,15 +133,31 @@ def convert_reference_resnet(state: dict[str, torch.Tensor]) -> tuple[GeneratorC
             if norm == "instance":
                 continue  # legacy running buffers, and conv biases the mean subtraction cancels
             raise CheckpointError(f"reference key {key} has no counterpart ({new_key})")
-        if target[new_key].shape != value.shape:
-            raise CheckpointError(f"reference key {key}: shape {tuple(value.shape)} != {tuple(target[new_key].shape)}")
-        converted[new_key] = value.clone()
+        _place(converted, target, key, new_key, value)
+    # (the reference has no bias where norm 'none' follows)
+    _fill_missing(converted, target, (".bias", "num_batches_tracked"), "is it a ResNet generator?")
+    return cfg, converted
+
+
+def _place(
+    converted: dict[str, torch.Tensor], target: dict[str, torch.Tensor], key: str, new_key: str, value: torch.Tensor
+) -> None:
+    """Copy one reference tensor under our name, refusing one of another shape."""
+    if target[new_key].shape != value.shape:
+        raise CheckpointError(f"reference key {key}: shape {tuple(value.shape)} != {tuple(target[new_key].shape)}")
+    converted[new_key] = value.clone()
+
+
+def _fill_missing(
+    converted: dict[str, torch.Tensor], target: dict[str, torch.Tensor], zeroed: tuple[str, ...], hint: str
+) -> None:
+    """Zeros for our tensors the reference has no counterpart of (names ending in `zeroed`); any other gap is an
+    error."""
     for key, value in target.items():
         if key not in converted:
-            if not (key.endswith(".bias") or key.endswith("num_batches_tracked")):
-                raise CheckpointError(f"reference state dict lacks the counterpart of {key}; is it a ResNet generator?")
-            converted[key] = torch.zeros_like(value)  # the reference has no bias where norm 'none' follows
-    return cfg, converted
+            if not key.endswith(zeroed):
+                raise CheckpointError(f"reference state dict lacks the counterpart of {key}; {hint}")
+            converted[key] = torch.zeros_like(value)
 
 
 def _resnet_parts(n_blocks: int, dropout: bool) -> dict[str, str]:
