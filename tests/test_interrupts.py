@@ -189,3 +189,30 @@ def test_translate_removes_what_a_killed_run_left_of_its_outputs(run_dir: Path, 
         (out / name).write_bytes(b"partial")
     Translator.load(run_dir).translate_files([tmp_path / "in"], out, progress=False)
     assert sorted(p.name for p in out.iterdir()) == sorted([f".b.png.{live}.tmp", f".notes.txt.{dead}.tmp", "b.png"])
+
+
+def test_an_interrupt_caught_inside_library_code_still_exits_130(tmp_path: Path) -> None:
+    """A Ctrl-C that surfaced through the interpreter's PyRun_String (as in pybind11's exec during a lazy import)
+    is marked unhandled by CPython even after diptych catches it; `python -m` would then kill itself by SIGINT at
+    shutdown after printing "interrupted". The status must stay 130 (seen in CI as a death by signal)."""
+    (tmp_path / "interrupted_main.py").write_text(
+        "import ctypes, sys\n"
+        "from diptych import cli\n"
+        "from diptych.__main__ import run\n"
+        "def interrupted_in_library(args):\n"
+        "    run_string = ctypes.pythonapi.PyRun_String\n"
+        "    run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]\n"
+        "    run_string.restype = ctypes.py_object\n"
+        "    run_string(b'raise KeyboardInterrupt', 257, {}, {})\n"
+        "cli.COMMANDS['info'] = interrupted_in_library\n"
+        "sys.argv = ['diptych', 'info', 'anything']\n"
+        "sys.exit(run())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in CALLER_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-m", "interrupted_main"],
+        env={**env, "PYTHONPATH": os.pathsep.join([SRC, str(tmp_path)])},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stderr) == (130, "diptych: interrupted\n")
