@@ -405,6 +405,13 @@ def test_translate_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     )
     assert code == 0 and "wrote 1 image(s)" in stdout and str(broken) in err
     assert sorted(p.name for p in out.iterdir()) == ["fine.png"]
+    # Every input skipped: the skipped file is listed, and the command fails instead of reporting success.
+    code, stdout, err = run_cli(
+        ["translate", trained_run, broken, "--out", tmp_path / "none", "--no-progress", "--skip-bad"], capsys
+    )
+    assert code == 1 and "wrote" not in stdout and str(broken) in err
+    assert err.strip().splitlines()[-1].startswith("diptych: error: no image was translated: --skip-bad skipped every")
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
 
 
 def test_translate_refuses_to_overwrite_its_input(

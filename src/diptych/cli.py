@@ -616,6 +616,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
         memory_budget=int(args.memory_budget * 2**30) if args.memory_budget is not None else None,
         tiff_compression=args.tiff_compression,
     )
+    if not written:
+        # --skip-bad skipped every input (listed above): a script must not read that as success.
+        raise DataError("no image was translated: --skip-bad skipped every input (listed above); fix or remove them")
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0
 
