@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,23 @@ def test_folder_inputs_are_decoded_once(run_dir: Path, tmp_path: Path, monkeypat
     assert len(reads) == 10  # nothing kept: decoded for the check, then again for the translation
     for x, y in zip(sorted(cached), sorted(again), strict=True):
         assert np.array_equal(read_image(x), read_image(y))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"batch_size": 0}, "batch_size 0 must be a whole number >= 1"),
+        ({"batch_size": 2.5}, "batch_size 2.5 must be"),
+        ({"tile": "auto", "memory_budget": -1}, "memory_budget -1 must be a number of bytes > 0"),
+        ({"tile": 40}, "--tile 40 must be a multiple"),
+        ({"tile": 64, "overlap": 64}, "--overlap 64 must be >= 0 and smaller than --tile 64"),
+    ],
+)
+def test_translate_files_checks_its_options_like_the_cli(
+    run_dir: Path, tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    """The Python API refuses out-of-range options with the CLI's one-line errors, before anything is written."""
+    src = write_image(tmp_path / "in" / "photo.png", photo_crops("coffee", 64, 1)[0])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Translator.load(run_dir).translate_files([src], tmp_path / "out", progress=False, **options)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()

@@ -265,6 +265,11 @@ class Translator:
         TIFF outputs are compressed with `tiff_compression` (none, deflate, lzw, zstd; lossless).
         """
         tiff_codec(tiff_compression)  # an unknown name fails before any work
+        # (the CLI's argparse types check these too; the Python API gets the same one-line errors)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size {batch_size!r} must be a whole number >= 1")
+        if memory_budget is not None and not memory_budget > 0:
+            raise ConfigError(f"memory_budget {memory_budget!r} must be a number of bytes > 0")
         self.instance_dir = self.instance_folder(instance_dir)
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
