@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import re
 from pathlib import Path
 
@@ -284,3 +285,23 @@ def test_translate_files_checks_its_options_like_the_cli(
     with pytest.raises(ConfigError, match=re.escape(message)):
         Translator.load(run_dir).translate_files([src], tmp_path / "out", progress=False, **options)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()
+
+
+def test_pil_input_is_turned_upright_by_its_exif_orientation(run_dir: Path) -> None:
+    """A PIL image carrying EXIF orientation 6 (a phone photo held upright) is translated as viewers show it."""
+    stored = photo_crops("coffee", 64, 1)[0][:, :48]
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    rotated = Image.open(_png_with_exif(image, exif))
+    translator = Translator.load(run_dir)
+    out = np.asarray(translator(rotated))
+    assert out.shape[:2] == (48, 64)  # upright: width and height swapped
+    np.testing.assert_array_equal(out, translator(np.rot90(stored, -1).copy()))
+
+
+def _png_with_exif(image: Image.Image, exif: Image.Exif) -> io.BytesIO:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    buffer.seek(0)
+    return buffer

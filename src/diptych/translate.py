@@ -25,10 +25,12 @@ from .data.io import (
     ValueRange,
     check_encodable,
     convert_channels,
+    exif_orientation,
     from_tensor,
     image_array,
     image_suffix,
     list_images,
+    orient,
     output_suffix,
     pil_to_array,
     read_image,
@@ -197,9 +199,11 @@ class Translator:
     def __call__(
         self, image: Image.Image | np.ndarray, instances: np.ndarray | None = None
     ) -> Image.Image | np.ndarray:
-        """Translate one PIL image or HxW(xC) array; returns the same kind, at the input's size."""
+        """Translate one PIL image or HxW(xC) array; returns the same kind, at the input's size. A PIL image's
+        EXIF orientation is applied first, as for files (and image viewers): the output is upright."""
         if isinstance(image, Image.Image):
-            out = self._translate_array(pil_to_array(image, self.labels is not None), instances)
+            upright = orient(pil_to_array(image, self.labels is not None), exif_orientation(image))
+            out = self._translate_array(upright, instances)
             if out.dtype != np.uint8 and out.shape[2] > 1:
                 raise DataError(f"{out.shape[2]}-channel {out.dtype} output cannot be a PIL image; pass a NumPy array")
             if out.dtype == np.uint16:
