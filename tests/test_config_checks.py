@@ -3,6 +3,7 @@ before anything is built; checkpoint format versions and damaged weight files ar
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import pickle
@@ -554,3 +555,29 @@ def test_weights_of_a_newer_format_are_refused_beside_an_older_config(
     code, _, err = run_cli(["translate", checkpoint, image, "--out", tmp_path / "out"], capsys)
     assert code == 1
     assert_one_error_line(err, str(weights), "written by a newer diptych (format 99")
+
+
+@pytest.mark.parametrize("damage", ["moment shape", "group size", "missing"])
+def test_an_optimiser_state_that_does_not_fit_the_network_is_a_one_line_error(tmp_path: Path, damage: str) -> None:
+    """Adam moments of another shape (or another number of parameters) are refused on resume, not at step one."""
+    from diptych.checkpoint import load_optimizer_state
+
+    net = torch.nn.Linear(3, 2)
+    adam = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    adam.step()
+    state = copy.deepcopy(adam.state_dict())
+    load_optimizer_state(torch.optim.Adam(net.parameters()), state, "G", tmp_path)  # fits: no error
+    if damage == "moment shape":
+        state["state"][0]["exp_avg"] = torch.zeros(5, 5)
+        words = "exp_avg of shape (5, 5) for a parameter of shape (2, 3)"
+    elif damage == "group size":
+        state["param_groups"][0]["params"] = [0]
+        words = "optimiser 'G'"
+    else:
+        state = None
+        words = "optimiser 'G'"
+    with pytest.raises(CheckpointError) as caught:
+        load_optimizer_state(torch.optim.Adam(net.parameters()), state, "G", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / "training_state.pt") in message and words in message

@@ -388,6 +388,26 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     return state
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Any, name: str, folder: Path) -> None:
+    """Restore one optimiser from a training state, refusing one whose groups or per-parameter tensors (Adam's
+    moments) do not fit the network: a one-line CheckpointError now, not a traceback at the first step."""
+    damaged = f"{folder / STATE_FILE}: damaged training state (optimiser {name!r}"
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{damaged} is {type(state).__name__}, not a dict); the file was altered")
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{damaged}: {first_line(exc)}); the file was altered") from None
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                    raise CheckpointError(
+                        f"{damaged}: {key} of shape {tuple(value.shape)} for a parameter of shape "
+                        f"{tuple(param.shape)}); the file was altered"
+                    )
+
+
 # What the trainer's training_state() always writes, and the type resuming relies on.
 _STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "step": int,

@@ -26,6 +26,7 @@ from .checkpoint import (
     CONFIG_FILE,
     LATEST_FILE,
     STATE_VERSION,
+    load_optimizer_state,
     load_training_state,
     load_weights,
     prune_checkpoints,
@@ -507,7 +508,7 @@ class Trainer:
             load_weights(module, folder / weights_file(name))
         state = load_training_state(folder)
         for name, opt in self.recipe.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            load_optimizer_state(opt, state["optimizers"].get(name), name, folder)
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.recipe.amp.fallbacks = int(state.get("amp_fallbacks", 0))
