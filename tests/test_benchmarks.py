@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,21 @@ def test_cyclegan_vs_reference_benchmark_smoke() -> None:
     rows = [line for line in out.splitlines() if line.startswith("| training step (s) | ")]
     assert len(rows) == 1 and rows[0].count("x)") == 3  # reference, diptych auto, diptych fp32, each with a speed-up
     assert "| peak RSS (MiB) |" in out
+
+
+def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
+    """The issue-13 ablation harness builds a real task, trains two variants through the CLI, and tabulates them."""
+    cmd = [sys.executable, str(BENCHMARKS / "ablation.py"), "--quick", "--out", str(tmp_path), "--tasks", "glyphs"]
+    cmd += ["--variants", "paper,resize-upsample", "--no-wall-time", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS).stdout
+    assert out.startswith("machine: ") and "**glyphs, equal steps**" in out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"mean of training targets", "paper", "resize-upsample"} <= set(rows)
+    assert rows["resize-upsample"].startswith("| resize-upsample | 6 | ")
+    from diptych.data.io import read_image
+
+    strip = read_image(tmp_path / "pictures" / "glyphs.png")
+    assert strip.shape[:2] == (3 * 32, 4 * 32)  # 3 held-out glyphs: input | paper | resize-upsample | target
+    results = json.loads((tmp_path / "results.json").read_text())
+    scored = results["tasks"]["glyphs"]["budgets"]["equal steps"]["paper"][0]["scores"]
+    assert len(scored) == len(list((tmp_path / "data" / "glyphs" / "test" / "A").iterdir()))

@@ -1,0 +1,304 @@
+"""Benchmark (issue 13): what each training option does to held-out image quality, on three real paired tasks.
+
+Tasks, all built offline from files installed with the project's dependencies:
+  colorize  grey -> colour crops of scikit-image's photos: six photos train, two other photos held out
+  edges     Canny edges -> colour crops of the same photos (edges2shoes-style), same split
+  glyphs    DejaVu Sans -> DejaVu Serif Bold (the copies matplotlib's wheel ships), every fifth character held out
+Variants are `diptych train` flag sets (`paper` = `--recipe pix2pix` with the paper's defaults); a variant whose
+flags this diptych does not have is skipped and said so. Each variant trains as a new user would, through the CLI,
+under two budgets: the same number of steps (`--steps`), and the same wall time (the paper recipe's training time
+at `--steps`; each variant's own s/step is measured on a short probe run just before, on the same machine).
+Held-out pairs are scored with `diptych evaluate` (per_image.csv), the mean of the training targets is scored
+with the same metric code as a baseline, and each mean comes with a 95% bootstrap interval over held-out images
+(scores averaged over seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
+
+    python benchmarks/ablation.py --steps 1500 --seeds 2 --out ablation_out     # hours on 2 cores
+    python benchmarks/ablation.py --quick --out /tmp/ablation                    # tiny networks, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from machine import cpu_model
+from photo_pairs import HELD_OUT_SOURCES, TRAIN_SOURCES, crops
+
+GLYPH_FONTS = ("DejaVuSans.ttf", "DejaVuSerif-Bold.ttf")
+# Latin, Greek and Cyrillic letters and digits: shapes both fonts draw, varied enough to generalise from.
+GLYPH_CHARS = (
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩαβγδεζηθικλμνξοπρστυφχψω"
+    "АБВГДЕЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯабвгдежзийклмнопрстуфхцчшщъыьэюя"
+)
+VARIANTS: dict[str, list[str]] = {
+    "paper": ["--recipe", "pix2pix"],
+    "resize-upsample": ["--recipe", "pix2pix", "--upsample", "resize"],
+    "ema": ["--recipe", "pix2pix", "--ema", "0.999"],
+    "spectral-hinge": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "hinge"],
+    "ttur": ["--recipe", "pix2pix", "--lr-d", "4e-4", "--lr", "1e-4"],
+    "perceptual": ["--recipe", "pix2pix", "--lambda-perceptual", "10"],
+    "plus": ["--recipe", "pix2pix-plus"],
+}
+METRICS = ("l1", "psnr", "ssim")
+HIGHER_IS_BETTER = {"psnr", "ssim"}
+
+
+def diptych(*args: str | Path, threads: int) -> subprocess.CompletedProcess[str]:
+    """Run the diptych CLI of this checkout as a user would; a failure stops the benchmark with its message."""
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(
+        [sys.executable, "-m", "diptych", *map(str, args)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise SystemExit(f"diptych {' '.join(map(str, args))} failed:\n{done.stderr[-2000:]}")
+    return done
+
+
+def write_pairs(root: Path, photos: list[np.ndarray], make_input: Callable[[np.ndarray], np.ndarray]) -> None:
+    """root/A/NNNNN.png (the input made from each photo) and root/B/NNNNN.png (the photo)."""
+    from diptych.data.io import write_image
+
+    for i, photo in enumerate(photos):
+        write_image(root / "A" / f"{i:05d}.png", make_input(photo))
+        write_image(root / "B" / f"{i:05d}.png", photo)
+
+
+def build_photo_task(root: Path, task: str, size: int, train_count: int, test_count: int) -> Path:
+    """colorize or edges pairs: train/ crops from six photos, test/ crops from two photos never trained on."""
+    from diptych.data.tools.degrade import canny_edges, luminance
+
+    make_input = {"colorize": luminance, "edges": canny_edges}[task]
+    write_pairs(root / "train", crops(TRAIN_SOURCES, train_count, size, seed=0), make_input)
+    write_pairs(root / "test", crops(HELD_OUT_SOURCES, test_count, size, seed=1), make_input)
+    return root
+
+
+def build_glyph_task(root: Path, size: int, threads: int) -> Path:
+    """The same characters in two fonts (`diptych data glyphs`), every fifth character moved to test/."""
+    import matplotlib
+
+    fonts = [Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name for name in GLYPH_FONTS]
+    diptych("data", "glyphs", *fonts, root / "all", "--chars", GLYPH_CHARS, "--size", size, threads=threads)
+    names = sorted(p.name for p in (root / "all" / "A").iterdir())
+    for i, name in enumerate(names):
+        split = "test" if i % 5 == 4 else "train"
+        for side in ("A", "B"):
+            (root / split / side).mkdir(parents=True, exist_ok=True)
+            shutil.move(root / "all" / side / name, root / split / side / name)
+    shutil.rmtree(root / "all")
+    return root
+
+
+def available_flags(threads: int) -> str:
+    """The text of `diptych train --help`, to tell which variants this diptych can run."""
+    return diptych("train", "--help", threads=threads).stdout
+
+
+def runnable(flags: list[str], help_text: str, recipes: str) -> str | None:
+    """None when every flag (and the recipe) exists here, else what is missing."""
+    for i, flag in enumerate(flags):
+        if flag.startswith("--") and flag not in help_text:
+            return flag
+        if i and flags[i - 1] == "--recipe" and flag not in recipes:
+            return f"--recipe {flag}"
+    return None
+
+
+def train_flags(data: Path, size: int, seed: int, quick: bool) -> list[str]:
+    """What every variant shares: the data, crop, seed, batch 1 and the U-Net matching the crop size."""
+    depth = max(3, int(np.log2(size)))
+    flags = ["--data", data / "train", "--crop-size", size, "--load-size", size, "--preprocess", "crop"]
+    flags += ["--seed", seed, "--depth", depth, "--no-progress", "--log-every", 1, "--workers", 0]
+    if quick:
+        flags += ["--ngf", 8, "--ndf", 8]
+    return list(map(str, flags))
+
+
+def logged_times(run: Path) -> list[float]:
+    """The time_s column of a run's log, one entry per logged step."""
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [r["time_s"] for r in map(json.loads, lines) if "time_s" in r]
+
+
+def train(run: Path, flags: list[str], steps: int, threads: int) -> float:
+    """Train `steps` steps into a new run folder; returns the training wall time from the run's own log."""
+    diptych("train", *flags, "--run-dir", run, "--max-steps", steps, "--save-every", steps, threads=threads)
+    return logged_times(run)[-1]
+
+
+def seconds_per_step(work: Path, flags: list[str], threads: int, probe_steps: int) -> float:
+    """A variant's s/step on this machine now: a short probe run, its first three steps (warm-up) left out."""
+    train(work, flags, probe_steps, threads)
+    times = logged_times(work)
+    shutil.rmtree(work)
+    return (times[-1] - times[2]) / (len(times) - 3)
+
+
+def scores(run: Path, data: Path, out: Path, threads: int) -> dict[str, dict[str, float]]:
+    """Per held-out image: the metrics `diptych evaluate` writes to per_image.csv."""
+    diptych("evaluate", run, data, "--phase", "test", "--metrics", ",".join(METRICS), "--out", out, "--no-progress",
+            threads=threads)  # fmt: skip
+    with open(out / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {row["name"]: {m: float(row[m]) for m in METRICS} for row in rows}
+
+
+def picture_strip(data: Path, evals: dict[str, Path], out: Path, count: int = 3) -> Path:
+    """Rows of input | each variant's output (in the order given) | target for the first held-out images."""
+    from diptych.data.io import convert_channels, read_image, write_image
+
+    rows = []
+    for path in sorted((data / "test" / "A").iterdir())[:count]:
+        target = read_image(data / "test" / "B" / path.name)
+        shown = [read_image(path), *(read_image(folder / "outputs" / path.name) for folder in evals.values()), target]
+        channels = max(a.shape[2] for a in shown)
+        rows.append(np.concatenate([convert_channels(a, channels, "picture") for a in shown], axis=1))
+    return write_image(out, np.concatenate(rows, axis=0))
+
+
+def mean_target_scores(data: Path) -> dict[str, dict[str, float]]:
+    """The per-pixel mean of the training targets, scored against each held-out target with evaluate's code."""
+    from diptych.data.io import read_image, to_tensor
+    from diptych.metrics import MetricProtocol, compute_pixel_metrics
+
+    targets = [read_image(p).astype(np.float64) for p in sorted((data / "train" / "B").iterdir())]
+    mean = np.mean(targets, axis=0).round().astype(np.uint8)
+    out = {}
+    for path in sorted((data / "test" / "B").iterdir()):
+        target = read_image(path)
+        out[path.stem] = compute_pixel_metrics(
+            to_tensor(mean, None), to_tensor(target, None), list(METRICS), MetricProtocol()
+        )
+    return out
+
+
+def bootstrap(values: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap interval over items."""
+    means = values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
+    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def per_image(results: list[dict[str, dict[str, float]]], metric: str) -> dict[str, float]:
+    """A metric per held-out image, averaged over the seeds' runs (the images every run scored)."""
+    names = sorted(set.intersection(*(set(r) for r in results)))
+    return {n: float(np.mean([r[n][metric] for r in results])) for n in names}
+
+
+def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, rng: np.random.Generator) -> str:
+    """One markdown table: each variant's mean [95% CI] per metric, and its per-image difference to paper."""
+    head = (
+        f"\n**{task}, {budget}**\n\n| variant | steps | "
+        + " | ".join(f"{m} | {m} vs paper" for m in METRICS)
+        + " |\n|---|---|"
+        + "---|---|" * len(METRICS)
+    )
+    lines = [head]
+    for name, rs in [("mean of training targets", [{"scores": baseline, "steps": 0}]), *runs.items()]:
+        cells = [name, str(int(np.mean([r["steps"] for r in rs])))]
+        for m in METRICS:
+            values = per_image([r["scores"] for r in rs], m)
+            mean, low, high = bootstrap(np.array(list(values.values())), rng)
+            cells.append(f"{mean:.4g} [{low:.4g}, {high:.4g}]")
+            if name == "paper" or "paper" not in runs:
+                cells.append("")
+                continue
+            ref = per_image([r["scores"] for r in runs["paper"]], m)
+            d, dl, dh = bootstrap(np.array([values[n] - ref[n] for n in values if n in ref]), rng)
+            cells.append(f"{d:+.3g} [{dl:+.3g}, {dh:+.3g}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results.json)")
+    parser.add_argument("--tasks", default="colorize,edges,glyphs")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps of the equal-steps budget")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--size", type=int, default=128, help="crop size of the photo tasks and glyph images")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-wall-time", action="store_true", help="only the equal-steps budget")
+    parser.add_argument("--quick", action="store_true", help="tiny networks, few steps and images: a smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.seeds, args.size = 6, 1, 32
+    print(f"machine: {cpu_model()}, {args.threads} threads; {args.steps} steps, {args.seeds} seed(s), {args.size} px")
+    help_text = available_flags(args.threads)
+    recipes = help_text[help_text.find("--recipe") :][:400]
+    variants = {}
+    for name in args.variants.split(","):
+        missing = runnable(VARIANTS[name], help_text, recipes)
+        if missing:
+            print(f"skipped {name}: this diptych has no {missing}")
+        else:
+            variants[name] = VARIANTS[name]
+    rng = np.random.default_rng(0)
+    results: dict = {"settings": vars(args) | {"out": str(args.out)}, "tasks": {}}
+    report = []
+    for task in args.tasks.split(","):
+        data = args.out / "data" / task
+        if not data.exists():
+            if task == "glyphs":
+                build_glyph_task(data, args.size, args.threads)
+            else:
+                build_photo_task(data, task, args.size, 8 if args.quick else 240, 4 if args.quick else 24)
+        budgets: dict[str, dict[str, list[dict]]] = {"equal steps": {}, "equal wall time": {}}
+        for seed in range(args.seeds):
+            common = train_flags(data, args.size, seed, args.quick)
+            paper_s = None
+            for name, flags in variants.items():
+                run = args.out / "runs" / task / f"{name}_seed{seed}"
+                if run.exists():
+                    shutil.rmtree(run)
+                seconds = train(run, [*common, *flags], args.steps, args.threads)
+                paper_s = seconds if name == "paper" else paper_s
+                result = {"steps": args.steps, "train_s": seconds}
+                result["scores"] = scores(run, data, args.out / "eval" / task / run.name, args.threads)
+                budgets["equal steps"].setdefault(name, []).append(result)
+                print(json.dumps({"task": task, "budget": "steps", "variant": name, "seed": seed,
+                                  "train_s": round(seconds, 1)}), flush=True)  # fmt: skip
+            if args.no_wall_time or paper_s is None:
+                continue
+            for name, flags in variants.items():
+                if name == "paper":
+                    budgets["equal wall time"].setdefault(name, []).append(budgets["equal steps"]["paper"][seed])
+                    continue
+                probe = args.out / "runs" / task / f"{name}_probe"
+                per_step = seconds_per_step(probe, [*common, *flags], args.threads, 6 if args.quick else 20)
+                steps = max(1, round(paper_s / per_step))
+                run = args.out / "runs" / task / f"{name}_seed{seed}_time"
+                if run.exists():
+                    shutil.rmtree(run)
+                seconds = train(run, [*common, *flags], steps, args.threads)
+                result = {"steps": steps, "train_s": seconds}
+                result["scores"] = scores(run, data, args.out / "eval" / task / run.name, args.threads)
+                budgets["equal wall time"].setdefault(name, []).append(result)
+        shown = [v for v in ("paper", "resize-upsample", "plus") if v in variants] or list(variants)
+        strip = picture_strip(
+            data, {v: args.out / "eval" / task / f"{v}_seed0" for v in shown}, args.out / "pictures" / f"{task}.png"
+        )
+        print(f"{task}: input | {' | '.join(shown)} | target -> {strip}")
+        baseline = mean_target_scores(data)
+        results["tasks"][task] = {"budgets": budgets, "mean_of_targets": baseline}
+        for budget, runs in budgets.items():
+            if runs:
+                report.append(table(task, budget, runs, baseline, rng))
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(report))
+    print(f"\n(results: {args.out / 'results.json'}; finished {time.strftime('%Y-%m-%d %H:%M')})")
+
+
+if __name__ == "__main__":
+    main()
