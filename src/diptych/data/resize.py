@@ -3,7 +3,7 @@
 MATLAB's `imresize(A, scale)` with its default bicubic kernel differs from Pillow's and torch's bicubic: the cubic
 has a = -0.5 (torch: -0.75), the kernel is widened by 1/scale when shrinking (antialiasing; torch has none), output
 pixel x (1-based) samples the input at u = x/scale + 0.5*(1 - 1/scale), and samples beyond the border are mirrored
-(symmetric: ... 2 1 | 1 2 ... n | n n-1 ...). Each axis is one linear map, applied as a dense matrix, the axis
+(symmetric: ... 2 1 | 1 2 ... n | n n-1 ...). Each axis is one linear map (a few taps per output pixel), the axis
 with the smaller scale first (as MATLAB). Values are never rounded or clipped: integer images come back as float64
 in their own scale, so overshoot at edges is kept (callers clip where their range demands it).
 """
@@ -32,24 +32,34 @@ def cubic(x: torch.Tensor) -> torch.Tensor:
     return torch.where(ax <= 1, near, torch.where(ax < 2, far, torch.zeros_like(ax)))
 
 
-def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> torch.Tensor:
-    """The (out_len, in_len) float64 matrix of MATLAB's bicubic resize along one axis at `scale`."""
+def resize_taps(in_len: int, out_len: int, scale: float, antialias: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """MATLAB's bicubic resize along one axis at `scale`: for each output pixel, the input pixels it reads (0-based,
+    mirrored at the borders) and their float64 weights, both (out_len, taps)."""
     shrink = antialias and scale < 1
     width = CUBIC_SUPPORT / scale if shrink else CUBIC_SUPPORT
     x = torch.arange(1, out_len + 1, dtype=torch.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)  # input coordinate (1-based) that output pixel x samples
     left = torch.floor(u - width / 2)
-    taps = math.ceil(width) + 2
-    indices = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]
+    indices = left[:, None] + torch.arange(math.ceil(width) + 2, dtype=torch.float64)[None, :]
     distance = u[:, None] - indices
     weights = scale * cubic(scale * distance) if shrink else cubic(distance)
     weights = weights / weights.sum(dim=1, keepdim=True)
     # Mirror beyond the border (MATLAB's symmetric padding: the edge sample repeats), 1-based -> 0-based.
     period = torch.remainder(indices.long() - 1, 2 * in_len)
     columns = torch.where(period < in_len, period, 2 * in_len - 1 - period)
-    matrix = torch.zeros(out_len, in_len, dtype=torch.float64)
-    matrix.scatter_add_(1, columns, weights)
-    return matrix
+    used = (weights != 0).any(dim=0)  # (MATLAB drops the taps no output pixel weighs)
+    return columns[:, used], weights[:, used]
+
+
+def resize_rows(image: torch.Tensor, out_len: int, scale: float, antialias: bool) -> torch.Tensor:
+    """`image` (..., H, W) resized along H: a weighted sum of gathered rows, one pass per tap (memory stays at twice
+    the output whatever the scale; whole rows are copied, which a CPU does fast)."""
+    rows, weights = resize_taps(image.shape[-2], out_len, scale, antialias)
+    rows, weights = rows.to(image.device), weights.to(image.device, image.dtype)
+    out = image.index_select(-2, rows[:, 0]) * weights[:, :1]
+    for tap in range(1, rows.shape[1]):
+        out.addcmul_(image.index_select(-2, rows[:, tap]), weights[:, tap : tap + 1])
+    return out
 
 
 def output_size(
@@ -84,9 +94,11 @@ def imresize_tensor(
     work = image if image.dtype in (torch.float32, torch.float64) else image.float()
     axes = [(-2, out_h, scale_h), (-1, out_w, scale_w)]
     for axis, out_len, s in sorted(axes, key=lambda a: a[2]):  # (stable: height first on a tie, as MATLAB)
-        matrix = resize_matrix(work.shape[axis], out_len, s, antialias).to(work.device, work.dtype)
-        work = matrix @ work if axis == -2 else work @ matrix.T
-    return work.to(image.dtype)
+        if axis == -2:
+            work = resize_rows(work, out_len, s, antialias)
+        else:  # columns as rows of the transposed image: gathering strided columns is several times slower
+            work = resize_rows(work.transpose(-1, -2).contiguous(), out_len, s, antialias).transpose(-1, -2)
+    return work.contiguous().to(image.dtype)
 
 
 def imresize(
