@@ -175,6 +175,7 @@ def test_degrade_gives_the_lr_size_in_range_for_any_channels(shape: tuple[int, .
         assert torch.equal(lr, (lr * 255).round() / 255)  # rounded to 8-bit levels, as Real-ESRGAN
     unrounded = degrade(hr.double(), scale, np.random.default_rng(0), levels=None)
     assert unrounded.dtype == torch.float64 and not torch.equal(unrounded, (unrounded * 255).round() / 255)
+    assert degrade(hr.bfloat16(), scale, np.random.default_rng(0)).dtype == torch.bfloat16
 
 
 def test_degrade_is_deterministic_under_a_seed(photo: torch.Tensor) -> None:

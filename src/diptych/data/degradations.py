@@ -363,15 +363,16 @@ def degrade(
     config: DegradationConfig | None = None,
     levels: int | None = JPEG_LEVELS,
 ) -> torch.Tensor:
-    """The LR image (C x H//scale x W//scale, in [0, 1]) that the second-order degradation makes of `hr` (C x H x W
-    float in [0, 1]); `levels`: the LR is rounded to that many steps when config.quantize (None: not rounded)."""
+    """The LR image (C x H//scale x W//scale, in [0, 1], hr's dtype) that the second-order degradation makes of `hr`
+    (C x H x W float in [0, 1]); `levels`: the LR is rounded to that many steps when config.quantize (None: not)."""
     config = config or DegradationConfig()
     h, w = hr.shape[-2:]
     lr_size = (h // scale, w // scale)
     if min(lr_size) < 1:
         raise ConfigError(f"degradation: a {w}x{h} image is smaller than scale {scale}; use a larger crop")
     modes = tuple(config.resize_modes)
-    image = degrade_stage(hr.clamp(0.0, 1.0), (h, w), config.first, modes, rng)
+    work = hr if hr.dtype in (torch.float32, torch.float64) else hr.float()  # (NumPy has no bf16 for the noise)
+    image = degrade_stage(work.clamp(0.0, 1.0), (h, w), config.first, modes, rng)
     image = random_jpeg(image, config.first, rng)
     image = degrade_stage(image, (h / scale, w / scale), config.second, modes, rng)
     sinc = final_sinc_kernel(config, rng)
@@ -384,4 +385,5 @@ def degrade(
     if not jpeg_first:
         image = random_jpeg(image, config.second, rng)
     image = image.clamp_(0.0, 1.0)
-    return (image * levels).round_() / levels if config.quantize and levels else image
+    image = (image * levels).round_() / levels if config.quantize and levels else image
+    return image.to(hr.dtype)
