@@ -88,6 +88,19 @@ def test_16_bit_grey_and_float_images_keep_their_precision(tmp_path: Path) -> No
     assert torch.allclose(unit(sample["LR"]), bicubic_downscale(unit(sample["HR"]), 2).clamp(0, 1), atol=1e-6)
 
 
+def test_multi_band_16_bit_tiff_through_the_degradation(tmp_path: Path) -> None:
+    """4 bands of uint16 (JPEG compresses them one by one as grey images): the LR keeps 16-bit steps."""
+    rng = np.random.default_rng(1)
+    write_image(tmp_path / "t" / "bands.tif", (rng.random((64, 72, 4)) * 65535).astype(np.uint16))
+    ds = open_hr_folder(tmp_path / "t", SRCrop(scale=4, lr_crop=12), DegradationConfig())
+    assert (ds.domain.channels, ds.domain.sample_type) == (4, "uint16")
+    for seed in range(2):
+        sample = ds[(0, seed)]
+        assert sample["LR"].shape == (4, 12, 12) and sample["HR"].shape == (4, 48, 48)
+        lr = unit(sample["LR"]).double()
+        assert torch.allclose(lr * 65535, (lr * 65535).round(), atol=1e-2)
+
+
 def test_hr_image_smaller_than_the_crop_is_named(hr_folder: Path) -> None:
     with pytest.raises(DataError) as info:
         open_hr_folder(hr_folder, SRCrop(scale=4, lr_crop=30))
