@@ -210,10 +210,15 @@ def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] |
         if not files:
             raise DataError(f"{base}: no images found (looked for {exts}); is this the dataset folder?")
         return layout, base, [Pair(name, p, p) for name, p in sorted(files.items())]
-    a_dir, b_dir = folder_sides(base, phase)
+    return layout, base, match_folders(*folder_sides(base, phase), unmatched)
+
+
+def match_folders(a_dir: Path, b_dir: Path, unmatched: list[str] | None = None) -> list[Pair]:
+    """Pairs of the images with the same relative name in two folders; names on one side only raise DataError, or
+    are listed in `unmatched` if given."""
     a_files, b_files = files_by_stem(a_dir), files_by_stem(b_dir)
     if not a_files and not b_files:
-        raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {exts})")
+        raise DataError(f"{a_dir} and {b_dir}: no images found (looked for {' '.join(IMAGE_EXTENSIONS)})")
     only_a = sorted(set(a_files) - set(b_files))
     only_b = sorted(set(b_files) - set(a_files))
     if (only_a or only_b) and unmatched is not None:
@@ -223,7 +228,7 @@ def _find_file_pairs(root: Path, layout: str, phase: str, unmatched: list[str] |
         side, names, other = (a_dir, only_a, b_dir) if only_a else (b_dir, only_b, a_dir)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise DataError(f"{side}: {len(names)} image(s) have no partner of the same name in {other}: {shown}")
-    return layout, base, [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files) if name in b_files]
+    return [Pair(name, a_files[name], b_files[name]) for name in sorted(a_files) if name in b_files]
 
 
 def expand_volumes(pairs: list[Pair], layout: str, axis: int, unmatched: list[str] | None) -> list[Pair]:
