@@ -289,3 +289,20 @@ def test_summary_of_no_values(values: list[float]) -> None:
     s = summarize(values)
     assert s.n == 0
     assert all(math.isnan(v) for v in (s.mean, s.std, s.ci95_low, s.ci95_high))
+
+
+def test_y_channel_is_matlab_rgb2ycbcr_and_gives_the_papers_psnr() -> None:
+    """--channels y scores MATLAB's studio-swing Y (skimage's rgb2ycbcr), as SR papers and BasicSR do: its PSNR is
+    20 log10(255/219) = 1.322 dB above full-swing luma's, whatever the images."""
+    from skimage.color import rgb2ycbcr
+
+    target = crop("astronaut", 200, 220, 64, 72)
+    out = degrade(target, "noise+blur", seed=3)
+    ours = compute_pixel_metrics(to_tensor(out), to_tensor(target), SCORED, MetricProtocol(channels="y"))
+    y_out, y_target = rgb2ycbcr(out)[:, :, 0] / 255, rgb2ycbcr(target)[:, :, 0] / 255
+    assert_matches(ours, reference(y_out, y_target, 1.0))
+    luma = compute_pixel_metrics(to_tensor(out), to_tensor(target), ["psnr"], MetricProtocol(channels="luminance"))
+    assert ours["psnr"] - luma["psnr"] == pytest.approx(20 * np.log10(255 / 219), abs=1e-6)
+    grey = target[:, :, :1]
+    one = compute_pixel_metrics(to_tensor(out[:, :, :1]), to_tensor(grey), SCORED, MetricProtocol(channels="y"))
+    assert one == compute_pixel_metrics(to_tensor(out[:, :, :1]), to_tensor(grey), SCORED, MetricProtocol())

@@ -26,7 +26,7 @@ from .config import (
 )
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
-from .metrics.pixel import ALL_METRICS, DEFAULT_METRICS
+from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
 from .recipes import RECIPES, UNPAIRED
 from .signals import exit_status, report_interrupt, signal_name
 
@@ -63,7 +63,7 @@ flags are needed. Images of any size and aspect ratio are accepted; outputs keep
 
 EVALUATE_EPILOG = """examples:
   diptych evaluate runs/facades datasets/facades                 # test/ split -> runs/facades/eval/test-step_.../
-  diptych evaluate runs/sr datasets/div2k --channels luminance --crop-border 4 --metrics psnr,ssim
+  diptych evaluate runs/sr datasets/div2k --channels y --crop-border 4 --metrics psnr,ssim
   diptych compare runs/facades runs/facades-lsgan --out comparison/
 
 Protocol: outputs and targets are compared in [0, 1], where 1 is the full range of the data's sample
@@ -463,9 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone (default: alex)")
     p.add_argument(
         "--channels",
-        choices=("all", "luminance"),
+        choices=CHANNEL_CHOICES,
         default="all",
-        help="compare all channels (averaged), or BT.601 luminance Y only, as super-resolution papers do (default: all)",
+        help="compare all channels (averaged); luminance: full-swing BT.601 luma of RGB; y: MATLAB rgb2ycbcr's Y "
+        "(16-235), the convention of super-resolution papers and BasicSR (default: all)",
     )
     p.add_argument(
         "--crop-border",

@@ -25,8 +25,14 @@ HIGHER_IS_BETTER = {
 SSIM_KERNEL, SSIM_SIGMA = 11, 1.5
 # MS-SSIM downsamples 4 times; torchmetrics needs side // 16 > kernel - 1 at the coarsest scale.
 MS_SSIM_MIN_SIDE = SSIM_KERNEL * 2**4
-# ITU-R BT.601 luma, the convention of super-resolution papers (Y of YCbCr).
+# ITU-R BT.601 luma, full swing: Y in [0, 1] for RGB in [0, 1].
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# MATLAB rgb2ycbcr's Y (BT.601 studio swing, 16..235 of 255), the convention of super-resolution papers and
+# BasicSR's test_y_channel: Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255. Its PSNR is 20 log10(255 / 219)
+# = 1.32 dB above full-swing luma's for the same images, which is why papers' numbers need this one.
+YCBCR_Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+YCBCR_Y_OFFSET = 16 / 255
+CHANNEL_CHOICES = ("all", "luminance", "y")
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class MetricProtocol:
     65535 for 16-bit), i.e. data_range = the sample type's range, as scikit-image does for integer images.
     """
 
-    channels: str = "all"  # "all": every channel, averaged; "luminance": BT.601 Y of RGB only
+    # "all": every channel, averaged; "luminance": full-swing BT.601 luma of RGB; "y": MATLAB's rgb2ycbcr Y of RGB
+    channels: str = "all"
     crop_border: int = 0  # pixels removed from every side before comparing (super-resolution convention)
     sample_type: str = "uint8"
 
@@ -66,12 +73,14 @@ def validate_metric_names(names: list[str] | tuple[str, ...], available: tuple[s
 def _prepare(img: torch.Tensor, protocol: MetricProtocol) -> torch.Tensor:
     """[-1, 1] CxHxW -> 1xC'xH'xW in [0, 1] (float64), per the protocol's channels and border crop."""
     x = (img.detach().double().clamp(-1, 1) + 1.0) / 2.0
-    if protocol.channels == "luminance":
+    if protocol.channels in ("luminance", "y"):
         if x.shape[0] == 3:
-            w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype).view(3, 1, 1)
-            x = (x * w).sum(0, keepdim=True)
-        elif x.shape[0] != 1:
-            raise ConfigError(f"--channels luminance needs 1- or 3-channel images, got {x.shape[0]} channels")
+            weights, offset = (
+                (LUMA_WEIGHTS, 0.0) if protocol.channels == "luminance" else (YCBCR_Y_WEIGHTS, YCBCR_Y_OFFSET)
+            )
+            x = (x * torch.tensor(weights, dtype=x.dtype).view(3, 1, 1)).sum(0, keepdim=True) + offset
+        elif x.shape[0] != 1:  # (one channel is already the grey plane: used as it is, as BasicSR does)
+            raise ConfigError(f"--channels {protocol.channels} needs 1- or 3-channel images, got {x.shape[0]} channels")
     b = protocol.crop_border
     if b:
         if x.shape[1] <= 2 * b or x.shape[2] <= 2 * b:
