@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -315,10 +315,16 @@ def check_pairs(
     return keep_consistent(pairs, results, transform, skip_bad, lambda pair: str(pair.a_path), "earlier pairs")
 
 
+class SizeCheck(Protocol):
+    """What keep_consistent needs of a crop or transform: refuse an image too small for it (JointTransform, SRCrop)."""
+
+    def check(self, height: int, width: int, name: str) -> None: ...
+
+
 def keep_consistent(
     items: list[Any],
     results: list[Any],
-    transform: JointTransform,
+    transform: SizeCheck,
     skip_bad: bool,
     where: Callable[[Any], str],
     earlier: str,
