@@ -9,6 +9,7 @@ from torch import nn
 
 from diptych.nets.compact import CompactSRNet
 from diptych.nets.geometry import Geometry
+from diptych.nets.inference import prepare_for_inference
 from diptych.nets.rrdb import RRDBNet
 from diptych.nets.sr import SuperResolutionNet
 from diptych.nets.srresnet import MSRResNet
@@ -133,6 +134,11 @@ def test_bf16_forward_is_finite_and_close_to_fp32(arch: str, scale: int) -> None
             bf16 = net(x)
     assert bf16.shape == fp32.shape and torch.isfinite(bf16).all()
     assert (bf16.float() - fp32).abs().max() < 0.1  # bf16 keeps 8 bits of mantissa
+    # As the translator runs it: conv weights stored in bf16 (PReLU slopes stay fp32).
+    prepare_for_inference(net, torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        stored = net(x)
+    assert torch.isfinite(stored).all() and (stored.float() - fp32).abs().max() < 0.1
 
 
 @pytest.mark.parametrize("arch", ["msrresnet", "rrdbnet"])
