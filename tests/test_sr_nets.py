@@ -155,3 +155,13 @@ def test_activation_checkpointing_gives_the_same_output_and_gradients(arch: str)
     again.square().mean().backward()
     assert torch.equal(plain, again)
     assert all(torch.allclose(g, p.grad, atol=1e-7) for g, p in zip(grads, net.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("arch", ["msrresnet", "rrdbnet"])
+def test_residual_networks_start_with_esrgans_small_initialisation(arch: str) -> None:
+    torch.manual_seed(5)
+    net = MSRResNet(3, 3, ngf=32, n_blocks=2) if arch == "msrresnet" else RRDBNet(3, 3, ngf=32, n_blocks=1)
+    for conv in [m for m in net.modules() if isinstance(m, nn.Conv2d)]:
+        fan_in = conv.weight[0].numel()
+        assert conv.weight.std().item() == pytest.approx(0.1 * (2 / fan_in) ** 0.5, rel=0.15)  # Kaiming x 0.1
+        assert torch.all(conv.bias == 0)

@@ -9,7 +9,7 @@ from torch import nn
 
 from .geometry import Geometry
 from .resnet import run_blocks
-from .sr import SuperResolutionNet, conv3x3
+from .sr import ESRGAN_INIT_SCALE, SuperResolutionNet, conv3x3, scaled_kaiming_init
 
 RRDB_SCALES = (1, 2, 4)
 LEAKY_SLOPE = 0.2
@@ -72,6 +72,7 @@ class RRDBNet(SuperResolutionNet):
         self.conv_up2 = conv3x3(ngf, ngf)
         self.conv_hr = conv3x3(ngf, ngf)
         self.conv_last = conv3x3(ngf, out_channels)
+        scaled_kaiming_init(self, ESRGAN_INIT_SCALE)
 
     def upscale(self, x: torch.Tensor) -> torch.Tensor:
         if self.unshuffle > 1:

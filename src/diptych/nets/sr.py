@@ -15,6 +15,7 @@ from .layers import crop_padded, pad_to_multiple
 # The value range a network's weights work in: "signed" is diptych's [-1, 1]; "unit" is [0, 1], the range of
 # Real-ESRGAN's and BasicSR's published weights (mapped to and from [-1, 1] around the network).
 PIXEL_RANGES = ("signed", "unit")
+ESRGAN_INIT_SCALE = 0.1  # the conv weight scale MSRResNet and RRDBNet start from (BasicSR's, after ESRGAN)
 
 
 class SuperResolutionNet(nn.Module, ABC):
@@ -54,6 +55,18 @@ def upsampled_input(x: torch.Tensor, factor: int, mode: str) -> torch.Tensor:
     if mode == "nearest":
         return F.interpolate(x, scale_factor=factor, mode="nearest")
     return F.interpolate(x, scale_factor=factor, mode=mode, align_corners=False)
+
+
+def scaled_kaiming_init(module: nn.Module, scale: float) -> None:
+    """Kaiming-normal conv weights times `scale`, zero biases: ESRGAN's "smaller initialisation" (0.1), which keeps
+    a deep stack of residual branches near the identity at the start of training."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            with torch.no_grad():
+                m.weight.mul_(scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:

@@ -9,7 +9,7 @@ from torch import nn
 
 from .geometry import Geometry
 from .resnet import run_blocks
-from .sr import SuperResolutionNet, conv3x3, resolve_skip, upsampled_input
+from .sr import ESRGAN_INIT_SCALE, SuperResolutionNet, conv3x3, resolve_skip, scaled_kaiming_init, upsampled_input
 
 MSRRESNET_SCALES = (2, 3, 4, 8)
 LEAKY_SLOPE = 0.1
@@ -70,6 +70,7 @@ class MSRResNet(SuperResolutionNet):
         self.up = nn.Sequential(*(UpsampleStage(ngf, f) for f in factors))
         self.conv_hr = conv3x3(ngf, ngf)
         self.conv_last = conv3x3(ngf, out_channels)
+        scaled_kaiming_init(self, ESRGAN_INIT_SCALE)
 
     def upscale(self, x: torch.Tensor) -> torch.Tensor:
         feat = F.leaky_relu(self.conv_first(x), LEAKY_SLOPE)
