@@ -259,9 +259,10 @@ def test_resume_checks_the_format_of_the_run_and_of_its_checkpoint(
         ({"version": "x"}, "export metadata version 'x'"),
         ({"config_version": 99}, "written by a newer diptych (format 99"),
         ({"stride": -4}, "are not sizes in pixels"),
+        ({"scale": 0}, "export metadata scale 0 is not an integer from 1 to 16"),
         ({"out_channels": 0}, "generator.out_channels is 0"),
     ],
-    ids=["newer-export", "garbage-export-version", "newer-config", "bad-stride", "no-channels"],
+    ids=["newer-export", "garbage-export-version", "newer-config", "bad-stride", "bad-scale", "no-channels"],
 )
 def test_tampered_export_metadata_is_a_checkpoint_error(tmp_path: Path, meta: dict, words: str) -> None:
     raw = json.loads(export_metadata(tiny_config(), 4, 4, 4))

@@ -100,8 +100,11 @@ def test_export_metadata_holds_the_configuration(exports: dict[tuple[str, str], 
         generator = Translator.load(exports["unet", fmt]).generator
         assert generator.geometry == Geometry(stride=16, multiple=16, min_side=16)
     # Exports made before per-level padding carry no "multiple": their inputs are padded to the stride.
-    old = {k: v for k, v in unet_meta.items() if k != "multiple"} | {"stride": 64}
-    assert _parse_metadata(json.dumps(old), Path("old.pt"))[1] == (64, 64, 16)
+    assert unet_meta["scale"] == 1  # same-size translation
+    old = {k: v for k, v in unet_meta.items() if k not in ("multiple", "scale")} | {"stride": 64}
+    assert _parse_metadata(json.dumps(old), Path("old.pt"))[1] == Geometry(64, 64, 16)
+    # ... and those made before output scales carry no "scale": their outputs have the input's size.
+    assert _parse_metadata(json.dumps(old | {"scale": 4}), Path("sr.pt"))[1] == Geometry(64, 64, 16, scale=4)
 
 
 @pytest.mark.parametrize("arch", ["unet", "hd"])
@@ -292,3 +295,14 @@ def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: 
     x = torch.rand(2, 3, 160, 224) * 2 - 1  # 160 / 32 = 5 and 224 / 32 = 7: odd at level 5, not traced
     with torch.no_grad():
         assert (exported(x) - generator.eval()(x)).abs().max() <= 1e-4
+
+
+def test_exported_generator_crops_an_upscaled_output_to_scale_times_the_input() -> None:
+    def run(x: torch.Tensor) -> torch.Tensor:  # a graph that doubles its (padded) input's size
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    generator = ExportedGenerator(run, Geometry(stride=1, multiple=4, min_side=8, scale=2), "torch", Path("sr.pt"))
+    x = torch.rand(1, 3, 5, 11)
+    y = generator(x)
+    assert y.shape == (1, 3, 10, 22)
+    assert torch.equal(y, run(x))  # the reflection padding at the bottom/right is cropped away

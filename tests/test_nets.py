@@ -142,6 +142,9 @@ def test_pad_and_crop_roundtrip() -> None:
         padded, size = pad_to_multiple(x, 64)
         assert padded.shape[-2] % 64 == 0 and padded.shape[-1] % 64 == 0
         assert torch.equal(crop_padded(padded, padded.shape, size), x)
+        # An output at `scale` times the padded size is cropped to `scale` times the original size.
+        upscaled = torch.repeat_interleave(torch.repeat_interleave(padded, 3, dim=-2), 3, dim=-1)
+        assert crop_padded(upscaled, padded.shape, size, scale=3).shape[-2:] == (3 * h, 3 * w)
 
 
 def test_create_generator_requires_channels() -> None:

@@ -156,7 +156,7 @@ def export_generator(
     stride, multiple, minimum = geometry.stride, geometry.multiple, geometry.min_side
     sizes = list(check_sizes) if check_sizes else default_check_sizes(stride, minimum)
     inputs = _check_inputs(translator, check_images)
-    metadata = export_metadata(config, stride, multiple, minimum)
+    metadata = export_metadata(config, stride, multiple, minimum, geometry.scale)
     blocks = max(2, -(-minimum // stride))  # example size in strides; >= 2 so no dimension is specialised to 1
     example = torch.zeros(1, config.generator.in_channels, blocks * stride, blocks * stride)
     with atomic_path(out) as tmp:

@@ -30,9 +30,10 @@ EXPORT_VERSION = 1  # the metadata layout this diptych writes, and the newest it
 METADATA_KEY = "diptych.json"
 BACKENDS = ("torch", "onnxruntime")
 ONNX_EXTRA_HINT = "pip install 'diptych[onnx]'"
+MAX_EXPORT_SCALE = 16  # output/input size ratio an export's metadata may declare (super-resolution goes to x8)
 
 
-def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int) -> str:
+def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int, scale: int = 1) -> str:
     """The JSON stored in an exported file: what it is, the run configuration and the input constraints."""
     return json.dumps(
         {
@@ -41,6 +42,7 @@ def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int
             "stride": stride,
             "multiple": multiple,
             "min_side": min_side,
+            "scale": scale,
             "config": config.to_dict(),
         }
     )
@@ -70,19 +72,19 @@ class ExportedGenerator(nn.Module):
     def __init__(
         self,
         run: Callable[[torch.Tensor], torch.Tensor],
-        padding: tuple[int, int, int],
+        geometry: Geometry,
         backend: str,
         path: Path,
     ) -> None:
         super().__init__()
         self._run = run
-        self.geometry = Geometry(*padding)
+        self.geometry = geometry
         self.backend = backend
         self.path = path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
-        return crop_padded(self._run(padded.float().contiguous()), padded.shape, size)
+        return crop_padded(self._run(padded.float().contiguous()), padded.shape, size, self.geometry.scale)
 
 
 def load_exported(
@@ -102,9 +104,9 @@ def load_exported(
     )
 
 
-def _parse_metadata(raw: str | bytes | None, path: Path) -> tuple[RunConfig, tuple[int, int, int]]:
-    """The stored config and (stride, padding multiple, minimum side); exports made before per-level padding
-    (no "multiple") take inputs padded to the stride."""
+def _parse_metadata(raw: str | bytes | None, path: Path) -> tuple[RunConfig, Geometry]:
+    """The stored config and the graph's geometry; exports made before per-level padding (no "multiple") take
+    inputs padded to the stride, and those made before output scales (no "scale") keep the input size."""
     if not raw:
         raise CheckpointError(
             f"{path}: has no diptych metadata, so it was not exported by diptych; use `diptych export`"
@@ -126,7 +128,10 @@ def _parse_metadata(raw: str | bytes | None, path: Path) -> tuple[RunConfig, tup
         padding = (stride, meta.get("multiple", stride), meta["min_side"])  # older exports: padded to the stride
         if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**MAX_DOWNSAMPLINGS for v in padding):
             raise ConfigError(f"{path}: export metadata stride/multiple/min_side {padding} are not sizes in pixels")
-        return config, padding
+        scale = meta.get("scale", 1)
+        if not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= MAX_EXPORT_SCALE:
+            raise ConfigError(f"{path}: export metadata scale {scale!r} is not an integer from 1 to {MAX_EXPORT_SCALE}")
+        return config, Geometry(*padding, scale=scale)
     except KeyError as exc:
         raise CheckpointError(f"{path}: damaged diptych export metadata (no {exc}); export the model again") from None
     except ConfigError as exc:  # (each names the file)
@@ -155,7 +160,7 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, Run
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind exception types for bad files
         raise CheckpointError(f"{path}: not a valid ONNX model ({first_line(exc)})") from None
-    config, padding = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+    config, geometry = _parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     g = config.generator
     if (
@@ -174,7 +179,7 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[ExportedGenerator, Run
         out = session.run(None, {input_name: x.detach().cpu().numpy().astype(np.float32, copy=False)})[0]
         return torch.from_numpy(out).to(x.device)
 
-    return ExportedGenerator(run, padding, "onnxruntime", path), config
+    return ExportedGenerator(run, geometry, "onnxruntime", path), config
 
 
 def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerator, RunConfig]:
@@ -186,10 +191,10 @@ def _load_torchscript(path: Path, device: torch.device) -> tuple[ExportedGenerat
     except (RuntimeError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path}: not a valid TorchScript model ({first_line(exc)})") from None
     raw = extra[METADATA_KEY]
-    config, padding = _parse_metadata(raw, path)
+    config, geometry = _parse_metadata(raw, path)
     module.eval()
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
-    return ExportedGenerator(run, padding, "torch", path), config
+    return ExportedGenerator(run, geometry, "torch", path), config

@@ -84,7 +84,7 @@ def pad_to_even(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def crop_padded(y: torch.Tensor, x_padded_shape: torch.Size, size: tuple[int, int]) -> torch.Tensor:
-    """Undo pad_to_multiple on an output of the same spatial size as the padded input."""
+def crop_padded(y: torch.Tensor, x_padded_shape: torch.Size, size: tuple[int, int], scale: int = 1) -> torch.Tensor:
+    """Undo pad_to_multiple on an output `scale` times the spatial size of the padded input."""
     h, w = size
-    return y[..., :h, :w]
+    return y[..., : h * scale, : w * scale]

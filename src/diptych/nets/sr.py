@@ -1,0 +1,74 @@
+"""What the super-resolution generators share: diptych's [-1, 1] contract around weights that may expect [0, 1],
+padding to the network's multiple, the crop to `scale` x the input, and the interpolated global skip."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .geometry import Geometry
+from .layers import crop_padded, pad_to_multiple
+
+# The value range a network's weights work in: "signed" is diptych's [-1, 1]; "unit" is [0, 1], the range of
+# Real-ESRGAN's and BasicSR's published weights (mapped to and from [-1, 1] around the network).
+PIXEL_RANGES = ("signed", "unit")
+ESRGAN_INIT_SCALE = 0.1  # the conv weight scale MSRResNet and RRDBNet start from (BasicSR's, after ESRGAN)
+
+
+class SuperResolutionNet(nn.Module, ABC):
+    """An upscaling generator: [-1, 1] tensors of any size in, `geometry.scale` times larger [-1, 1] tensors out."""
+
+    def __init__(self, geometry: Geometry, pixel_range: str) -> None:
+        super().__init__()
+        if pixel_range not in PIXEL_RANGES:
+            raise ValueError(f"unknown pixel_range {pixel_range!r} (choose from {', '.join(PIXEL_RANGES)})")
+        self.geometry = geometry
+        self.pixel_range = pixel_range
+        self.checkpointing = False  # recompute residual blocks in backward to save activation memory
+
+    @abstractmethod
+    def upscale(self, x: torch.Tensor) -> torch.Tensor:
+        """The network proper, on an input padded to the geometry and in the weights' value range."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
+        if self.pixel_range == "unit":
+            return crop_padded(self.upscale((padded + 1) / 2) * 2 - 1, padded.shape, size, self.geometry.scale)
+        return crop_padded(self.upscale(padded), padded.shape, size, self.geometry.scale)
+
+
+def resolve_skip(skip: bool | None, in_channels: int, out_channels: int) -> bool:
+    """Whether a network adds its upsampled input to its output: by default when the channel counts match, and
+    only then (the input is the output's base image)."""
+    if skip is None:
+        return in_channels == out_channels
+    if skip and in_channels != out_channels:
+        raise ValueError(f"a global skip needs as many input as output channels ({in_channels} != {out_channels})")
+    return skip
+
+
+def upsampled_input(x: torch.Tensor, factor: int, mode: str) -> torch.Tensor:
+    """The input enlarged `factor` times by nearest or bilinear interpolation (the base image of a global skip)."""
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=factor, mode="nearest")
+    return F.interpolate(x, scale_factor=factor, mode=mode, align_corners=False)
+
+
+def scaled_kaiming_init(module: nn.Module, scale: float) -> None:
+    """Kaiming-normal conv weights times `scale`, zero biases: ESRGAN's "smaller initialisation" (0.1), which keeps
+    a deep stack of residual branches near the identity at the start of training."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            with torch.no_grad():
+                m.weight.mul_(scale)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    """A zero-padded 3x3 convolution with bias (every convolution of the SR networks)."""
+    return nn.Conv2d(cin, cout, 3, padding=1)

