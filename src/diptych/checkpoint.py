@@ -160,6 +160,7 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
         expected = build_manifest(config, list(raw["networks"]))
     except KeyError as exc:
         raise CheckpointError(f"{source}: the manifest names a network {exc} its recipe does not build") from None
+    raw = {**raw, "networks": _with_added_fields(raw["networks"], expected["networks"])}
     for key in ("networks", "domains", "generators"):
         if raw[key] != expected[key]:
             raise CheckpointError(
@@ -167,6 +168,19 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
                 "the two was altered: restore both from the run's checkpoint"
             )
     return raw
+
+
+def _with_added_fields(networks: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's networks with the architecture fields added to format 2 after it was written (e.g. the
+    discriminator's spectral_norm) taken from its configuration, where an older config.json gave them their
+    defaults."""
+    filled = {}
+    for name, entry in networks.items():
+        spec, wanted = entry.get("spec") if isinstance(entry, dict) else None, expected.get(name, {}).get("spec")
+        if isinstance(spec, dict) and isinstance(wanted, dict):
+            entry = {**entry, "spec": {**{k: v for k, v in wanted.items() if k not in spec}, **spec}}
+        filled[name] = entry
+    return filled
 
 
 def open_generator(path: str | Path, direction: str | None = None) -> tuple[nn.Module, RunConfig, Path]:

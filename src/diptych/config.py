@@ -171,6 +171,11 @@ class DiscriminatorConfig:
     ndf: int = opt(64, "filters in the discriminator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the discriminator", choices=NORMS, flag="d-norm")
     num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)", bounds=within(1, 8))
+    spectral_norm: bool = opt(
+        False,
+        "spectral normalisation of every discriminator convolution (one power iteration per training forward; "
+        "its state is saved with the weights)",
+    )
 
 
 @dataclass
