@@ -316,7 +316,22 @@ class ValidationConfig:
 class TrainConfig:
     """The optimisation shared by every recipe: optimiser, schedule, checkpoints (losses: the recipe's section)."""
 
-    lr: float = opt(2e-4, "Adam learning rate for both networks", bounds=Bounds(0, 1, low_open=True))
+    lr: float = opt(
+        2e-4,
+        "Adam learning rate (the generators'; the discriminators' too unless --lr-d)",
+        bounds=Bounds(0, 1, low_open=True),
+    )
+    lr_d: float = opt(
+        0.0,
+        "the discriminators' Adam learning rate (two time-scale updates, e.g. --lr 1e-4 --lr-d 4e-4); 0 = --lr",
+        bounds=within(0, 1),
+    )
+    warmup_steps: int = opt(
+        0,
+        "linear learning-rate warm-up: step k (from 0) of the first N runs at (k + 1) / N of the scheduled rate, for "
+        "every network; 0 = off",
+        bounds=within(0),
+    )
     beta1: float = opt(0.5, "Adam beta1", bounds=fraction())
     beta2: float = opt(0.999, "Adam beta2", bounds=fraction())
     epochs: int = opt(
@@ -369,6 +384,11 @@ class TrainConfig:
     grad_checkpoint: bool = opt(
         False, "recompute the resnet and hd generators' residual blocks in backward (less memory, slower)"
     )
+
+    @property
+    def discriminator_lr(self) -> float:
+        """The discriminators' learning rate: --lr-d, or --lr when it is 0."""
+        return self.lr_d or self.lr
 
 
 FORMAT_VERSION = 2  # the checkpoint format this diptych writes, and the newest it reads (older: see migrate)

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +63,29 @@ def lr_factor(t: TrainConfig, epoch: int) -> float:
     if t.lr_policy == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
     raise ValueError(f"{t.lr_policy} has no closed form")
+
+
+def warmup_factor(t: TrainConfig, step: int) -> float:
+    """The linear warm-up's multiplier of the scheduled learning rates at optimiser step `step` (counted from 0)."""
+    return min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else 1.0
+
+
+@contextmanager
+def warmed_up(optimizers: Iterable[torch.optim.Optimizer], factor: float) -> Iterator[None]:
+    """Run a step at `factor` times every scheduled learning rate, then put the scheduled rates back exactly, so
+    the epoch schedules (plateau included) and the checkpoints never see the warm-up."""
+    if factor == 1.0:
+        yield
+        return
+    groups = [group for opt in optimizers for group in opt.param_groups]
+    scheduled = [group["lr"] for group in groups]
+    for group, lr in zip(groups, scheduled, strict=True):
+        group["lr"] = lr * factor
+    try:
+        yield
+    finally:
+        for group, lr in zip(groups, scheduled, strict=True):
+            group["lr"] = lr
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> Any:
@@ -265,7 +288,7 @@ class Trainer:
                     module.train()
                 for batch in loader:
                     self.recipe.before_step(self.step)
-                    with self._own_rng():
+                    with self._own_rng(), warmed_up(self.recipe.optimizers.values(), warmup_factor(t, self.step)):
                         losses = self.recipe.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
@@ -402,7 +425,9 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
         if self.recipe.amp.fallbacks:
             record["fp32_fallbacks"] = self.recipe.amp.fallbacks
-        record.update({f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.optimizers.items()})
+        # The rates the last step used: the scheduled ones times the warm-up's factor.
+        warm = warmup_factor(self.config.train, self.step - 1)
+        record.update({f"lr_{k}": opt.param_groups[0]["lr"] * warm for k, opt in self.recipe.optimizers.items()})
         record.update({k: round(v, 6) for k, v in means.items()})
         self._append_log(record)
         writer = self.tensorboard()
