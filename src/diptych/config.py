@@ -25,6 +25,7 @@ DIRECTIONS = ("AtoB", "BtoA")
 UPSAMPLES = ("transpose", "resize")
 ARCHS = ("unet", "resnet", "hd")
 TEST_MODES = ("eval", "paper")
+WEIGHTS = ("raw", "ema")  # which of a generator's weights inference runs: as trained, or their moving average (--ema)
 NORMALIZE_KINDS = ("auto", "dtype", "minmax", "percentile")
 
 
@@ -331,6 +332,12 @@ class TrainConfig:
         "linear learning-rate warm-up: step k (from 0) of the first N runs at (k + 1) / N of the scheduled rate, for "
         "every network; 0 = off",
         bounds=within(0),
+    )
+    ema: float = opt(
+        0.0,
+        "keep an exponential moving average of the generators' weights with this decay (e.g. 0.999), used for "
+        "validation, translation, evaluation and export; 0 = off",
+        bounds=fraction(),
     )
     beta1: float = opt(0.5, "Adam beta1", bounds=fraction())
     beta2: float = opt(0.999, "Adam beta2", bounds=fraction())

@@ -32,8 +32,9 @@ BACKENDS = ("torch", "onnxruntime")
 ONNX_EXTRA_HINT = "pip install 'diptych[onnx]'"
 
 
-def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int) -> str:
-    """The JSON stored in an exported file: what it is, the run configuration and the input constraints."""
+def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int, weights: str = "raw") -> str:
+    """The JSON stored in an exported file: what it is, the run configuration, the input constraints and which
+    of the checkpoint's weights it holds ("raw", or "ema": their moving average)."""
     return json.dumps(
         {
             "format": EXPORT_TAG,
@@ -41,6 +42,7 @@ def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int
             "stride": stride,
             "multiple": multiple,
             "min_side": min_side,
+            "weights": weights,
             "config": config.to_dict(),
         }
     )
