@@ -17,6 +17,7 @@ from diptych.checkpoint import resolve_checkpoint
 from diptych.config import RunConfig
 from diptych.ema import WeightAverage, ema_decay
 from diptych.errors import ConfigError
+from diptych.evaluate import evaluate
 from diptych.export import export_generator
 from diptych.nets import MultiscaleDiscriminator, PatchDiscriminator, init_weights
 from diptych.nets.layers import spectral_normalise
@@ -147,6 +148,12 @@ def test_inference_runs_the_average_unless_raw_is_asked_for(
 
     code, _, err = run_cli(["info", run], capsys)
     assert code == 0 and "inference weights: ema (the moving average, decay 0.5" in err
+    data = Path(ema_run.config.data.root)
+    protocol = evaluate(run, data, tmp_path / "ev", max_items=1, progress=False, device="cpu").summary["protocol"]
+    assert protocol["weights"] == "ema"
+    raw_protocol = evaluate(run, data, tmp_path / "ev_raw", max_items=1, progress=False, weights="raw").summary
+    assert raw_protocol["protocol"]["weights"] == "raw"
+    assert raw_protocol["protocol"]["generator_sha256"] != protocol["generator_sha256"]
 
 
 def test_raw_weights_by_default_and_ema_refused_without_an_average(
