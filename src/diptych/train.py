@@ -354,6 +354,8 @@ class Trainer:
             f"{name} {type(m).__name__} ({sum(p.numel() for p in m.parameters()) / 1e6:.1f}M params)"
             for name, m in self.recipe.networks.items()
         )
+        if self.averaged:
+            nets += f"; moving averages of {', '.join(self.averaged)} (--ema {self.config.train.ema:g})"
         start = f"resuming at step {self.step}, " if self.resume else ""
         return (
             f"diptych: {len(self.dataset)} {self._describe_data()}\n"
