@@ -19,12 +19,13 @@ class WeightAverage:
     copied), in fp32 copies of the networks that the trainer updates after each optimiser step."""
 
     def __init__(self, networks: dict[str, nn.Module], decay: float) -> None:
-        """Start every average at its network's current weights; `networks` are bare modules (not DDP wrappers)."""
-        self.decay = decay
-        self.modules: dict[str, nn.Module] = {}
+        """Start every average at its network's current weights; `networks` are bare modules (not DDP wrappers)
+        whose forward is not yet wrapped (use_precision): a copy would call the original's."""
         for name, net in networks.items():
-            average = copy.deepcopy(net).eval().requires_grad_(False)
-            self.modules[name] = average
+            if "forward" in vars(net):
+                raise ValueError(f"{name}: copy the network before its forward is wrapped")
+        self.decay = decay
+        self.modules = {name: copy.deepcopy(net).eval().requires_grad_(False) for name, net in networks.items()}
 
     @torch.no_grad()
     def update(self, networks: dict[str, nn.Module], step: int) -> None:
