@@ -299,7 +299,8 @@ def test_train_and_translate_16bit_grayscale(tmp_path: Path, capsys: pytest.Capt
 
 def test_info_prints_the_stored_config(capsys: pytest.CaptureFixture[str], trained_run: Path) -> None:
     code, out, err = run_cli(["info", trained_run], capsys)
-    assert code == 0 and err == f"checkpoint: {trained_run / 'checkpoints' / 'step_00000003'}\n"
+    checkpoint = trained_run / "checkpoints" / "step_00000003"
+    assert code == 0 and err == f"checkpoint: {checkpoint}\ninference weights: raw (the weights as trained)\n"
     info = json.loads(out)
     assert info["generator"]["depth"] == 4
     assert info["generator"]["ngf"] == 8

@@ -38,6 +38,7 @@ def _config(root: Path, max_steps: int, batch: int = 4, accum: int = 1) -> RunCo
     cfg.data.batch_size = batch
     cfg.train.epochs, cfg.train.epochs_decay = 2, 2  # the learning rate decays during the second half
     cfg.train.lr = 1e-3
+    cfg.train.ema = 0.9  # each process averages its (identical) bare generator: the averages agree too
     cfg.train.save_every = STEPS
     cfg.train.keep_last = 0
     return cfg
@@ -52,7 +53,7 @@ def _free_port() -> int:
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     ckpt = resolve_checkpoint(run_dir)
     out = {}
-    for net in ("generator", "discriminator"):
+    for net in ("generator", "discriminator", "generator.ema"):
         out.update({f"{net}.{k}": v for k, v in load_file(ckpt / f"{net}.safetensors").items()})
     return out
 
@@ -71,7 +72,8 @@ def _rank_main(rank: int, port: int, data: str, out: str) -> None:
             assert (ctx.rank, ctx.world_size) == (rank, 2)
             trainer = Trainer(_config(Path(data), 2 * STEPS), Path(out) / "ddp", progress=False, dist=ctx)
             trainer.fit()
-        params = {f"{n}.{k}": p.detach() for n, m in trainer.recipe.networks.items() for k, p in m.named_parameters()}
+        networks = {**trainer.recipe.networks, **{f"{n}.ema": m for n, m in trainer.averaged.items()}}
+        params = {f"{n}.{k}": p.detach() for n, m in networks.items() for k, p in m.named_parameters()}
         torch.save(params, Path(out) / f"rank{rank}.pt")
         train(_config(Path(data), STEPS), Path(out) / "ddp_half", progress=False)
         train(_config(Path(data), 2 * STEPS, accum=2), Path(out) / "ddp_accum", progress=False)
@@ -101,7 +103,7 @@ def two_process_runs(dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_ranks_hold_identical_parameters(two_process_runs: Path) -> None:
     r0, r1 = torch.load(two_process_runs / "rank0.pt"), torch.load(two_process_runs / "rank1.pt")
-    assert r0.keys() == r1.keys() and len(r0) > 10
+    assert r0.keys() == r1.keys() and len(r0) > 10 and any(k.startswith("generator.ema.") for k in r0)
     for key in r0:
         assert torch.equal(r0[key], r1[key]), key
 

@@ -19,6 +19,7 @@ from .config import (
     DIRECTIONS,
     FORMAT_VERSION,
     MAX_CONFIG_BYTES,
+    WEIGHTS,
     RunConfig,
     check_format_version,
     config_from_json,
@@ -44,16 +45,23 @@ def weights_file(network: str) -> str:
     return f"{network}.safetensors"
 
 
+def ema_weights_file(network: str) -> str:
+    """File name of the moving average of a network's weights (--ema) inside a checkpoint folder."""
+    return f"{network}.ema.safetensors"
+
+
 def save_checkpoint(
     root: Path,
     name: str,
     config: RunConfig,
     networks: dict[str, nn.Module],
     training_state: dict[str, Any] | None = None,
+    *,
+    averaged: dict[str, nn.Module] | None = None,
 ) -> Path:
     """Write root/name/ atomically and point root/LATEST at it (removing what interrupted saves left there)."""
     remove_stale_temporaries(root)
-    path = write_checkpoint_folder(root / name, config, networks, training_state)
+    path = write_checkpoint_folder(root / name, config, networks, training_state, averaged=averaged)
     write_text_atomic(root / LATEST_FILE, name)
     return path
 
@@ -63,15 +71,18 @@ def write_checkpoint_folder(
     config: RunConfig,
     networks: dict[str, nn.Module],
     training_state: dict[str, Any] | None = None,
+    *,
+    averaged: dict[str, nn.Module] | None = None,
 ) -> Path:
-    """Write a checkpoint folder (config.json, <net>.safetensors, training state) via a temp folder and rename."""
+    """Write a checkpoint folder (config.json, <net>.safetensors, <generator>.ema.safetensors with --ema, training
+    state) via a temp folder and rename; `averaged`: the generators' moving averages by network name."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        _write_checkpoint_files(tmp, config, networks, training_state)
+        _write_checkpoint_files(tmp, config, networks, training_state, averaged or {})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # an error or an interrupt leaves nothing half-written behind
         raise
@@ -88,15 +99,25 @@ def write_checkpoint_folder(
 
 
 def _write_checkpoint_files(
-    folder: Path, config: RunConfig, networks: dict[str, nn.Module], training_state: dict[str, Any] | None
+    folder: Path,
+    config: RunConfig,
+    networks: dict[str, nn.Module],
+    training_state: dict[str, Any] | None,
+    averaged: dict[str, nn.Module],
 ) -> None:
     """Write and flush a checkpoint's files into `folder`."""
     config_json = config.to_json()
-    write_text_atomic(folder / MANIFEST_FILE, json.dumps(build_manifest(config, list(networks)), indent=2))
-    for net_name, net in networks.items():
+    manifest = build_manifest(config, list(networks))
+    listed = {name for name, entry in manifest["networks"].items() if "ema" in entry}
+    # (a bug, not a user error: the manifest and the files written must name the same averages)
+    assert listed == set(averaged) & set(networks), f"averages {sorted(averaged)} for {sorted(listed)}"
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest, indent=2))
+    files = [(name, net, weights_file(name), {}) for name, net in networks.items()]
+    files += [(name, averaged[name], ema_weights_file(name), {"weights": "ema"}) for name in sorted(listed)]
+    for net_name, net, file, extra in files:
         tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        meta = {"format": FORMAT_TAG, "network": net_name, "config": config_json}
-        save_file(tensors, str(folder / weights_file(net_name)), metadata=meta)
+        meta = {"format": FORMAT_TAG, "network": net_name, "config": config_json, **extra}
+        save_file(tensors, str(folder / file), metadata=meta)
     write_text_atomic(folder / CONFIG_FILE, config_json)
     if training_state is not None:
         torch.save(training_state, folder / STATE_FILE)
@@ -113,15 +134,20 @@ def build_manifest(config: RunConfig, networks: list[str] | None = None) -> dict
     held = list(specs) if networks is None else networks
     d, g = config.data, config.generator
     source, target = ("A", "B") if d.direction == "AtoB" else ("B", "A")
+    offered = recipe.generators(config)
+    networks = {name: {"file": weights_file(name), "spec": specs[name]} for name in held}
+    if config.train.ema > 0:
+        for name in set(offered.values()) & set(held):
+            networks[name]["ema"] = {"file": ema_weights_file(name), "decay": config.train.ema}
     return {
         "format_version": FORMAT_VERSION,
         "recipe": config.recipe,
-        "networks": {name: {"file": weights_file(name), "spec": specs[name]} for name in held},
+        "networks": networks,
         "domains": {
             source: _domain(g.in_channels, d.input_sample_type, d.input_range),
             target: _domain(g.out_channels, d.sample_type, d.output_range),
         },
-        "generators": {k: v for k, v in recipe.generators(config).items() if v in held},
+        "generators": {k: v for k, v in offered.items() if v in held},
     }
 
 
@@ -160,6 +186,7 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
         expected = build_manifest(config, list(raw["networks"]))
     except KeyError as exc:
         raise CheckpointError(f"{source}: the manifest names a network {exc} its recipe does not build") from None
+    raw = {**raw, "networks": _with_added_fields(raw["networks"], expected["networks"])}
     for key in ("networks", "domains", "generators"):
         if raw[key] != expected[key]:
             raise CheckpointError(
@@ -169,13 +196,31 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
     return raw
 
 
-def open_generator(path: str | Path, direction: str | None = None) -> tuple[nn.Module, RunConfig, Path]:
+def _with_added_fields(networks: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's networks with the architecture fields added to format 2 after it was written (e.g. the
+    discriminator's spectral_norm) taken from its configuration, where an older config.json gave them their
+    defaults."""
+    filled = {}
+    for name, entry in networks.items():
+        spec, wanted = entry.get("spec") if isinstance(entry, dict) else None, expected.get(name, {}).get("spec")
+        if isinstance(spec, dict) and isinstance(wanted, dict):
+            entry = {**entry, "spec": {**{k: v for k, v in wanted.items() if k not in spec}, **spec}}
+        filled[name] = entry
+    return filled
+
+
+def open_generator(
+    path: str | Path, direction: str | None = None, weights: str | None = None
+) -> tuple[nn.Module, RunConfig, Path, str]:
     """The generator a checkpoint offers for a direction (None: its only one, or AtoB), with the configuration seen
-    from that direction (channels, sample types and value ranges of its input and output domains) and its weights
-    file."""
+    from that direction (channels, sample types and value ranges of its input and output domains), its weights
+    file and which weights these are: weights "raw", "ema" (the moving average) or None (the average where the
+    checkpoint holds one)."""
     path = Path(path)
     if direction is not None and direction not in DIRECTIONS:
         raise ConfigError(f"--direction {direction!r} is not one of: {', '.join(DIRECTIONS)}")
+    if weights is not None and weights not in WEIGHTS:
+        raise ConfigError(f"--weights {weights!r} is not one of: {', '.join(WEIGHTS)}")
     config = read_checkpoint_config(path)
     single = path.suffix == ".safetensors" and path.is_file()
     folder = path.parent if single else resolve_checkpoint(path)
@@ -203,9 +248,40 @@ def open_generator(path: str | Path, direction: str | None = None) -> tuple[nn.M
         raise CheckpointError(f"{folder / MANIFEST_FILE}: names generator {network!r} but not its weights")
     view = direction_config(config, manifest, direction, generator_config(entry.get("spec"), str(folder)))
     generator = create_generator(view.generator)
-    weights = path if single else folder / str(entry.get("file"))
-    load_weights(generator, weights)
-    return generator, view, weights
+    file, kind = _chosen_weights(path, folder, entry, weights) if not single else _single_weights(path, weights)
+    load_weights(generator, file)
+    return generator, view, file, kind
+
+
+def default_weights(path: str | Path) -> str:
+    """Which weights inference runs by default from a checkpoint (folder or weights file): "ema" where it holds the
+    generators' moving average, else "raw"."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        return _single_weights(path, None)[1]
+    folder = resolve_checkpoint(path)
+    networks = read_manifest(folder, read_checkpoint_config(folder))["networks"]
+    return "ema" if any(isinstance(entry, dict) and "ema" in entry for entry in networks.values()) else "raw"
+
+
+def _chosen_weights(path: Path, folder: Path, entry: dict[str, Any], weights: str | None) -> tuple[Path, str]:
+    """The weights file of a checkpoint folder's generator entry that `weights` asks for (None: the average if
+    there is one), and which kind it is."""
+    average = entry.get("ema")
+    if weights == "ema" and not isinstance(average, dict):
+        raise ConfigError(f"--weights ema: {path} holds no weight average (trained without --ema); use --weights raw")
+    if weights != "raw" and isinstance(average, dict):
+        return folder / str(average.get("file")), "ema"
+    return folder / str(entry.get("file")), "raw"
+
+
+def _single_weights(path: Path, weights: str | None) -> tuple[Path, str]:
+    """A lone weights file is the weights it holds; asking for the other kind is an error."""
+    kind = "ema" if read_metadata(path).get("weights") == "ema" else "raw"
+    if weights is not None and weights != kind:
+        held = "the moving average of the weights" if kind == "ema" else "the raw weights"
+        raise ConfigError(f"--weights {weights}: {path} holds {held}; pass the checkpoint folder or drop --weights")
+    return path, kind
 
 
 def direction_config(config: RunConfig, manifest: dict[str, Any], direction: str, generator: Any) -> RunConfig:

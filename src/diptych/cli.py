@@ -19,6 +19,7 @@ from .config import (
     PRECISIONS,
     PRESETS,
     TEST_MODES,
+    WEIGHTS,
     RunConfig,
     arch_fields,
     flag_name,
@@ -178,9 +179,22 @@ def add_direction_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_weights_option(p: argparse.ArgumentParser) -> None:
+    """--weights: a generator's moving average (--ema runs) or its weights as trained."""
+    p.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default=None,
+        help="ema: the moving average of the generator's weights (runs trained with --ema); raw: the weights as "
+        "trained. Default: ema where the checkpoint holds it, else raw",
+    )
+
+
 def add_inference_options(p: argparse.ArgumentParser, default_precision: str = "auto") -> None:
-    """--direction, --test-mode, --seed and --device, shared by the commands that run a trained generator."""
+    """--direction, --weights, --test-mode, --seed and --device, shared by the commands that run a trained
+    generator."""
     add_direction_option(p)
+    add_weights_option(p)
     p.add_argument(
         "--test-mode",
         choices=TEST_MODES,
@@ -513,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="run folder, checkpoint folder or generator.safetensors")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="(default: onnx)")
     add_direction_option(p)
+    add_weights_option(p)
     p.add_argument("--out", type=Path, metavar="FILE", help="output file (default: <checkpoint name>.onnx or .pt here)")
     p.add_argument(
         "--opset",
@@ -601,6 +616,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         direction=args.direction,
+        weights=args.weights,
     )
     written = translator.translate_files(
         args.inputs,
@@ -620,7 +636,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if not written:
         # --skip-bad skipped every input (listed above): a script must not read that as success.
         raise DataError("no image was translated: --skip-bad skipped every input (listed above); fix or remove them")
-    print(f"wrote {len(written)} image(s) to {args.out}")
+    which = f" with the {translator.weights} weights" if translator.weights else ""
+    print(f"wrote {len(written)} image(s) to {args.out}{which}")
     return 0
 
 
@@ -666,6 +683,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         test_mode=args.test_mode,
         overwrite=args.overwrite,
         direction=args.direction,
+        weights=args.weights,
     )
     for c in result.checks:
         print(
@@ -673,16 +691,24 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"(tolerance {result.tolerance:g})"
         )
     opset = f" (opset {result.opset})" if result.opset else ""
-    print(f"wrote {result.path}{opset}; translate with: diptych translate {result.path} IMAGE... --out DIR")
+    print(
+        f"wrote {result.path}{opset} from the {result.weights} weights; translate with: diptych translate {result.path} IMAGE... --out DIR"
+    )
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .checkpoint import read_checkpoint_config, resolve_checkpoint
+    from .checkpoint import default_weights, read_checkpoint_config, resolve_checkpoint
 
     if args.checkpoint.suffix != ".safetensors":
         print(f"checkpoint: {resolve_checkpoint(args.checkpoint)}", file=sys.stderr)
-    print(read_checkpoint_config(args.checkpoint).to_json())
+    config = read_checkpoint_config(args.checkpoint)
+    if default_weights(args.checkpoint) == "ema":
+        which = f"ema (the moving average, decay {config.train.ema:g}; --weights raw runs the weights as trained)"
+    else:
+        which = "raw (the weights as trained)"
+    print(f"inference weights: {which}", file=sys.stderr)
+    print(config.to_json())
     return 0
 
 
@@ -721,6 +747,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         precision=args.precision,
         instance_dir=args.instance_dir,
         direction=args.direction,
+        weights=args.weights,
     )
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
@@ -763,6 +790,7 @@ def _evaluate_unpaired(args: argparse.Namespace, out: Path, deep: Any) -> int:
         progress=not args.no_progress,
         deep=deep,
         precision=args.precision,
+        weights=args.weights,
     )
     for direction, found in result.summary["directions"].items():
         for name, m in found["metrics"].items():

@@ -25,6 +25,7 @@ DIRECTIONS = ("AtoB", "BtoA")
 UPSAMPLES = ("transpose", "resize")
 ARCHS = ("unet", "resnet", "hd")
 TEST_MODES = ("eval", "paper")
+WEIGHTS = ("raw", "ema")  # which of a generator's weights inference runs: as trained, or their moving average (--ema)
 NORMALIZE_KINDS = ("auto", "dtype", "minmax", "percentile")
 
 
@@ -171,6 +172,11 @@ class DiscriminatorConfig:
     ndf: int = opt(64, "filters in the discriminator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the discriminator", choices=NORMS, flag="d-norm")
     num_d: int = opt(1, "discriminators on an image pyramid (pix2pixHD uses 2 or 3; pix2pix 1)", bounds=within(1, 8))
+    spectral_norm: bool = opt(
+        False,
+        "spectral normalisation of every discriminator convolution (one power iteration per training forward; "
+        "its state is saved with the weights)",
+    )
 
 
 @dataclass
@@ -311,7 +317,28 @@ class ValidationConfig:
 class TrainConfig:
     """The optimisation shared by every recipe: optimiser, schedule, checkpoints (losses: the recipe's section)."""
 
-    lr: float = opt(2e-4, "Adam learning rate for both networks", bounds=Bounds(0, 1, low_open=True))
+    lr: float = opt(
+        2e-4,
+        "Adam learning rate (the generators'; the discriminators' too unless --lr-d)",
+        bounds=Bounds(0, 1, low_open=True),
+    )
+    lr_d: float = opt(
+        0.0,
+        "the discriminators' Adam learning rate (two time-scale updates, e.g. --lr 1e-4 --lr-d 4e-4); 0 = --lr",
+        bounds=within(0, 1),
+    )
+    warmup_steps: int = opt(
+        0,
+        "linear learning-rate warm-up: step k (from 0) of the first N runs at (k + 1) / N of the scheduled rate, for "
+        "every network; 0 = off",
+        bounds=within(0),
+    )
+    ema: float = opt(
+        0.0,
+        "keep an exponential moving average of the generators' weights with this decay (e.g. 0.999), used for "
+        "validation, translation, evaluation and export; 0 = off",
+        bounds=fraction(),
+    )
     beta1: float = opt(0.5, "Adam beta1", bounds=fraction())
     beta2: float = opt(0.999, "Adam beta2", bounds=fraction())
     epochs: int = opt(
@@ -364,6 +391,11 @@ class TrainConfig:
     grad_checkpoint: bool = opt(
         False, "recompute the resnet and hd generators' residual blocks in backward (less memory, slower)"
     )
+
+    @property
+    def discriminator_lr(self) -> float:
+        """The discriminators' learning rate: --lr-d, or --lr when it is 0."""
+        return self.lr_d or self.lr
 
 
 FORMAT_VERSION = 2  # the checkpoint format this diptych writes, and the newest it reads (older: see migrate)

@@ -97,6 +97,7 @@ def evaluate(
     precision: str = "fp32",
     instance_dir: str | Path | None = None,
     direction: str | None = None,
+    weights: str | None = None,
 ) -> Evaluation:
     """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
     names = validate_metric_names(list(metrics), ALL_METRICS)
@@ -114,10 +115,10 @@ def evaluate(
         inception_distances(set_names, deep.inception_weights, deep.inception_variant, "cpu") if set_names else None
     )
     translator = Translator.load(
-        checkpoint, device=device, mode=test_mode, seed=seed, precision=precision, direction=direction
+        checkpoint, device=device, mode=test_mode, seed=seed, precision=precision, direction=direction, weights=weights
     )
-    weights = translator.weights_path
-    if weights is None:
+    weights_file = translator.weights_path
+    if weights_file is None:
         raise CheckpointError(f"{checkpoint}: not a diptych checkpoint (expected a folder or a .safetensors file)")
     layout, base, pairs = load_test_pairs(Path(data), phase, layout, translator.config.data.nifti_axis)
     if max_items:
@@ -175,7 +176,8 @@ def evaluate(
         "count": len(per_image),
         "protocol": {
             "checkpoint": str(Path(checkpoint).resolve()),
-            "generator_sha256": file_sha256(weights),
+            "weights": translator.weights,
+            "generator_sha256": file_sha256(weights_file),
             "data": str(base.resolve()),
             "phase": phase,
             "layout": layout,

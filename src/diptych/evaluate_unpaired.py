@@ -52,6 +52,7 @@ def evaluate_unpaired(
     progress: bool = True,
     deep: DeepMetricOptions | None = None,
     precision: str = "fp32",
+    weights: str | None = None,
 ) -> Evaluation:
     """Translate each domain's test images both ways, score them, and write metrics.json, per-direction
     per_image.csv and report.html (input | translated | reconstructed | target when paired)."""
@@ -59,7 +60,7 @@ def evaluate_unpaired(
     out_dir = Path(out_dir)
     files = dict(zip("AB", find_unpaired_files(Path(data), phase), strict=True))
     translators = {
-        d: Translator.load(checkpoint, device=device, mode="eval", precision=precision, direction=d)
+        d: Translator.load(checkpoint, device=device, mode="eval", precision=precision, direction=d, weights=weights)
         for d in dict.fromkeys([*directions, *(BACK[d] for d in directions)])
     }
     notes = []
@@ -89,6 +90,7 @@ def evaluate_unpaired(
         "notes": notes,
         "protocol": {
             "checkpoint": str(Path(checkpoint).resolve()),
+            "weights": first.weights,
             "weights_sha256": {d: file_sha256(t.weights_path) for d, t in translators.items() if t.weights_path},
             "data": str(Path(data).resolve()),
             "phase": phase,

@@ -67,6 +67,7 @@ class ExportResult:
     checks: tuple[ParityCheck, ...]
     tolerance: float
     opset: int | None
+    weights: str = "raw"  # which of the checkpoint's weights were exported: "raw" or "ema" (the moving average)
 
     @property
     def max_abs_diff(self) -> float:
@@ -112,6 +113,7 @@ def export_generator(
     test_mode: str | None = None,
     overwrite: bool = False,
     direction: str | None = None,
+    weights: str | None = None,
 ) -> ExportResult:
     """Export a checkpoint's generator to ONNX or TorchScript, verify it against PyTorch, then write `out`."""
     checkpoint = Path(checkpoint)
@@ -132,7 +134,9 @@ def export_generator(
     if fmt == "onnx":
         _require_onnx()
     # (rejects non-generator files and directions the checkpoint does not offer)
-    translator = Translator.load(checkpoint, device="cpu", mode="eval", precision="fp32", direction=direction)
+    translator = Translator.load(
+        checkpoint, device="cpu", mode="eval", precision="fp32", direction=direction, weights=weights
+    )
     config = translator.config
     if config.test_mode == "paper" and test_mode != "eval":
         raise ExportError(
@@ -156,7 +160,7 @@ def export_generator(
     stride, multiple, minimum = geometry.stride, geometry.multiple, geometry.min_side
     sizes = list(check_sizes) if check_sizes else default_check_sizes(stride, minimum)
     inputs = _check_inputs(translator, check_images)
-    metadata = export_metadata(config, stride, multiple, minimum, geometry.scale)
+    metadata = export_metadata(config, stride, multiple, minimum, geometry.scale, translator.weights or "raw")
     blocks = max(2, -(-minimum // stride))  # example size in strides; >= 2 so no dimension is specialised to 1
     example = torch.zeros(1, config.generator.in_channels, blocks * stride, blocks * stride)
     with atomic_path(out) as tmp:
@@ -173,7 +177,15 @@ def export_generator(
                 f"{out}: parity check failed: exported {fmt} differs from PyTorch by {worst.max_abs_diff:.3g} at "
                 f"{worst.height}x{worst.width} (tolerance {tolerance:g}); nothing was written (a larger --tolerance accepts it)"
             )
-    return ExportResult(out, fmt, exported.backend, tuple(checks), tolerance, opset if fmt == "onnx" else None)
+    return ExportResult(
+        out,
+        fmt,
+        exported.backend,
+        tuple(checks),
+        tolerance,
+        opset if fmt == "onnx" else None,
+        translator.weights or "raw",
+    )
 
 
 def parity_checks(

@@ -33,8 +33,11 @@ ONNX_EXTRA_HINT = "pip install 'diptych[onnx]'"
 MAX_EXPORT_SCALE = 16  # output/input size ratio an export's metadata may declare (super-resolution goes to x8)
 
 
-def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int, scale: int = 1) -> str:
-    """The JSON stored in an exported file: what it is, the run configuration and the input constraints."""
+def export_metadata(
+    config: RunConfig, stride: int, multiple: int, min_side: int, scale: int = 1, weights: str = "raw"
+) -> str:
+    """The JSON stored in an exported file: what it is, the run configuration, the input constraints, the output
+    scale, and which of the checkpoint's weights it holds ("raw", or "ema": their moving average)."""
     return json.dumps(
         {
             "format": EXPORT_TAG,
@@ -43,6 +46,7 @@ def export_metadata(config: RunConfig, stride: int, multiple: int, min_side: int
             "multiple": multiple,
             "min_side": min_side,
             "scale": scale,
+            "weights": weights,
             "config": config.to_dict(),
         }
     )

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from .checkpoint import (
     CONFIG_FILE,
     LATEST_FILE,
     STATE_VERSION,
+    ema_weights_file,
     load_optimizer_state,
     load_training_state,
     load_weights,
@@ -40,6 +41,7 @@ from .config import RunConfig, TrainConfig, flag_name, load_config
 from .data import collate_pairs
 from .device import resolve_device
 from .distributed import Distributed, EpochSampler, check_global_batch, prepare_networks, process_group
+from .ema import WeightAverage
 from .errors import ConfigError
 from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
@@ -64,6 +66,29 @@ def lr_factor(t: TrainConfig, epoch: int) -> float:
     if t.lr_policy == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
     raise ValueError(f"{t.lr_policy} has no closed form")
+
+
+def warmup_factor(t: TrainConfig, step: int) -> float:
+    """The linear warm-up's multiplier of the scheduled learning rates at optimiser step `step` (counted from 0)."""
+    return min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else 1.0
+
+
+@contextmanager
+def warmed_up(optimizers: Iterable[torch.optim.Optimizer], factor: float) -> Iterator[None]:
+    """Run a step at `factor` times every scheduled learning rate, then put the scheduled rates back exactly, so
+    the epoch schedules (plateau included) and the checkpoints never see the warm-up."""
+    if factor == 1.0:
+        yield
+        return
+    groups = [group for opt in optimizers for group in opt.param_groups]
+    scheduled = [group["lr"] for group in groups]
+    for group, lr in zip(groups, scheduled, strict=True):
+        group["lr"] = lr * factor
+    try:
+        yield
+    finally:
+        for group, lr in zip(groups, scheduled, strict=True):
+            group["lr"] = lr
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig) -> Any:
@@ -132,12 +157,20 @@ class Trainer:
             self.recipe = create_recipe(config, self.device)
             if not resume:  # (a resumed run's checkpoint already holds what initialise would load)
                 self.recipe.initialise()
+        # The generators' moving averages (of the bare modules: under torchrun every process keeps the same one),
+        # copied before any forward is wrapped for mixed precision.
+        generators = self.recipe_class.generators(config).values()
+        self.ema = (
+            WeightAverage({name: self.recipe.networks[name] for name in generators}, config.train.ema)
+            if config.train.ema > 0
+            else None
+        )
         self.recipe.seed_streams(self.dist.seed(config.train.seed))
         self.precision = resolve_precision(config.train.precision, self.device, config.data.sample_type)
         if self.dist.enabled:
             # Same initial weights everywhere, then each rank draws its own dropout masks and penalty points.
             self._rng_state = torch.Generator().manual_seed(self.dist.seed(config.train.seed)).get_state()
-        for module in self.recipe.networks.values():
+        for module in [*self.recipe.networks.values(), *self.averaged.values()]:
             use_precision(module, self.precision, self.device)
             if config.train.grad_checkpoint and hasattr(module, "checkpointing"):
                 module.checkpointing = True
@@ -209,6 +242,15 @@ class Trainer:
                     self._cuda_rng_state = torch.cuda.get_rng_state(self.device)
 
     @property
+    def averaged(self) -> dict[str, nn.Module]:
+        """The generators' moving averages by network name (empty without --ema)."""
+        return self.ema.modules if self.ema is not None else {}
+
+    def inference_networks(self) -> dict[str, nn.Module]:
+        """The networks validation runs: the generators' moving averages where there are some."""
+        return {**self.recipe.networks, **self.averaged}
+
+    @property
     def total_steps(self) -> int:
         """Steps the run will take in all."""
         t = self.config.train
@@ -266,8 +308,10 @@ class Trainer:
                     module.train()
                 for batch in loader:
                     self.recipe.before_step(self.step)
-                    with self._own_rng():
+                    with self._own_rng(), warmed_up(self.recipe.optimizers.values(), warmup_factor(t, self.step)):
                         losses = self.recipe.train_step(batch)
+                    if self.ema is not None:
+                        self.ema.update(self.recipe.networks, self.step)
                     self.step += 1
                     self.batch_in_epoch += 1
                     self.epoch_l1[0] = self.epoch_l1[0] + losses[self.recipe.monitor].double()
@@ -311,6 +355,8 @@ class Trainer:
             f"{name} {type(m).__name__} ({sum(p.numel() for p in m.parameters()) / 1e6:.1f}M params)"
             for name, m in self.recipe.networks.items()
         )
+        if self.averaged:
+            nets += f"; moving averages of {', '.join(self.averaged)} (--ema {self.config.train.ema:g})"
         start = f"resuming at step {self.step}, " if self.resume else ""
         return (
             f"diptych: {len(self.dataset)} {self._describe_data()}\n"
@@ -338,12 +384,13 @@ class Trainer:
         return f" x {world} processes; global batch {self.config.data.batch_size} = {world} x {accum} x {micro}"
 
     def memory_estimate(self) -> str:
-        """Weights + gradients + Adam moments (4 x fp32 per parameter), activations from hooks on one forward pass
+        """Weights + gradients + Adam moments (4 x fp32 per parameter; 1 more per averaged one), activations from hooks on one forward pass
         of every network at the training size (every layer's output counted), and the runtime's own footprint."""
         side = self.dataset.summary.min_side
         batch = self.rank_batch // self.config.train.accum_steps  # what one forward pass of one process holds
         params = sum(p.numel() for m in self.recipe.networks.values() for p in m.parameters())
-        state_bytes = params * 4 * 4
+        averaged = sum(p.numel() for m in self.averaged.values() for p in m.parameters())
+        state_bytes = params * 4 * 4 + averaged * 4
         act_bytes = 0
 
         def hook(_: nn.Module, __: object, out: object) -> None:
@@ -373,7 +420,7 @@ class Trainer:
         total = state_bytes + act_total + runtime
         return (
             f"memory estimate: about {total / gib:.1f} GiB ({state_bytes / gib:.2f} weights, gradients and Adam "
-            f"state; {act_total / gib:.2f} activations at {side}x{side}, batch {batch}; 0.4 runtime)"
+            f"state{', weight averages' if averaged else ''}; {act_total / gib:.2f} activations at {side}x{side}, batch {batch}; 0.4 runtime)"
         )
 
     def _end_epoch(self) -> None:
@@ -403,7 +450,9 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
         if self.recipe.amp.fallbacks:
             record["fp32_fallbacks"] = self.recipe.amp.fallbacks
-        record.update({f"lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.optimizers.items()})
+        # The rates the last step used: the scheduled ones times the warm-up's factor.
+        warm = warmup_factor(self.config.train, self.step - 1)
+        record.update({f"lr_{k}": opt.param_groups[0]["lr"] * warm for k, opt in self.recipe.optimizers.items()})
         record.update({k: round(v, 6) for k, v in means.items()})
         self._append_log(record)
         writer = self.tensorboard()
@@ -443,7 +492,7 @@ class Trainer:
         """Score the generator on the validation pairs; log the means and keep the best checkpoint."""
         assert self.validator is not None
         generators = self.recipe_class.generators(self.config)
-        result = self.validator(self.recipe.networks)
+        result = self.validator(self.inference_networks())
         record = {"step": self.step, "epoch": self.epoch}
         record.update({f"val_{k}": round(v, 6) for k, v in result.means.items()})
         self._append_log(record)
@@ -451,7 +500,10 @@ class Trainer:
         if self.validator.is_better(value, None if self.best is None else self.best["value"]):
             self.best = {"step": self.step, "metric": self.validator.metric, "value": value}
             write_checkpoint_folder(
-                self.ckpt_root / BEST_DIR, self.config, {n: self.recipe.networks[n] for n in generators.values()}
+                self.ckpt_root / BEST_DIR,
+                self.config,
+                {n: self.recipe.networks[n] for n in generators.values()},
+                averaged=self.averaged,
             )
             write_text_atomic(self.ckpt_root / f"{BEST_DIR}.json", json.dumps(self.best, indent=2))
         writer = self.tensorboard()
@@ -497,7 +549,7 @@ class Trainer:
         name = f"step_{self.step:08d}"
         state = self.training_state()
         if self.dist.is_main:
-            save_checkpoint(self.ckpt_root, name, self.config, self.recipe.networks, state)
+            save_checkpoint(self.ckpt_root, name, self.config, self.recipe.networks, state, averaged=self.averaged)
             prune_checkpoints(self.ckpt_root, self.config.train.keep_last, protect={name})
         self.dist.barrier()
         return self.ckpt_root / name
@@ -506,6 +558,8 @@ class Trainer:
         folder = resolve_checkpoint(self.ckpt_root)
         for name, module in self.recipe.networks.items():
             load_weights(module, folder / weights_file(name))
+        for name, module in self.averaged.items():
+            load_weights(module, folder / ema_weights_file(name))
         state = load_training_state(folder)
         for name, opt in self.recipe.optimizers.items():
             load_optimizer_state(opt, state["optimizers"].get(name), name, folder)

@@ -122,6 +122,7 @@ class Translator:
             self.generator.to(memory_format=self.memory_format)
         self._warned_instance_norm = False
         self.weights_path: Path | None = None  # the checkpoint weights file the generator came from, if any
+        self.weights: str | None = None  # which of a checkpoint's weights: "raw" or "ema" (None: not a checkpoint)
 
     @classmethod
     def load(
@@ -133,11 +134,14 @@ class Translator:
         precision: str = "auto",
         backend: str | None = None,
         direction: str | None = None,
+        weights: str | None = None,
     ) -> Translator:
         """Load a generator from a run folder, checkpoint folder, generator.safetensors file, or a model exported
         by `diptych export` (.onnx runs on onnxruntime, a TorchScript file on torch).
 
         direction: "AtoB" or "BtoA", for a checkpoint that offers both (None: its only one, or AtoB).
+        weights: "ema" (the moving average of a run trained with --ema), "raw" (the weights as trained) or None (the
+        average where the checkpoint holds one, else the raw weights); `translator.weights` says which ran.
         precision: "auto" (bf16 autocast where the hardware runs it natively: CPUs with AVX-512 bf16 or AMX,
         recent GPUs; else fp32), "fp32", "bf16" or "fp16" (CUDA). bf16 outputs differ from fp32 by at most one
         8-bit level (57 dB PSNR between the two on a trained unet_256). backend: "torch", "onnxruntime" or None
@@ -165,6 +169,8 @@ class Translator:
                 )
             if precision not in ("auto", "fp32"):
                 raise ConfigError(f"--precision {precision} applies to checkpoints; {path} is an fp32 export")
+            if weights is not None:
+                raise ConfigError(f"--weights applies to checkpoints; {path} is an export of one set of weights")
             resolved = resolve_device(device)
             generator, config = load_exported(path, resolved, kind)
             if direction is not None and direction != config.data.direction:
@@ -173,9 +179,9 @@ class Translator:
                     "generator); export the other with `diptych export --direction`"
                 )
             return cls(generator, config, resolved, "eval", seed)
-        generator, config, weights = open_generator(path, direction)
+        generator, config, file, kind = open_generator(path, direction, weights)
         translator = cls(generator, config, resolve_device(device), mode, seed, precision, optimize=True)
-        translator.weights_path = weights
+        translator.weights_path, translator.weights = file, kind
         return translator
 
     @torch.no_grad()

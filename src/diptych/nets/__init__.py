@@ -101,8 +101,8 @@ def create_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Modul
 
     def build() -> nn.Module:
         if cfg.num_d > 1:
-            return MultiscaleDiscriminator(in_channels, cfg.num_d, cfg.ndf, cfg.n_layers, cfg.norm)
-        return PatchDiscriminator(in_channels, cfg.ndf, cfg.n_layers, cfg.norm)
+            return MultiscaleDiscriminator(in_channels, cfg.num_d, cfg.ndf, cfg.n_layers, cfg.norm, cfg.spectral_norm)
+        return PatchDiscriminator(in_channels, cfg.ndf, cfg.n_layers, cfg.norm, cfg.spectral_norm)
 
     _check_size("discriminator", build)
     return build()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -33,10 +35,22 @@ def conv_bias(norm: str) -> bool:
     return norm == "none"
 
 
+def spectral_normalise(module: nn.Module) -> None:
+    """Spectral normalisation (torch's parametrization, one power iteration per training forward) of every
+    convolution's weight in a module; the power iteration's vectors are buffers, so they travel with the weights."""
+    for m in list(module.modules()):
+        if isinstance(m, nn.Conv2d):
+            spectral_norm(m)
+
+
 def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> None:
-    """Initialise conv/linear weights (normal, xavier, kaiming, orthogonal), zero biases, BN weight ~ N(1, gain)."""
-    for m in module.modules():
+    """Initialise conv/linear weights (normal, xavier, kaiming, orthogonal), zero biases, BN weight ~ N(1, gain);
+    a spectrally normalised weight is initialised raw, and its power iteration restarted from the new weight."""
+    for m in list(module.modules()):  # (a list: re-registering spectral norm replaces child modules)
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            normalised = parametrize.is_parametrized(m, "weight")
+            if normalised:
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
             if kind == "normal":
                 nn.init.normal_(m.weight, 0.0, gain)
             elif kind == "xavier":
@@ -49,6 +63,8 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
                 raise ValueError(f"unknown init {kind!r}")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+            if normalised:
+                spectral_norm(m)
         elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import conv_bias, make_norm
+from .layers import conv_bias, make_norm, spectral_normalise
 
 
 def receptive_field(n_layers: int) -> int:
@@ -20,9 +20,12 @@ def receptive_field(n_layers: int) -> int:
 
 
 class PatchDiscriminator(nn.Module):
-    """Scores overlapping patches as real or fake; n_layers = 0 gives the 1x1 pixel discriminator."""
+    """Scores overlapping patches as real or fake; n_layers = 0 gives the 1x1 pixel discriminator; spectral_norm:
+    every convolution's weight divided by its largest singular value (Miyato et al. 2018)."""
 
-    def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    def __init__(
+        self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         self.n_layers = n_layers
         blocks: list[nn.Module] = []
@@ -41,6 +44,8 @@ class PatchDiscriminator(nn.Module):
             head = nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)
         self.blocks = nn.ModuleList(blocks)
         self.head = head
+        if spectral_norm:
+            spectral_normalise(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every block's activation followed by the patch logits (for feature-matching losses)."""

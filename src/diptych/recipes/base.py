@@ -36,9 +36,16 @@ def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float]) 
         return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-def adam_optimizers(networks: dict[str, nn.Module], t: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    """One Adam per network with the run's learning rate and betas (pix2pix's and pix2pixHD's choice)."""
-    return {name: adam(net.parameters(), t.lr, (t.beta1, t.beta2)) for name, net in networks.items()}
+def adam_optimizers(
+    networks: dict[str, nn.Module], t: TrainConfig, discriminators: Iterable[str]
+) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per network with the run's betas and learning rate, --lr-d's for the discriminators (pix2pix's
+    and pix2pixHD's choice)."""
+    judges = set(discriminators)
+    return {
+        name: adam(net.parameters(), t.discriminator_lr if name in judges else t.lr, (t.beta1, t.beta2))
+        for name, net in networks.items()
+    }
 
 
 class Updater:

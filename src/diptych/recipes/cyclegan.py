@@ -94,7 +94,7 @@ class CycleGANRecipe(Recipe):
         betas = (t.beta1, t.beta2)
         self.optimizers = {
             "G": adam(itertools.chain(n["G_A"].parameters(), n["G_B"].parameters()), t.lr, betas),
-            "D": adam(itertools.chain(n["D_A"].parameters(), n["D_B"].parameters()), t.lr, betas),
+            "D": adam(itertools.chain(n["D_A"].parameters(), n["D_B"].parameters()), t.discriminator_lr, betas),
         }
         self.adversarial = AdversarialLoss(self.options.gan_loss)
         # fake_b_pool feeds D_A (B-domain images), fake_a_pool D_B.

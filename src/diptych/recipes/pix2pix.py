@@ -40,7 +40,7 @@ class ConditionalGANRecipe(Recipe):
             net.to(device)
             init_weights(net, config.train.init, config.train.init_gain)
         self.calls = dict(self.networks)
-        self.optimizers = adam_optimizers(self.networks, config.train)
+        self.optimizers = adam_optimizers(self.networks, config.train, discriminators=["discriminator"])
         self.adversarial = AdversarialLoss(self.options.gan_loss)
         # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
         self.d_scale = 0.5 if self.options.gan_loss in ("vanilla", "lsgan") else 1.0

@@ -74,7 +74,9 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
     def build_discriminator(self, config: RunConfig) -> nn.Module:
         """Conditional PatchGANs on an image pyramid (pix2pixHD's, also with one scale)."""
         g, d = config.generator, config.discriminator
-        return MultiscaleDiscriminator(g.in_channels + g.out_channels, d.num_d, d.ndf, d.n_layers, d.norm)
+        return MultiscaleDiscriminator(
+            g.in_channels + g.out_channels, d.num_d, d.ndf, d.n_layers, d.norm, d.spectral_norm
+        )
 
     def initialise(self) -> None:
         """Stage 2: the global generator from --init-global's run."""
