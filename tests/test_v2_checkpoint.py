@@ -82,10 +82,20 @@ def test_v2_checkpoint_resumes_exactly(v2: Path) -> None:
 
 
 def test_v2_checkpoint_reads_as_the_current_format(v2: Path) -> None:
+    """Format 2 stored every generator family's fields; read, the configuration holds the ResNet's own only."""
     folder = resolve_checkpoint(v2 / "run")
+    assert '"n_blocks_global": 9' in (folder / "config.json").read_text()  # (format 2)
     config = read_checkpoint_config(folder)
-    assert config.format_version == FORMAT_VERSION and config.recipe == "cyclegan"
-    assert (config.generator.arch, config.generator.n_blocks, config.generator.in_channels) == ("resnet", 2, 1)
+    assert config.format_version == FORMAT_VERSION == 3 and config.recipe == "cyclegan"
+    assert json.loads(config.to_json())["generator"] == {
+        "arch": "resnet",
+        "dropout": 0.0,
+        "in_channels": 1,
+        "n_blocks": 2,
+        "ngf": 4,
+        "norm": "instance",
+        "out_channels": 3,
+    }
     manifest = read_manifest(folder, config)
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["generators"] == {"AtoB": "G_A", "BtoA": "G_B"}

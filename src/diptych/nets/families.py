@@ -1,0 +1,36 @@
+"""The generator families: GENERATOR_FAMILIES maps each --arch name to its config class, the one registry that the
+configuration, the CLI, checkpoints and export read.
+
+A family is one module in nets/: its network, and a GeneratorConfig subclass with its own fields (defaults and
+bounds), `arch` set to its name, its --netG presets, and how it builds its network and gives its geometry. Adding one
+is that module and its class in the tuple below (docs/architecture.md has the checklist).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import GeneratorConfig
+from .hd import HDConfig
+from .resnet import ResnetConfig
+from .unet import UNetConfig
+
+
+def by_name(*families: type[GeneratorConfig]) -> dict[str, type[GeneratorConfig]]:
+    """Families by their `arch`; a field several families have is one option (of one type), a preset one name."""
+    types: dict[str, str] = {}
+    presets: set[str] = set()
+    for family in families:
+        for f in dataclasses.fields(family):
+            if types.setdefault(f.name, str(f.type)) != str(f.type):
+                raise TypeError(f"{family.__name__}.{f.name} is a {f.type}; another family's is a {types[f.name]}")
+        if presets & set(family.presets):
+            raise TypeError(
+                f"{family.__name__} reuses a preset name of another family: {presets & set(family.presets)}"
+            )
+        presets |= set(family.presets)
+    return {family.__dataclass_fields__["arch"].default: family for family in families}
+
+
+# The first is the default (pix2pix's U-Net).
+GENERATOR_FAMILIES = by_name(UNetConfig, ResnetConfig, HDConfig)
