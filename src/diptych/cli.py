@@ -20,6 +20,7 @@ from .config import (
     TEST_MODES,
     GeneratorConfig,
     RunConfig,
+    field_names,
     flag_name,
     generator_families,
     generator_presets,
@@ -257,7 +258,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     if arch != config.generator.arch:
         config.use_generator(arch)
     for key, value in preset.items():
-        if key in config.generator.__dataclass_fields__:
+        if key in field_names(type(config.generator)):
             setattr(config.generator, key, value)
     flags = {f.name: flag for flag, owners in family_flags().items() for _, f in owners}
     given = [key[10:] for key in values if key.startswith("generator.")]

@@ -116,6 +116,11 @@ class GeneratorConfig:
     in_channels: int = opt(0, "input channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
     out_channels: int = opt(0, "output channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
 
+    @classmethod
+    def arch_name(cls) -> str:
+        """The family's --arch name (its `arch` default)."""
+        return next(f.default for f in dataclasses.fields(cls) if f.name == "arch")
+
     def check(self) -> None:
         """Refuse (ConfigError) combinations of the family's fields it cannot build (each field is checked alone
         before)."""
@@ -144,26 +149,36 @@ def generator_families() -> dict[str, type[GeneratorConfig]]:
 def generator_class(arch: Any, where: str = "") -> type[GeneratorConfig]:
     """The config class of a family name; ConfigError (prefixed by `where`) naming the choices if there is none."""
     families = generator_families()
-    if not isinstance(arch, str) or arch not in families:
-        what = "must be a string (str)" if not isinstance(arch, str) else f"is not one of: {', '.join(families)}"
-        raise ConfigError(f"{where}--arch {_shown(arch)} (generator.arch) {what}")
+    _typed(f"{where}generator.arch", arch, "str")
+    if arch not in families:
+        raise ConfigError(f"{where}--arch {_shown(arch)} (generator.arch) is not one of: {', '.join(families)}")
     return families[arch]
+
+
+def default_arch() -> str:
+    """The default family's name (the first registered)."""
+    return next(iter(generator_families()))
 
 
 def default_generator() -> GeneratorConfig:
     """The default family's generator with its defaults."""
-    return next(iter(generator_families().values()))()
+    return generator_families()[default_arch()]()
+
+
+def field_names(kind: type) -> set[str]:
+    """The names of a dataclass's fields (its ClassVars are not fields)."""
+    return {f.name for f in dataclasses.fields(kind)}
 
 
 def families_with(name: str) -> list[str]:
     """The families that have a generator field (all of them for a shared one)."""
-    return [arch for arch, family in generator_families().items() if name in family.__dataclass_fields__]
+    return [arch for arch, family in generator_families().items() if name in field_names(family)]
 
 
 def refuse_other_family(names: Iterable[str], arch: str, what: Callable[[str], str], uses: str) -> None:
     """ConfigError for the first of `names` that is another family's field, not the `arch` generator's:
     what(name) is how the user wrote it (a flag, a JSON key); `uses` the rest of the sentence."""
-    own = generator_class(arch).__dataclass_fields__
+    own = field_names(generator_class(arch))
     for name in names:
         having = families_with(name)
         if name not in own and having:
@@ -589,10 +604,10 @@ def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
     generator = raw.get("generator")
     if "format_version" not in raw or not isinstance(generator, dict):
         return raw
-    arch = generator.get("arch", default_generator().arch)
-    if arch not in generator_families():
+    arch = generator.get("arch", default_arch())
+    if not isinstance(arch, str) or arch not in generator_families():
         return raw  # (refused with its message when the section is read)
-    own = generator_families()[arch].__dataclass_fields__
+    own = field_names(generator_families()[arch])
     kept = {k: v for k, v in generator.items() if k in own or k not in V2_GENERATOR_KEYS}
     return {**raw, "generator": kept}
 
@@ -686,7 +701,7 @@ def generator_section_class(value: Any, source: str) -> type[GeneratorConfig]:
     """The family class of a generator section or architecture spec (by its "arch"; without one, the default)."""
     if not isinstance(value, dict):
         return type(default_generator())  # (section_from_dict refuses the value)
-    arch = value.get("arch", default_generator().arch)
+    arch = value.get("arch", default_arch())
     family = generator_class(arch, f"{source}: ")
     refuse_other_family(value, arch, lambda name: f"{source}: generator.{name}", "it describes")
     return family

@@ -29,7 +29,7 @@ def by_name(*families: type[GeneratorConfig]) -> dict[str, type[GeneratorConfig]
                 f"{family.__name__} reuses a preset name of another family: {presets & set(family.presets)}"
             )
         presets |= set(family.presets)
-    return {family.__dataclass_fields__["arch"].default: family for family in families}
+    return {family.arch_name(): family for family in families}
 
 
 # The first is the default (pix2pix's U-Net).
