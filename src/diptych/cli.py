@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli_types.tile,
         metavar="PIXELS|auto",
         help="translate in overlapping tiles of at most this size (a multiple of what the generator pads inputs "
-        "to: 2**min(depth, 5) for a U-Net, so 32 for unet_256; 4 for a ResNet; the stride for pix2pixHD), blended with a raised-cosine window; 'auto' picks the "
+        "to, its geometry's multiple: docs/translation.md lists them), blended with a raised-cosine window; 'auto' "
+        "picks the "
         "largest tile that fits --memory-budget. TIFF (any layout or compression) and .npy inputs are read and "
         "TIFF outputs written tile by tile, so memory grows with the image's width, not its area",
     )
