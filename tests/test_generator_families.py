@@ -30,6 +30,7 @@ from diptych.config import (
 )
 from diptych.errors import ConfigError
 from diptych.nets import GENERATOR_FAMILIES, create_generator, generator_config, generator_spec
+from diptych.nets.families import by_name
 from diptych.nets.geometry import Geometry
 
 from .conftest import TINY_FLAGS, photo_crops, write_aligned
@@ -210,3 +211,26 @@ def test_a_new_family_is_one_class_and_one_registration(
     assert not (tmp_path / "r2").exists()
     code, help_text, _ = run_cli(["train", "--help"], capsys)
     assert code == 0 and "--arch toy: a plain stack of 3x3 convolutions" in help_text and "--toy-blocks N" in help_text
+
+
+@dataclass(slots=True)
+class IntegerDropoutConfig(ToyConfig):
+    """A family whose --dropout would be an integer."""
+
+    arch: str = "int_dropout"
+    dropout: int = opt(0, "not a fraction", bounds=within(0, 1))
+
+
+@dataclass(slots=True)
+class TwinConfig(ToyConfig):
+    """A family that reuses ToyConfig's preset name."""
+
+    arch: str = "twin"
+
+
+def test_families_must_agree_on_shared_option_names_and_presets() -> None:
+    with pytest.raises(TypeError, match=r"IntegerDropoutConfig\.dropout is a \('int', None\)"):
+        by_name(*GENERATOR_FAMILIES.values(), IntegerDropoutConfig)
+    with pytest.raises(TypeError, match=r"TwinConfig reuses a preset name of another family: \{'toy_2'\}"):
+        by_name(ToyConfig, TwinConfig)
+    assert list(by_name(ToyConfig, *GENERATOR_FAMILIES.values())) == ["toy", *FAMILIES]

@@ -9,6 +9,7 @@ is that module and its class in the tuple below (docs/architecture.md has the ch
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ..config import GeneratorConfig
 from .hd import HDConfig
@@ -17,13 +18,15 @@ from .unet import UNetConfig
 
 
 def by_name(*families: type[GeneratorConfig]) -> dict[str, type[GeneratorConfig]]:
-    """Families by their `arch`; a field several families have is one option (of one type), a preset one name."""
-    types: dict[str, str] = {}
+    """Families by their `arch`; a field several families have is one option (of one type and the same choices),
+    a preset one name."""
+    kinds: dict[str, tuple[str, Any]] = {}
     presets: set[str] = set()
     for family in families:
         for f in dataclasses.fields(family):
-            if types.setdefault(f.name, str(f.type)) != str(f.type):
-                raise TypeError(f"{family.__name__}.{f.name} is a {f.type}; another family's is a {types[f.name]}")
+            kind = (str(f.type), f.metadata.get("choices"))
+            if kinds.setdefault(f.name, kind) != kind:
+                raise TypeError(f"{family.__name__}.{f.name} is a {kind}; another family's is a {kinds[f.name]}")
         if presets & set(family.presets):
             raise TypeError(
                 f"{family.__name__} reuses a preset name of another family: {presets & set(family.presets)}"
