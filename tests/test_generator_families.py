@@ -32,6 +32,7 @@ from diptych.errors import ConfigError
 from diptych.nets import GENERATOR_FAMILIES, create_generator, generator_config, generator_spec
 from diptych.nets.families import by_name
 from diptych.nets.geometry import Geometry
+from diptych.recipes.base import warn_below_generator_stride
 
 from .conftest import TINY_FLAGS, photo_crops, write_aligned
 from .test_cli import assert_one_error_line, run_cli
@@ -234,3 +235,21 @@ def test_families_must_agree_on_shared_option_names_and_presets() -> None:
     with pytest.raises(TypeError, match=r"TwinConfig reuses a preset name of another family: \{'toy_2'\}"):
         by_name(ToyConfig, TwinConfig)
     assert list(by_name(ToyConfig, *GENERATOR_FAMILIES.values())) == ["toy", *FAMILIES]
+
+
+@pytest.mark.parametrize(
+    ("arch", "side", "hint"),
+    [("unet", 16, "--depth 4"), ("hd", 16, "fewer --n-down-global"), ("resnet", 3, "larger crops")],
+)
+def test_images_below_the_stride_get_the_familys_hint(arch: str, side: int, hint: str) -> None:
+    config = RunConfig()
+    config.use_generator(arch)
+    warnings: list[str] = []
+    warn_below_generator_stride(config, side, warnings.append)
+    stride = config.generator.geometry().stride
+    assert warnings == [
+        f"training images ({side} px) are smaller than the generator's stride ({stride}); they are mirror-padded, "
+        f"which costs compute: consider {hint}"
+    ]
+    warn_below_generator_stride(config, stride, warnings.append)
+    assert len(warnings) == 1
