@@ -29,8 +29,10 @@ def make_checkpoint(folder: Path, arch: str, ngf: int, depth: int) -> Path:
     config = RunConfig()
     if arch == "hd":
         config.use_recipe("pix2pixhd")
+    else:
+        config.generator.depth = depth  # (an hd generator has no --depth)
     config.generator.in_channels = config.generator.out_channels = 3
-    config.generator.ngf, config.generator.depth = ngf, depth
+    config.generator.ngf = ngf
     config.data.sample_type = "uint8"
     return save_untrained(folder, config)
 

@@ -121,9 +121,9 @@ def test_weights_too_large_to_build_are_refused_before_allocating(
 
 
 def test_hd_downsampling_is_bounded_in_total() -> None:
-    config = RunConfig(recipe="pix2pixhd")
+    config = RunConfig().use_recipe("pix2pixhd")
     g = config.generator
-    g.arch, g.n_down_global, g.n_local = "hd", 10, 5
+    g.n_down_global, g.n_local = 10, 5
     with pytest.raises(ConfigError, match=r"--n-down-global 10 \+ --n-local 5"):
         config.validate()
 
@@ -145,7 +145,7 @@ BAD_JSON = {
     "unknown-top-key": (b'{"optimizer": "adam"}', "unknown key 'optimizer'"),
     "invalid-utf8": (b'{"data": {"root": "\xff\xfe"}}', "not UTF-8"),
     "top-level-type": (b'{"recipe": 3}', "recipe must be a string"),
-    "newer-format": (b'{"format_version": 99}', "written by a newer diptych (format 99, this one reads up to 2)"),
+    "newer-format": (b'{"format_version": 99}', "written by a newer diptych (format 99, this one reads up to 3)"),
     "garbage-format": (b'{"format_version": "1"}', "format_version '1' is not a diptych format version"),
 }
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from diptych.config import GeneratorConfig
-from diptych.nets import create_generator, init_weights
+from diptych.nets import HDConfig, UNetConfig, create_generator, init_weights
 from diptych.nets.inference import fold_batch_norms, prepare_for_inference, store_conv_weights
 from diptych.tiling import axis_totals, blend_weights, plan_axis
 
@@ -29,11 +29,9 @@ def trained_like(cfg: GeneratorConfig) -> nn.Module:
 @pytest.mark.parametrize(
     "cfg",
     [
-        GeneratorConfig(arch="unet", in_channels=3, out_channels=2, depth=5, ngf=8),
-        GeneratorConfig(arch="unet", in_channels=1, out_channels=3, depth=4, ngf=8, upsample="resize"),
-        GeneratorConfig(
-            arch="hd", in_channels=3, out_channels=3, ngf=4, n_local=1, n_down_global=2, n_blocks_global=2, norm="batch"
-        ),
+        UNetConfig(in_channels=3, out_channels=2, depth=5, ngf=8),
+        UNetConfig(in_channels=1, out_channels=3, depth=4, ngf=8, upsample="resize"),
+        HDConfig(in_channels=3, out_channels=3, ngf=4, n_local=1, n_down_global=2, n_blocks_global=2, norm="batch"),
     ],
 )
 def test_folding_batch_norms_keeps_the_output(cfg: GeneratorConfig) -> None:
@@ -49,17 +47,15 @@ def test_folding_batch_norms_keeps_the_output(cfg: GeneratorConfig) -> None:
 
 
 def test_nothing_is_folded_in_training_mode_or_without_batch_norm() -> None:
-    g = create_generator(GeneratorConfig(arch="unet", in_channels=3, out_channels=3, depth=4, ngf=8))
+    g = create_generator(UNetConfig(in_channels=3, out_channels=3, depth=4, ngf=8))
     assert fold_batch_norms(g) == 0  # training mode: batch statistics, not constants
-    inst = create_generator(
-        GeneratorConfig(arch="unet", in_channels=3, out_channels=3, depth=4, ngf=8, norm="instance")
-    )
+    inst = create_generator(UNetConfig(in_channels=3, out_channels=3, depth=4, ngf=8, norm="instance"))
     assert fold_batch_norms(inst.eval()) == 0
 
 
 def test_low_precision_weights_match_autocast() -> None:
     """Under autocast the convolution weights are cast to bf16 anyway: storing them so changes nothing."""
-    cfg = GeneratorConfig(arch="unet", in_channels=3, out_channels=3, depth=4, ngf=8)
+    cfg = UNetConfig(in_channels=3, out_channels=3, depth=4, ngf=8)
     g = trained_like(cfg)
     x = torch.rand(1, 3, 48, 64) * 2 - 1
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

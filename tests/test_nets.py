@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from diptych.config import GeneratorConfig
-from diptych.nets import PatchDiscriminator, UNetGenerator, create_generator, init_weights, receptive_field
+from diptych.nets import PatchDiscriminator, UNetConfig, UNetGenerator, create_generator, init_weights, receptive_field
 from diptych.nets.geometry import Geometry
 from diptych.nets.layers import crop_padded, pad_to_multiple
 
@@ -149,6 +148,6 @@ def test_pad_and_crop_roundtrip() -> None:
 
 def test_create_generator_requires_channels() -> None:
     with pytest.raises(ValueError, match="channels"):
-        create_generator(GeneratorConfig())
-    g = create_generator(GeneratorConfig(depth=3, ngf=4, in_channels=4, out_channels=1))
+        create_generator(UNetConfig())
+    g = create_generator(UNetConfig(depth=3, ngf=4, in_channels=4, out_channels=1))
     assert g(torch.randn(1, 4, 8, 8)).shape == (1, 1, 8, 8)

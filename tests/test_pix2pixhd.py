@@ -101,7 +101,7 @@ def test_hd_resume_is_exact(data: Path, tmp_path: Path) -> None:
 
 def test_hd_errors(data: Path, tmp_path: Path) -> None:
     cfg = hd_config(data, max_steps=1)
-    cfg.generator.arch = "unet"
+    cfg.use_generator("unet")
     with pytest.raises(ConfigError, match="needs --arch hd"):
         cfg.validate()
     with pytest.raises(ConfigError, match="--vgg-weights"):

@@ -16,13 +16,12 @@ from torch import nn
 from diptych import Translator
 from diptych.checkpoint import resolve_checkpoint
 from diptych.cli import build_parser, config_from_args
-from diptych.config import PRESETS, GeneratorConfig
 from diptych.data.io import read_image, write_image
 from diptych.data.samples import sample_photo
 from diptych.errors import CheckpointError, ConfigError
 from diptych.evaluate import evaluate
 from diptych.export import export_generator
-from diptych.nets import ResnetGenerator, create_generator
+from diptych.nets import ResnetConfig, ResnetGenerator, create_generator
 from diptych.nets.geometry import Geometry
 from diptych.nets.hd import HDGenerator
 from diptych.nets.inference import prepare_for_inference
@@ -104,12 +103,9 @@ def randomise(net: nn.Module, seed: int) -> nn.Module:
     return net.eval()
 
 
-def resnet_config(n_blocks: int, **fields: object) -> GeneratorConfig:
+def resnet_config(n_blocks: int, **fields: object) -> ResnetConfig:
     """A ResNet generator config as --netG resnet_Nblocks makes it, with 3 -> 3 channels."""
-    cfg = GeneratorConfig(in_channels=3, out_channels=3)
-    for key, value in {**PRESETS[f"resnet_{n_blocks}blocks"], **fields}.items():
-        setattr(cfg, key, value)
-    return cfg
+    return ResnetConfig(in_channels=3, out_channels=3, **{**ResnetConfig.presets[f"resnet_{n_blocks}blocks"], **fields})
 
 
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
@@ -275,8 +271,7 @@ def resnet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("resnet")
     data = write_aligned(root / "data", [(c, 255 - c) for c in photo_crops("astronaut", 48, 4)])
     config = tiny_config(data, max_steps=3, init="xavier", init_gain=1.0)
-    for key, value in PRESETS["resnet_6blocks"].items():
-        setattr(config.generator, key, value)
+    config.use_generator("resnet").n_blocks = 6
     return train(config, root / "run", progress=False).run_dir
 
 

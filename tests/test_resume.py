@@ -86,7 +86,7 @@ def test_checkpoint_is_self_describing(aligned_dataset: Path, tmp_path: Path) ->
         "manifest.json",
     }
     manifest = json.loads((ckpt / "manifest.json").read_text())
-    assert manifest["format_version"] == 2 and manifest["recipe"] == "pix2pix"
+    assert manifest["format_version"] == 3 and manifest["recipe"] == "pix2pix"
     assert manifest["generators"] == {"AtoB": "generator"}
     assert manifest["networks"]["generator"]["file"] == "generator.safetensors"
     assert manifest["networks"]["generator"]["spec"]["kind"] == "generator"

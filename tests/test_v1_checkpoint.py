@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from diptych.checkpoint import read_checkpoint_config, read_manifest, resolve_checkpoint
-from diptych.config import load_config
+from diptych.config import FORMAT_VERSION, load_config
 from diptych.errors import ConfigError
 from diptych.export import export_generator
 from diptych.train import resume_config, train
@@ -70,14 +70,26 @@ def test_v1_checkpoint_resumes_exactly(v1: Path) -> None:
             assert torch.equal(a[key], b[key]), (net, key)
 
 
-def test_v1_checkpoint_reads_as_format_2(v1: Path) -> None:
-    """No manifest and method options in "train": both come out of the one v1 -> v2 migration."""
+def test_v1_checkpoint_reads_as_the_current_format(v1: Path) -> None:
+    """No manifest, method options in "train", every generator family's fields in "generator": all come out of the
+    one chain of migrations."""
     folder = resolve_checkpoint(v1 / "run")
     assert not (folder / "manifest.json").exists()
     config = read_checkpoint_config(folder)
-    assert config.format_version == 2 and config.method.lambda_l1 == 100.0 and config.method.gan_loss == "vanilla"
+    assert config.format_version == FORMAT_VERSION == 3
+    assert config.method.lambda_l1 == 100.0 and config.method.gan_loss == "vanilla"
+    assert json.loads(config.to_json())["generator"] == {
+        "arch": "unet",
+        "depth": 4,
+        "dropout": 0.5,
+        "in_channels": 3,
+        "ngf": 4,
+        "norm": "batch",
+        "out_channels": 3,
+        "upsample": "transpose",
+    }
     manifest = read_manifest(folder, config)
-    assert manifest["format_version"] == 2 and manifest["generators"] == {"AtoB": "generator"}
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["generators"] == {"AtoB": "generator"}
     assert manifest["networks"]["generator"]["spec"]["ngf"] == 4
     assert manifest["domains"]["A"]["channels"] == manifest["domains"]["B"]["channels"] == 3
 

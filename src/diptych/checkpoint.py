@@ -174,7 +174,8 @@ def read_manifest(folder: Path, config: RunConfig) -> dict[str, Any]:
 
 
 def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dict[str, Any]:
-    """A manifest of any format this diptych reads, as the current format (v1 -> v2: built from the config)."""
+    """A manifest of any format this diptych reads, as the current format (v1 -> v2: built from the config; v2 -> v3:
+    the same content, its generator specs already holding their family's fields only)."""
     if raw["format_version"] < 2:
         return build_manifest(config)
     for key in ("networks", "domains", "generators"):
@@ -193,7 +194,7 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
                 f"{source}: its {key!r} disagree with the configuration stored beside it (config.json); one of "
                 "the two was altered: restore both from the run's checkpoint"
             )
-    return raw
+    return {**raw, "format_version": FORMAT_VERSION}
 
 
 def _with_added_fields(networks: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:

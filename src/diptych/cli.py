@@ -17,13 +17,16 @@ from .config import (
     DIRECTIONS,
     MAX_SIDE,
     PRECISIONS,
-    PRESETS,
     TEST_MODES,
     WEIGHTS,
+    GeneratorConfig,
     RunConfig,
-    arch_fields,
+    field_names,
     flag_name,
+    generator_families,
+    generator_presets,
     load_config,
+    refuse_other_family,
 )
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
@@ -33,7 +36,7 @@ from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
     "data": "data (where the pairs are and how they are augmented)",
-    "generator": "generator (U-Net)",
+    "generator": "generator (every --arch; each brings its own options, below)",
     "discriminator": "discriminator (conditional PatchGAN)",
     "train": "training (optimiser, schedule, checkpoints, logging)",
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
@@ -90,26 +93,33 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     defaults = RunConfig()
     for section in ("data", "generator", "discriminator", "train", "validation"):
         group = parser.add_argument_group(SECTION_TITLES[section])
-        for f in dataclasses.fields(getattr(defaults, section)):
+        # (the generator's own fields: each family's, below)
+        kind = GeneratorConfig if section == "generator" else type(getattr(defaults, section))
+        for f in dataclasses.fields(kind):
             if f.metadata.get("cli") is False:
                 continue
             default = getattr(getattr(defaults, section), f.name)
             shown = f" (default: {default})" if default not in ("", None) else ""
-            kwargs: dict[str, Any] = {
-                "dest": f"{section}.{f.name}",
-                "default": argparse.SUPPRESS,
-                "help": f.metadata.get("help", "") + shown,
-            }
-            if isinstance(default, bool):
-                kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["type"] = type(default)
-                if "choices" not in f.metadata:
-                    kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(f.name, "NAME")
-                if "choices" in f.metadata:
-                    kwargs["choices"] = f.metadata["choices"]
+            kwargs = _option(f, default, f"{section}.{f.name}", f.metadata.get("help", "") + shown)
+            if (section, f.name) == ("generator", "arch"):
+                families = generator_families()
+                kwargs["choices"] = tuple(families)
+                del kwargs["metavar"]
+                kwargs["help"] = (
+                    "generator family: "
+                    + "; ".join(f"{name} = {family.help}" for name, family in families.items())
+                    + shown
+                )
             group.add_argument(f"--{flag_name(f)}", **kwargs)
-    add_recipe_options(parser)
+    add_owned_options(
+        parser,
+        "generator",
+        {name: f"--arch {name}: {family.help}" for name, family in generator_families().items()},
+        family_flags(),
+    )
+    add_owned_options(
+        parser, "method", {name: f"--recipe {name}: {r.help}" for name, r in RECIPES.items()}, recipe_flags()
+    )
     extra = parser.add_argument_group("method and shortcuts")
     extra.add_argument(
         "--recipe",
@@ -118,53 +128,81 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         help="training method (default: pix2pix); it brings its own options (below) and defaults, flags given win: "
         + "; ".join(f"{name}: {_describe_defaults(r.defaults)}" for name, r in RECIPES.items() if r.defaults),
     )
+    presets = generator_presets()
     extra.add_argument(
         "--netG",
-        choices=sorted(PRESETS),
+        choices=sorted(presets),
         default=argparse.SUPPRESS,
-        help="reference-style generator preset: unet_256 = --depth 8, unet_128 = --depth 7, resnet_9blocks / "
-        "resnet_6blocks = --arch resnet --n-blocks 9 / 6 (explicit flags win)",
+        help="reference-style generator preset: "
+        + ", ".join(f"{name} = {_describe_defaults({'generator': values})}" for name, values in presets.items())
+        + " (explicit flags win)",
     )
 
 
+def _option(f: dataclasses.Field, default: Any, dest: str, help: str) -> dict[str, Any]:
+    """The add_argument keywords of a config field's option."""
+    kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help}
+    if isinstance(default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif "choices" in f.metadata:
+        kwargs["type"], kwargs["choices"] = type(default), f.metadata["choices"]
+    else:
+        kwargs["type"] = type(default)
+        kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(f.name, "NAME")
+    return kwargs
+
+
 def _describe_defaults(defaults: dict[str, dict[str, Any]]) -> str:
-    """A recipe's shared-field defaults as the flags that would set them."""
-    fields = {
-        f.name: f for section in RunConfig.SECTIONS[:-1] for f in dataclasses.fields(getattr(RunConfig(), section))
-    }
-    return " ".join(f"--{flag_name(fields[k])} {v}" for values in defaults.values() for k, v in values.items())
+    """Shared-field defaults (a recipe's, a preset's) as the flags that would set them."""
+    flags = []
+    for section, values in defaults.items():
+        kinds = [*generator_families().values()] if section == "generator" else [type(getattr(RunConfig(), section))]
+        fields = {f.name: f for kind in reversed(kinds) for f in dataclasses.fields(kind)}
+        flags += [f"--{flag_name(fields[key])} {value}" for key, value in values.items()]
+    return " ".join(flags)
+
+
+def owned_flags(owners: dict[str, type], skip: frozenset[str] = frozenset()) -> dict[str, list[tuple[str, Any]]]:
+    """Every option of several owners' dataclasses (recipes' sections, generator families) but `skip`: its flag, with
+    the owners that have it and their field."""
+    flags: dict[str, list[tuple[str, Any]]] = {}
+    for name, kind in owners.items():
+        for f in dataclasses.fields(kind):
+            if f.name not in skip:
+                flags.setdefault(flag_name(f), []).append((name, f))
+    return flags
 
 
 def recipe_flags() -> dict[str, list[tuple[str, dataclasses.Field]]]:
     """Every recipe option's flag, with the recipes that have it and their field."""
-    flags: dict[str, list[tuple[str, dataclasses.Field]]] = {}
-    for name, recipe in RECIPES.items():
-        for f in dataclasses.fields(recipe.section):
-            flags.setdefault(flag_name(f), []).append((name, f))
-    return flags
+    return owned_flags({name: recipe.section for name, recipe in RECIPES.items()})
 
 
-def add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    """One option per field of the recipes' own sections, grouped under the first recipe that has it; its help
-    names every recipe that has it, with that recipe's default."""
-    groups = {name: parser.add_argument_group(f"--recipe {name}: {r.help}") for name, r in RECIPES.items()}
-    for flag, owners in recipe_flags().items():
+def family_flags() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Every generator family's own option (not the shared ones), with the families that have it and their field."""
+    shared = frozenset(f.name for f in dataclasses.fields(GeneratorConfig))
+    return owned_flags(generator_families(), skip=shared)
+
+
+def add_owned_options(
+    parser: argparse.ArgumentParser,
+    section: str,
+    titles: dict[str, str],
+    flags: dict[str, list[tuple[str, dataclasses.Field]]],
+) -> None:
+    """One option per flag of several owners (recipes, generator families), in the group of the first owner that has
+    it; its help names every owner that has it with that owner's default (and meaning, where they differ)."""
+    groups = {name: parser.add_argument_group(title) for name, title in titles.items()}
+    for flag, owners in flags.items():
         first = owners[0][1]
-        default = first.default
+        helps = {f.metadata.get("help", "") for _, f in owners}
+        text = (
+            first.metadata.get("help", "")
+            if len(helps) == 1
+            else "; ".join(f"{name}: {f.metadata.get('help', '')}" for name, f in owners)
+        )
         shown = ", ".join(f"{name}: {f.default if f.default != '' else 'none'}" for name, f in owners)
-        kwargs: dict[str, Any] = {
-            "dest": f"method.{first.name}",
-            "default": argparse.SUPPRESS,
-            "help": f"{first.metadata.get('help', '')} (default: {shown})",
-        }
-        if isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = type(default)
-            if "choices" in first.metadata:
-                kwargs["choices"] = first.metadata["choices"]
-            else:
-                kwargs["metavar"] = {int: "N", float: "X"}.get(type(default)) or METAVARS.get(first.name, "NAME")
+        kwargs = _option(first, first.default, f"{section}.{first.name}", f"{text} (default: {shown})")
         groups[owners[0][0]].add_argument(f"--{flag}", **kwargs)
 
 
@@ -228,21 +266,21 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
             raise ConfigError(
                 f"--{flag} is an option of --recipe {' / '.join(having)}, not of --recipe {config.recipe}; drop it"
             )
-    if "netG" in values:
-        for key, value in PRESETS[values["netG"]].items():
+    # The family first (an explicit --arch wins over a preset's), then the preset's values of that family.
+    preset = generator_presets()[values["netG"]] if "netG" in values else {}
+    arch = values.get("generator.arch", preset.get("arch", config.generator.arch))
+    if arch != config.generator.arch:
+        config.use_generator(arch)
+    for key, value in preset.items():
+        if key in field_names(type(config.generator)):
             setattr(config.generator, key, value)
+    flags = {f.name: flag for flag, owners in family_flags().items() for _, f in owners}
+    given = [key[10:] for key in values if key.startswith("generator.")]
+    refuse_other_family(given, config.generator.arch, lambda name: f"--{flags[name]}", "this run uses")
     for key, value in values.items():
         if "." in key:
             section, name = key.split(".", 1)
             setattr(getattr(config, section), name, value)
-    used = arch_fields(config.generator.arch)
-    for key in values:
-        if key.startswith("generator.") and key[10:] not in used:
-            f = next(f for f in dataclasses.fields(config.generator) if f.name == key[10:])
-            raise ConfigError(
-                f"--{flag_name(f)} is an option of --arch {' / '.join(f.metadata['archs'])}, not of the "
-                f"{config.generator.arch} generator this run uses; drop it"
-            )
     return config
 
 
@@ -365,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli_types.tile,
         metavar="PIXELS|auto",
         help="translate in overlapping tiles of at most this size (a multiple of what the generator pads inputs "
-        "to: 2**min(depth, 5) for a U-Net, so 32 for unet_256; 4 for a ResNet; the stride for pix2pixHD), blended with a raised-cosine window; 'auto' picks the "
+        "to, its geometry's multiple: docs/translation.md lists them), blended with a raised-cosine window; 'auto' "
+        "picks the "
         "largest tile that fits --memory-budget. TIFF (any layout or compression) and .npy inputs are read and "
         "TIFF outputs written tile by tile, so memory grows with the image's width, not its area",
     )

@@ -5,13 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import reprlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .nets.geometry import Geometry
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -22,8 +28,6 @@ LR_POLICIES = ("linear", "step", "cosine", "plateau")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 LAYOUTS = ("auto", "aligned", "folders", "cyclegan")
 DIRECTIONS = ("AtoB", "BtoA")
-UPSAMPLES = ("transpose", "resize")
-ARCHS = ("unet", "resnet", "hd")
 TEST_MODES = ("eval", "paper")
 WEIGHTS = ("raw", "ema")  # which of a generator's weights inference runs: as trained, or their moving average (--ema)
 NORMALIZE_KINDS = ("auto", "dtype", "minmax", "percentile")
@@ -86,13 +90,9 @@ def opt(
     choices: tuple[str, ...] | None = None,
     flag: str | None = None,
     bounds: Bounds | None = None,
-    archs: tuple[str, ...] | None = None,
 ) -> Any:
-    """A dataclass field carrying its CLI help text, choices or numeric bounds, and flag name; `archs`: the generator
-    architectures a generator field belongs to (None: all)."""
+    """A dataclass field carrying its CLI help text, choices or numeric bounds, and flag name."""
     meta: dict[str, Any] = {"help": help}
-    if archs:
-        meta["archs"] = archs
     if choices:
         meta["choices"] = choices
     if flag:
@@ -102,62 +102,90 @@ def opt(
     return field(default=default, metadata=meta)
 
 
-@dataclass
+@dataclass(slots=True)  # (slots: a field of another family set by mistake is an AttributeError, not ignored)
 class GeneratorConfig:
-    """The generator's architecture: pix2pix's U-Net or ResNet, or pix2pixHD's coarse-to-fine ResNet."""
+    """The fields every generator family shares. Each family (nets.families) is a subclass adding its own fields,
+    with a builder and a geometry; `arch` names it, and the stored configuration holds its fields only."""
 
-    arch: str = opt(
-        "unet",
-        "generator family: unet (pix2pix), resnet (pix2pix/CycleGAN's resnet_Nblocks) or hd (pix2pixHD global + "
-        "local enhancers)",
-        choices=ARCHS,
-        flag="arch",
-    )
-    depth: int = opt(
-        8,
-        "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth",
-        bounds=within(1, MAX_DOWNSAMPLINGS),
-        archs=("unet",),
-    )
+    help: ClassVar[str] = ""  # one line, for --arch
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference-style --netG names -> field values
+    exportable: ClassVar[bool] = True  # whether `diptych export` can trace it
+
+    arch: str = field(default="", metadata={"help": "generator family", "flag": "arch"})
     ngf: int = opt(64, "filters in the generator's first layer", bounds=within(1, MAX_WIDTH))
     norm: str = opt("batch", "normalisation layer in the generator", choices=NORMS, flag="g-norm")
-    dropout: float = opt(
-        0.5,
-        "unet: dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); resnet: in "
-        "every residual block; 0 disables",
-        bounds=fraction(),
-        archs=("unet", "resnet"),
-    )
-    upsample: str = opt(
-        "transpose",
-        "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
-        choices=UPSAMPLES,
-        archs=("unet",),
-    )
     in_channels: int = opt(0, "input channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
     out_channels: int = opt(0, "output channels; 0 = taken from the data", bounds=within(0, MAX_CHANNELS))
-    n_blocks: int = opt(
-        9, "resnet: residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)", bounds=within(1, 64), archs=("resnet",)
-    )
-    n_local: int = opt(
-        1,
-        "hd: local enhancers around the global generator (0 = global generator alone, stage 1)",
-        bounds=within(0, MAX_DOWNSAMPLINGS - 1),
-        archs=("hd",),
-    )
-    n_down_global: int = opt(
-        4,
-        "hd: stride-2 downsamplings in the global generator",
-        bounds=within(1, MAX_DOWNSAMPLINGS),
-        archs=("hd",),
-    )
-    n_blocks_global: int = opt(9, "hd: residual blocks in the global generator", bounds=within(1, 64), archs=("hd",))
-    n_blocks_local: int = opt(3, "hd: residual blocks in each local enhancer", bounds=within(1, 64), archs=("hd",))
+
+    @classmethod
+    def arch_name(cls) -> str:
+        """The family's --arch name (its `arch` default)."""
+        return next(f.default for f in dataclasses.fields(cls) if f.name == "arch")
+
+    def check(self) -> None:
+        """Refuse (ConfigError) combinations of the family's fields it cannot build (each field is checked alone
+        before)."""
+
+    def build(self) -> nn.Module:
+        """The network, with fresh weights (channels must be filled in)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how to build its network")
+
+    def geometry(self) -> Geometry:
+        """What the network does to image sizes, known without building it."""
+        raise NotImplementedError(f"{type(self).__name__} does not give its geometry")
+
+    def stride_hint(self, side: int) -> str:
+        """What to change when training images of `side` pixels are smaller than the stride."""
+        return "larger crops"
 
 
-def arch_fields(arch: str) -> list[str]:
-    """The GeneratorConfig fields an architecture uses (the others describe other families)."""
-    return [f.name for f in dataclasses.fields(GeneratorConfig) if arch in f.metadata.get("archs", (arch,))]
+def generator_families() -> dict[str, type[GeneratorConfig]]:
+    """The registered generator families by --arch name (nets.families is the one registry); the first is the
+    default."""
+    from .nets.families import GENERATOR_FAMILIES
+
+    return GENERATOR_FAMILIES
+
+
+def generator_class(arch: Any, where: str = "") -> type[GeneratorConfig]:
+    """The config class of a family name; ConfigError (prefixed by `where`) naming the choices if there is none."""
+    families = generator_families()
+    _typed(f"{where}generator.arch", arch, "str")
+    if arch not in families:
+        raise ConfigError(f"{where}--arch {_shown(arch)} (generator.arch) is not one of: {', '.join(families)}")
+    return families[arch]
+
+
+def default_arch() -> str:
+    """The default family's name (the first registered)."""
+    return next(iter(generator_families()))
+
+
+def default_generator() -> GeneratorConfig:
+    """The default family's generator with its defaults."""
+    return generator_families()[default_arch()]()
+
+
+def field_names(kind: type) -> set[str]:
+    """The names of a dataclass's fields (its ClassVars are not fields)."""
+    return {f.name for f in dataclasses.fields(kind)}
+
+
+def families_with(name: str) -> list[str]:
+    """The families that have a generator field (all of them for a shared one)."""
+    return [arch for arch, family in generator_families().items() if name in field_names(family)]
+
+
+def refuse_other_family(names: Iterable[str], arch: str, what: Callable[[str], str], uses: str) -> None:
+    """ConfigError for the first of `names` that is another family's field, not the `arch` generator's:
+    what(name) is how the user wrote it (a flag, a JSON key); `uses` the rest of the sentence."""
+    own = field_names(generator_class(arch))
+    for name in names:
+        having = families_with(name)
+        if name not in own and having:
+            raise ConfigError(
+                f"{what(name)} is an option of --arch {' / '.join(having)}, not of the {arch} generator {uses}; drop it"
+            )
 
 
 @dataclass
@@ -398,7 +426,7 @@ class TrainConfig:
         return self.lr_d or self.lr
 
 
-FORMAT_VERSION = 2  # the checkpoint format this diptych writes, and the newest it reads (older: see migrate)
+FORMAT_VERSION = 3  # the checkpoint format this diptych writes, and the newest it reads (older: see migrate)
 MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few kB; anything this large is not one
 
 
@@ -407,7 +435,7 @@ class RunConfig:
     """Everything needed to rebuild and continue a run; stored in every checkpoint."""
 
     recipe: str = "pix2pix"
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: GeneratorConfig = field(default_factory=default_generator)  # of the class its arch names
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -428,10 +456,21 @@ class RunConfig:
         _choice("recipe", name, recipe_names())
         recipe = recipe_class(name)
         self.recipe, self.method = name, recipe.section()
+        if "arch" in recipe.defaults.get("generator", {}):
+            self.use_generator(recipe.defaults["generator"]["arch"])
         for section, fields in recipe.defaults.items():
             for key, value in fields.items():
-                setattr(getattr(self, section), key, value)
+                if (section, key) != ("generator", "arch"):
+                    setattr(getattr(self, section), key, value)
         return self
+
+    def use_generator(self, arch: str) -> GeneratorConfig:
+        """Switch to a generator family: its own fields at their defaults, the shared fields kept."""
+        family = generator_class(arch)
+        shared = {f.name: getattr(self.generator, f.name) for f in dataclasses.fields(GeneratorConfig)}
+        del shared["arch"]
+        self.generator = family(**shared)
+        return self.generator
 
     def validate(self, *, stored: bool = False) -> RunConfig:
         """Check every field (type, choices, range), then how fields combine; raise ConfigError naming the first
@@ -441,16 +480,16 @@ class RunConfig:
         recipe = recipe_class(self.recipe)
         if not isinstance(self.method, recipe.section):
             raise ValueError(f"config.method is a {type(self.method).__name__}, not --recipe {self.recipe}'s section")
+        g, data, t, v = self.generator, self.data, self.train, self.validation
+        if type(g) is not generator_class(g.arch):
+            raise ValueError(
+                f"config.generator is a {type(g).__name__}, not --arch {g.arch}'s (use_generator switches)"
+            )
         for section in self.SECTIONS:
             values = getattr(self, section)
             for f in dataclasses.fields(values):
                 _check_field(section, f, getattr(values, f.name))
-        g, data, t, v = self.generator, self.data, self.train, self.validation
-        if g.arch == "hd" and g.n_down_global + g.n_local > MAX_DOWNSAMPLINGS:
-            raise ConfigError(
-                f"--n-down-global {g.n_down_global} + --n-local {g.n_local} downsample by 2**{g.n_down_global + g.n_local}"
-                f"; at most 2**{MAX_DOWNSAMPLINGS} is supported"
-            )
+        g.check()
         if stored:
             for name in ("in_channels", "out_channels"):
                 if getattr(g, name) < 1:
@@ -513,7 +552,7 @@ class RunConfig:
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {_shown(key)}")
             if key in cls.SECTIONS:
-                kwargs[key] = section_from_dict(key, value, source, _section_class(key, raw["recipe"]))
+                kwargs[key] = section_from_dict(key, value, source, _section_class(key, raw, source))
             else:
                 kwargs[key] = _typed(f"{source}: {key}", value, fields[key].type)
         missing = [name for name in cls.SECTIONS if name not in raw]
@@ -578,23 +617,51 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "train": train, "method": method}
 
 
-_MIGRATIONS = {1: _v1_to_v2}
+# Format 2's "generator" section held every family's fields; format 3 holds the shared ones and its family's own.
+V2_GENERATOR_KEYS = (
+    "depth",
+    "dropout",
+    "upsample",
+    "n_blocks",
+    "n_local",
+    "n_down_global",
+    "n_blocks_global",
+    "n_blocks_local",
+)
+
+
+def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: the generator section keeps its own family's fields (the other families' are dropped). A file
+    written by hand (no format_version) is held to the current format: another family's field is refused there."""
+    generator = raw.get("generator")
+    if "format_version" not in raw or not isinstance(generator, dict):
+        return raw
+    arch = generator.get("arch", default_arch())
+    if not isinstance(arch, str) or arch not in generator_families():
+        return raw  # (refused with its message when the section is read)
+    own = field_names(generator_families()[arch])
+    kept = {k: v for k, v in generator.items() if k in own or k not in V2_GENERATOR_KEYS}
+    return {**raw, "generator": kept}
+
+
+_MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 _SECTION_CLASSES: dict[str, type] = {
-    "generator": GeneratorConfig,
     "discriminator": DiscriminatorConfig,
     "data": DataConfig,
     "train": TrainConfig,
     "validation": ValidationConfig,
 }
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "unet_256": {"arch": "unet", "depth": 8},
-    "unet_128": {"arch": "unet", "depth": 7},
-    "resnet_9blocks": {"arch": "resnet", "n_blocks": 9},
-    "resnet_6blocks": {"arch": "resnet", "n_blocks": 6},
-}
+
+def generator_presets() -> dict[str, dict[str, Any]]:
+    """Every family's reference-style --netG names, each with its family and field values."""
+    return {
+        name: {"arch": arch, **values}
+        for arch, family in generator_families().items()
+        for name, values in family.presets.items()
+    }
 
 
 def load_config(path: str | Path, *, stored: bool = False) -> RunConfig:
@@ -653,9 +720,23 @@ _FIELD_TYPES: dict[str, tuple[type, str]] = {
 }
 
 
-def _section_class(section: str, recipe: str) -> type:
-    """The dataclass of a section ("method": the recipe's own)."""
-    return recipe_class(recipe).section if section == "method" else _SECTION_CLASSES[section]
+def _section_class(section: str, raw: dict[str, Any], source: str) -> type:
+    """The dataclass of a section ("method": the recipe's own; "generator": its family's)."""
+    if section == "method":
+        return recipe_class(raw["recipe"]).section
+    if section == "generator":
+        return generator_section_class(raw["generator"], source)
+    return _SECTION_CLASSES[section]
+
+
+def generator_section_class(value: Any, source: str) -> type[GeneratorConfig]:
+    """The family class of a generator section or architecture spec (by its "arch"; without one, the default)."""
+    if not isinstance(value, dict):
+        return type(default_generator())  # (section_from_dict refuses the value)
+    arch = value.get("arch", default_arch())
+    family = generator_class(arch, f"{source}: ")
+    refuse_other_family(value, arch, lambda name: f"{source}: generator.{name}", "it describes")
+    return family
 
 
 def section_from_dict(section: str, value: Any, source: str, kind: type) -> Any:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_path
+from .config import generator_families
 from .data.io import LUMA, read_image
 from .data.samples import sample_photo
 from .errors import ConfigError, DataError, ExportError
@@ -41,7 +42,6 @@ from .translate import Translator
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
-EXPORTABLE_ARCHS = ("unet", "resnet", "hd")
 DEFAULT_TOLERANCE = 1e-4  # max |exported - PyTorch| on outputs in [-1, 1] (fp32; 1/255 is ~0.008 in these units)
 CHECK_PHOTOS = ("astronaut", "coffee")
 MAX_CHECK_SIDE = 8192  # parity-check images are translated whole, by PyTorch and by the export
@@ -145,10 +145,11 @@ def export_generator(
         )
     if test_mode not in (None, "eval"):
         raise ExportError(f"--test-mode {test_mode}: exports hold the eval-mode generator only; use --test-mode eval")
-    arch = config.generator.arch
-    if arch not in EXPORTABLE_ARCHS:
+    if not config.generator.exportable:
+        supported = [arch for arch, family in generator_families().items() if family.exportable]
         raise ExportError(
-            f"{checkpoint}: the {arch!r} generator cannot be exported yet (supported: {', '.join(EXPORTABLE_ARCHS)})"
+            f"{checkpoint}: the {config.generator.arch!r} generator cannot be exported yet (supported: "
+            f"{', '.join(supported)})"
         )
     config.test_mode = "eval"
     # The default layout: a channels-last module traces batch-specialised shape guards.

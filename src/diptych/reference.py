@@ -11,7 +11,15 @@ import torch
 from .checkpoint import write_checkpoint_folder
 from .config import GeneratorConfig, RunConfig
 from .errors import CheckpointError, ConfigError
-from .nets import RESNET_DOWNSAMPLINGS, ResnetGenerator, UNetGenerator, check_generator_size, create_generator
+from .nets import (
+    RESNET_DOWNSAMPLINGS,
+    ResnetConfig,
+    ResnetGenerator,
+    UNetConfig,
+    UNetGenerator,
+    check_generator_size,
+    create_generator,
+)
 from .weights import load_pickled_tensors
 
 
@@ -47,7 +55,7 @@ def convert_reference_unet(
     has_running = any(k.endswith("running_mean") for k in state)
     mid_bias = any(lv not in (0, depth - 1) and slot == 1 and name == "bias" for lv, slot, name in parsed.values())  # type: ignore[misc]
     norm = "batch" if has_running else ("instance" if mid_bias else "none")
-    cfg = GeneratorConfig(
+    cfg = UNetConfig(
         depth=depth, ngf=ngf, norm=norm, dropout=dropout, in_channels=in_channels, out_channels=out_channels
     )
     _check_buildable(cfg)
@@ -109,8 +117,7 @@ def convert_reference_resnet(state: dict[str, torch.Tensor]) -> tuple[GeneratorC
     head = f"model.{first + n_blocks + 3 * RESNET_DOWNSAMPLINGS + 1}"
     if f"{head}.weight" not in state:
         raise CheckpointError(f"reference ResNet state dict lacks its output convolution {head}.weight")
-    cfg = GeneratorConfig(
-        arch="resnet",
+    cfg = ResnetConfig(
         n_blocks=n_blocks,
         ngf=ngf,
         norm=norm,

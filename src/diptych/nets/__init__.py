@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import DiscriminatorConfig, GeneratorConfig, arch_fields, section_from_dict
+from ..config import DiscriminatorConfig, GeneratorConfig, generator_section_class, section_from_dict
 from ..errors import ConfigError
-from .hd import HDGenerator
+from .families import GENERATOR_FAMILIES
+from .hd import HDConfig, HDGenerator
 from .layers import init_weights
 from .multiscale import MultiscaleDiscriminator
 from .patchgan import PatchDiscriminator, receptive_field
-from .resnet import ResnetGenerator
-from .unet import UNetGenerator
+from .resnet import RESNET_DOWNSAMPLINGS, ResnetConfig, ResnetGenerator
+from .unet import UNetConfig, UNetGenerator
 
 __all__ = [
+    "GENERATOR_FAMILIES",
+    "RESNET_DOWNSAMPLINGS",
+    "HDConfig",
     "HDGenerator",
     "MultiscaleDiscriminator",
     "PatchDiscriminator",
+    "ResnetConfig",
     "ResnetGenerator",
+    "UNetConfig",
     "UNetGenerator",
     "check_generator_size",
     "create_discriminator",
     "create_generator",
     "generator_config",
     "generator_spec",
-    "generator_stride",
     "init_weights",
     "receptive_field",
     "weight_bytes",
 ]
-
-RESNET_DOWNSAMPLINGS = 2  # resnet_9blocks / resnet_6blocks, as the reference
 
 # The largest network diptych builds: 4 GiB of fp32 weights (1.07G parameters; pix2pixHD's generator at --ngf 64
 # holds 2.7 GiB, at its recipe's --ngf 32 0.7 GiB). Widths and depths multiply, so fields each within their range
@@ -45,55 +49,27 @@ MAX_WEIGHT_BYTES = 4 << 30
 def create_generator(cfg: GeneratorConfig) -> nn.Module:
     """Build the generator a config describes (channels must already be filled in), once its size is checked."""
     check_generator_size(cfg)
-    return _build_generator(cfg)
+    return cfg.build()
 
 
 def check_generator_size(cfg: GeneratorConfig) -> None:
     """Refuse (ConfigError) a generator whose weights would exceed MAX_WEIGHT_BYTES, without allocating them."""
     if cfg.in_channels < 1 or cfg.out_channels < 1:
         raise ValueError("generator channels are not set; they come from the data")
-    _check_size("generator", lambda: _build_generator(cfg))
-
-
-def _build_generator(cfg: GeneratorConfig) -> nn.Module:
-    if cfg.arch == "unet":
-        return UNetGenerator(cfg.in_channels, cfg.out_channels, cfg.depth, cfg.ngf, cfg.norm, cfg.dropout, cfg.upsample)
-    if cfg.arch == "resnet":
-        return ResnetGenerator(
-            cfg.in_channels, cfg.out_channels, cfg.ngf, RESNET_DOWNSAMPLINGS, cfg.n_blocks, cfg.norm, cfg.dropout
-        )
-    if cfg.arch == "hd":
-        return HDGenerator(
-            cfg.in_channels,
-            cfg.out_channels,
-            cfg.ngf,
-            cfg.n_local,
-            cfg.n_down_global,
-            cfg.n_blocks_global,
-            cfg.n_blocks_local,
-            cfg.norm,
-        )
-    raise ValueError(f"unknown generator arch {cfg.arch!r}")
+    _check_size("generator", cfg.build)
 
 
 def generator_spec(cfg: GeneratorConfig) -> dict[str, Any]:
-    """A generator's architecture as a checkpoint manifest stores it: the fields its family uses."""
-    return {"kind": "generator", **{name: getattr(cfg, name) for name in arch_fields(cfg.arch)}}
+    """A generator's architecture as a checkpoint manifest stores it: its family's fields."""
+    return {"kind": "generator", **dataclasses.asdict(cfg)}
 
 
 def generator_config(spec: dict[str, Any], source: str) -> GeneratorConfig:
-    """The GeneratorConfig of a manifest's generator spec (ConfigError naming `source` if it is not one)."""
+    """The generator config of a manifest's generator spec (ConfigError naming `source` if it is not one)."""
     if not isinstance(spec, dict) or spec.get("kind") != "generator":
         raise ConfigError(f"{source}: not a generator's architecture spec")
     fields = {k: v for k, v in spec.items() if k != "kind"}
-    return section_from_dict("generator", fields, source, GeneratorConfig)
-
-
-def generator_stride(cfg: GeneratorConfig) -> int:
-    """The generator's total downsampling."""
-    if cfg.arch == "resnet":
-        return 2**RESNET_DOWNSAMPLINGS
-    return 2**cfg.depth if cfg.arch == "unet" else 2 ** (cfg.n_down_global + cfg.n_local)
+    return section_from_dict("generator", fields, source, generator_section_class(fields, source))
 
 
 def create_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Module:

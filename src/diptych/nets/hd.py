@@ -1,14 +1,28 @@
-"""pix2pixHD coarse-to-fine generator: a global ResNet generator wrapped by local enhancers at 2x each."""
+"""pix2pixHD coarse-to-fine generator: a global ResNet generator wrapped by local enhancers at 2x each, and its
+generator family (--arch hd)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import MAX_DOWNSAMPLINGS, GeneratorConfig, opt, within
+from ..errors import ConfigError
 from .geometry import Geometry
 from .layers import crop_padded, pad_to_multiple
-from .resnet import ResidualBlock, ResnetGenerator, conv_norm_relu, output_head, run_blocks, up_norm_relu
+from .resnet import (
+    ResidualBlock,
+    ResnetGenerator,
+    bottleneck_geometry,
+    conv_norm_relu,
+    output_head,
+    run_blocks,
+    up_norm_relu,
+)
 
 
 class LocalEnhancer(nn.Module):
@@ -56,10 +70,7 @@ class HDGenerator(nn.Module):
             LocalEnhancer(in_channels, ngf * 2 ** (n_local - k - 1), n_blocks_local, norm) for k in range(n_local)
         )
         self.head = output_head(ngf, out_channels) if n_local else nn.Identity()
-        # Input sides are reflect-padded to a multiple of the stride, and to at least two pixels at the bottleneck
-        # (reflection pads, instance norms).
-        stride = 2 ** (n_down_global + n_local)
-        self.geometry = Geometry(stride=stride, multiple=stride, min_side=2 * stride)
+        self.geometry = bottleneck_geometry(n_down_global + n_local)
         self.checkpointing = False  # recompute residual blocks in backward to save activation memory
 
     def load_global(self, state: dict[str, torch.Tensor]) -> None:
@@ -89,3 +100,49 @@ class HDGenerator(nn.Module):
         for k, enhancer in enumerate(self.local):
             features = enhancer(pyramid[self.n_local - 1 - k], features, self.checkpointing)
         return crop_padded(self.head(features), padded.shape, size)
+
+
+@dataclass(slots=True)
+class HDConfig(GeneratorConfig):
+    """--arch hd: pix2pixHD's global generator and local enhancers."""
+
+    help: ClassVar[str] = "pix2pixHD's coarse-to-fine generator (a global ResNet generator + local enhancers)"
+
+    arch: str = "hd"
+    n_local: int = opt(
+        1,
+        "local enhancers around the global generator (0 = global generator alone, stage 1)",
+        bounds=within(0, MAX_DOWNSAMPLINGS - 1),
+    )
+    n_down_global: int = opt(4, "stride-2 downsamplings in the global generator", bounds=within(1, MAX_DOWNSAMPLINGS))
+    n_blocks_global: int = opt(9, "residual blocks in the global generator", bounds=within(1, 64))
+    n_blocks_local: int = opt(3, "residual blocks in each local enhancer", bounds=within(1, 64))
+
+    def check(self) -> None:
+        """The total downsampling stays within MAX_DOWNSAMPLINGS."""
+        if self.n_down_global + self.n_local > MAX_DOWNSAMPLINGS:
+            raise ConfigError(
+                f"--n-down-global {self.n_down_global} + --n-local {self.n_local} downsample by "
+                f"2**{self.n_down_global + self.n_local}; at most 2**{MAX_DOWNSAMPLINGS} is supported"
+            )
+
+    def build(self) -> nn.Module:
+        """The coarse-to-fine generator."""
+        return HDGenerator(
+            self.in_channels,
+            self.out_channels,
+            self.ngf,
+            self.n_local,
+            self.n_down_global,
+            self.n_blocks_global,
+            self.n_blocks_local,
+            self.norm,
+        )
+
+    def geometry(self) -> Geometry:
+        """Stride 2**(n_down_global + n_local)."""
+        return bottleneck_geometry(self.n_down_global + self.n_local)
+
+    def stride_hint(self, side: int) -> str:
+        """Fewer global downsamplings."""
+        return "fewer --n-down-global"

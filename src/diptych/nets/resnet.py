@@ -1,13 +1,26 @@
-"""ResNet generator (pix2pix/CycleGAN's resnet_9blocks and resnet_6blocks; pix2pixHD's global generator)."""
+"""ResNet generator (pix2pix/CycleGAN's resnet_9blocks and resnet_6blocks; pix2pixHD's global generator), and its
+generator family (--arch resnet)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from ..config import GeneratorConfig, fraction, opt, within
 from .geometry import Geometry
 from .layers import ReflectionPad2d, conv_bias, crop_padded, make_norm, pad_to_multiple
+
+RESNET_DOWNSAMPLINGS = 2  # resnet_9blocks / resnet_6blocks, as the reference
+
+
+def bottleneck_geometry(n_down: int) -> Geometry:
+    """The geometry of a network downsampling `n_down` times: inputs reflect-padded to a multiple of the stride, and
+    to at least two pixels at the bottleneck (its reflection pads and instance norms need them)."""
+    return Geometry(stride=2**n_down, multiple=2**n_down, min_side=2 * 2**n_down)
 
 
 def conv_norm_relu(cin: int, cout: int, kernel: int, stride: int, norm: str) -> nn.Sequential:
@@ -95,8 +108,7 @@ class ResnetGenerator(nn.Module):
             *(up_norm_relu(ngf * 2 ** (n_down - i), ngf * 2 ** (n_down - i - 1), norm) for i in range(n_down))
         )
         self.head = output_head(ngf, out_channels)
-        # Input sides are reflect-padded to a multiple of the stride, and to at least two pixels at the bottleneck.
-        self.geometry = Geometry(stride=2**n_down, multiple=2**n_down, min_side=2 * 2**n_down)
+        self.geometry = bottleneck_geometry(n_down)
         self.checkpointing = False  # recompute residual blocks in backward to save activation memory
 
     def features(self, x: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
@@ -106,3 +118,28 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
         return crop_padded(self.head(self.features(padded, self.checkpointing)), padded.shape, size)
+
+
+@dataclass(slots=True)
+class ResnetConfig(GeneratorConfig):
+    """--arch resnet: pix2pix/CycleGAN's resnet_Nblocks."""
+
+    help: ClassVar[str] = "pix2pix/CycleGAN's resnet_Nblocks (2 downsamplings, residual blocks)"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "resnet_9blocks": {"n_blocks": 9},
+        "resnet_6blocks": {"n_blocks": 6},
+    }
+
+    arch: str = "resnet"
+    dropout: float = opt(0.5, "dropout in every residual block; 0 disables", bounds=fraction())
+    n_blocks: int = opt(9, "residual blocks (resnet_9blocks = 9, resnet_6blocks = 6)", bounds=within(1, 64))
+
+    def build(self) -> nn.Module:
+        """The ResNet generator."""
+        return ResnetGenerator(
+            self.in_channels, self.out_channels, self.ngf, RESNET_DOWNSAMPLINGS, self.n_blocks, self.norm, self.dropout
+        )
+
+    def geometry(self) -> Geometry:
+        """Stride 4."""
+        return bottleneck_geometry(RESNET_DOWNSAMPLINGS)

@@ -1,12 +1,18 @@
-"""U-Net generator (pix2pix) with flat parameter names and any depth."""
+"""U-Net generator (pix2pix) with flat parameter names and any depth, and its generator family (--arch unet)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from ..config import MAX_DOWNSAMPLINGS, GeneratorConfig, fraction, opt, within
 from .geometry import Geometry
 from .layers import conv_bias, make_norm, pad_to_even, pad_to_multiple
+
+UPSAMPLES = ("transpose", "resize")
 
 
 def level_channels(level: int, ngf: int) -> int:
@@ -77,8 +83,7 @@ class UNetGenerator(nn.Module):
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.depth = depth
-        # Input sides are padded to a multiple of 2**min(depth, 5) (see the docstring) and to the total downsampling.
-        self.geometry = Geometry(stride=2**depth, multiple=2 ** min(depth, 5), min_side=2**depth)
+        self.geometry = unet_geometry(depth)
         chans = [level_channels(i, ngf) for i in range(depth)]
         self.down = nn.ModuleList(
             DownBlock(
@@ -114,3 +119,48 @@ class UNetGenerator(nn.Module):
                 del skip  # released once joined
             h = self.up[i](h)
         return h[..., :height, :width]
+
+
+def unet_geometry(depth: int) -> Geometry:
+    """A U-Net's geometry: inputs padded to a multiple of 2**min(depth, 5) (see UNetGenerator) and to the total
+    downsampling."""
+    return Geometry(stride=2**depth, multiple=2 ** min(depth, 5), min_side=2**depth)
+
+
+@dataclass(slots=True)
+class UNetConfig(GeneratorConfig):
+    """--arch unet: pix2pix's U-Net."""
+
+    help: ClassVar[str] = "pix2pix's U-Net with skip connections"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"unet_256": {"depth": 8}, "unet_128": {"depth": 7}}
+
+    arch: str = "unet"
+    depth: int = opt(
+        8,
+        "number of 2x downsamplings (unet_256 = 8, unet_128 = 7); inputs are padded to a multiple of 2**depth",
+        bounds=within(1, MAX_DOWNSAMPLINGS),
+    )
+    dropout: float = opt(
+        0.5,
+        "dropout in decoder levels 4 .. depth-2, the paper's noise (none exists with --depth <= 5); 0 disables",
+        bounds=fraction(),
+    )
+    upsample: str = opt(
+        "transpose",
+        "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
+        choices=UPSAMPLES,
+    )
+
+    def build(self) -> nn.Module:
+        """The U-Net."""
+        return UNetGenerator(
+            self.in_channels, self.out_channels, self.depth, self.ngf, self.norm, self.dropout, self.upsample
+        )
+
+    def geometry(self) -> Geometry:
+        """Stride 2**depth, padded to 2**min(depth, 5)."""
+        return unet_geometry(self.depth)
+
+    def stride_hint(self, side: int) -> str:
+        """A depth whose stride fits the side."""
+        return f"--depth {max(1, side.bit_length() - 1)}"

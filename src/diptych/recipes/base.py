@@ -14,7 +14,7 @@ from ..config import RunConfig, TrainConfig
 from ..data import open_paired_dataset
 from ..distributed import Distributed, no_sync, wrap
 from ..errors import ConfigError
-from ..nets import generator_stride, receptive_field
+from ..nets import receptive_field
 from ..precision import AmpStep, resolve_precision
 
 Losses = dict[str, torch.Tensor]
@@ -240,14 +240,11 @@ def check_patchgan_fits(config: RunConfig, summary: Any) -> None:
 def warn_below_generator_stride(config: RunConfig, side: int, warn: Callable[[str], None]) -> None:
     """Warn when training images are smaller than the generator's stride (they are padded, which costs compute)."""
     g = config.generator
-    stride = generator_stride(g)
+    stride = g.geometry().stride
     if side < stride:
-        hint = {"unet": f"--depth {max(1, side.bit_length() - 1)}", "hd": "fewer --n-down-global"}.get(
-            g.arch, "larger crops"
-        )
         warn(
             f"training images ({side} px) are smaller than the generator's stride ({stride}); "
-            f"they are mirror-padded, which costs compute: consider {hint}"
+            f"they are mirror-padded, which costs compute: consider {g.stride_hint(side)}"
         )
 
 
