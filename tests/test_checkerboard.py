@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -56,11 +57,11 @@ def test_monotone_in_strength_and_zero_without_pattern(period: int) -> None:
     pattern = period_pattern(h, w, period)
     scores = [checkerboard_score(quantised(smooth + a * pattern), quantised(smooth)) for a in STRENGTHS]
     assert scores[0] == 0.0
-    assert all(s1 < s2 for s1, s2 in zip(scores, scores[1:], strict=False)), scores
+    assert all(s1 < s2 for s1, s2 in itertools.pairwise(scores)), scores
     assert scores[2] > 3 and scores[-1] > 30  # +-1/255 already shows; +-32/255 is blatant
     alone = [checkerboard_score(quantised(smooth + a * pattern), None) for a in STRENGTHS]
     assert abs(alone[0]) < 1  # without a target: no more energy at those frequencies than around them
-    assert all(s1 < s2 for s1, s2 in zip(alone, alone[1:], strict=False)), alone
+    assert all(s1 < s2 for s1, s2 in itertools.pairwise(alone)), alone
 
 
 def test_flat_images_score_zero() -> None:

@@ -157,7 +157,10 @@ def test_pix2pix_trains_with_the_perceptual_loss_and_keeps_it_out_of_checkpoints
     tensors = {k for f in (run / "checkpoints").rglob("*.safetensors") for k in load_file(f)}
     assert tensors and not any(k.startswith(("lins.", "model.", "features.")) for k in tensors)
     latest = run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()
-    assert sorted(f.name for f in latest.glob("*.safetensors")) == ["discriminator.safetensors", "generator.safetensors"]
+    assert sorted(f.name for f in latest.glob("*.safetensors")) == [
+        "discriminator.safetensors",
+        "generator.safetensors",
+    ]
 
 
 def test_without_the_package(no_package: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
