@@ -99,6 +99,19 @@ def test_real_photos_low_and_high_with_a_faint_checkerboard(name: str) -> None:
     assert checkerboard_score(with_pattern, photo) > 3
 
 
+def test_periodic_content_of_the_target_does_not_hide_a_checkerboard() -> None:
+    """A target with strong period-4 stripes of its own: an output that reproduces them scores about 0, and one
+    that adds a faint checkerboard scores as it would on a plain photo (peak ratios are compared peak by peak)."""
+    photo = 0.8 * photo01("astronaut", 256) + 0.1
+    stripes = period_pattern(256, 256, 4)[:, :1].expand(1, 256, 256)  # varies along x only
+    textured = quantised(photo + 0.05 * stripes)
+    checkerboard = 2 / 255 * period_pattern(256, 256, 2)
+    plain = checkerboard_score(quantised(photo + checkerboard), quantised(photo))
+    assert checkerboard_score(textured, None) > 10  # the stripes alone are a strong peak
+    assert checkerboard_score(quantised(textured + 0.5 / 255), textured) == pytest.approx(0.0, abs=0.3)
+    assert checkerboard_score(quantised(textured + checkerboard), textured) == pytest.approx(plain, abs=1.5)
+
+
 @pytest.mark.parametrize("size", [40, 77, 130, 257])
 def test_robust_to_image_size(size: int) -> None:
     """The spectrum has the same bins at any size: crops of 40 to 257 px agree on clean and patterned photos."""
@@ -124,7 +137,7 @@ def test_reported_through_the_metric_protocol() -> None:
 
 def test_separates_transposed_from_resize_convolution_outputs(tmp_path: Path) -> None:
     """After the same few steps on a real task, a transposed-convolution U-Net's outputs score far above those of
-    the resize-then-convolve one (measured: about 21 dB against 0.5 after 20 steps)."""
+    the resize-then-convolve one (measured: 22 dB against 1.4 after 20 steps at 64 px)."""
     from diptych.evaluate import evaluate
     from diptych.train import train
 
@@ -140,4 +153,4 @@ def test_separates_transposed_from_resize_convolution_outputs(tmp_path: Path) ->
         summary = evaluate(run, tmp_path / "ds", tmp_path / f"ev_{upsample}", metrics=["checkerboard"], progress=False)
         scores[upsample] = summary.summary["metrics"]["checkerboard"]
     assert scores["transpose"]["n"] == 2 and scores["transpose"]["mean"] > 10
-    assert scores["resize"]["mean"] < 3
+    assert scores["resize"]["mean"] < 5

@@ -6,13 +6,14 @@ a 2-D Hann window, |FFT|^2 normalised so white noise of variance s^2 gives s^2 i
 the same for every image size. The peaks are the 15 non-zero frequencies whose components are multiples of
 1/4 cycle per pixel (periods 2 and 4 along either axis and diagonally). Each peak's power is compared with the
 median power on the ring of bins two bins away (beyond the Hann window's leakage), both raised by the
-quantisation noise of the sample type so that flat images do not divide zero by zero:
+quantisation noise q of the sample type so that flat images do not divide zero by zero:
 
-    peak_ratio(x) = 10 log10( mean over peaks p of (S(p) + q) / (median over ring(p) of S + q) )   [dB]
-    checkerboard(output, target) = peak_ratio(output) - peak_ratio(target)
+    r_x(p) = (S_x(p) + q) / (median over ring(p) of S_x + q)
+    checkerboard(output, target) = 10 log10( mean over peaks p of r_output(p) / r_target(p) )   [dB]
 
-0 dB means no more periodic energy than the target has (or, without a target, than the neighbouring
-frequencies); a period-2 pattern of +-1/255 on a photograph gives several dB, a visible one 10-30 dB.
+and without a target 10 log10(mean of r_output(p)). Dividing peak by peak cancels periodic content the target
+itself has (fabric, fences, JPEG blocks) at its own frequency. 0 dB means no more periodic energy than the target
+has; a period-2 pattern of +-1/255 on a photograph gives a few dB, a visible one 10-30 dB.
 """
 
 from __future__ import annotations
@@ -52,19 +53,25 @@ def quantisation_power(sample_type: str) -> float:
     return (1.0 / QUANTISATION_LEVELS.get(sample_type, 65535)) ** 2 / 12.0
 
 
+def peak_ratios(image: torch.Tensor, noise_power: float) -> torch.Tensor:
+    """r(p) for the 15 peaks: power at p over the median power two bins around it, both + noise_power."""
+    s = power_spectrum(image) + noise_power
+    peaks = torch.tensor(PEAKS)
+    ring = (peaks[:, None, :] + torch.tensor(RING)[None]) % TILE  # 15 x 16 x 2 bin indices
+    floor = s[ring[..., 0], ring[..., 1]].median(dim=1).values
+    return s[peaks[:, 0], peaks[:, 1]] / floor
+
+
 def peak_ratio(image: torch.Tensor, noise_power: float) -> float:
-    """Power at the period-2/period-4 frequencies relative to the neighbouring frequencies, in dB (NaN below TILE px)."""
+    """10 log10 of the mean peak ratio r(p), in dB (NaN below TILE px): the score of an image without a target."""
     if min(image.shape[-2:]) < TILE:
         return math.nan
-    s = power_spectrum(image) + noise_power
-    ratios = [
-        s[i, j] / torch.stack([s[(i + di) % TILE, (j + dj) % TILE] for di, dj in RING]).median() for i, j in PEAKS
-    ]
-    return 10.0 * math.log10(float(torch.stack(ratios).mean()))
+    return 10.0 * math.log10(float(peak_ratios(image, noise_power).mean()))
 
 
 def checkerboard_score(output: torch.Tensor, target: torch.Tensor | None, sample_type: str = "uint8") -> float:
-    """peak_ratio(output) - peak_ratio(target) in dB (without a target: peak_ratio(output)); images CxHxW in [0, 1]."""
+    """10 log10(mean over peaks of r_output / r_target) in dB (without a target: of r_output); CxHxW in [0, 1]."""
     q = quantisation_power(sample_type)
-    own = peak_ratio(output, q)
-    return own if target is None else own - peak_ratio(target, q)
+    if target is None or min(output.shape[-2:]) < TILE:
+        return peak_ratio(output, q)
+    return 10.0 * math.log10(float((peak_ratios(output, q) / peak_ratios(target, q)).mean()))

@@ -31,10 +31,9 @@ SSIM_KERNEL, SSIM_SIGMA = 11, 1.5
 # MS-SSIM downsamples 4 times; torchmetrics needs side // 16 > kernel - 1 at the coarsest scale.
 MS_SSIM_MIN_SIDE = SSIM_KERNEL * 2**4
 CHECKERBOARD_PROTOCOL = (
-    f"dB: peak_ratio(output) - peak_ratio(target); peak_ratio = 10 log10 of the mean, over the 15 non-zero "
-    f"frequencies at multiples of 1/4 cycle/pixel, of (power + q) / (median power 2 bins around + q), on a "
-    f"{TILE}x{TILE} Hann-windowed power spectrum averaged over half-overlapping tiles; q = quantisation noise power; "
-    f"n/a below {TILE} px"
+    f"dB: 10 log10 of the mean, over the 15 non-zero frequencies at multiples of 1/4 cycle/pixel, of "
+    f"r_output / r_target, r = (power + q) / (median power 2 bins around + q), on a {TILE}x{TILE} Hann-windowed "
+    f"power spectrum averaged over half-overlapping tiles; q = quantisation noise power; n/a below {TILE} px"
 )
 # ITU-R BT.601 luma, the convention of super-resolution papers (Y of YCbCr).
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
