@@ -163,6 +163,33 @@ def test_pix2pix_trains_with_the_perceptual_loss_and_keeps_it_out_of_checkpoints
     ]
 
 
+def test_resume_with_the_perceptual_loss_is_exact(tmp_path: Path) -> None:
+    """The loss holds no state: 2 steps + a resume to 4 give the weights of 4 straight steps, bit for bit."""
+    from diptych.config import load_config
+    from diptych.train import train
+
+    write_aligned(tmp_path / "ds", [(c, 255 - c) for c in photo_crops("rocket", 48, 4)])
+
+    def run(folder: Path, steps: int) -> None:
+        train(
+            tiny_config(tmp_path / "ds", max_steps=steps, lambda_perceptual=10.0, perceptual_net="alex"),
+            folder,
+            progress=False,
+        )
+
+    def latest(folder: Path) -> dict[str, torch.Tensor]:
+        checkpoints = folder / "checkpoints"
+        return load_file(checkpoints / (checkpoints / "LATEST").read_text().strip() / "generator.safetensors")
+
+    run(tmp_path / "straight", 4)
+    run(tmp_path / "resumed", 2)
+    config = load_config(tmp_path / "resumed" / "config.json")
+    config.train.max_steps = 4
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+    straight, resumed = latest(tmp_path / "straight"), latest(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
 def test_without_the_package(no_package: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Training with the loss is refused before anything is written; evaluate notes the skipped default metric,
     and refuses it when asked for by name."""
