@@ -295,6 +295,7 @@ def test_evaluate_reports_cycle_error_set_distances_and_paired_metrics(
     assert a_to_b["count"] == 3 and b_to_a["count"] == 2
     assert a_to_b["metrics"]["cycle_l1"]["n"] == 3 and 0 < a_to_b["metrics"]["cycle_l1"]["mean"] < 2
     assert a_to_b["metrics"]["psnr"]["n"] == 1 and b_to_a["metrics"]["psnr"]["n"] == 1  # x0 <-> x0
+    assert a_to_b["metrics"]["checkerboard"]["n"] == 3 and b_to_a["metrics"]["checkerboard"]["n"] == 2  # no target
     assert "fid" not in a_to_b["metrics"] and "fid/kid skipped" in out
     report = (tmp_path / "ev" / "AtoB" / "report.html").read_text()
     assert "<th>input</th><th>output</th><th>reconstructed</th><th>target</th>" in report

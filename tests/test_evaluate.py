@@ -21,6 +21,7 @@ from diptych.data.io import from_tensor, read_image, to_tensor, write_image
 from diptych.errors import ConfigError, DataError
 from diptych.evaluate import evaluate
 from diptych.metrics import DEFAULT_METRICS, MetricProtocol, compute_pixel_metrics
+from diptych.metrics.lpips import load_st_lpips, lpips_distance
 from diptych.metrics.pixel import MS_SSIM_MIN_SIDE
 from diptych.train import train
 
@@ -212,10 +213,12 @@ def check_evaluation(
             assert same(float(cell["attrs"]["data-v"]), float(row[n])), (row["name"], n)
 
     # per_image.csv: the metrics of the written output (the file a user gets) against the target
+    st_lpips = load_st_lpips() if "st_lpips" in names else None
     for row in rows:
-        expected = compute_pixel_metrics(
-            to_tensor(outputs[row["name"]]), to_tensor(pairs[row["name"]][1]), names, protocol
-        )
+        output, target = to_tensor(outputs[row["name"]]), to_tensor(pairs[row["name"]][1])
+        expected = compute_pixel_metrics(output, target, [n for n in names if n != "st_lpips"], protocol)
+        if st_lpips is not None:
+            expected["st_lpips"] = lpips_distance(st_lpips, output, target)
         for n in names:
             assert same(float(row[n]), expected[n]), (
                 f"{row['name']} {n}: per_image.csv says {row[n]}, the written {row['output']} scores {expected[n]}"

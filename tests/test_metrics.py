@@ -236,7 +236,7 @@ def test_unknown_metric_name(bad: str) -> None:
 
 def test_metric_names_are_normalised() -> None:
     assert validate_metric_names([" PSNR", "MS-SSIM", "l1"]) == ["psnr", "ms_ssim", "l1"]
-    assert set(DEFAULT_METRICS) == set(PIXEL_METRICS)
+    assert set(DEFAULT_METRICS) == {*PIXEL_METRICS, "st_lpips"}  # every pixel metric, and ST-LPIPS
 
 
 @pytest.mark.parametrize(("sample_type", "data_range"), [("uint8", 255), ("uint16", 65535), ("float32", 1.0)])

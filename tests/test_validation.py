@@ -24,7 +24,7 @@ from diptych.translate import Translator
 from .conftest import photo_crops, tiny_config, write_aligned
 from .test_cli import TINY, assert_one_error_line, run_cli
 
-VAL_KEYS = {"val_psnr", "val_ssim", "val_l1"}
+VAL_KEYS = {"val_psnr", "val_ssim", "val_l1", "val_checkerboard"}
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def assert_png(path: Path) -> None:
 # Records, best checkpoint, curves
 
 
-@pytest.mark.parametrize("metric", ["psnr", "l1"])
+@pytest.mark.parametrize("metric", ["psnr", "l1", "st_lpips"])
 def test_val_data_records_and_best_checkpoint(
     aligned_dataset: Path, val_root: Path, tmp_path: Path, metric: str
 ) -> None:
@@ -113,9 +113,10 @@ def test_val_data_records_and_best_checkpoint(
     log = read_log(run)
     val = val_records(log)
     assert [r["step"] for r in val] == [2, 4, 5]  # every 2 steps and at the end
+    keys = {*VAL_KEYS, f"val_{metric}"}
     for r in val:
-        assert set(r) == {"step", "epoch", *VAL_KEYS}
-        assert all(math.isfinite(r[k]) for k in VAL_KEYS)
+        assert set(r) == {"step", "epoch", *keys}
+        assert all(math.isfinite(r[k]) for k in keys)
     assert [r["step"] for r in train_records(log)] == [1, 2, 3, 4, 5]
     assert len({r[f"val_{metric}"] for r in val}) == 3  # the scores moved
 

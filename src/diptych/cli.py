@@ -494,9 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics",
-        default=",".join(DEFAULT_METRICS),
-        help=f"comma-separated, from {', '.join(ALL_METRICS)}; lpips, fid and kid need local weights "
-        f"(default: {','.join(DEFAULT_METRICS)})",
+        default=None,
+        help=f"comma-separated, from {', '.join(ALL_METRICS)}; lpips, fid and kid need local weights, st_lpips "
+        f"the stlpips-pytorch package or --st-lpips-weights (default: {','.join(DEFAULT_METRICS)}, without "
+        "st_lpips where its weights are missing)",
     )
     p.add_argument("--inception-weights", type=Path, help="Inception-v3 weights file for fid/kid (never downloaded)")
     p.add_argument(
@@ -514,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="backbone + LPIPS v0.1 linear-layer weights",
     )
     p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex", help="LPIPS backbone (default: alex)")
+    p.add_argument(
+        "--st-lpips-weights",
+        type=Path,
+        metavar="FILE",
+        help="ST-LPIPS weights ({alex,vgg}_shift_tolerant.pth; default: from the installed stlpips-pytorch package)",
+    )
+    p.add_argument("--st-lpips-net", choices=("alex", "vgg"), default="alex", help="ST-LPIPS backbone (default: alex)")
     p.add_argument(
         "--channels",
         choices=CHANNEL_CHOICES,
@@ -757,8 +765,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import validate_metric_names
     from .metrics.pixel import ALL_METRICS
 
-    names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()], ALL_METRICS)
-    deep = DeepMetricOptions(args.inception_weights, args.inception_variant, tuple(args.lpips_weights), args.lpips_net)
+    names = None
+    if args.metrics is not None:
+        names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()], ALL_METRICS)
+    deep = DeepMetricOptions(
+        args.inception_weights,
+        args.inception_variant,
+        tuple(args.lpips_weights),
+        args.lpips_net,
+        args.st_lpips_weights,
+        args.st_lpips_net,
+    )
     out = args.out
     if out is None:
         folder = (
@@ -790,7 +807,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
-        print(f"{name:8s} {m['mean']:.4g}{ci}  n={m['n']}")
+        print(f"{name:12s} {m['mean']:.4g}{ci}  n={m['n']}")
+    for note in result.summary["notes"]:
+        print(f"note: {note}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
     return 0
 
@@ -809,6 +828,8 @@ def _evaluate_unpaired(args: argparse.Namespace, out: Path, deep: Any) -> int:
         "test_mode",
         "seed",
         "lpips_weights",
+        "st_lpips_weights",
+        "st_lpips_net",
         "instance_dir",
     ):
         if getattr(args, option) != getattr(defaults, option):

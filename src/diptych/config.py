@@ -325,7 +325,7 @@ class ValidationConfig:
     metric: str = opt(
         "psnr",
         "metric that selects the best checkpoint",
-        choices=("psnr", "ssim", "ms_ssim", "l1", "mse"),
+        choices=("psnr", "ssim", "ms_ssim", "l1", "mse", "st_lpips", "checkerboard"),
         flag="val-metric",
     )
     max_items: int = opt(0, "validate on at most this many pairs (0 = all)", flag="val-max-items", bounds=within(0))

@@ -23,10 +23,10 @@ from .data.paired import Pair, file_stem
 from .errors import CheckpointError, ConfigError
 from .metrics import DEFAULT_METRICS, MetricProtocol, summarize, validate_metric_names
 from .metrics.feature import SET_METRICS, inception_distances
-from .metrics.lpips import load_lpips, lpips_distance
-from .metrics.pixel import ALL_METRICS, PIXEL_METRICS
+from .metrics.lpips import LPIPS, load_lpips, load_st_lpips, st_lpips_available, st_lpips_weights
+from .metrics.pixel import ALL_METRICS
 from .report import EvaluationRow, write_evaluation_report
-from .scoring import instance_map, load_test_pairs, score_pairs
+from .scoring import ImageScorer, instance_map, load_test_pairs, score_pairs
 from .translate import Translator
 
 METRICS_FILE = "metrics.json"
@@ -36,12 +36,15 @@ REPORT_FILE = "report.html"
 
 @dataclass(frozen=True)
 class DeepMetricOptions:
-    """Local weight files for the feature-network metrics (FID/KID: Inception-v3; LPIPS: AlexNet or VGG16)."""
+    """Local weight files for the feature-network metrics (FID/KID: Inception-v3; LPIPS: AlexNet or VGG16;
+    ST-LPIPS: AlexNet or VGG16, from the installed stlpips-pytorch package unless a file is given)."""
 
     inception_weights: Path | None = None
     inception_variant: str = "fid"
     lpips_weights: tuple[Path, ...] = ()
     lpips_net: str = "alex"
+    st_lpips_weights: Path | None = None
+    st_lpips_net: str = "alex"
 
     def describe(self, names: list[str]) -> dict[str, Any]:
         """The networks and weight files (with hashes) behind the requested metrics."""
@@ -58,7 +61,37 @@ class DeepMetricOptions:
                 "net": self.lpips_net,
                 "weights": [{"file": str(f), "sha256": file_sha256(Path(f))} for f in self.lpips_weights],
             }
+        if "st_lpips" in names:
+            weights = st_lpips_weights(self.st_lpips_net, self.st_lpips_weights)
+            out["st_lpips"] = {
+                "net": self.st_lpips_net,
+                "weights": {"file": str(weights), "sha256": file_sha256(weights)},
+                "input": "RGB in [-1, 1] (grey repeated, extra channels dropped), upsampled to 32 px if smaller",
+            }
         return out
+
+    def networks(self, names: list[str]) -> dict[str, LPIPS]:
+        """The per-image feature networks the metric names ask for, loaded (an error names a missing file)."""
+        out: dict[str, LPIPS] = {}
+        if "lpips" in names:
+            out["lpips"] = load_lpips(self.lpips_weights, self.lpips_net)
+        if "st_lpips" in names:
+            out["st_lpips"] = load_st_lpips(self.st_lpips_net, self.st_lpips_weights)
+        return out
+
+
+def metric_names(metrics: list[str] | tuple[str, ...] | None, deep: DeepMetricOptions) -> tuple[list[str], list[str]]:
+    """The metrics to compute and notes on defaults left out: None asks for DEFAULT_METRICS, of which ST-LPIPS is
+    skipped without its weights (named metrics are all computed, or fail with the fix)."""
+    if metrics is not None:
+        return validate_metric_names(list(metrics), ALL_METRICS), []
+    if deep.st_lpips_weights is not None or st_lpips_available(deep.st_lpips_net):
+        return list(DEFAULT_METRICS), []
+    note = (
+        "st_lpips skipped: its weights ship in the stlpips-pytorch package, which is not installed "
+        "(pip install 'diptych[perceptual]', or give --st-lpips-weights FILE)"
+    )
+    return [n for n in DEFAULT_METRICS if n != "st_lpips"], [note]
 
 
 @dataclass
@@ -85,7 +118,7 @@ def evaluate(
     *,
     phase: str = "test",
     layout: str = "auto",
-    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    metrics: list[str] | tuple[str, ...] | None = None,
     channels: str = "all",
     crop_border: int = 0,
     test_mode: str | None = None,
@@ -99,18 +132,19 @@ def evaluate(
     direction: str | None = None,
     weights: str | None = None,
 ) -> Evaluation:
-    """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html."""
-    names = validate_metric_names(list(metrics), ALL_METRICS)
+    """Translate the test pairs at their own size, score them, and write metrics.json, per_image.csv and report.html.
+
+    metrics: names from ALL_METRICS; None: DEFAULT_METRICS (without ST-LPIPS where its weights are missing: noted)."""
+    deep = deep or DeepMetricOptions()
+    names, notes = metric_names(metrics, deep)
     if not isinstance(max_items, int) or max_items < 0:
         raise ConfigError(f"--max-items {max_items!r} must be an integer >= 0 (0 = all pairs)")
     if not isinstance(crop_border, int) or crop_border < 0:
         raise ConfigError(f"--crop-border {crop_border!r} must be an integer >= 0")
-    deep = deep or DeepMetricOptions()
-    pixel_names = [n for n in names if n in PIXEL_METRICS]
     image_names = [n for n in names if n not in SET_METRICS]
     set_names = [n for n in names if n in SET_METRICS]
     # Load feature networks first: a missing weights file should fail before any translation.
-    lpips_model = load_lpips(deep.lpips_weights, deep.lpips_net) if "lpips" in names else None
+    networks = deep.networks(names)
     distances = (
         inception_distances(set_names, deep.inception_weights, deep.inception_variant, "cpu") if set_names else None
     )
@@ -142,16 +176,12 @@ def evaluate(
         pairs,
         layout,
         direction,
-        pixel_names,
-        protocol,
+        ImageScorer(image_names, protocol, networks),
         translator.out_range,
     )
     for pair, a, b, out, values in tqdm(scored, total=len(pairs), desc="evaluate", unit="img", disable=not progress):
-        if lpips_model is not None:
-            values["lpips"] = lpips_distance(lpips_model, out, to_tensor(b, translator.out_range))
         if distances is not None:
             distances.update(out[None], to_tensor(b, translator.out_range)[None])
-        values = {n: values[n] for n in image_names}
         stem = file_stem(pair.name)
         out_arr = translator.decode(out)
         output_file = write_image(out_dir / "outputs" / f"{stem}.png", out_arr)
@@ -174,6 +204,7 @@ def evaluate(
     summary = {
         "metrics": {n: metric_summaries[n] for n in names},
         "count": len(per_image),
+        "notes": notes,
         "protocol": {
             "checkpoint": str(Path(checkpoint).resolve()),
             "weights": translator.weights,

@@ -29,6 +29,7 @@ from .evaluate import (
     file_sha256,
 )
 from .metrics import MetricProtocol, summarize
+from .metrics.checkerboard import checkerboard_score
 from .metrics.feature import FeatureDistances, inception_distances
 from .metrics.pixel import compute_pixel_metrics
 from .report import EvaluationRow, write_evaluation_report
@@ -142,6 +143,9 @@ def _score_direction(
         rec = back.translate_tensor(back.encode(translated, str(path))[None])[0]
         cycle = compute_pixel_metrics(rec, x, list(CYCLE_METRICS), in_protocol)
         values = {f"cycle_{k}": v for k, v in cycle.items()}
+        # No target to compare with: the output's periodic peaks against its own neighbouring frequencies.
+        written = (to_tensor(translated, forward.out_range).double() + 1) / 2
+        values["checkerboard"] = checkerboard_score(written, None, out_protocol.sample_type)
         target_arr = read_image(targets[name]) if name in targets else None
         if target_arr is not None and target_arr.shape == translated.shape:
             target = to_tensor(target_arr, forward.out_range)

@@ -1,4 +1,5 @@
-"""Adversarial losses (vanilla, LSGAN, hinge, WGAN-GP with its gradient penalty) and reconstruction losses."""
+"""Adversarial losses (vanilla, LSGAN, hinge, WGAN-GP with its gradient penalty), reconstruction losses, and the
+perceptual losses (VGG19 features; ST-LPIPS)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from .metrics.lpips import as_rgb, at_least_min_side, load_st_lpips
 from .nets.vgg import vgg_features
 from .weights import load_state_dict_file
 
@@ -133,3 +135,17 @@ def load_vgg19_features(weights: str | Path | None) -> nn.Sequential:
     if missing or unexpected:
         raise ConfigError(f"{weights}: not VGG19 weights in torchvision's layout (missing {missing[:3]})")
     return features
+
+
+class STLPIPSLoss(nn.Module):
+    """ST-LPIPS (shift-tolerant LPIPS, Ghildyal & Liu 2022) between generated and target batches in [-1, 1], averaged
+    over the batch. The network is frozen and in eval mode; its weights come from the installed stlpips-pytorch
+    package or a file (`net`: "vgg" or "alex"). Grey images are repeated to RGB, extra channels dropped."""
+
+    def __init__(self, net: str = "vgg", weights: str | Path | None = None) -> None:
+        super().__init__()
+        self.model = load_st_lpips(net, weights or None, flag="--perceptual-weights")
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x, y = at_least_min_side(as_rgb(output.float()), as_rgb(target.detach().float()))
+        return self.model(x, y).mean()

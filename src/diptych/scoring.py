@@ -13,6 +13,29 @@ from .data.paired import LabelSpec, Pair, check_pairs, find_pairs, read_pair_arr
 from .data.transforms import JointTransform
 from .errors import DataError
 from .metrics import MetricProtocol, compute_pixel_metrics
+from .metrics.lpips import LPIPS, lpips_distance
+from .metrics.pixel import PIXEL_METRICS
+
+
+class ImageScorer:
+    """Per-image metrics of an output against its target (CxHxW in [-1, 1]): the pixel metrics under a protocol, and
+    distances from loaded feature networks (`networks`: metric name -> (ST-)LPIPS model)."""
+
+    def __init__(self, names: list[str], protocol: MetricProtocol, networks: dict[str, LPIPS] | None = None) -> None:
+        self.names = list(names)
+        self.protocol = protocol
+        self.networks = dict(networks or {})
+        self.pixel_names = [n for n in self.names if n in PIXEL_METRICS]
+        unknown = [n for n in self.names if n not in PIXEL_METRICS and n not in self.networks]
+        if unknown:
+            raise ValueError(f"no network loaded for metric(s) {unknown}")
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        values = compute_pixel_metrics(output, target, self.pixel_names, self.protocol)
+        for name in self.names:
+            if name in self.networks:
+                values[name] = lpips_distance(self.networks[name], output, target)
+        return {n: values[n] for n in self.names}
 
 
 def load_test_pairs(root: Path, phase: str, layout: str = "auto", nifti_axis: int = 2) -> tuple[str, Path, list[Pair]]:
@@ -43,8 +66,7 @@ def score_pairs(
     pairs: list[Pair],
     layout: str,
     direction: str,
-    names: list[str],
-    protocol: MetricProtocol,
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
     out_range: ValueRange | None = None,
 ) -> Iterator[tuple[Pair, np.ndarray, np.ndarray, torch.Tensor, dict[str, float]]]:
     """Translate each pair's input at its own size and score the output: yields (pair, input, target, output, metrics).
@@ -59,4 +81,4 @@ def score_pairs(
             raise DataError(
                 f"{pair.b_path}: target has {target.shape[0]} channel(s) but the model outputs {out.shape[0]}"
             )
-        yield pair, a, b, out, compute_pixel_metrics(out, target, names, protocol)
+        yield pair, a, b, out, score(out, target)

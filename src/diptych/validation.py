@@ -17,13 +17,21 @@ from .data.paired import Pair, PairedDataset, label_spec
 from .data.unpaired import find_unpaired_files
 from .errors import ConfigError, DataError
 from .metrics import MetricProtocol, summarize
-from .metrics.pixel import HIGHER_IS_BETTER, compute_pixel_metrics
+from .metrics.lpips import LPIPS, load_st_lpips
+from .metrics.pixel import HIGHER_IS_BETTER
 from .precision import full_precision
 from .recipes.base import UNPAIRED
-from .scoring import instance_map, load_test_pairs, score_pairs
+from .scoring import ImageScorer, instance_map, load_test_pairs, score_pairs
 
 # Cheap metrics always reported; the selection metric is added when it is another one.
-REPORTED = ("psnr", "ssim", "l1")
+REPORTED = ("psnr", "ssim", "l1", "checkerboard")
+
+
+def validation_networks(names: list[str]) -> dict[str, LPIPS]:
+    """The feature networks the validation metrics need: ST-LPIPS (AlexNet, from the installed package) when selected."""
+    return {"st_lpips": load_st_lpips("alex", flag=None)} if "st_lpips" in names else {}
+
+
 GRID_IMAGES = 4
 
 
@@ -58,7 +66,9 @@ class Validator:
         self.direction = config.data.direction
         self.metric = v.metric
         self.names = list(dict.fromkeys([*REPORTED, v.metric]))
-        self.protocol = MetricProtocol(sample_type=config.data.sample_type or "uint8")
+        self.score = ImageScorer(
+            self.names, MetricProtocol(sample_type=config.data.sample_type or "uint8"), validation_networks(self.names)
+        )
         self.in_channels = config.generator.in_channels
         self.labels = label_spec(config.data)
         # Instance maps of the validation pairs: --val-instance-dir, else the training ones (held-out pairs).
@@ -126,8 +136,7 @@ class Validator:
                 self.pairs,
                 self.layout,
                 self.direction,
-                self.names,
-                self.protocol,
+                self.score,
                 self.out_range,
             )
             for _, a, b, out, values in scored:
@@ -151,9 +160,10 @@ class CycleValidator:
         self.generators = recipe_class(config.recipe).generators(config)
         self.names = list(dict.fromkeys([*REPORTED, v.metric]))
         self.ranges = {"A": (*d.input_range,) or None, "B": (*d.output_range,) or None}
-        self.protocols = {
-            "A": MetricProtocol(sample_type=d.input_sample_type or "uint8"),
-            "B": MetricProtocol(sample_type=d.sample_type or "uint8"),
+        networks = validation_networks(self.names)
+        self.scores = {
+            "A": ImageScorer(self.names, MetricProtocol(sample_type=d.input_sample_type or "uint8"), networks),
+            "B": ImageScorer(self.names, MetricProtocol(sample_type=d.sample_type or "uint8"), networks),
         }
         self.channels = {"A": config.generator.in_channels, "B": config.generator.out_channels}
         stems = {side: {strip_image_suffix(p).name: p for p in found} for side, found in self.files.items()}
@@ -210,16 +220,14 @@ class CycleValidator:
                     x = self._read(path, side)
                     out = run(forward, x)
                     rec = run(backward, out.clamp(-1, 1))
-                    for n, val in compute_pixel_metrics(rec, x, self.names, self.protocols[side]).items():
+                    for n, val in self.scores[side](rec, x).items():
                         per_image.setdefault(f"cycle_{n}_{side}", []).append(val)
                         per_image.setdefault(f"cycle_{n}", []).append(val)
                     if side == "A" and len(samples) < GRID_IMAGES:
                         samples.append((x, out, rec))
             for a_path, b_path in self.pairs:
                 out = run(there, self._read(a_path, "A"))
-                for n, val in compute_pixel_metrics(
-                    out, self._read(b_path, "B"), self.names, self.protocols["B"]
-                ).items():
+                for n, val in self.scores["B"](out, self._read(b_path, "B")).items():
                     per_image.setdefault(n, []).append(val)
         finally:
             there.train(modes[0])

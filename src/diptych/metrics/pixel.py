@@ -1,4 +1,5 @@
-"""Full-reference metrics (L1, MSE, PSNR, SSIM, MS-SSIM) computed with torchmetrics under one stated protocol."""
+"""Full-reference metrics computed from pixels under one stated protocol: L1, MSE, PSNR, SSIM, MS-SSIM (torchmetrics)
+and the checkerboard score."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import ConfigError, DataError
+from .checkerboard import TILE, checkerboard_score
 
-PIXEL_METRICS = ("l1", "mse", "psnr", "ssim", "ms_ssim")
-DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "l1", "mse")
-# Metrics that need a feature network whose weights the user provides: LPIPS per image, FID/KID per set.
-ALL_METRICS = (*PIXEL_METRICS, "lpips", "fid", "kid")
+PIXEL_METRICS = ("l1", "mse", "psnr", "ssim", "ms_ssim", "checkerboard")
+# ST-LPIPS is left out (with a note) where the stlpips-pytorch package that ships its weights is not installed.
+DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "l1", "mse", "st_lpips", "checkerboard")
+# Metrics computed by a feature network: (ST-)LPIPS per image, FID/KID per set.
+ALL_METRICS = (*PIXEL_METRICS, "st_lpips", "lpips", "fid", "kid")
 HIGHER_IS_BETTER = {
     "l1": False,
     "mse": False,
@@ -21,10 +24,17 @@ HIGHER_IS_BETTER = {
     "fid": False,
     "kid": False,
     "lpips": False,
+    "st_lpips": False,
+    "checkerboard": False,
 }
 SSIM_KERNEL, SSIM_SIGMA = 11, 1.5
 # MS-SSIM downsamples 4 times; torchmetrics needs side // 16 > kernel - 1 at the coarsest scale.
 MS_SSIM_MIN_SIDE = SSIM_KERNEL * 2**4
+CHECKERBOARD_PROTOCOL = (
+    f"dB: 10 log10 of the mean, over the 15 non-zero frequencies at multiples of 1/4 cycle/pixel, of "
+    f"r_output / r_target, r = (power + q) / (median power 2 bins around + q), on a {TILE}x{TILE} Hann-windowed "
+    f"power spectrum averaged over half-overlapping tiles; q = quantisation noise power; n/a below {TILE} px"
+)
 # ITU-R BT.601 luma, full swing: Y in [0, 1] for RGB in [0, 1].
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # MATLAB rgb2ycbcr's Y (BT.601 studio swing, 16..235 of 255), the convention of super-resolution papers and
@@ -56,6 +66,7 @@ class MetricProtocol:
         out["ssim"] = (
             f"gaussian window {SSIM_KERNEL}x{SSIM_KERNEL}, sigma {SSIM_SIGMA}, K1 0.01, K2 0.03, border of (window-1)/2 excluded"
         )
+        out["checkerboard"] = CHECKERBOARD_PROTOCOL
         return out
 
 
@@ -130,6 +141,8 @@ def compute_pixel_metrics(
                         normalize="relu",
                     )
                 )
+        elif name == "checkerboard":
+            values[name] = checkerboard_score(x[0], y[0], protocol.sample_type)
     return values
 
 

@@ -12,13 +12,29 @@ from torch import nn
 
 from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt
 from ..errors import ConfigError
-from ..losses import AdversarialLoss, gradient_penalty, l1_loss
+from ..losses import AdversarialLoss, STLPIPSLoss, gradient_penalty, l1_loss
+from ..metrics.lpips import NETS, st_lpips_weights
 from ..nets import create_discriminator, create_generator, generator_spec, init_weights
 from .base import PAIRED, Losses, Recipe, adam_optimizers, check_patchgan_fits, warn_below_generator_stride
 
 
 @dataclass
-class Pix2PixConfig:
+class PerceptualOptions:
+    """The ST-LPIPS perceptual loss a paired recipe can add to its generator's loss (off by default)."""
+
+    lambda_perceptual: float = opt(
+        0.0,
+        "weight of the ST-LPIPS perceptual loss (weights from the stlpips-pytorch package); 0 = off",
+        bounds=LOSS_WEIGHT,
+    )
+    perceptual_net: str = opt("vgg", "ST-LPIPS backbone of the perceptual loss", choices=NETS)
+    perceptual_weights: str = opt(
+        "", "ST-LPIPS weights file for the perceptual loss; empty = the installed stlpips-pytorch package's"
+    )
+
+
+@dataclass
+class Pix2PixConfig(PerceptualOptions):
     """pix2pix's losses."""
 
     gan_loss: str = opt("vanilla", "adversarial loss", choices=GAN_LOSSES)
@@ -44,14 +60,23 @@ class ConditionalGANRecipe(Recipe):
         self.adversarial = AdversarialLoss(self.options.gan_loss)
         # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
         self.d_scale = 0.5 if self.options.gan_loss in ("vanilla", "lsgan") else 1.0
+        o = self.options
+        self.lambda_perceptual = o.lambda_perceptual if isinstance(o, PerceptualOptions) else 0.0
+        # A loss, not a network of the method: frozen, never optimised, not saved in checkpoints.
+        self.perceptual = (
+            STLPIPSLoss(o.perceptual_net, o.perceptual_weights).to(device) if self.lambda_perceptual > 0 else None
+        )
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
-        """Paired layouts only."""
+        """Paired layouts only; the ST-LPIPS weights at hand when the perceptual loss is on."""
         if config.data.layout == "cyclegan":
             raise ConfigError(
                 f"--layout cyclegan holds unpaired domains; --recipe {cls.name} trains on pairs (use --recipe cyclegan)"
             )
+        o = config.method
+        if isinstance(o, PerceptualOptions) and o.lambda_perceptual > 0:
+            st_lpips_weights(o.perceptual_net, o.perceptual_weights, "--perceptual-weights")
 
     @classmethod
     def network_specs(cls, config: RunConfig) -> dict[str, dict[str, Any]]:
@@ -93,6 +118,16 @@ class ConditionalGANRecipe(Recipe):
     ) -> tuple[torch.Tensor, Losses]:
         """G's loss on a (micro-)batch, through a D whose parameters are frozen; returns (loss, parts to log)."""
         raise NotImplementedError
+
+    def add_perceptual(
+        self, loss: torch.Tensor, losses: Losses, fake_b: torch.Tensor, real_b: torch.Tensor
+    ) -> torch.Tensor:
+        """loss + lambda_perceptual x ST-LPIPS(fake_b, real_b), logged unweighted as G_ST_LPIPS (when the loss is on)."""
+        if self.perceptual is None:
+            return loss
+        value = self.perceptual(fake_b, real_b)
+        losses["G_ST_LPIPS"] = value.detach()
+        return loss + self.lambda_perceptual * value
 
     def train_step(self, batch: dict[str, Any]) -> Losses:
         """One D update, then one G update, over the run's micro-batches.
@@ -167,7 +202,9 @@ class Pix2PixRecipe(ConditionalGANRecipe):
     def generator_loss(
         self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
     ) -> tuple[torch.Tensor, Losses]:
-        """Fool D and stay close to the target in L1."""
+        """Fool D and stay close to the target in L1 (and in ST-LPIPS with --lambda-perceptual)."""
         loss_g_gan = self.adversarial(d(torch.cat([real_a, fake_b], 1)), True, for_discriminator=False)
         loss_g_l1 = l1_loss(fake_b, real_b)
-        return loss_g_gan + self.lambda_l1 * loss_g_l1, {"G_GAN": loss_g_gan.detach(), "G_L1": loss_g_l1.detach()}
+        losses = {"G_GAN": loss_g_gan.detach(), "G_L1": loss_g_l1.detach()}
+        loss_g = self.add_perceptual(loss_g_gan + self.lambda_l1 * loss_g_l1, losses, fake_b, real_b)
+        return loss_g, losses

@@ -20,12 +20,12 @@ from ..errors import ConfigError
 from ..losses import PerceptualLoss, feature_matching_loss, l1_loss, multiscale_adversarial
 from ..nets import HDGenerator, MultiscaleDiscriminator, create_generator
 from .base import Losses
-from .pix2pix import ConditionalGANRecipe
+from .pix2pix import ConditionalGANRecipe, PerceptualOptions
 
 
 @dataclass
-class Pix2PixHDConfig:
-    """pix2pixHD's losses and staged schedule."""
+class Pix2PixHDConfig(PerceptualOptions):
+    """pix2pixHD's losses and staged schedule (ST-LPIPS: an alternative to the VGG19 loss that needs no file)."""
 
     gan_loss: str = opt("lsgan", "adversarial loss", choices=GAN_LOSSES)
     lambda_l1: float = opt(0.0, "weight of the L1 reconstruction loss", bounds=LOSS_WEIGHT)
@@ -127,7 +127,7 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
     def generator_loss(
         self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
     ) -> tuple[torch.Tensor, Losses]:
-        """GAN + lambda_feat x feature matching [+ lambda_vgg x VGG] [+ lambda_l1 x L1]."""
+        """GAN + lambda_feat x feature matching [+ lambda_vgg x VGG] [+ lambda_l1 x L1] [+ lambda_perceptual x ST-LPIPS]."""
         pred_fake = d(torch.cat([real_a, fake_b], 1))
         with torch.no_grad():  # real features from the same (updated) D as the fake ones, as pix2pixHD matches them
             pred_real = d(torch.cat([real_a, real_b], 1))
@@ -141,4 +141,4 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
             loss_g = loss_g + self.lambda_vgg * loss_vgg
             losses["G_VGG"] = loss_vgg.detach()
         losses["G_L1"] = loss_l1.detach()
-        return loss_g, losses
+        return self.add_perceptual(loss_g, losses, fake_b, real_b), losses
