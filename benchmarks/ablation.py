@@ -49,8 +49,8 @@ VARIANTS: dict[str, list[str]] = {
     "perceptual": ["--recipe", "pix2pix", "--lambda-perceptual", "10"],
     "plus": ["--recipe", "pix2pix-plus"],
 }
-METRICS = ("l1", "psnr", "ssim")
-HIGHER_IS_BETTER = {"psnr", "ssim"}
+METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)
+PIXEL_METRICS = ("l1", "psnr", "ssim")  # what the mean-of-targets baseline is scored on
 
 
 def diptych(*args: str | Path, threads: int) -> subprocess.CompletedProcess[str]:
@@ -151,7 +151,7 @@ def scores(run: Path, data: Path, out: Path, threads: int) -> dict[str, dict[str
             threads=threads)  # fmt: skip
     with open(out / "per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return {row["name"]: {m: float(row[m]) for m in METRICS} for row in rows}
+    return {row["name"]: {m: float(row[m] or "nan") for m in METRICS} for row in rows}
 
 
 def picture_strip(data: Path, evals: dict[str, Path], out: Path, count: int = 3) -> Path:
@@ -178,7 +178,7 @@ def mean_target_scores(data: Path) -> dict[str, dict[str, float]]:
     for path in sorted((data / "test" / "B").iterdir()):
         target = read_image(path)
         out[path.stem] = compute_pixel_metrics(
-            to_tensor(mean, None), to_tensor(target, None), list(METRICS), MetricProtocol()
+            to_tensor(mean, None), to_tensor(target, None), list(PIXEL_METRICS), MetricProtocol()
         )
     return out
 
@@ -207,6 +207,9 @@ def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, r
     for name, rs in [("mean of training targets", [{"scores": baseline, "steps": 0}]), *runs.items()]:
         cells = [name, str(int(np.mean([r["steps"] for r in rs])))]
         for m in METRICS:
+            if any(m not in next(iter(r["scores"].values())) for r in rs):
+                cells += ["n/a", ""]
+                continue
             values = per_image([r["scores"] for r in rs], m)
             mean, low, high = bootstrap(np.array(list(values.values())), rng)
             cells.append(f"{mean:.4g} [{low:.4g}, {high:.4g}]")
