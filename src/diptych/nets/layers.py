@@ -23,8 +23,10 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.instance_norm makes its input contiguous: a channels-last activation would be copied to NCHW and the
-        # next convolution would run on NCHW. One image's batch statistics are its instance statistics.
-        if self.affine or x.dim() != 4 or not _channels_last(x):
+        # next convolution would run on NCHW. One image's batch statistics are its instance statistics. (On the
+        # CPU, torch 2.13's F.instance_norm of one channels-last image also returns wrong input gradients when the
+        # incoming gradient is channels-last, as the next layer's would be; batch norm has no such problem.)
+        if self.affine or self.track_running_stats or x.dim() != 4 or not _channels_last(x):
             return super().forward(x)
         if x.shape[0] == 1:
             return F.batch_norm(x, None, None, training=True, eps=self.eps)
