@@ -26,7 +26,7 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         # next convolution would run on NCHW. One image's batch statistics are its instance statistics. (On the
         # CPU, torch 2.13's F.instance_norm of one channels-last image also returns wrong input gradients when the
         # incoming gradient is channels-last, as the next layer's would be; batch norm has no such problem.)
-        if self.affine or self.track_running_stats or x.dim() != 4 or not _channels_last(x):
+        if self.affine or self.track_running_stats or _exporting() or x.dim() != 4 or not _channels_last(x):
             return super().forward(x)
         if x.shape[0] == 1:
             return F.batch_norm(x, None, None, training=True, eps=self.eps)
@@ -34,7 +34,12 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 
 
 def _channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _exporting() -> bool:
+    # Exported graphs take NCHW inputs and keep InstanceNormalization as one operator.
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
 class ReflectionPad2d(nn.ReflectionPad2d):
