@@ -7,8 +7,8 @@ The reference checkout is the one vs_reference.py uses (upstream commit 2a7afba,
 
 Measured at the reference's default cycle_gan settings (resnet_9blocks, instance norm, no dropout, 70x70
 PatchGAN per domain, LSGAN, image pools of 50, lambda_A = lambda_B = 10, identity 0.5, Adam 2e-4/0.5,
-batch 1, 256x256) against diptych's cyclegan recipe at its defaults: the mean time of a training step after
-warm-up steps, and peak RSS, each framework in its own process; diptych in its default precision (auto: bf16
+batch 1, 256x256) against diptych's cyclegan recipe at its defaults: the mean wall and CPU time of a training
+step after warm-up steps, and peak RSS, each framework in its own process; diptych in its default precision (auto: bf16
 autocast on CPUs with native bf16) and in fp32. Both see the same two unpaired domains of real photographs
 (crops of the astronaut photo as A, of the coffee photo as B).
 """
