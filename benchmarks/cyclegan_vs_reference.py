@@ -7,8 +7,8 @@ The reference checkout is the one vs_reference.py uses (upstream commit 2a7afba,
 
 Measured at the reference's default cycle_gan settings (resnet_9blocks, instance norm, no dropout, 70x70
 PatchGAN per domain, LSGAN, image pools of 50, lambda_A = lambda_B = 10, identity 0.5, Adam 2e-4/0.5,
-batch 1, 256x256) against diptych's cyclegan recipe at its defaults: the mean time of a training step after
-warm-up steps, and peak RSS, each framework in its own process; diptych in its default precision (auto: bf16
+batch 1, 256x256) against diptych's cyclegan recipe at its defaults: the mean wall and CPU time of a training
+step after warm-up steps, and peak RSS, each framework in its own process; diptych in its default precision (auto: bf16
 autocast on CPUs with native bf16) and in fp32. Both see the same two unpaired domains of real photographs
 (crops of the astronaut photo as A, of the coffee photo as B).
 """
@@ -25,12 +25,12 @@ import torch
 from vs_reference import (
     SIZE,
     diptych_recipe,
-    mean_step_s,
     peak_rss_mib,
     photo_crops,
     print_table,
     reference_options,
     side_by_side,
+    timed_steps,
 )
 
 
@@ -82,8 +82,36 @@ def run(framework: str, reference: Path, steps: int, warmup: int, precision: str
             def step() -> None:
                 recipe.train_step({"A": a, "B": b})  # type: ignore[attr-defined]
 
-        train_s = mean_step_s(step, steps, warmup)
-    return {"train_step_s": train_s, "peak_rss_mib": peak_rss_mib()}
+        wall_s, cpu_s = timed_steps(step, steps, warmup)
+    return {"train_step_s": wall_s, "train_step_cpu_s": cpu_s, "peak_rss_mib": peak_rss_mib()}
+
+
+def profile(steps: int, warmup: int, precision: str, size: int, ngf: int) -> None:
+    """Print where diptych's step spends its time: per operator, the sum over its input shapes of calls x the
+    shortest such call's self CPU time.
+
+    The shortest of the many calls of an operator on the same shapes is the one least disturbed by other
+    processes, so this estimate holds on a busy machine where mean times do not (run it with --threads 1)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    a, b = unpaired_batch(size)
+    recipe = diptych_cyclegan(precision, ngf)
+    for _ in range(warmup):
+        recipe.train_step({"A": a, "B": b})
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            recipe.train_step({"A": a, "B": b})
+    times: dict[tuple[str, str], list[float]] = {}
+    for event in prof.events():
+        times.setdefault((event.name, str(event.input_shapes)), []).append(event.self_cpu_time_total / 1e3)
+    estimate: dict[str, float] = {}
+    for (name, _), ms in times.items():
+        estimate[name] = estimate.get(name, 0.0) + min(ms) * len(ms) / steps
+    total = sum(estimate.values())
+    print(f"diptych {precision} step, {size}x{size}: about {total:.0f} ms undisturbed")
+    for name, ms in sorted(estimate.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"{ms:9.1f} ms {100 * ms / total:5.1f}%  {name}")
 
 
 def main() -> None:
@@ -94,12 +122,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=SIZE, help="crop side (default: the reference's 256)")
     parser.add_argument("--ngf", type=int, default=64, help="generator and discriminator width (default: 64)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each process (default: torch's)")
+    parser.add_argument("--profile", action="store_true", help="profile diptych's step (per operator) instead")
     parser.add_argument("--only", choices=("reference", "diptych"), help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.profile:
+        profile(args.steps, args.warmup, args.precision, args.size, args.ngf)
+        return
     if args.only:
-        if args.threads:
-            torch.set_num_threads(args.threads)
         figures = run(args.only, args.reference.resolve(), args.steps, args.warmup, args.precision, args.size, args.ngf)
         print(json.dumps(figures))
         return
@@ -110,7 +142,7 @@ def main() -> None:
     threads = f", {args.threads} thread(s)" if args.threads else ""
     print(f"\nCycleGAN, {args.size}x{args.size}, batch 1, ngf {args.ngf}{threads}: ", end="")
     print(f"mean of {args.steps} steps after {args.warmup}")
-    print_table(results, (("train_step_s", "training step (s)"),))
+    print_table(results, (("train_step_s", "training step (s)"), ("train_step_cpu_s", "training step, CPU time (s)")))
 
 
 if __name__ == "__main__":

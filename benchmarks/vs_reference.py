@@ -98,12 +98,20 @@ def diptych_recipe(cfg: Any, precision: str) -> Any:
 
 def mean_step_s(step: Callable[[], None], steps: int, warmup: int) -> float:
     """Mean seconds of `steps` calls of `step` after `warmup` untimed ones."""
+    return timed_steps(step, steps, warmup)[0]
+
+
+def timed_steps(step: Callable[[], None], steps: int, warmup: int) -> tuple[float, float]:
+    """Mean wall and CPU (this process, all threads) seconds of `steps` calls of `step` after `warmup` untimed ones.
+
+    With one thread, CPU time is what the step costs with a core to itself: other processes on a busy machine
+    stretch the wall time, hardly the CPU time."""
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
 def peak_rss_mib() -> float:

@@ -21,10 +21,11 @@ from safetensors.torch import load_file
 
 from diptych.checkpoint import load_training_state, resolve_checkpoint
 from diptych.config import RunConfig
-from diptych.data.io import write_image
+from diptych.data.io import to_tensor, write_image
 from diptych.distributed import process_group
 from diptych.errors import CheckpointError, ConfigError, DataError
 from diptych.metrics.inception import InceptionFeatures
+from diptych.recipes import create_recipe
 from diptych.recipes.cyclegan import cycle_losses, identity_losses
 from diptych.train import Trainer, resume_config, train
 from diptych.translate import Translator
@@ -100,10 +101,17 @@ def test_identity_weighting_follows_the_reference(unpaired: Path) -> None:
     torch.testing.assert_close(loss - without, expected)
 
 
-def test_resume_is_exact_with_the_image_pools(unpaired: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16 runs channels-last on the CPU
+def test_resume_is_exact_with_the_image_pools(unpaired: Path, tmp_path: Path, precision: str) -> None:
     """6 steps straight == 3 steps, stop, resume, 3 steps: the same weights and the same pools, bit for bit."""
-    straight = train(cyclegan_config(unpaired, 6, pool_size=2), tmp_path / "straight", progress=False)
-    train(cyclegan_config(unpaired, 3, pool_size=2), tmp_path / "resumed", progress=False)
+
+    def config(steps: int) -> RunConfig:
+        c = cyclegan_config(unpaired, steps, pool_size=2)
+        c.train.precision = precision
+        return c
+
+    straight = train(config(6), tmp_path / "straight", progress=False)
+    train(config(3), tmp_path / "resumed", progress=False)
     resumed = train(
         resume_config(tmp_path / "resumed", {"train": {"max_steps": 6}}),
         tmp_path / "resumed",
@@ -165,6 +173,29 @@ def test_accumulation_gives_the_whole_batchs_update(unpaired: Path, tmp_path: Pa
     whole, split = run(1), run(2)
     for key in whole:
         torch.testing.assert_close(whole[key], split[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("precision", "channels_last"), [("bf16", True), ("fp32", False)])
+def test_every_network_sees_channels_last_images_in_bf16_on_cpu(precision: str, channels_last: bool) -> None:
+    """bf16 on the CPU: the step hands all four networks channels-last images (oneDNN convolves them without
+    reordering); fp32 keeps NCHW. Batch 2, so the pooled fakes are stacked images too."""
+    config = cyclegan_config(Path("unused"), 1)
+    config.generator.in_channels = config.generator.out_channels = 3
+    config.data.batch_size, config.train.precision = 2, precision
+    recipe = create_recipe(config, torch.device("cpu"))
+    seen: dict[str, list[bool]] = {name: [] for name in recipe.networks}
+    for name, net in recipe.networks.items():
+        net.register_forward_pre_hook(
+            lambda _, args, name=name: seen[name].append(args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    a, b = photo_crops("astronaut", 32, 2), photo_crops("coffee", 32, 2, seed=1)
+    losses = recipe.train_step(
+        {"A": torch.stack([to_tensor(x) for x in a]), "B": torch.stack([to_tensor(x) for x in b])}
+    )
+    assert all(torch.isfinite(v) for v in losses.values())
+    # G_A: a, fake_a, b (identity); D_A: fake_b (G update), real b and pooled fakes (D update); likewise the others.
+    assert {name: len(flags) for name, flags in seen.items()} == {"G_A": 3, "G_B": 3, "D_A": 3, "D_B": 3}
+    assert all(flag == channels_last for flags in seen.values() for flag in flags)
 
 
 def test_bf16_on_cpu(unpaired: Path, tmp_path: Path) -> None:

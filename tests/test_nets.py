@@ -8,7 +8,7 @@ from torch import nn
 
 from diptych.nets import PatchDiscriminator, UNetConfig, UNetGenerator, create_generator, init_weights, receptive_field
 from diptych.nets.geometry import Geometry
-from diptych.nets.layers import crop_padded, pad_to_multiple
+from diptych.nets.layers import crop_padded, make_norm, pad_to_multiple
 
 
 @pytest.mark.parametrize("depth", [1, 3, 5, 7, 8])
@@ -144,6 +144,28 @@ def test_pad_and_crop_roundtrip() -> None:
         # An output at `scale` times the padded size is cropped to `scale` times the original size.
         upscaled = torch.repeat_interleave(torch.repeat_interleave(padded, 3, dim=-2), 3, dim=-1)
         assert crop_padded(upscaled, padded.shape, size, scale=3).shape[-2:] == (3 * h, 3 * w)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_instance_norm_keeps_channels_last_with_instance_norms_values(batch: int, dtype: torch.dtype) -> None:
+    """A channels-last input stays channels-last, forward and backward, with F.instance_norm's values on NCHW."""
+    torch.manual_seed(0)
+    x = (torch.randn(batch, 5, 9, 7) * 3 + 1).to(dtype)
+    grad = torch.randn(batch, 5, 9, 7).to(dtype)
+    norm = make_norm("instance", 5)
+    plain = x.clone().requires_grad_(True)
+    nn.functional.instance_norm(plain).backward(grad)
+    last = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = norm(last)
+    out.backward(grad.contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert last.grad is not None and last.grad.is_contiguous(memory_format=torch.channels_last)
+    tol = {"rtol": 0.02, "atol": 0.02} if dtype == torch.bfloat16 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(out, nn.functional.instance_norm(x.float()).to(dtype), **tol)
+    torch.testing.assert_close(last.grad, plain.grad, **tol)
+    # NCHW inputs take nn.InstanceNorm2d's own path, bit for bit.
+    assert torch.equal(norm(x), nn.InstanceNorm2d(5)(x))
 
 
 def test_create_generator_requires_channels() -> None:

@@ -14,10 +14,34 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d that keeps a channels-last input channels-last (as batch norm of each image alone)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # F.instance_norm makes its input contiguous: a channels-last activation would be copied to NCHW and the
+        # next convolution would run on NCHW. One image's batch statistics are its instance statistics. (On the
+        # CPU, torch 2.13's F.instance_norm of one channels-last image also returns wrong input gradients when the
+        # incoming gradient is channels-last, as the next layer's would be; batch norm has no such problem.)
+        if self.affine or self.track_running_stats or _exporting() or x.dim() != 4 or not _channels_last(x):
+            return super().forward(x)
+        if x.shape[0] == 1:
+            return F.batch_norm(x, None, None, training=True, eps=self.eps)
+        return torch.cat([F.batch_norm(image, None, None, training=True, eps=self.eps) for image in x.split(1)])
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _exporting() -> bool:
+    # Exported graphs take NCHW inputs and keep InstanceNormalization as one operator.
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
 class ReflectionPad2d(nn.ReflectionPad2d):

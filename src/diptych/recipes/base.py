@@ -121,6 +121,7 @@ class Recipe:
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # shared fields whose defaults this method changes
     monitor: ClassVar[str] = "G_L1"  # the loss whose epoch mean drives the plateau learning-rate policy
     partly_frozen: ClassVar[frozenset[str]] = frozenset()  # networks some of whose parameters may get no gradient
+    keeps_gradients: ClassVar[bool] = False  # every parameter gets a gradient every step: zero them in place
 
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
@@ -131,7 +132,8 @@ class Recipe:
         self.options = config.method
         self.device = device
         t = config.train
-        self.amp = AmpStep(resolve_precision(t.precision, device, config.data.sample_type), device)
+        precision = resolve_precision(t.precision, device, config.data.sample_type)
+        self.amp = AmpStep(precision, device, keep_gradients=self.keeps_gradients)
         self.updater = Updater(self.amp, device, t.accum_steps)
 
     @classmethod
