@@ -128,10 +128,12 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def _describe_defaults(defaults: dict[str, dict[str, Any]]) -> str:
     """A recipe's shared-field defaults as the flags that would set them."""
-    fields = {
-        f.name: f for section in RunConfig.SECTIONS[:-1] for f in dataclasses.fields(getattr(RunConfig(), section))
-    }
-    return " ".join(f"--{flag_name(fields[k])} {v}" for values in defaults.values() for k, v in values.items())
+    flags = []
+    for section, values in defaults.items():
+        # by section: a field name such as "norm" is in more than one (--g-norm, --d-norm)
+        fields = {f.name: f for f in dataclasses.fields(getattr(RunConfig(), section))}
+        flags += [f"--{flag_name(fields[k])} {v}" for k, v in values.items()]
+    return " ".join(flags)
 
 
 def recipe_flags() -> dict[str, list[tuple[str, dataclasses.Field]]]:
