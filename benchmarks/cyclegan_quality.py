@@ -131,6 +131,7 @@ def reference_argv(data: Path, run: Path, args: argparse.Namespace, channels: in
         "--netG", args.netG, "--load_size", str(args.load_size), "--crop_size", str(args.size),
         "--n_epochs", str(args.epochs), "--n_epochs_decay", str(args.epochs), "--num_threads", "0",
         "--input_nc", str(channels), "--output_nc", str(channels), "--save_epoch_freq", "1000000",
+        "--ngf", str(args.ngf), "--ndf", str(args.ngf),
     ]  # fmt: skip
 
 
@@ -173,6 +174,7 @@ def train_diptych(data: Path, run: Path, args: argparse.Namespace, seed: int) ->
     start = time.perf_counter()
     cmd = diptych_cmd("train", "--recipe", "cyclegan", "--data", str(data), "--run-dir", str(run))
     cmd += ["--netG", args.netG, "--load-size", str(args.load_size), "--crop-size", str(args.size)]
+    cmd += ["--ngf", str(args.ngf), "--ndf", str(args.ngf)]
     cmd += ["--epochs", str(args.epochs), "--epochs-decay", str(args.epochs), "--workers", "0", "--no-progress"]
     run_quiet(["nice", "-n", "10", *cmd, "--seed", str(seed)], one_thread_env())
     return time.perf_counter() - start
@@ -190,14 +192,14 @@ def save_png(x: torch.Tensor, path: Path) -> None:
     Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
 
 
-def reference_translate_child(run: Path, data: Path, out: Path, netG: str, channels: int) -> None:
+def reference_translate_child(run: Path, data: Path, out: Path, netG: str, channels: int, ngf: int = 64) -> None:
     """The reference's G_A and G_B (its networks.define_G, its saved weights) on the test images, and back."""
     torch.set_num_threads(1)
     from models import networks  # the reference's code, from its checkout
 
     nets = {}
     for name in ("G_A", "G_B"):
-        net = networks.define_G(channels, channels, 64, netG, "instance", False, "normal", 0.02)
+        net = networks.define_G(channels, channels, ngf, netG, "instance", False, "normal", 0.02)
         net.load_state_dict(torch.load(run / "q" / f"latest_net_{name}.pth", map_location="cpu", weights_only=True))
         nets[name] = net.eval()
     for direction, (there, back), folder in (("AtoB", ("G_A", "G_B"), "testA"), ("BtoA", ("G_B", "G_A"), "testB")):
@@ -216,7 +218,7 @@ def reference_translate_child(run: Path, data: Path, out: Path, netG: str, chann
 def translate_reference(run: Path, data: Path, out: Path, args: argparse.Namespace, channels: int) -> None:
     """Translate the test split both ways (and back) with the reference's networks, in a child process."""
     env = one_thread_env([str(HERE / "standins"), str(args.reference)])
-    spec = json.dumps([str(run), str(data), str(out), args.netG, channels])
+    spec = json.dumps([str(run), str(data), str(out), args.netG, channels, args.ngf])
     run_quiet([sys.executable, str(Path(__file__).resolve()), "--child-translate", spec], env)
 
 
@@ -304,6 +306,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image and crop side (default: 64)")
     parser.add_argument("--load-size", type=int, default=72, help="resize before the random crop (default: 72)")
     parser.add_argument("--netG", default="resnet_6blocks", choices=("resnet_6blocks", "resnet_9blocks"))
+    parser.add_argument("--ngf", type=int, default=64, help="generator and discriminator width (default: 64)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs at full rate, and again decaying (default: 2)")
     parser.add_argument("--train-images", type=int, default=150, help="images per training domain (default: 150)")
     parser.add_argument("--test-images", type=int, default=48, help="held-out test images (default: 48)")
@@ -318,8 +321,8 @@ def main() -> None:
         reference_train_child(json.loads(args.child_reference), args.seed)
         return
     if args.child_translate:
-        run, data, out, netG, channels = json.loads(args.child_translate)
-        reference_translate_child(Path(run), Path(data), Path(out), netG, channels)
+        run, data, out, netG, channels, *ngf = json.loads(args.child_translate)
+        reference_translate_child(Path(run), Path(data), Path(out), netG, channels, *ngf)
         return
     args.reference = args.reference.resolve()
     if not (args.reference / "models" / "cycle_gan_model.py").is_file():
