@@ -380,6 +380,9 @@ def test_a_damaged_manifest_is_one_line(unpaired: Path, tmp_path: Path, capsys: 
             {**raw, "networks": {**raw["networks"], "G_B": {"file": "G_B.safetensors", "spec": {"kind": "x"}}}},
             "'networks' disagree with the configuration stored beside it",
         ),
+        # the recipe the manifest names is part of what it describes, as are its networks (fuzz: was accepted)
+        ({**raw, "recipe": "pix2pix"}, "'recipe' disagree with the configuration stored beside it"),
+        ({k: v for k, v in raw.items() if k != "recipe"}, "'recipe' disagree with the configuration stored beside it"),
     ):
         manifest.write_text(json.dumps(damaged))
         code, _, err = run_cli(

@@ -160,8 +160,8 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
         expected = build_manifest(config, list(raw["networks"]))
     except KeyError as exc:
         raise CheckpointError(f"{source}: the manifest names a network {exc} its recipe does not build") from None
-    for key in ("networks", "domains", "generators"):
-        if raw[key] != expected[key]:
+    for key in ("recipe", "networks", "domains", "generators"):
+        if raw.get(key) != expected[key]:
             raise CheckpointError(
                 f"{source}: its {key!r} disagree with the configuration stored beside it (config.json); one of "
                 "the two was altered: restore both from the run's checkpoint"
