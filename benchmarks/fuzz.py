@@ -2186,7 +2186,8 @@ def cyclegan_option_cases(quick: bool) -> Iterator[Case]:
     identity across channel counts, --serial-batches, and CycleGAN's options given to the paired recipes."""
     from diptych.cli import build_parser
 
-    base = ["train", "--data", "{dsu}", *TINY_CG, "--run-dir", "run"]
+    # two short epochs: --max-steps 0 (= all epochs) is then short work, not the default 200 epochs
+    base = ["train", "--data", "{dsu}", *TINY_CG, "--epochs", "1", "--epochs-decay", "1", "--run-dir", "run"]
     sub = _subparsers(build_parser())["train"]
     for action in sub._actions:
         if action.option_strings and action.type in (int, float):
@@ -3586,6 +3587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer byte-level variants and exports (about half)")
     parser.add_argument("--sample", type=int, default=0, help="run only a deterministic sample of this many cases")
     parser.add_argument("--family", action="append", default=[], help="run only these families (repeatable)")
+    parser.add_argument("--match", default="", help="run only the cases whose id contains this text")
     parser.add_argument("--no-signals", action="store_true", help="skip the subprocess signal cases")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument(
@@ -3602,6 +3604,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if c.family in args.family]
     if args.no_signals:
         cases = [c for c in cases if not c.driver]
+    if args.match:
+        cases = [c for c in cases if args.match in c.id]
     if args.sample:
         cases = sample(cases, args.sample, args.seed)
     if args.list:
