@@ -504,7 +504,7 @@ class Trainer:
     def _restore(self) -> None:
         folder = resolve_checkpoint(self.ckpt_root)
         for name, module in self.recipe.networks.items():
-            load_weights(module, folder / weights_file(name))
+            load_weights(module, folder / weights_file(name), name)
         state = load_training_state(folder)
         for name, opt in self.recipe.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
