@@ -2355,9 +2355,8 @@ def cyclegan_tampers() -> dict[str, tuple[Callable[[Path], None], dict[str, str]
         refused = lambda c: direction in c or c == "train --resume" or (c == "translate" and direction == "AtoB")  # noqa: E731
         return {c: "error" if refused(c) else "either" for c in CG_COMMANDS}
 
-    t: dict[str, tuple[Callable[[Path], None], dict[str, str]]] = {
-        "valid": (lambda r: None, {**ok, "translate --direction AtoB lone G_B": "error"})
-    }
+    valid = {**ok, "translate --direction AtoB lone G_B": "error"}
+    t: dict[str, tuple[Callable[[Path], None], dict[str, str]]] = {"valid": (lambda r: None, valid)}
     for net, direction in (("G_A", "AtoB"), ("G_B", "BtoA")):
         t[f"missing-{net}.safetensors"] = (
             lambda r, n=net: (step_folder(r) / f"{n}.safetensors").unlink(),
@@ -2429,17 +2428,19 @@ def cyclegan_tampers() -> dict[str, tuple[Callable[[Path], None], dict[str, str]
             tamper_config(edit),
             {**info_either, **{c: "either" for c in CG_COMMANDS if "lone" in c}},
         )
+    # a pool size within its bounds (no upper one) concerns training only; the resume refuses the stored pool's size
+    t["config-pool-size-huge"] = (t["config-pool-size-huge"][0], {**valid, "train --resume": "error", "info": "either"})
     t["swapped-weight-files-G"] = (lambda r: swap_files(r, "G_A.safetensors", "G_B.safetensors"), info_either)
     t["swapped-weight-files-G-D"] = (lambda r: swap_files(r, "G_A.safetensors", "D_A.safetensors"), without("AtoB"))
     t["training-state-truncated"] = (
         lambda r: (step_folder(r) / "training_state.pt").write_bytes(
             (step_folder(r) / "training_state.pt").read_bytes()[:64]
         ),
-        {**ok, "train --resume": "error"},
+        {**valid, "train --resume": "error"},
     )
     t["training-state-payload"] = (
         lambda r: (step_folder(r) / "training_state.pt").write_bytes(payload_zip()),
-        {**ok, "train --resume": "error"},
+        {**valid, "train --resume": "error"},
     )
     return t
 
