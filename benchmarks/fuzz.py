@@ -2421,7 +2421,7 @@ def cyclegan_tampers() -> dict[str, tuple[Callable[[Path], None], dict[str, str]
         "n-blocks-0": set_field("generator", "n_blocks", 0),
         "n-blocks-1000": set_field("generator", "n_blocks", 1000),
         "arch-unet": set_field("generator", "arch", "unet"),
-        "out-channels-1": set_field("generator", "out_channels", 1),
+        "out-channels-2": set_field("generator", "out_channels", 2),  # neither base run's (3 and 1)
     }.items():
         # a lone weights file carries its own configuration: config.json does not concern it
         t[f"config-{label}"] = (
@@ -2430,7 +2430,12 @@ def cyclegan_tampers() -> dict[str, tuple[Callable[[Path], None], dict[str, str]
         )
     # a pool size within its bounds (no upper one) concerns training only; the resume refuses the stored pool's size
     t["config-pool-size-huge"] = (t["config-pool-size-huge"][0], {**valid, "train --resume": "error", "info": "either"})
-    t["swapped-weight-files-G"] = (lambda r: swap_files(r, "G_A.safetensors", "G_B.safetensors"), info_either)
+    # a lone file is read as the network it records, whatever its name: the swapped G_B.safetensors serves AtoB
+    lone = {c: "either" for c in CG_COMMANDS if "lone" in c}
+    t["swapped-weight-files-G"] = (
+        lambda r: swap_files(r, "G_A.safetensors", "G_B.safetensors"),
+        {**info_either, **lone},
+    )
     t["swapped-weight-files-G-D"] = (lambda r: swap_files(r, "G_A.safetensors", "D_A.safetensors"), without("AtoB"))
     t["training-state-truncated"] = (
         lambda r: (step_folder(r) / "training_state.pt").write_bytes(
@@ -2518,7 +2523,7 @@ MIXED_TAMPERS = (
     "valid",
     "missing-G",
     "manifest-domain",
-    "manifest-generators-swapped",
+    "generators-swapped",
     "swapped",
     "config-out-channels",
 )
@@ -3588,7 +3593,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer byte-level variants and exports (about half)")
     parser.add_argument("--sample", type=int, default=0, help="run only a deterministic sample of this many cases")
     parser.add_argument("--family", action="append", default=[], help="run only these families (repeatable)")
-    parser.add_argument("--match", default="", help="run only the cases whose id contains this text")
+    parser.add_argument(
+        "--match", action="append", default=[], help="run only the cases whose id contains this text (repeatable)"
+    )
     parser.add_argument("--no-signals", action="store_true", help="skip the subprocess signal cases")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument(
@@ -3606,7 +3613,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_signals:
         cases = [c for c in cases if not c.driver]
     if args.match:
-        cases = [c for c in cases if args.match in c.id]
+        cases = [c for c in cases if any(text in c.id for text in args.match)]
     if args.sample:
         cases = sample(cases, args.sample, args.seed)
     if args.list:
