@@ -2297,6 +2297,7 @@ def cyclegan_option_case(label: str, argv: list[str], expect: str) -> Case:
     """A CycleGAN options case on a private copy of the unpaired dataset and of the base CycleGAN run."""
     argv = [a.replace("{dsu}", "dsu") for a in argv]
     checks = ("trained",) if "run" in argv and argv[:1] == ["train"] else ()  # (resumes: cgrun, not checked)
+    label = label.replace(" ", "_")  # ids hold no spaces (--list prints the id, then the argv)
     return Case("cyclegan-options", label, "train", argv, build_cyclegan_option_case, expect, checks, timeout=120.0)
 
 
