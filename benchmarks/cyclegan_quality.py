@@ -6,7 +6,8 @@ folder; see that script's docstring). Its own train.py needs `dominate` for its 
 trained by this script's child process with train.py's loop over the reference's own options, dataset, model,
 schedulers and image pools (benchmarks/standins/ stands in for torchvision.transforms, as for vs_reference_cli.py).
 
-    python benchmarks/cyclegan_quality.py --work cq_work --seeds 0 1     # hours on 2 shared cores; resumable
+    python benchmarks/cyclegan_quality.py --work cq_work --seeds 0 1     # hours on 2 shared cores; a re-run skips
+                                                                         # the trainings and translations it finished
 
 Tasks (built under WORK/data with diptych's own data tools, as a user would):
 - glyphs: domain A = characters rendered in DejaVu Sans, domain B = OTHER characters in DejaVu Serif
