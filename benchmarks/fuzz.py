@@ -1926,6 +1926,779 @@ def re_sub_mean(text: str) -> str:
     return re.sub(r'"mean": [^,}]+', '"mean": "high"', text, count=1)
 
 
+# ------------------------------------------------------------------------------------------------ CycleGAN (unpaired)
+
+
+TINY_CG = ["--recipe", "cyclegan", "--n-blocks", "1", "--ngf", "8", "--ndf", "8", "--n-layers", "2"]
+TINY_CG += ["--crop-size", "32", "--load-size", "32", "--preprocess", "crop", "--max-steps", "2"]
+TINY_CG += ["--no-progress", "--workers", "0", "--log-every", "1"]
+# The kill/resume runs: long enough that random kills land mid-training, a pool small enough to be full and swapping.
+KILL_STEPS = 24
+KILL_CG = [
+    *TINY_CG[: TINY_CG.index("--max-steps")],
+    "--max-steps",
+    str(KILL_STEPS),
+    *TINY_CG[TINY_CG.index("--max-steps") + 2 :],
+]
+KILL_CG += ["--save-every", "1", "--pool-size", "3"]
+
+
+def unpaired_array(model: str, seed: int, size: tuple[int, int] = SIZE) -> np.ndarray:
+    """A valid image of a model's format and a given size (seeded apart from good_array's)."""
+    rng = np.random.default_rng(2000 + seed)
+    h, w = size
+    channels = 3 if model in ("rgb8", "rgb16") else 1
+    arr = smooth(rng, h, w, channels)
+    if model == "float":
+        return arr.astype(np.float32)[..., 0]
+    out = as_dtype(arr, "uint8" if model == "rgb8" else "uint16")
+    return out if channels == 3 else out[..., 0]
+
+
+def domain(folder: Path, model: str, names: list[str], size: tuple[int, int] = SIZE, seed: int = 0) -> None:
+    """Write one domain's images named by stems (the format follows the model, see write_array)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, stem in enumerate(names):
+        write_array(folder / stem, model, unpaired_array(model, seed + k, size))
+
+
+def reference_layout(root: Path, a: str = "rgb8", b: str = "rgb8", counts: tuple[int, int] = (3, 5)) -> None:
+    """The reference's trainA/ trainB/ testA/ testB/ with unrelated names and counts per domain."""
+    domain(root / "trainA", a, [f"a{k}" for k in range(counts[0])])
+    domain(root / "trainB", b, [f"photo_{k:03d}" for k in range(counts[1])], seed=50)
+    domain(root / "testA", a, ["t0", "t1"], seed=80)
+    domain(root / "testB", b, ["u0", "u1", "u2"], seed=90)
+
+
+def broken_png(path: Path) -> None:
+    """A PNG cut in the middle of its image data."""
+    write_pil(path, unpaired_array("rgb8", 7))
+    path.write_bytes(path.read_bytes()[:120])
+
+
+def nan_tiff(path: Path) -> None:
+    """A float TIFF with one NaN sample."""
+    arr = unpaired_array("float", 8)
+    arr[3, 4] = np.nan
+    write_tiff(path, arr)
+
+
+def unpaired_layouts() -> dict[str, tuple[Callable[[Path], None], str]]:
+    """Named unpaired datasets and whether `train --recipe cyclegan` (3-channel identity default) must refuse them."""
+    ref = reference_layout
+    big = (SIZE[0] + 16, SIZE[1] + 8)
+    return {
+        "valid-trainA-trainB": (lambda r: ref(r), "ok"),
+        "valid-A-B-unrelated-names": (
+            lambda r: (domain(r / "A", "rgb8", ["x1", "x2"]), domain(r / "B", "rgb8", list("pqrst"), seed=9)),
+            "ok",
+        ),
+        "valid-A-B-phase-subfolders": (
+            lambda r: (domain(r / "A" / "train", "rgb8", ["x1"]), domain(r / "B" / "train", "rgb8", list("pq"))),
+            "ok",
+        ),
+        "paired-names-read-unpaired": (
+            lambda r: (domain(r / "A", "rgb8", list("abc")), domain(r / "B", "rgb8", list("abc"), seed=3)),
+            "ok",
+        ),
+        "sizes-differ-per-domain": (
+            lambda r: (domain(r / "trainA", "rgb8", ["a"]), domain(r / "trainB", "rgb8", ["b", "c"], size=big)),
+            "ok",
+        ),
+        "one-image-each": (lambda r: ref(r, counts=(1, 1)), "ok"),
+        "counts-40-vs-1": (lambda r: ref(r, counts=(40, 1)), "ok"),
+        "rgb8-vs-rgb16": (lambda r: ref(r, "rgb8", "rgb16"), "ok"),
+        "grey16-vs-float": (lambda r: ref(r, "grey16", "float"), "ok"),
+        "rgb8-vs-grey16": (lambda r: ref(r, "rgb8", "grey16"), "error"),  # identity loss across channel counts
+        "float-vs-rgb8": (lambda r: ref(r, "float", "rgb8"), "error"),
+        "formats-mixed-in-B": (
+            lambda r: (
+                ref(r),
+                write_jpeg(r / "trainB" / "extra.jpg", unpaired_array("rgb8", 21)),
+                write_tiff(r / "trainB" / "extra2.tif", unpaired_array("rgb8", 22)),
+            ),
+            "ok",
+        ),
+        "npy-domain": (
+            lambda r: (
+                domain(r / "trainA", "rgb8", ["a"]),
+                (r / "trainB").mkdir(),
+                write_npy(r / "trainB" / "b.npy", unpaired_array("rgb8", 3)),
+            ),
+            "ok",
+        ),
+        "rgba-in-B": (
+            lambda r: (
+                domain(r / "trainA", "rgb8", ["a"]),
+                (r / "trainB").mkdir(),
+                write_pil(r / "trainB" / "b.png", np.dstack([unpaired_array("rgb8", 4), np.full(SIZE, 200, np.uint8)])),
+            ),
+            "either",
+        ),
+        "exif-rotated-jpeg-in-A": (
+            lambda r: (
+                (r / "trainA").mkdir(parents=True),
+                write_jpeg_exif(r / "trainA" / "a.jpg", unpaired_array("rgb8", 5), 6),
+                domain(r / "trainB", "rgb8", ["b"]),
+            ),
+            "ok",
+        ),
+        "empty-trainB": (lambda r: (domain(r / "trainA", "rgb8", ["a"]), (r / "trainB").mkdir()), "error"),
+        "empty-A": (lambda r: ((r / "A").mkdir(parents=True), domain(r / "B", "rgb8", ["b"])), "error"),
+        "trainA-only": (lambda r: domain(r / "trainA", "rgb8", ["a", "b"]), "error"),
+        "testA-testB-only": (
+            lambda r: (domain(r / "testA", "rgb8", ["a"]), domain(r / "testB", "rgb8", ["b"])),
+            "error",
+        ),
+        "B-holds-no-images": (
+            lambda r: (
+                domain(r / "trainA", "rgb8", ["a"]),
+                (r / "trainB").mkdir(),
+                (r / "trainB" / "README.txt").write_text("x"),
+            ),
+            "error",
+        ),
+        "B-is-a-file": (lambda r: (domain(r / "trainA", "rgb8", ["a"]), (r / "trainB").write_text("x")), "error"),
+        "truncated-png-in-B": (lambda r: (ref(r), broken_png(r / "trainB" / "bad.png")), "error"),
+        "zero-byte-in-A": (lambda r: (ref(r), (r / "trainA" / "zero.png").write_bytes(b"")), "error"),
+        "nan-in-float-B": (lambda r: (ref(r, "grey16", "float"), nan_tiff(r / "trainB" / "nan.tif")), "error"),
+        "mixed-channels-in-A": (
+            lambda r: (ref(r), write_pil(r / "trainA" / "grey.png", unpaired_array("rgb8", 6)[..., 0])),
+            "error",
+        ),
+        "mixed-bit-depth-in-B": (
+            lambda r: (
+                ref(r, "grey16", "grey16"),
+                write_pil(r / "trainB" / "g8.png", unpaired_array("rgb8", 6)[..., 0]),
+            ),
+            "error",
+        ),
+        "B-smaller-than-crop": (
+            lambda r: (domain(r / "trainA", "rgb8", ["a"]), domain(r / "trainB", "rgb8", ["b"], size=(20, 20))),
+            "error",
+        ),
+        "hidden-and-non-image-files": (
+            lambda r: (
+                ref(r),
+                (r / "trainA" / ".DS_Store").write_bytes(b"\0\1"),
+                (r / "trainB" / "notes.txt").write_text("x"),
+                write_pil(r / "trainB" / "._b.png", unpaired_array("rgb8", 2)),
+            ),
+            "ok",
+        ),
+        "unicode-names": (
+            lambda r: (domain(r / "trainA", "rgb8", ["é 1", "日本"]), domain(r / "trainB", "rgb8", ["ß"])),
+            "ok",
+        ),
+        "both-trainAB-and-AB": (
+            lambda r: (ref(r), domain(r / "A", "rgb8", ["x"]), domain(r / "B", "rgb8", ["y"])),
+            "either",
+        ),
+        "B-symlink-to-A": (
+            lambda r: (domain(r / "trainA", "rgb8", ["a", "b"]), (r / "trainB").symlink_to("trainA")),
+            "either",
+        ),
+        "aligned-pairs-only": (
+            lambda r: (
+                (r / "train").mkdir(parents=True),
+                write_pil(r / "train" / "0.png", np.concatenate([unpaired_array("rgb8", 1)] * 2, axis=1)),
+            ),
+            "error",
+        ),
+        "uint32-npy-in-B": (
+            lambda r: (
+                domain(r / "trainA", "grey16", ["a"]),
+                (r / "trainB").mkdir(),
+                write_npy(r / "trainB" / "b.npy", (unpaired_array("grey16", 3).astype(np.uint32) * 7)),
+            ),
+            "either",
+        ),
+    }
+
+
+def write_jpeg(path: Path, arr: np.ndarray) -> None:
+    """An 8-bit JPEG (quality 95)."""
+    write_pil(path, arr, quality=95)
+
+
+# Layouts where pairing and identity matter: --serial-batches and --lambda-identity 0 run on these only.
+PAIRING_LAYOUTS = {
+    "valid-trainA-trainB", "counts-40-vs-1", "one-image-each", "rgb8-vs-grey16", "float-vs-rgb8", "rgb8-vs-rgb16",
+    "grey16-vs-float", "sizes-differ-per-domain", "empty-trainB", "truncated-png-in-B",
+}  # fmt: skip
+
+
+def unpaired_cases() -> Iterator[Case]:
+    """Unpaired datasets through data check --unpaired, train --recipe cyclegan (plain, --skip-bad,
+    --serial-batches, --lambda-identity 0) and evaluate with a CycleGAN checkpoint."""
+    for label, (make, expect) in unpaired_layouts().items():
+
+        def build(case_dir: Path, make: Callable[[Path], None] = make) -> None:
+            make(case_dir / "ds")
+
+        group = f"unpaired:{label}"
+        run = [*TINY_CG, "--run-dir", "run"]
+        identity_only = label in ("rgb8-vs-grey16", "float-vs-rgb8", "rgba-in-B")
+        bad_file = label in ("truncated-png-in-B", "zero-byte-in-A", "nan-in-float-B")
+        yield Case(
+            "unpaired", label, "data check", ["data", "check", "ds", "--unpaired", "--crop-size", "32"], build,
+            "either" if identity_only or label == "testA-testB-only" else expect, group=group,
+        )  # fmt: skip
+        yield Case(
+            "unpaired", label, "train", ["train", "--data", "ds", *run], build, expect, ("trained",), group=group
+        )
+        if bad_file:
+            yield Case(
+                "unpaired", label, "train --skip-bad", ["train", "--data", "ds", *run, "--skip-bad"], build, "either",
+                ("trained",),
+            )  # fmt: skip
+        for direction in DIRECTIONS:
+            argv = [
+                "evaluate",
+                "{cg}",
+                "ds",
+                "--direction",
+                direction,
+                "--out",
+                "ev",
+                "--no-progress",
+                "--phase",
+                "train",
+            ]
+            yield Case("unpaired", label, f"evaluate --direction {direction}", argv, build, "either", ("evaluated",))
+        if label not in PAIRING_LAYOUTS:
+            continue
+        yield Case(
+            "unpaired", label, "train --serial-batches", ["train", "--data", "ds", *run, "--serial-batches"], build,
+            expect, ("trained",),
+        )  # fmt: skip
+        yield Case(
+            "unpaired", label, "train --lambda-identity 0", ["train", "--data", "ds", *run, "--lambda-identity", "0"],
+            build, "ok" if identity_only else expect, ("trained",),
+        )  # fmt: skip
+
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def cyclegan_option_cases(quick: bool) -> Iterator[Case]:
+    """`train --recipe cyclegan` with every numeric option's hostile values, bad choices, the other recipes' options,
+    identity across channel counts, --serial-batches, and CycleGAN's options given to the paired recipes."""
+    from diptych.cli import build_parser
+
+    # two short epochs: --max-steps 0 (= all epochs) is then short work, not the default 200 epochs
+    base = ["train", "--data", "{dsu}", *TINY_CG, "--epochs", "1", "--epochs-decay", "1", "--run-dir", "run"]
+    sub = _subparsers(build_parser())["train"]
+    for action in sub._actions:
+        if action.option_strings and action.type in (int, float):
+            flag = action.option_strings[-1]
+            for value in numeric_values(action.type, f"train {flag}"):
+                yield cyclegan_option_case(f"{flag}={value}", [*base, f"{flag}={value}"], "either")
+        elif action.option_strings and action.choices and not isinstance(action.choices, dict):
+            yield cyclegan_option_case(
+                f"{action.option_strings[-1]}=bogus", [*base, action.option_strings[-1], "bogus"], "error"
+            )
+    paired_only = {
+        "--label-nc 3": "error",
+        "--instance-dir inst": "error",
+        "--num-d 2": "error",
+        "--layout aligned": "error",
+        "--layout folders": "either",
+        "--lambda-l1 50": "error",
+        "--lambda-gp 5": "error",
+        "--lambda-feat 10": "error",
+        "--lambda-vgg 1": "error",
+        "--vgg-weights vgg.pth": "error",
+        "--init-global {rgb8}": "error",
+        "--fix-global-steps 5": "error",
+        "--direction BtoA": "error",
+        "--netG unet_256": "either",
+        "--arch hd": "either",
+        "--arch unet --depth 4": "either",
+        "--val-fraction 0.5": "either",
+        "--val-data {dsu}": "either",
+        "--val-data {ds}": "either",
+        "--gan-loss wgangp": "either",
+        "--gan-loss vanilla": "ok",
+        "--accum-steps 2 --batch-size 2": "ok",
+        "--batch-size 3": "ok",
+        "--serial-batches": "ok",
+        "--no-serial-batches": "ok",
+        "--pool-size 0": "ok",
+        "--pool-size 1": "ok",
+        "--lambda-identity 0": "ok",
+        "--lambda-a 0 --lambda-b 0": "either",
+        "--in-channels 3 --out-channels 1": "error",
+        "--in-channels 1": "error",
+        "--g-norm batch": "either",
+        "--dropout 0.5": "ok",
+        "--precision bf16": "either",
+        "--grad-checkpoint": "ok",
+        "--netG resnet_6blocks": "ok",
+        "--tensorboard": "either",
+    }
+    for flags, expect in paired_only.items():
+        yield cyclegan_option_case(flags, [*base, *flags.split()], expect)
+    for label, flags, expect in (
+        ("identity-rgb8-to-grey16", ["--lambda-identity", "0.5"], "error"),
+        ("identity-default-rgb8-to-grey16", [], "error"),
+        ("identity-0-rgb8-to-grey16", ["--lambda-identity", "0"], "ok"),
+        ("identity-0-serial-rgb8-to-grey16", ["--lambda-identity", "0", "--serial-batches"], "ok"),
+    ):
+        argv = ["train", "--data", "{dsu_mixed}", *TINY_CG, "--run-dir", "run", *flags]
+        yield cyclegan_option_case(label, argv, expect)
+    for recipe in ("pix2pix", "pix2pixhd"):
+        paired = ["train", "--recipe", recipe, "--data", "{ds}", "--layout", "folders", "--run-dir", "run"]
+        paired += [a for a in TINY_TRAIN if a not in ("--depth", "4")] if recipe == "pix2pixhd" else TINY_TRAIN
+        for flags in ("--lambda-a 5", "--lambda-b 5", "--lambda-identity 0.5", "--pool-size 10", "--serial-batches"):
+            yield cyclegan_option_case(f"{recipe}:{flags}", [*paired, *flags.split()], "error")
+        yield cyclegan_option_case(f"{recipe}:unpaired-data", [*paired[:4], "{dsu}", *paired[5:]], "error")
+    conflicts = {
+        "resume-cyclegan-as-pix2pix": (["train", "--resume", "cgrun", "--recipe", "pix2pix"], "error"),
+        "resume-cyclegan-lambda-identity": (["train", "--resume", "cgrun", "--lambda-identity", "0"], "either"),
+        "config-of-cyclegan-for-pix2pix": (
+            [
+                "train",
+                "--config",
+                "{cg}/config.json",
+                "--recipe",
+                "pix2pix",
+                "--data",
+                "{ds}",
+                *TINY_TRAIN,
+                "--run-dir",
+                "run2",
+            ],
+            "either",
+        ),
+        "config-of-cyclegan": (
+            [
+                "train",
+                "--config",
+                "{cg}/config.json",
+                "--data",
+                "{dsu}",
+                "--run-dir",
+                "run2",
+                "--max-steps",
+                "2",
+                "--no-progress",
+                "--workers",
+                "0",
+            ],
+            "ok",
+        ),
+    }
+    for label, (argv, expect) in conflicts.items():
+        yield cyclegan_option_case(label, argv, expect)
+
+
+def cyclegan_option_case(label: str, argv: list[str], expect: str) -> Case:
+    """A CycleGAN options case on a private copy of the unpaired dataset and of the base CycleGAN run."""
+    argv = [a.replace("{dsu}", "dsu") for a in argv]
+    checks = ("trained",) if "run" in argv and argv[:1] == ["train"] else ()  # (resumes: cgrun, not checked)
+    label = label.replace(" ", "_")  # ids hold no spaces (--list prints the id, then the argv)
+    return Case("cyclegan-options", label, "train", argv, build_cyclegan_option_case, expect, checks, timeout=120.0)
+
+
+def build_cyclegan_option_case(case_dir: Path) -> None:
+    """Private copies (options may write into them)."""
+    shutil.copytree(BASE_PATHS["dsu"], case_dir / "dsu")
+    shutil.copytree(BASE_PATHS["cg"], case_dir / "cgrun", symlinks=True)
+    (case_dir / "inst").mkdir()
+
+
+def manifest_edit(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    """Apply an edit to the copied run's manifest.json (a str result is written as it is)."""
+
+    def apply(run: Path) -> None:
+        path = step_folder(run) / "manifest.json"
+        manifest = json.loads(path.read_text())
+        result = edit(manifest)
+        path.write_text(result if isinstance(result, str) else json.dumps(result))
+
+    return apply
+
+
+def in_manifest(*keys: str, value: Any = None, delete: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Set (or delete) manifest[keys[0]][keys[1]]..."""
+
+    def edit(m: dict[str, Any]) -> dict[str, Any]:
+        node = m
+        for key in keys[:-1]:
+            node = node[key]
+        if delete:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+        return m
+
+    return edit
+
+
+def swap_files(run: Path, a: str, b: str) -> None:
+    """Exchange two weight files of the checkpoint."""
+    folder = step_folder(run)
+    (folder / a).rename(folder / "swap.tmp-x")
+    (folder / b).rename(folder / a)
+    (folder / "swap.tmp-x").rename(folder / b)
+
+
+def cyclegan_tampers() -> dict[str, tuple[Callable[[Path], None], dict[str, str]]]:
+    """Edits of a copied CycleGAN run and what each command must do (missing: "error")."""
+    ok = {c: "ok" for c in CG_COMMANDS}
+    err = {c: "error" for c in CG_COMMANDS}
+    info_either = {**err, "info": "either"}
+
+    def without(direction: str) -> dict[str, str]:
+        """A generator is gone: its direction (AtoB is translate's default) and resuming must refuse; the rest may
+        work."""
+        refused = lambda c: direction in c or c == "train --resume" or (c == "translate" and direction == "AtoB")  # noqa: E731
+        return {c: "error" if refused(c) else "either" for c in CG_COMMANDS}
+
+    valid = {**ok, "translate --direction AtoB lone G_B": "error"}
+    t: dict[str, tuple[Callable[[Path], None], dict[str, str]]] = {"valid": (lambda r: None, valid)}
+    for net, direction in (("G_A", "AtoB"), ("G_B", "BtoA")):
+        t[f"missing-{net}.safetensors"] = (
+            lambda r, n=net: (step_folder(r) / f"{n}.safetensors").unlink(),
+            without(direction),
+        )
+    for net in ("D_A", "D_B"):
+        t[f"missing-{net}.safetensors"] = (
+            lambda r, n=net: (step_folder(r) / f"{n}.safetensors").unlink(),
+            {**{c: "either" for c in CG_COMMANDS}, "train --resume": "error"},
+        )
+    t["missing-manifest"] = (lambda r: (step_folder(r) / "manifest.json").unlink(), {c: "either" for c in CG_COMMANDS})
+    for label, text in (("not-json", "{"), ("empty", ""), ("list", "[]"), ("null", "null"), ("deep", "[" * 100000)):
+        t[f"manifest-{label}"] = (manifest_edit(lambda m, s=text: s), info_either)
+    for value in (99, 0, -1, "2", None, 1.5, True, 10**30):
+        t[f"manifest-format-version={json.dumps(value)}"] = (
+            manifest_edit(in_manifest("format_version", value=value)),
+            {**info_either, **({c: "either" for c in CG_COMMANDS} if value in (0, True) else {})},
+        )
+    t["manifest-format-version-missing"] = (manifest_edit(in_manifest("format_version", delete=True)), info_either)
+    generators = {
+        "AtoB-to-unknown": {"AtoB": "G_Z", "BtoA": "G_B"},
+        "AtoB-to-discriminator": {"AtoB": "D_A", "BtoA": "G_B"},
+        "swapped": {"AtoB": "G_B", "BtoA": "G_A"},
+        "empty": {},
+        "extra-direction": {"AtoB": "G_A", "BtoA": "G_B", "CtoD": "G_A"},
+        "AtoB-only": {"AtoB": "G_A"},
+        "list": ["G_A", "G_B"],
+        "number": {"AtoB": 1, "BtoA": "G_B"},
+    }
+    for label, value in generators.items():
+        t[f"generators-{label}"] = (manifest_edit(in_manifest("generators", value=value)), info_either)
+    for label, edit in {
+        "file-traversal": in_manifest("networks", "G_A", "file", value="../../../etc/passwd"),
+        "file-of-other-net": in_manifest("networks", "G_A", "file", value="G_B.safetensors"),
+        "file-null": in_manifest("networks", "G_B", "file", value=None),
+        "spec-n-blocks-1000": in_manifest("networks", "G_A", "spec", "n_blocks", value=1000),
+        "spec-ngf-1e6": in_manifest("networks", "G_B", "spec", "ngf", value=1_000_000),
+        "spec-kind-bogus": in_manifest("networks", "G_A", "spec", "arch", value="bogus"),
+        "spec-in-channels-0": in_manifest("networks", "G_A", "spec", "in_channels", value=0),
+        "spec-missing": in_manifest("networks", "G_B", "spec", delete=True),
+        "spec-list": in_manifest("networks", "G_A", "spec", value=[1]),
+        "networks-empty": in_manifest("networks", value={}),
+        "network-G_B-missing": in_manifest("networks", "G_B", delete=True),
+        "extra-network": in_manifest("networks", "G_C", value={"file": "G_C.safetensors", "spec": {}}),
+        "domain-A-channels-1": in_manifest("domains", "A", "channels", value=1),
+        "domain-B-sample-type-bogus": in_manifest("domains", "B", "sample_type", value="complex128"),
+        "domain-A-range-reversed": in_manifest("domains", "A", "value_range", value=[1.0, 0.0]),
+        "domain-B-range-nan": in_manifest("domains", "B", "value_range", value=[0, float("nan")]),
+        "domains-missing": in_manifest("domains", delete=True),
+        "domain-C": in_manifest("domains", "C", value={"channels": 3}),
+        "recipe-pix2pix": in_manifest("recipe", value="pix2pix"),
+        "recipe-missing": in_manifest("recipe", delete=True),
+    }.items():
+        t[f"manifest-{label}"] = (manifest_edit(edit), info_either)
+    for label, edit in {
+        "recipe-pix2pix": set_field("", "recipe", "pix2pix"),
+        "method-missing": delete_field("", "method"),
+        "method-list": set_field("", "method", [1]),
+        "lambda-a-negative": set_field("method", "lambda_a", -1),
+        "pool-size-negative": set_field("method", "pool_size", -1),
+        "pool-size-huge": set_field("method", "pool_size", 10**9),
+        "n-blocks-0": set_field("generator", "n_blocks", 0),
+        "n-blocks-1000": set_field("generator", "n_blocks", 1000),
+        "arch-unet": set_field("generator", "arch", "unet"),
+        "out-channels-2": set_field("generator", "out_channels", 2),  # neither base run's (3 and 1)
+    }.items():
+        # a lone weights file carries its own configuration: config.json does not concern it
+        t[f"config-{label}"] = (
+            tamper_config(edit),
+            {**info_either, **{c: "either" for c in CG_COMMANDS if "lone" in c}},
+        )
+    # a pool size within its bounds (no upper one) concerns training only; the resume refuses the stored pool's size
+    t["config-pool-size-huge"] = (t["config-pool-size-huge"][0], {**valid, "train --resume": "error", "info": "either"})
+    # a lone file is read as the network it records, whatever its name: the swapped G_B.safetensors serves AtoB
+    lone = {c: "either" for c in CG_COMMANDS if "lone" in c}
+    t["swapped-weight-files-G"] = (
+        lambda r: swap_files(r, "G_A.safetensors", "G_B.safetensors"),
+        {**info_either, **lone},
+    )
+    t["swapped-weight-files-G-D"] = (lambda r: swap_files(r, "G_A.safetensors", "D_A.safetensors"), without("AtoB"))
+    t["training-state-truncated"] = (
+        lambda r: (step_folder(r) / "training_state.pt").write_bytes(
+            (step_folder(r) / "training_state.pt").read_bytes()[:64]
+        ),
+        {**valid, "train --resume": "error"},
+    )
+    t["training-state-payload"] = (
+        lambda r: (step_folder(r) / "training_state.pt").write_bytes(payload_zip()),
+        {**valid, "train --resume": "error"},
+    )
+    return t
+
+
+CG_COMMANDS = (
+    "info",
+    "translate",
+    "translate --direction AtoB",
+    "translate --direction BtoA",
+    "translate --direction BtoA lone G_B",
+    "translate --direction AtoB lone G_B",
+    "translate --direction BtoA --tile",
+    "export --direction BtoA",
+    "evaluate --direction AtoB",
+    "evaluate --direction BtoA",
+    "train --resume",
+)
+
+
+def cyclegan_checkpoint_cases(quick: bool) -> Iterator[Case]:
+    """Every tampered CycleGAN checkpoint (manifest v2, weights, config) through every command that reads one, with
+    and without --direction, on the 3 -> 3 and the 3 -> 1 (8-bit RGB <-> 16-bit grey) runs."""
+    step = "run/checkpoints/step_00000002"
+    for base in ("cg", "cg_mixed"):
+        commands = {
+            "info": ["info", "run"],
+            "translate": ["translate", "run", "in", "--out", "out", "--no-progress"],
+            "translate --direction AtoB": ["translate", "run", "in", "--out", "out", "--direction", "AtoB", "--no-progress"],
+            "translate --direction BtoA": ["translate", "run", "inB", "--out", "out", "--direction", "BtoA", "--no-progress"],
+            "translate --direction BtoA lone G_B": ["translate", f"{step}/G_B.safetensors", "inB", "--out", "out", "--direction", "BtoA", "--no-progress"],
+            "translate --direction AtoB lone G_B": ["translate", f"{step}/G_B.safetensors", "in", "--out", "out", "--direction", "AtoB", "--no-progress"],
+            "translate --direction BtoA --tile": ["translate", "run", "inB", "--out", "out", "--direction", "BtoA", "--tile", "32", "--overlap", "8", "--no-progress"],
+            "export --direction BtoA": ["export", "run", "--direction", "BtoA", "--format", "torchscript", "--out", "m.pt"],
+            "evaluate --direction AtoB": ["evaluate", "run", "ds", "--direction", "AtoB", "--out", "ev", "--no-progress"],
+            "evaluate --direction BtoA": ["evaluate", "run", "ds", "--direction", "BtoA", "--out", "ev", "--no-progress"],
+            "train --resume": ["train", "--resume", "run", "--max-steps", "3", "--no-progress"],
+        }  # fmt: skip
+        for label, (tamper, expects) in cyclegan_tampers().items():
+            if (base == "cg_mixed" and not label.startswith(MIXED_TAMPERS)) or (quick and label != "valid"):
+                continue
+
+            def build(case_dir: Path, tamper: Callable[[Path], None] = tamper, base: str = base) -> None:
+                build_cyclegan_checkpoint(case_dir, base, tamper)
+
+            for command, argv in commands.items():
+                if command == "train --resume" and not label.startswith(RESUMED_TAMPERS):
+                    continue
+                checks = {"train --resume": ("trained", "resumed", "payload")}.get(command, ("payload",))
+                if command.startswith("translate") and "inB" not in argv:
+                    checks = ("outputs", "payload")
+                elif command.startswith("evaluate"):
+                    checks = ("evaluated", "payload")
+                yield Case(
+                    "cyclegan-checkpoint",
+                    f"{base}:{label}",
+                    command,
+                    argv,
+                    build,
+                    expects.get(command, "either"),
+                    checks,
+                )
+        valid = cyclegan_tampers()["valid"][0]
+        for direction in ("atob", "", "BOTH"):
+            argv = ["translate", "run", "in", "--out", "out", "--direction", direction]
+            yield Case(
+                "cyclegan-checkpoint", f"{base}:direction-{direction or 'empty'}", "translate", argv,
+                lambda d, b=base, v=valid: build_cyclegan_checkpoint(d, b, v), "error",
+            )  # fmt: skip
+
+
+# Resuming (slow: it trains) is tried on the edits of files a resume reads: weights, training state, config.
+RESUMED_TAMPERS = ("valid", "missing-", "training-state", "config-", "swapped")
+# On the 8-bit RGB -> 16-bit grey run, the edits where its domains differ: its directions, domains and channels.
+MIXED_TAMPERS = (
+    "valid",
+    "missing-G",
+    "manifest-domain",
+    "generators-swapped",
+    "swapped",
+    "config-out-channels",
+)
+
+
+def build_cyclegan_checkpoint(case_dir: Path, base: str, tamper: Callable[[Path], None]) -> None:
+    """A copy of a base CycleGAN run (then tampered), its unpaired dataset, and one input per domain (in/, inB/)."""
+    run = case_dir / "run"
+    shutil.copytree(BASE_PATHS[base], run, symlinks=True)
+    shutil.copytree(BASE_PATHS["dsu" if base == "cg" else "dsu_mixed"], case_dir / "ds")
+    for folder, model in (("in", "rgb8"), ("inB", "rgb8" if base == "cg" else "grey16")):
+        (case_dir / folder).mkdir()
+        write_array(case_dir / folder / "x", model, unpaired_array(model, 33))
+    (case_dir / "written.json").write_text(json.dumps(["x.png"]))
+    tamper(run)
+
+
+def cyclegan_kill_cases(quick: bool) -> Iterator[Case]:
+    """CycleGAN training SIGKILLed (and SIGTERMed) at seeded random moments, resumed until done, then compared with an
+    uninterrupted run: every network's weights and both image pools must be identical."""
+    argv = ["train", "--data", "{dsu}", *KILL_CG, "--run-dir", "run"]
+    for seed in range(4 if quick else 12):
+        yield Case(
+            "cyclegan-resume", f"sigkill-{seed}", "train", argv, None, "ok", timeout=240, driver=f"kill_resume:{seed}"
+        )
+    for seed in range(2):
+        yield Case(
+            "cyclegan-resume", f"sigterm-{seed}", "train", argv, None, "ok", timeout=240, driver=f"term_resume:{seed}"
+        )
+
+
+def cyclegan_cases(quick: bool) -> Iterator[Case]:
+    """Every CycleGAN family."""
+    yield from unpaired_cases()
+    yield from cyclegan_option_cases(quick)
+    yield from cyclegan_checkpoint_cases(quick)
+    yield from cyclegan_kill_cases(quick)
+
+
+def latest_step(run: Path) -> int:
+    """The step of a run's LATEST checkpoint (-1 when there is none)."""
+    latest = run / "checkpoints" / "LATEST"
+    try:
+        return int(latest.read_text().strip().split("_")[-1])
+    except (OSError, ValueError):
+        return -1
+
+
+def logged_step(run: Path) -> int:
+    """The last step log.jsonl records (-1 when none)."""
+    try:
+        lines = (run / "log.jsonl").read_text().splitlines()
+    except OSError:
+        return -1
+    steps = [json.loads(line).get("step", -1) for line in lines if line.strip().startswith("{")]
+    return max(steps, default=-1)
+
+
+def drive_resume(case: Case, argv: list[str], case_dir: Path) -> RunResult:
+    """Start a CycleGAN run, kill it at seeded random moments (SIGKILL, or SIGTERM), resume until it finishes.
+
+    A run stopped before its first checkpoint is started again with the same command, as a user would. The verdict
+    goes to kill_report.json for classify_resume: what each kill lost, failed restarts or resumes, and whether the
+    final checkpoint equals the uninterrupted base run's (every network's weights, both image pools)."""
+    kind, _, arg = case.driver.partition(":")
+    rng = random.Random(int(arg))
+    kills = 1 if kind == "term_resume" else 1 + int(arg) % 3
+    run = case_dir / "run"
+    report: dict[str, Any] = {"kills": [], "failures": [], "rcs": []}
+    start = time.monotonic()
+    rc, timed_out = None, False
+    with open(case_dir / "stdout.txt", "ab") as out, open(case_dir / "stderr.txt", "ab") as err:
+        for attempt in range(kills + 3):
+            fresh = latest_step(run) < 0
+            cmd = argv if fresh else ["train", "--resume", "run", "--no-progress"]
+            # where to stop it: during start-up (before any step) or once a seeded step is logged, plus a seeded
+            # fraction of a step (so some land inside a save); the machine's load does not move these moments
+            moment = None
+            if attempt < kills:
+                done = max(logged_step(run), latest_step(run), 0)  # a resumed run's log already holds these steps
+                startup = rng.random() < 0.2 or done >= KILL_STEPS - 2
+                moment = (
+                    (0, rng.uniform(0.5, 3.0))
+                    if startup
+                    else (rng.randint(done + 1, KILL_STEPS - 1), rng.uniform(0, 0.3))
+                )
+            rc, timed_out = run_and_stop(cmd, case_dir, out, err, moment, kind, case.timeout)
+            report["rcs"].append(rc)
+            if moment is not None:
+                report["kills"].append({"logged": logged_step(run), "saved": latest_step(run), "rc": rc})
+            if timed_out or rc not in (0, -signal.SIGKILL, 128 + signal.SIGTERM):
+                report["failures"].append(
+                    f"{'start' if fresh else 'resume'}: exit {rc}{' (hang)' if timed_out else ''}"
+                )
+                break
+            if rc == 0 and latest_step(run) == KILL_STEPS:
+                break
+    report["final_step"] = latest_step(run)
+    report["differs"] = same_final_state(run, BASE_PATHS["cg_full"]) if report["final_step"] == KILL_STEPS else None
+    (case_dir / "kill_report.json").write_text(json.dumps(report))
+    read = lambda n: (case_dir / n).read_text(errors="replace")  # noqa: E731
+    code = rc if rc is not None and rc >= 0 else None
+    killed = -rc if rc is not None and rc < 0 else None
+    return RunResult(code, killed, time.monotonic() - start, timed_out, read("stdout.txt"), read("stderr.txt"))
+
+
+def run_and_stop(
+    cmd: list[str], case_dir: Path, out: Any, err: Any, moment: tuple[int, float] | None, kind: str, timeout: float
+) -> tuple[int | None, bool]:
+    """Run `python -m diptych cmd`; at `moment` = (step, seconds) (None: never), that is `seconds` after the run's
+    log records `step` (0: after its start), send SIGKILL (kill_resume) or SIGTERM; return its exit status (negative:
+    the signal that ended it) and whether it had to be killed for a timeout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diptych", *cmd], cwd=case_dir, stdout=out, stderr=err, env=env, start_new_session=True
+    )
+    try:
+        if moment is not None:
+            step, seconds = moment
+            while step and proc.poll() is None and logged_step(case_dir / "run") < step:
+                time.sleep(0.02)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=seconds)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL if kind == "kill_resume" else signal.SIGTERM)
+        proc.wait(timeout=timeout)
+        return proc.returncode, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return proc.returncode, True
+
+
+def same_final_state(run: Path, reference: Path) -> str:
+    """ "" when the two runs' latest checkpoints hold identical weights and image pools, else what differs."""
+    import torch
+    from safetensors.torch import load_file
+
+    from diptych.checkpoint import load_training_state
+
+    mine = run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()
+    theirs = reference / "checkpoints" / (reference / "checkpoints" / "LATEST").read_text().strip()
+    for net in ("G_A", "G_B", "D_A", "D_B"):
+        a, b = load_file(str(mine / f"{net}.safetensors")), load_file(str(theirs / f"{net}.safetensors"))
+        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+            return f"{net} weights differ from the uninterrupted run's"
+    pools_a, pools_b = load_training_state(mine)["recipe"], load_training_state(theirs)["recipe"]
+    for name in pools_b:
+        a, b = pools_a[name], pools_b[name]
+        if len(a["images"]) != len(b["images"]) or any(
+            not torch.equal(x, y) for x, y in zip(a["images"], b["images"], strict=True)
+        ):
+            return f"image pool {name} differs from the uninterrupted run's"
+        if not torch.equal(a["generator"], b["generator"]):
+            return f"image pool {name}'s random stream differs from the uninterrupted run's"
+    return ""
+
+
+def classify_resume(case_dir: Path) -> tuple[str, str]:
+    """Outcome of a kill/resume driver from its report."""
+    report = json.loads((case_dir / "kill_report.json").read_text())
+    # SIGKILL may lose the step being saved (one save interval); SIGTERM finishes the step, saves it and exits 143
+    lost = [k for k in report["kills"] if k["saved"] < k["logged"] - (0 if k["rc"] == 128 + signal.SIGTERM else 1)]
+    if report["failures"]:
+        return "lost work", f"a restart after the kill failed ({report['failures'][0]})"
+    if lost:
+        return "lost work", f"a kill lost more than one save interval: {lost[0]}"
+    if report["final_step"] != KILL_STEPS:
+        return "lost work", f"the run never finished (LATEST step {report['final_step']}, exits {report['rcs']})"
+    if report["differs"]:
+        return "silently wrong", report["differs"]
+    return "ok", f"{len(report['kills'])} interruption(s) at steps {[k['logged'] for k in report['kills']]}; identical"
+
+
 # ------------------------------------------------------------------------------------------------ signal drivers
 
 
@@ -2142,7 +2915,8 @@ def run_all(cases: list[Case], root: Path, jobs: int, on_done: Callable[[Case, P
     for case in (c for c in cases if c.driver):
         case_dir = prepare(case, root)
         if case_dir is not None:
-            on_done(case, case_dir, drive_subprocess(case, substitute(case.argv), case_dir))
+            driver = drive_resume if case.driver.startswith(("kill_resume", "term_resume")) else drive_subprocess
+            on_done(case, case_dir, driver(case, substitute(case.argv), case_dir))
 
 
 BUILD_ERRORS: dict[str, str] = {}
@@ -2206,6 +2980,14 @@ def build_base(root: Path, quick: bool) -> None:
         write_pil(aligned / f"{k}.png", np.concatenate([a, b], axis=1))
         write_pil(photos / f"{k}.png", np.kron(a, np.ones((2, 2, 1), np.uint8)))
     BASE_PATHS.update(aligned=aligned, photos=photos, font=find_font())
+    reference_layout(base / "dsu")
+    reference_layout(base / "dsu_mixed", "rgb8", "grey16")
+    BASE_PATHS.update(dsu=base / "dsu", dsu_mixed=base / "dsu_mixed")
+    cyclegan_runs = {
+        "cg": ["--data", str(base / "dsu"), *TINY_CG],
+        "cg_mixed": ["--data", str(base / "dsu_mixed"), *TINY_CG, "--lambda-identity", "0"],
+        "cg_full": ["--data", str(base / "dsu"), *KILL_CG],
+    }
     jobs = [
         Case(
             "base",
@@ -2215,6 +2997,10 @@ def build_base(root: Path, quick: bool) -> None:
             timeout=300,
         )
         for m in MODELS
+    ]
+    jobs += [
+        Case("base", name, "train", ["train", *args, "--run-dir", str(base / name)], timeout=300)
+        for name, args in cyclegan_runs.items()
     ]
     jobs.append(Case("base", "refs", "pth", ["__refs__", str(base)], timeout=120))
     fails: list[str] = []
@@ -2226,7 +3012,7 @@ def build_base(root: Path, quick: bool) -> None:
     run_all(jobs, base, 2, done)
     if fails:
         raise SystemExit("fuzz: could not build the base fixtures:\n" + "\n".join(fails))
-    for m in MODELS:
+    for m in (*MODELS, *cyclegan_runs):
         BASE_PATHS[m] = base / m
     for name in ("wrong_keys", "a_list", "truncated", "nan_unet", "bad_shapes"):
         BASE_PATHS[f"ref_{name}"] = base / f"ref_{name}.pth"
@@ -2452,15 +3238,26 @@ def check_trained(case: Case, case_dir: Path, result: RunResult) -> str | None:
     if not latest.exists():
         return "train exited 0 without checkpoints/LATEST"
     folder = run / "checkpoints" / latest.read_text().strip()
-    weights = folder / "generator.safetensors"
-    if not weights.exists():
-        return f"LATEST names {folder.name}, which has no generator.safetensors"
+    missing = missing_networks(folder)
+    if missing:
+        return f"LATEST names {folder.name}, which lacks {', '.join(missing)}"
     from safetensors.numpy import load_file
 
-    for name, tensor in load_file(str(weights)).items():
-        if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
-            return f"train exited 0 but the saved generator holds NaN/inf ({name})"
+    for weights in sorted(folder.glob("*.safetensors")):
+        for name, tensor in load_file(str(weights)).items():
+            if tensor.dtype.kind == "f" and not np.isfinite(tensor).all():
+                return f"train exited 0 but the saved {weights.stem} holds NaN/inf ({name})"
     return None
+
+
+def missing_networks(folder: Path) -> list[str]:
+    """The files a checkpoint folder lacks: config.json and every weights file its manifest names (without a
+    manifest, generator.safetensors)."""
+    try:
+        files = [n["file"] for n in json.loads((folder / "manifest.json").read_text())["networks"].values()]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = ["generator.safetensors"]
+    return [n for n in ("config.json", *files) if not (folder / n).exists()]
 
 
 def check_resumed(case: Case, case_dir: Path, result: RunResult) -> str | None:
@@ -2597,7 +3394,7 @@ def half_written(case: Case, case_dir: Path, result: RunResult) -> str | None:
     checkpoints = case_dir / "run" / "checkpoints"
     if checkpoints.is_dir() and "checkpoint" not in case.family:
         for folder in checkpoints.glob("step_*"):
-            missing = [n for n in ("config.json", "generator.safetensors") if not (folder / n).exists()]
+            missing = missing_networks(folder)
             if missing:
                 return f"checkpoint {folder.name} lacks {', '.join(missing)}"
         latest = checkpoints / "LATEST"
@@ -2661,6 +3458,12 @@ def classify_signal(case: Case, case_dir: Path, result: RunResult) -> tuple[str,
     """Outcomes of the signal drivers."""
     kind = case.driver.split(":")[0]
     temps = [p for p in walk_files(case_dir) if ".tmp" in p.name]
+    if kind in ("kill_resume", "term_resume"):
+        return (
+            ("half-written", f"temporary file(s) left after the last resume: {temps[0].name}")
+            if temps
+            else (classify_resume(case_dir))
+        )
     if temps:
         return "half-written", f"temporary file(s) left after the signal: {', '.join(p.name for p in temps[:3])}"
     if kind == "sigint_startup":
@@ -2693,7 +3496,10 @@ def cross_check(verdicts: list[Verdict], cases: dict[str, Case]) -> None:
             by_group[group][v.command] = v
     for runs in by_group.values():
         check, train = runs.get("data check"), runs.get("train")
-        option_dependent = train is not None and "--crop-size" in train.detail  # data check has no crop size
+        # data check has no crop size, does not train (so no identity loss) and checks every split it finds
+        option_dependent = train is not None and any(
+            flag in train.detail for flag in ("--crop-size", "--lambda-identity", "pass --phase")
+        )
         if (
             check
             and train
@@ -2766,6 +3572,7 @@ def generate(seed: int, quick: bool) -> list[Case]:
         *reference_cases(rng),
         *compare_cases(),
         *signal_cases(),
+        *cyclegan_cases(quick),
     ]
     seen: set[str] = set()
     unique = []
@@ -2787,8 +3594,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer byte-level variants and exports (about half)")
     parser.add_argument("--sample", type=int, default=0, help="run only a deterministic sample of this many cases")
     parser.add_argument("--family", action="append", default=[], help="run only these families (repeatable)")
+    parser.add_argument(
+        "--match", action="append", default=[], help="run only the cases whose id contains this text (repeatable)"
+    )
     parser.add_argument("--no-signals", action="store_true", help="skip the subprocess signal cases")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument(
+        "--reclassify",
+        action="store_true",
+        help="classify again, with the current expectations and oracles, the cases an earlier (or interrupted) run "
+        "finished in OUT (listed in OUT/progress.jsonl), without running anything; then report",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -2797,6 +3613,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if c.family in args.family]
     if args.no_signals:
         cases = [c for c in cases if not c.driver]
+    if args.match:
+        cases = [c for c in cases if any(text in c.id for text in args.match)]
     if args.sample:
         cases = sample(cases, args.sample, args.seed)
     if args.list:
@@ -2810,6 +3628,8 @@ def main(argv: list[str] | None = None) -> int:
     import diptych.train
     import diptych.translate  # noqa: F401
 
+    if args.reclassify:
+        return report(reclassify(args.out, cases), cases, args, elapsed=None)
     start = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in (args.out / "cases", args.out / "progress.jsonl"):
@@ -2818,7 +3638,6 @@ def main(argv: list[str] | None = None) -> int:
         elif stale.exists():
             stale.unlink()
     build_base(args.out, args.quick)
-    by_id = {c.id: c for c in cases}
     verdicts: list[Verdict] = []
 
     def done(case: Case, case_dir: Path, result: RunResult) -> None:
@@ -2837,12 +3656,45 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     run_all(cases, args.out, max(1, args.jobs), done)
-    cross_check(verdicts, by_id)
+    return report(verdicts, cases, args, time.monotonic() - start)
+
+
+def reclassify(out: Path, cases: list[Case]) -> list[Verdict]:
+    """The verdicts of the cases an earlier run finished in `out`, classified again from their folders (a run that
+    ended by a signal keeps its verdict: the signal is not recorded)."""
+    import diptych.checkpoint  # noqa: F401  (used by the resume oracle)
+
+    by_id = {c.id: c for c in cases}
+    BASE_PATHS.update(stored_base_paths(out / "base"))
+    verdicts = []
+    for line in (out / "progress.jsonl").read_text().splitlines():
+        verdict = Verdict(**json.loads(line))
+        case = by_id.get(verdict.case)
+        if case is None:
+            continue
+        case_dir = out / "cases" / case.id.replace("/", "__")[:200]
+        if verdict.rc is not None and case_dir.is_dir():
+            result = collect(case_dir, verdict.rc, None, verdict.seconds, verdict.outcome == "hang")
+            verdict.outcome, verdict.detail = classify(case, case_dir, result)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def stored_base_paths(base: Path) -> dict[str, Path]:
+    """The base fixtures an earlier run built under `base`, by the names build_base gives them."""
+    names = {"ds": "ds_rgb8", "ds16": "ds_grey16", "dsfloat": "ds_float", "eval": "eval"}
+    names.update({n: n for n in ("aligned", "photos", "dsu", "dsu_mixed", "cg", "cg_mixed", "cg_full", *MODELS)})
+    return {key: base / name for key, name in names.items()}
+
+
+def report(verdicts: list[Verdict], cases: list[Case], args: argparse.Namespace, elapsed: float | None) -> int:
+    """Cross-check, print and write the table and the failing runs; 1 when any failure was found."""
+    cross_check(verdicts, {c.id: c for c in cases})
     order = {c.id: i for i, c in enumerate(cases)}
     verdicts.sort(key=lambda v: order[v.case])
-    elapsed = time.monotonic() - start
     failures = [v for v in verdicts if v.outcome in FAILURES]
-    text = f"{len(verdicts)} runs in {elapsed:.0f} s (seed {args.seed}, jobs {args.jobs}{', quick' if args.quick else ''})\n\n{table(verdicts)}\n"
+    took = "reclassified" if elapsed is None else f"in {elapsed:.0f} s"
+    text = f"{len(verdicts)} runs {took} (seed {args.seed}, jobs {args.jobs}{', quick' if args.quick else ''})\n\n{table(verdicts)}\n"
     if BUILD_ERRORS:
         text += (
             "\ncases the harness could not build:\n" + "\n".join(f"- {k}: {v}" for k, v in BUILD_ERRORS.items()) + "\n"
@@ -2854,7 +3706,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "seed": args.seed,
         "quick": args.quick,
-        "seconds": round(elapsed, 1),
+        "seconds": None if elapsed is None else round(elapsed, 1),
         "counts": {o: counts[o] for o in OUTCOMES},
         "build_errors": BUILD_ERRORS,
         "runs": [asdict(v) for v in verdicts],

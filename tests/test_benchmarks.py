@@ -71,3 +71,22 @@ def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     scored = results["tasks"]["glyphs"]["budgets"]["equal steps"]["paper"][0]["scores"]
     assert len(scored) == len(list((tmp_path / "data" / "glyphs" / "test" / "A").iterdir()))
+
+
+@pytest.mark.skipif(
+    not (REFERENCE / "models" / "cycle_gan_model.py").is_file(),
+    reason="no reference checkout in .reference/ (see benchmarks/vs_reference.py)",
+)
+def test_cyclegan_quality_benchmark_smoke(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "cyclegan_quality.py"), "--reference", str(REFERENCE)]
+    cmd += ["--work", str(tmp_path / "work"), "--strips", str(tmp_path / "strips"), "--seeds", "0", "--parallel", "1"]
+    cmd += ["--train-images", "4", "--test-images", "2", "--epochs", "1", "--size", "32", "--load-size", "32"]
+    cmd += ["--ngf", "4", "--strip-rows", "2"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600).stdout
+    for task in ("glyphs", "photo2edges"):
+        for direction in ("AtoB", "BtoA"):
+            rows = [line for line in out.splitlines() if line.startswith(f"| {task} | {direction} | ")]
+            assert [row.split(" | ")[2] for row in rows] == ["reference", "diptych", "diptych - reference"]
+            assert all(row.count("[") == 5 for row in rows)  # five metrics, each with its 95% interval
+            assert (tmp_path / "strips" / f"cyclegan_quality_{task}_{direction}.png").is_file()
+    assert (tmp_path / "work" / "scores.json").is_file()

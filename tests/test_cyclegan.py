@@ -412,6 +412,9 @@ def test_a_damaged_manifest_is_one_line(unpaired: Path, tmp_path: Path, capsys: 
             {**raw, "networks": {**raw["networks"], "G_B": {"file": "G_B.safetensors", "spec": {"kind": "x"}}}},
             "'networks' disagree with the configuration stored beside it",
         ),
+        # the recipe the manifest names is part of what it describes, as are its networks (fuzz: was accepted)
+        ({**raw, "recipe": "pix2pix"}, "'recipe' disagree with the configuration stored beside it"),
+        ({k: v for k, v in raw.items() if k != "recipe"}, "'recipe' disagree with the configuration stored beside it"),
     ):
         manifest.write_text(json.dumps(damaged))
         code, _, err = run_cli(
@@ -430,3 +433,27 @@ def test_a_damaged_manifest_is_one_line(unpaired: Path, tmp_path: Path, capsys: 
     assert code == 1
     assert_one_error_line(err, str(manifest), "disagree with the configuration stored beside it (config.json)")
     assert not (tmp_path / "o").exists()
+
+
+def test_swapped_generator_files_are_refused(
+    unpaired: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """G_A.safetensors and G_B.safetensors of equal shapes exchanged: each file records its network, so translating
+    or resuming is a one-line error instead of running the other direction's generator (fuzz finding)."""
+    run = tmp_path / "run"
+    train(cyclegan_config(unpaired, 1), run, progress=False)
+    folder = resolve_checkpoint(run)
+    g_a, g_b = folder / "G_A.safetensors", folder / "G_B.safetensors"
+    data_a, data_b = g_a.read_bytes(), g_b.read_bytes()
+    g_a.write_bytes(data_b)
+    g_b.write_bytes(data_a)
+    for argv in (
+        ["translate", run, unpaired / "trainA", "--out", tmp_path / "o", "--direction", "AtoB"],
+        ["export", run, "--direction", "AtoB", "--format", "torchscript", "--out", tmp_path / "m.pt"],
+        ["train", "--resume", run, "--max-steps", "2", "--no-progress"],
+    ):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 1
+        assert_one_error_line(err, str(g_a), "holds the G_B's weights, not the G_A's")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m.pt").exists()
+    assert resolve_checkpoint(run) == folder  # nothing trained on

@@ -30,10 +30,13 @@ def test_generation_is_seeded_and_covers_every_family() -> None:
     families = {case_id.split("/", 1)[0] for case_id in ids}
     assert {"png", "jpeg", "tiff", "npy", "dicom", "nifti", "bytes", "names", "layout"} <= families
     assert {"checkpoint", "options", "reference", "compare", "signals", "nonfinite", "range", "geometry"} <= families
+    assert {"unpaired", "cyclegan-options", "cyclegan-checkpoint", "cyclegan-resume"} <= families
     commands = {case_id.rsplit("/", 1)[1] for case_id in ids}
     for command in ("translate", "translate_--skip-bad", "translate_--tile", "data_check", "train", "evaluate"):
         assert command in commands
     for command in ("export", "info", "compare", "convert-reference", "train_--resume", "data_combine", "data_split"):
+        assert command in commands
+    for command in ("train_--serial-batches", "evaluate_--direction_BtoA", "export_--direction_BtoA"):
         assert command in commands
 
 

@@ -188,8 +188,8 @@ def migrate_manifest(raw: dict[str, Any], config: RunConfig, source: str) -> dic
     except KeyError as exc:
         raise CheckpointError(f"{source}: the manifest names a network {exc} its recipe does not build") from None
     raw = {**raw, "networks": _with_added_fields(raw["networks"], expected["networks"])}
-    for key in ("networks", "domains", "generators"):
-        if raw[key] != expected[key]:
+    for key in ("recipe", "networks", "domains", "generators"):
+        if raw.get(key) != expected[key]:
             raise CheckpointError(
                 f"{source}: its {key!r} disagree with the configuration stored beside it (config.json); one of "
                 "the two was altered: restore both from the run's checkpoint"
@@ -250,7 +250,7 @@ def open_generator(
     view = direction_config(config, manifest, direction, generator_config(entry.get("spec"), str(folder)))
     generator = create_generator(view.generator)
     file, kind = _chosen_weights(path, folder, entry, weights) if not single else _single_weights(path, weights)
-    load_weights(generator, file)
+    load_weights(generator, file, network)
     return generator, view, file, kind
 
 
@@ -376,8 +376,9 @@ def _stored_config(source: Path) -> RunConfig:
     return config_from_json(raw, str(source), stored=True)
 
 
-def load_weights(module: nn.Module, file: Path) -> None:
-    """Load a safetensors state dict into a module, with errors that name the file."""
+def load_weights(module: nn.Module, file: Path, network: str | None = None) -> None:
+    """Load a safetensors state dict into a module, with errors that name the file; `network`: the network the file
+    must hold (by the name it records; files that record none are not checked)."""
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
@@ -385,6 +386,7 @@ def load_weights(module: nn.Module, file: Path) -> None:
             if meta.get("format") != FORMAT_TAG:
                 raise CheckpointError(f"{file}: not a diptych weights file (no diptych metadata)")
             _check_embedded_version(meta, file)
+            _check_network(meta, file, network)
             for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                 tensors[key] = f.get_tensor(key)
     except FileNotFoundError:
@@ -398,6 +400,17 @@ def load_weights(module: nn.Module, file: Path) -> None:
             "from another run? Keep each checkpoint's config.json with its weights"
         )
     module.load_state_dict(tensors, strict=True)
+
+
+def _check_network(meta: dict[str, str], file: Path, network: str | None) -> None:
+    """The network a weights file records is the one asked for: two networks of one shape (CycleGAN's G_A and G_B
+    between domains of equal channels) would otherwise load each other's weights without a word."""
+    held = meta.get("network")
+    if network is not None and held is not None and held != network:
+        raise CheckpointError(
+            f"{file}: holds the {held}'s weights, not the {network}'s; the checkpoint's files were renamed or "
+            "swapped: restore them from the run"
+        )
 
 
 def _check_embedded_version(meta: dict[str, str], file: Path) -> None:

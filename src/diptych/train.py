@@ -557,9 +557,9 @@ class Trainer:
     def _restore(self) -> None:
         folder = resolve_checkpoint(self.ckpt_root)
         for name, module in self.recipe.networks.items():
-            load_weights(module, folder / weights_file(name))
+            load_weights(module, folder / weights_file(name), name)
         for name, module in self.averaged.items():
-            load_weights(module, folder / ema_weights_file(name))
+            load_weights(module, folder / ema_weights_file(name), name)
         state = load_training_state(folder)
         for name, opt in self.recipe.optimizers.items():
             load_optimizer_state(opt, state["optimizers"].get(name), name, folder)

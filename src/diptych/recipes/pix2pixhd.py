@@ -90,7 +90,7 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
         if stage1_cfg.generator.arch != "hd":
             raise ConfigError(f"--init-global {source}: not an hd generator checkpoint")
         stage1 = create_generator(stage1_cfg.generator)
-        load_weights(stage1, folder / weights_file("generator"))
+        load_weights(stage1, folder / weights_file("generator"), "generator")
         generator = self.networks["generator"]
         assert isinstance(generator, HDGenerator)  # (check_config: --arch hd)
         try:
