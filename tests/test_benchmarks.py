@@ -90,3 +90,11 @@ def test_cyclegan_quality_benchmark_smoke(tmp_path: Path) -> None:
             assert all(row.count("[") == 5 for row in rows)  # five metrics, each with its 95% interval
             assert (tmp_path / "strips" / f"cyclegan_quality_{task}_{direction}.png").is_file()
     assert (tmp_path / "work" / "scores.json").is_file()
+
+
+def test_sr_inference_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "sr_inference.py"), "--quick", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ") and "load average before: " in out
+    assert "| rrdbnet (n_blocks 23) | 12x12 |" in out and "| compact (n_convs 16) | 48x48 |" in out
+    assert "64x64 -> 256x256 through tiles" in out and "| bf16 | 512 / 64 |" in out

@@ -14,7 +14,7 @@ from ..config import RunConfig, TrainConfig
 from ..data import open_paired_dataset
 from ..distributed import Distributed, no_sync, wrap
 from ..errors import ConfigError
-from ..nets import receptive_field
+from ..nets import init_weights, receptive_field
 from ..precision import AmpStep, resolve_precision
 
 Losses = dict[str, torch.Tensor]
@@ -122,6 +122,7 @@ class Recipe:
     monitor: ClassVar[str] = "G_L1"  # the loss whose epoch mean drives the plateau learning-rate policy
     partly_frozen: ClassVar[frozenset[str]] = frozenset()  # networks some of whose parameters may get no gradient
     keeps_gradients: ClassVar[bool] = False  # every parameter gets a gradient every step: zero them in place
+    upscales: ClassVar[bool] = False  # whether its data gives targets `scale` x the inputs (super-resolution)
 
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
@@ -166,6 +167,14 @@ class Recipe:
         d.input_range = list(summary.in_range) if summary.in_range else []
         d.output_range = list(summary.out_range) if summary.out_range else []
 
+    def initialise_weights(self) -> None:
+        """--init-type on every network but the generators whose family initialises its own weights."""
+        t, own = self.config.train, self.config.generator.initialises_itself
+        generators = set(self.generators(self.config).values())
+        for name, net in self.networks.items():
+            if not (own and name in generators):
+                init_weights(net, t.init, t.init_gain)
+
     def seed_streams(self, seed: int) -> None:
         """Seed the method's own random streams (e.g. image pools) from this process's seed."""
 
@@ -202,6 +211,17 @@ class Recipe:
             for name, net in self.networks.items()
         }
         self.amp.any_rank = ctx.any
+
+
+def check_scale(recipe: type[Recipe], config: RunConfig) -> None:
+    """Refuse (ConfigError) an upscaling generator for a recipe whose targets have their inputs' size."""
+    g = config.generator
+    scale = g.geometry().scale
+    if scale != 1 and not recipe.upscales:
+        raise ConfigError(
+            f"--scale {scale}: the {g.arch} generator upscales, and --recipe {recipe.name} trains on targets of their "
+            "inputs' size; train it with a super-resolution recipe (or --scale 1 where the family has it)"
+        )
 
 
 def fill_channels(config: RunConfig, found_in: int, found_out: int, where: str) -> None:
