@@ -19,6 +19,7 @@ from .config import (
     PRECISIONS,
     TEST_MODES,
     WEIGHTS,
+    Bounds,
     GeneratorConfig,
     RunConfig,
     field_names,
@@ -478,6 +479,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "interpolate",
+        help="blend two runs' generator weights (e.g. a PSNR model and its GAN fine-tuning)",
+        description="Write a checkpoint folder whose generator weights are (1 - alpha) x RUN_A's + alpha x RUN_B's "
+        "(network interpolation, ESRGAN's fidelity <-> realism knob). Both runs must have the same generator "
+        "architecture and data; their moving averages (--ema) are blended where they have them. Translate, evaluate "
+        "and export the result like any checkpoint.",
+        formatter_class=fmt,
+    )
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="run or checkpoint at alpha 0 (e.g. the PSNR model)")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="run or checkpoint at alpha 1 (e.g. the GAN model)")
+    p.add_argument(
+        "--alpha", type=cli_types.number(Bounds(0, 1)), required=True, metavar="A", help="weight of RUN_B, in [0, 1]"
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="checkpoint folder to create (new or empty)")
+    add_weights_option(p)
+
+    p = sub.add_parser(
         "evaluate",
         help="translate a test split and score it (metrics.json, per-image CSV, sortable HTML report)",
         description="Translate every test pair at its own size, compare each output with its target and write "
@@ -707,6 +725,18 @@ def cmd_convert_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .interpolate import interpolate
+
+    result = interpolate(args.run_a, args.run_b, args.alpha, args.out, weights=args.weights)
+    print(
+        f"wrote {result.out_dir}: {1 - result.alpha:g} x {args.run_a} ({result.weights_a} weights) + "
+        f"{result.alpha:g} x {args.run_b} ({result.weights_b} weights); translate with: diptych translate "
+        f"{result.out_dir} IMAGE... --out DIR"
+    )
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_generator, parse_size
 
@@ -856,6 +886,7 @@ COMMANDS = {
     "translate": cmd_translate,
     "demo": cmd_demo,
     "convert-reference": cmd_convert_reference,
+    "interpolate": cmd_interpolate,
     "export": cmd_export,
     "info": cmd_info,
     "evaluate": cmd_evaluate,
