@@ -93,7 +93,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--lambda-l1 X",
                 "(default: pix2pix: 100.0, pix2pixhd: 0.0)",
                 "--skip-bad, --no-skip-bad",
-                "--netG {resnet_6blocks,resnet_9blocks,unet_128,unet_256}",
+                "--netG {compact_x2,compact_x3,compact_x4,compact_x8,msrresnet_x2,msrresnet_x3,msrresnet_x4,"
+                "msrresnet_x8,resnet_6blocks,resnet_9blocks,rrdbnet_x1,rrdbnet_x2,rrdbnet_x4,unet_128,unet_256}",
                 "diptych train --resume runs/facades",
             ],
         ),

@@ -4,6 +4,7 @@ the CLI once it is registered (nothing else names families)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -82,11 +83,16 @@ def test_every_family_round_trips_through_json_with_its_own_fields_only(arch: st
     config = RunConfig()
     g = config.use_generator(arch)
     g.in_channels, g.out_channels = 1, 3
-    for f in own_fields(arch):  # a value other than the default, where the field has one
+    for f in own_fields(arch):  # a value other than the default that the family accepts, where the field has one
         if f.metadata.get("choices"):
             setattr(g, f.name, f.metadata["choices"][-1])
         elif isinstance(f.default, int):
-            setattr(g, f.name, int(f.metadata["bounds"].low) + 1)
+            bounds = f.metadata["bounds"]
+            for value in (int(bounds.low) + 1, int(min(bounds.high, 1024))):
+                setattr(g, f.name, value)
+                with contextlib.suppress(ConfigError):
+                    g.check()  # (rules between fields, e.g. a pixel shuffle at least the scale)
+                    break
     stored = json.loads(config.validate().to_json())
     assert set(stored["generator"]) == field_names(GENERATOR_FAMILIES[arch])
     assert set(stored["generator"]) == SHARED | {f.name for f in own_fields(arch)}
@@ -128,7 +134,8 @@ def test_netg_presets_come_from_the_families_and_explicit_flags_win(tmp_path: Pa
 
 def test_format_2_generator_sections_keep_their_familys_fields() -> None:
     """Format 2 stored every family's fields: the migration keeps the chosen family's (and refuses nothing)."""
-    stored = {f.name: f.default for arch in FAMILIES for f in dataclasses.fields(GENERATOR_FAMILIES[arch])}
+    format_2 = ("unet", "resnet", "hd")  # (the families format 2 knew)
+    stored = {f.name: f.default for arch in format_2 for f in dataclasses.fields(GENERATOR_FAMILIES[arch])}
     raw = {"format_version": 2, "recipe": "pix2pix", "generator": {**stored, "arch": "resnet", "n_blocks": 3}}
     g = config_from_dict(raw, "old.json").generator
     assert (g.arch, g.n_blocks) == ("resnet", 3) and not hasattr(g, "depth")

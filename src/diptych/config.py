@@ -110,6 +110,9 @@ class GeneratorConfig:
     help: ClassVar[str] = ""  # one line, for --arch
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference-style --netG names -> field values
     exportable: ClassVar[bool] = True  # whether `diptych export` can trace it
+    # Whether the network initialises its own weights (e.g. ESRGAN's scaled Kaiming init); recipes then do not
+    # apply --init-type to it.
+    initialises_itself: ClassVar[bool] = False
 
     arch: str = field(default="", metadata={"help": "generator family", "flag": "arch"})
     ngf: int = opt(64, "filters in the generator's first layer", bounds=within(1, MAX_WIDTH))
@@ -398,7 +401,7 @@ class TrainConfig:
     save_every: int = opt(5000, "save a checkpoint every this many steps (and always at the end)", bounds=within(1))
     keep_last: int = opt(3, "keep this many most recent checkpoints (0 = keep all)", bounds=within(0))
     log_every: int = opt(10, "write mean losses to log.jsonl every this many steps", bounds=within(1))
-    init: str = opt("normal", "weight initialisation", choices=INITS)
+    init: str = opt("normal", "weight initialisation (the upscaling generators keep their own)", choices=INITS)
     init_gain: float = opt(
         0.02, "scale for normal/xavier/orthogonal initialisation", bounds=Bounds(0, 100, low_open=True)
     )
@@ -465,10 +468,15 @@ class RunConfig:
         return self
 
     def use_generator(self, arch: str) -> GeneratorConfig:
-        """Switch to a generator family: its own fields at their defaults, the shared fields kept."""
+        """Switch to a generator family: its own fields at their defaults, the shared fields kept where they differ
+        from the old family's defaults (those at the old family's default take the new family's)."""
         family = generator_class(arch)
-        shared = {f.name: getattr(self.generator, f.name) for f in dataclasses.fields(GeneratorConfig)}
-        del shared["arch"]
+        old, defaults = self.generator, type(self.generator)()
+        shared = {
+            name: getattr(old, name)
+            for name in field_names(GeneratorConfig) - {"arch"}
+            if getattr(old, name) != getattr(defaults, name)
+        }
         self.generator = family(**shared)
         return self.generator
 

@@ -3,12 +3,17 @@ pixel shuffle at the end and a nearest-neighbour global skip; fast on CPUs and l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import opt, within
+from ..errors import ConfigError
 from .geometry import Geometry
-from .sr import SuperResolutionNet, conv3x3, resolve_skip, upsampled_input
+from .sr import SKIPS, SRConfig, SuperResolutionNet, check_skip, conv3x3, resolve_skip, sr_geometry, upsampled_input
 
 ACTIVATIONS = ("prelu", "relu", "leakyrelu")
 COMPACT_SCALES = (2, 3, 4, 8)
@@ -48,7 +53,7 @@ class CompactSRNet(SuperResolutionNet):
                 f"CompactSRNet upscales by {', '.join(map(str, COMPACT_SCALES))} with a pixel shuffle at least as "
                 f"large, not scale {scale} with upscale {upscale}"
             )
-        super().__init__(Geometry(stride=1, multiple=1, min_side=1, scale=scale), pixel_range)
+        super().__init__(sr_geometry(scale), pixel_range)
         self.upscale_factor = upscale
         self.skip = resolve_skip(skip, in_channels, out_channels)
         layers: list[nn.Module] = [conv3x3(in_channels, ngf), activation(act, ngf)]
@@ -65,3 +70,55 @@ class CompactSRNet(SuperResolutionNet):
             return out
         size = (x.shape[-2] * self.geometry.scale, x.shape[-1] * self.geometry.scale)
         return F.interpolate(out, size=size, mode="bicubic", align_corners=False)
+
+
+@dataclass(slots=True)
+class CompactConfig(SRConfig):
+    """--arch compact: a plain conv body and one pixel shuffle (SRVGGNetCompact-style), fast on CPUs."""
+
+    help: ClassVar[str] = "compact upscaler for CPUs and large images: plain conv body, one pixel shuffle, nearest skip"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {f"compact_x{s}": {"scale": s} for s in COMPACT_SCALES}
+    scales: ClassVar[tuple[int, ...]] = COMPACT_SCALES
+
+    arch: str = "compact"
+    n_convs: int = opt(16, "convolutions in the body (after the first)", bounds=within(1, 64))
+    act: str = opt("prelu", "activation after each convolution", choices=ACTIVATIONS)
+    upscale: int = opt(
+        0,
+        "pixel-shuffle factor, resized to --scale by a final bicubic resize when larger (Real-ESRGAN's x2/x3 video "
+        "models shuffle by 4); 0 = the scale",
+        bounds=within(0, 8),
+    )
+    skip: str = opt(
+        "auto", "add the upscaled input to the output (auto: when the channel counts match)", choices=tuple(SKIPS)
+    )
+
+    def check(self) -> None:
+        """A supported scale, no normalisation, a skip the channel counts allow, and a pixel shuffle that is a
+        supported scale at least as large."""
+        SRConfig.check(self)
+        check_skip(self)
+        if self.upscale and (self.upscale not in self.scales or self.upscale < self.scale):
+            raise ConfigError(
+                f"--upscale {self.upscale}: the pixel shuffle must be one of {', '.join(map(str, self.scales))} and "
+                f"at least --scale {self.scale}; use 0 (the scale)"
+            )
+
+    def build(self) -> nn.Module:
+        """The compact network."""
+        self.check()
+        return CompactSRNet(
+            self.in_channels,
+            self.out_channels,
+            self.scale,
+            self.ngf,
+            self.n_convs,
+            self.act,
+            upscale=self.upscale or None,
+            skip=SKIPS[self.skip],
+            pixel_range=self.pixel_range,
+        )
+
+    def geometry(self) -> Geometry:
+        """No downsampling; output `scale` x the input."""
+        return sr_geometry(self.scale)

@@ -12,8 +12,11 @@ import dataclasses
 from typing import Any
 
 from ..config import GeneratorConfig
+from .compact import CompactConfig
 from .hd import HDConfig
 from .resnet import ResnetConfig
+from .rrdb import RRDBNetConfig
+from .srresnet import MSRResNetConfig
 from .unet import UNetConfig
 
 
@@ -36,4 +39,4 @@ def by_name(*families: type[GeneratorConfig]) -> dict[str, type[GeneratorConfig]
 
 
 # The first is the default (pix2pix's U-Net).
-GENERATOR_FAMILIES = by_name(UNetConfig, ResnetConfig, HDConfig)
+GENERATOR_FAMILIES = by_name(UNetConfig, ResnetConfig, HDConfig, MSRResNetConfig, RRDBNetConfig, CompactConfig)

@@ -3,13 +3,17 @@ x2 and x1 models see a pixel-unshuffled input (as Real-ESRGAN's)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import opt, within
 from .geometry import Geometry
 from .resnet import run_blocks
-from .sr import ESRGAN_INIT_SCALE, SuperResolutionNet, conv3x3, scaled_kaiming_init
+from .sr import ESRGAN_INIT_SCALE, SRConfig, SuperResolutionNet, conv3x3, scaled_kaiming_init, sr_geometry
 
 RRDB_SCALES = (1, 2, 4)
 LEAKY_SLOPE = 0.2
@@ -45,6 +49,11 @@ class RRDB(nn.Module):
         return x + RES_SCALE * self.dense(x)
 
 
+def rrdb_geometry(scale: int) -> Geometry:
+    """x2 and x1 fold 2x2 / 4x4 pixels into channels (so the body always upsamples x4): sides are padded to that."""
+    return sr_geometry(scale, unshuffle=4 // scale)
+
+
 class RRDBNet(SuperResolutionNet):
     """conv, `n_blocks` RRDBs + conv (a long skip), two (nearest x2, conv) stages, conv, conv.
     16,697,987 parameters at x4 with the defaults (23 blocks, 64 features, growth 32) on RGB."""
@@ -61,9 +70,8 @@ class RRDBNet(SuperResolutionNet):
     ) -> None:
         if scale not in RRDB_SCALES:
             raise ValueError(f"RRDBNet upscales by {', '.join(map(str, RRDB_SCALES))}, not {scale}")
-        unshuffle = 4 // scale  # x2 and x1 fold 2x2 / 4x4 pixels into channels, so the body always upsamples x4
-        super().__init__(Geometry(stride=unshuffle, multiple=unshuffle, min_side=unshuffle, scale=scale), pixel_range)
-        self.unshuffle = unshuffle
+        super().__init__(rrdb_geometry(scale), pixel_range)
+        self.unshuffle = unshuffle = self.geometry.multiple
         # (registration order is the order of the published graphs' convolutions; convert-ncnn relies on it)
         self.conv_first = conv3x3(in_channels * unshuffle * unshuffle, ngf)
         self.body = nn.Sequential(*(RRDB(ngf, growth) for _ in range(n_blocks)))
@@ -82,3 +90,27 @@ class RRDBNet(SuperResolutionNet):
         for conv in (self.conv_up1, self.conv_up2):
             feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAKY_SLOPE)
         return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE))
+
+
+@dataclass(slots=True)
+class RRDBNetConfig(SRConfig):
+    """--arch rrdbnet: ESRGAN's generator (Real-ESRGAN's RRDBNet)."""
+
+    help: ClassVar[str] = "ESRGAN's RRDBNet: residual-in-residual dense blocks, nearest-neighbour upsampling"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {f"rrdbnet_x{s}": {"scale": s} for s in RRDB_SCALES}
+    scales: ClassVar[tuple[int, ...]] = RRDB_SCALES
+
+    arch: str = "rrdbnet"
+    n_blocks: int = opt(23, "residual-in-residual dense blocks", bounds=within(1, 64))
+    growth: int = opt(32, "channels each dense convolution adds", bounds=within(4, 128))
+
+    def build(self) -> nn.Module:
+        """The RRDBNet."""
+        self.check()
+        return RRDBNet(
+            self.in_channels, self.out_channels, self.scale, self.ngf, self.n_blocks, self.growth, self.pixel_range
+        )
+
+    def geometry(self) -> Geometry:
+        """Output `scale` x the input; x2 and x1 pad sides to 2 and 4."""
+        return rrdb_geometry(self.scale)

@@ -4,11 +4,15 @@ padding to the network's multiple, the crop to `scale` x the input, and the inte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import NORMS, GeneratorConfig, opt, within
+from ..errors import ConfigError
 from .geometry import Geometry
 from .layers import crop_padded, pad_to_multiple
 
@@ -16,6 +20,8 @@ from .layers import crop_padded, pad_to_multiple
 # Real-ESRGAN's and BasicSR's published weights (mapped to and from [-1, 1] around the network).
 PIXEL_RANGES = ("signed", "unit")
 ESRGAN_INIT_SCALE = 0.1  # the conv weight scale MSRResNet and RRDBNet start from (BasicSR's, after ESRGAN)
+# The global skip setting: auto adds the upscaled input when the input and output channel counts match.
+SKIPS = {"auto": None, "on": True, "off": False}
 
 
 class SuperResolutionNet(nn.Module, ABC):
@@ -72,3 +78,50 @@ def scaled_kaiming_init(module: nn.Module, scale: float) -> None:
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:
     """A zero-padded 3x3 convolution with bias (every convolution of the SR networks)."""
     return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+def sr_geometry(scale: int, unshuffle: int = 1) -> Geometry:
+    """An upscaler's geometry: output `scale` x the input; sides padded to the pixel unshuffle's factor, if any."""
+    return Geometry(stride=unshuffle, multiple=unshuffle, min_side=unshuffle, scale=scale)
+
+
+@dataclass(slots=True)
+class SRConfig(GeneratorConfig):
+    """The fields the super-resolution families share (each family is a subclass registered in nets.families):
+    an output scale among the family's `scales`, a width, the weights' value range, and no normalisation."""
+
+    scales: ClassVar[tuple[int, ...]] = ()
+    initialises_itself: ClassVar[bool] = True
+
+    ngf: int = opt(64, "features in the network's body", bounds=within(4, 256))
+    norm: str = opt(
+        "none", "normalisation layer in the generator (the upscalers have none)", choices=NORMS, flag="g-norm"
+    )
+    scale: int = opt(4, "output size / input size", bounds=within(1, 8))
+    pixel_range: str = opt(
+        "signed",
+        "value range the weights work in: signed = [-1, 1], unit = [0, 1] (Real-ESRGAN's and BasicSR's weights)",
+        choices=PIXEL_RANGES,
+    )
+
+    def check(self) -> None:
+        """A scale the family supports, and no normalisation."""
+        if self.scale not in self.scales:
+            raise ConfigError(
+                f"--scale {self.scale}: the {self.arch} generator upscales by "
+                f"{', '.join(map(str, self.scales[:-1]))} or {self.scales[-1]}; choose one of those"
+            )
+        if self.norm != "none":
+            raise ConfigError(
+                f"--g-norm {self.norm}: the {self.arch} generator has no normalisation layers; use --g-norm none"
+            )
+
+
+def check_skip(config: Any) -> None:
+    """ConfigError for a config's `skip` field `on` with channel counts that differ (once both are known)."""
+    cin, cout = config.in_channels, config.out_channels
+    if config.skip == "on" and cin and cout and cin != cout:
+        raise ConfigError(
+            f"--skip on: a global skip adds the upscaled input to the output, which needs as many input as output "
+            f"channels ({cin} != {cout}); use --skip auto or off"
+        )

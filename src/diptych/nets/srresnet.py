@@ -3,13 +3,28 @@ and a bilinear global skip."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import opt, within
 from .geometry import Geometry
 from .resnet import run_blocks
-from .sr import ESRGAN_INIT_SCALE, SuperResolutionNet, conv3x3, resolve_skip, scaled_kaiming_init, upsampled_input
+from .sr import (
+    ESRGAN_INIT_SCALE,
+    SKIPS,
+    SRConfig,
+    SuperResolutionNet,
+    check_skip,
+    conv3x3,
+    resolve_skip,
+    scaled_kaiming_init,
+    sr_geometry,
+    upsampled_input,
+)
 
 MSRRESNET_SCALES = (2, 3, 4, 8)
 LEAKY_SLOPE = 0.1
@@ -62,8 +77,8 @@ class MSRResNet(SuperResolutionNet):
         skip: bool | None = None,
         pixel_range: str = "signed",
     ) -> None:
-        super().__init__(Geometry(stride=1, multiple=1, min_side=1, scale=scale), pixel_range)
         factors = shuffle_factors(scale)
+        super().__init__(sr_geometry(scale), pixel_range)
         self.skip = resolve_skip(skip, in_channels, out_channels)
         self.conv_first = conv3x3(in_channels, ngf)
         self.body = nn.Sequential(*(ResidualBlockNoNorm(ngf, res_scale) for _ in range(n_blocks)))
@@ -77,3 +92,40 @@ class MSRResNet(SuperResolutionNet):
         feat = self.up(run_blocks(self.body, feat, self.checkpointing))
         out = self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAKY_SLOPE))
         return out + upsampled_input(x, self.geometry.scale, "bilinear") if self.skip else out
+
+
+@dataclass(slots=True)
+class MSRResNetConfig(SRConfig):
+    """--arch msrresnet: SRResNet without batch norm (BasicSR's MSRResNet)."""
+
+    help: ClassVar[str] = "SRResNet without batch norm: residual blocks, pixel-shuffle upsampling, bilinear skip"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {f"msrresnet_x{s}": {"scale": s} for s in MSRRESNET_SCALES}
+    scales: ClassVar[tuple[int, ...]] = MSRRESNET_SCALES
+
+    arch: str = "msrresnet"
+    n_blocks: int = opt(16, "residual blocks", bounds=within(1, 64))
+    skip: str = opt(
+        "auto", "add the upscaled input to the output (auto: when the channel counts match)", choices=tuple(SKIPS)
+    )
+
+    def check(self) -> None:
+        """A supported scale, no normalisation, a skip the channel counts allow."""
+        SRConfig.check(self)
+        check_skip(self)
+
+    def build(self) -> nn.Module:
+        """The MSRResNet."""
+        self.check()
+        return MSRResNet(
+            self.in_channels,
+            self.out_channels,
+            self.scale,
+            self.ngf,
+            self.n_blocks,
+            skip=SKIPS[self.skip],
+            pixel_range=self.pixel_range,
+        )
+
+    def geometry(self) -> Geometry:
+        """No downsampling; output `scale` x the input."""
+        return sr_geometry(self.scale)

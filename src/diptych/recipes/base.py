@@ -14,7 +14,7 @@ from ..config import RunConfig, TrainConfig
 from ..data import open_paired_dataset
 from ..distributed import Distributed, no_sync, wrap
 from ..errors import ConfigError
-from ..nets import receptive_field
+from ..nets import init_weights, receptive_field
 from ..precision import AmpStep, resolve_precision
 
 Losses = dict[str, torch.Tensor]
@@ -163,6 +163,14 @@ class Recipe:
         # Stored with every checkpoint, so translation maps values exactly as training did.
         d.input_range = list(summary.in_range) if summary.in_range else []
         d.output_range = list(summary.out_range) if summary.out_range else []
+
+    def initialise_weights(self) -> None:
+        """--init-type on every network but the generators whose family initialises its own weights."""
+        t, own = self.config.train, self.config.generator.initialises_itself
+        generators = set(self.generators(self.config).values())
+        for name, net in self.networks.items():
+            if not (own and name in generators):
+                init_weights(net, t.init, t.init_gain)
 
     def seed_streams(self, seed: int) -> None:
         """Seed the method's own random streams (e.g. image pools) from this process's seed."""

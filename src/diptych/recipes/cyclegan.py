@@ -24,7 +24,7 @@ from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt, within
 from ..data.unpaired import open_unpaired_dataset
 from ..errors import CheckpointError, ConfigError
 from ..losses import AdversarialLoss, l1_loss
-from ..nets import create_discriminator, create_generator, generator_spec, init_weights
+from ..nets import create_discriminator, create_generator, generator_spec
 from .base import UNPAIRED, Losses, Recipe, adam, check_patchgan_fits, fill_channels, warn_below_generator_stride
 from .pool import POOL_SIZE, ImagePool
 
@@ -88,7 +88,7 @@ class CycleGANRecipe(Recipe):
         }
         for net in self.networks.values():
             net.to(device)
-            init_weights(net, config.train.init, config.train.init_gain)
+        self.initialise_weights()
         self.calls = dict(self.networks)
         t, n = config.train, self.networks
         betas = (t.beta1, t.beta2)

@@ -13,7 +13,7 @@ from torch import nn
 from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, gradient_penalty, l1_loss
-from ..nets import create_discriminator, create_generator, generator_spec, init_weights
+from ..nets import create_discriminator, create_generator, generator_spec
 from .base import PAIRED, Losses, Recipe, adam_optimizers, check_patchgan_fits, warn_below_generator_stride
 
 
@@ -38,7 +38,7 @@ class ConditionalGANRecipe(Recipe):
         self.networks = {"generator": self.build_generator(config), "discriminator": self.build_discriminator(config)}
         for net in self.networks.values():
             net.to(device)
-            init_weights(net, config.train.init, config.train.init_gain)
+        self.initialise_weights()
         self.calls = dict(self.networks)
         self.optimizers = adam_optimizers(self.networks, config.train, discriminators=["discriminator"])
         self.adversarial = AdversarialLoss(self.options.gan_loss)
