@@ -79,7 +79,10 @@ def test_moving_averages_are_blended_where_present_and_said_so(
         assert torch.equal(got[key], value), key
     note = json.loads((tmp_path / "mix" / INTERPOLATION_FILE).read_text())
     assert note["weights"] == {"a": "ema", "b": "raw"}
-    assert main(["interpolate", str(a), str(b), "--alpha", "0", "--weights", "raw", "--out", str(tmp_path / "raw")]) == 0
+    raw = tmp_path / "raw"
+    assert main(["interpolate", str(a), str(b), "--alpha", "0", "--weights", "raw", "--out", str(raw)]) == 0
+    assert json.loads((raw / INTERPOLATION_FILE).read_text())["weights"] == {"a": "raw", "b": "raw"}
+    assert not all(torch.equal(weights(raw)[k], v) for k, v in average_a.state_dict().items())
 
 
 def test_different_architectures_are_refused_in_one_line_and_nothing_is_written(
