@@ -32,7 +32,7 @@ from .config import (
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
-from .recipes import RECIPES, UNPAIRED
+from .recipes import RECIPES, SR, UNPAIRED
 from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
@@ -145,6 +145,8 @@ def _option(f: dataclasses.Field, default: Any, dest: str, help: str) -> dict[st
     kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help}
     if isinstance(default, bool):
         kwargs["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, dict):
+        kwargs["type"], kwargs["metavar"] = cli_types.json_object, "JSON|FILE"
     elif "choices" in f.metadata:
         kwargs["type"], kwargs["choices"] = type(default), f.metadata["choices"]
     else:
@@ -202,9 +204,19 @@ def add_owned_options(
             if len(helps) == 1
             else "; ".join(f"{name}: {f.metadata.get('help', '')}" for name, f in owners)
         )
-        shown = ", ".join(f"{name}: {f.default if f.default != '' else 'none'}" for name, f in owners)
-        kwargs = _option(first, first.default, f"{section}.{first.name}", f"{text} (default: {shown})")
+        shown = ", ".join(f"{name}: {_shown_default(_field_default(f))}" for name, f in owners)
+        kwargs = _option(first, _field_default(first), f"{section}.{first.name}", f"{text} (default: {shown})")
         groups[owners[0][0]].add_argument(f"--{flag}", **kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    """A field's default value (made by its factory for a list or dict field)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def _shown_default(value: Any) -> Any:
+    """A default as option help shows it: an empty string or object is 'none'."""
+    return "none" if value in ("", {}) else value
 
 
 def add_direction_option(p: argparse.ArgumentParser) -> None:
@@ -512,9 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--metrics",
-        default=",".join(DEFAULT_METRICS),
+        default=None,
         help=f"comma-separated, from {', '.join(ALL_METRICS)}; lpips, fid and kid need local weights "
-        f"(default: {','.join(DEFAULT_METRICS)})",
+        f"(default: {','.join(DEFAULT_METRICS)}; psnr,ssim for super-resolution runs)",
     )
     p.add_argument("--inception-weights", type=Path, help="Inception-v3 weights file for fid/kid (never downloaded)")
     p.add_argument(
@@ -535,15 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--channels",
         choices=CHANNEL_CHOICES,
-        default="all",
+        default=None,
         help="compare all channels (averaged); luminance: full-swing BT.601 luma of RGB; y: MATLAB rgb2ycbcr's Y "
-        "(16-235), the convention of super-resolution papers and BasicSR (default: all)",
+        "(16-235), the convention of super-resolution papers and BasicSR (default: all; y for super-resolution runs)",
     )
     p.add_argument(
         "--crop-border",
         type=cli_types.integer(0, MAX_SIDE),
-        default=0,
-        help="pixels ignored at every image border (default: 0)",
+        default=None,
+        help="pixels ignored at every image border (default: 0; the scale for super-resolution runs)",
     )
     add_inference_options(p, default_precision="fp32")  # scores reproducible across machines, as validation's
     p.add_argument(
@@ -787,7 +799,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import validate_metric_names
     from .metrics.pixel import ALL_METRICS
 
-    names = validate_metric_names([m for m in args.metrics.split(",") if m.strip()], ALL_METRICS)
     deep = DeepMetricOptions(args.inception_weights, args.inception_variant, tuple(args.lpips_weights), args.lpips_net)
     out = args.out
     if out is None:
@@ -796,8 +807,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         run = folder.parent.parent if folder.parent.name == CHECKPOINTS_DIR else folder
         out = run / "eval" / f"{args.phase}-{folder.name}"
-    if RECIPES[read_checkpoint_config(args.checkpoint).recipe].data_kind == UNPAIRED:
+    kind = RECIPES[read_checkpoint_config(args.checkpoint).recipe].data_kind
+    if kind == UNPAIRED:
         return _evaluate_unpaired(args, out, deep)
+    if kind == SR:
+        return _evaluate_sr(args, out)
+    names = validate_metric_names(
+        [m for m in (args.metrics or ",".join(DEFAULT_METRICS)).split(",") if m.strip()], ALL_METRICS
+    )
     result = evaluate(
         args.checkpoint,
         args.data,
@@ -805,8 +822,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         phase=args.phase,
         layout=args.layout,
         metrics=names,
-        channels=args.channels,
-        crop_border=args.crop_border,
+        channels=args.channels or "all",
+        crop_border=args.crop_border or 0,
         test_mode=args.test_mode,
         seed=args.seed,
         device=args.device,
@@ -818,10 +835,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         direction=args.direction,
         weights=args.weights,
     )
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: Any) -> None:
+    """Each metric's mean (with its confidence interval) and where the report is."""
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
         print(f"{name:8s} {m['mean']:.4g}{ci}  n={m['n']}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
+
+
+def _evaluate_sr(args: argparse.Namespace, out: Path) -> int:
+    """`diptych evaluate` on a super-resolution run: LR made from the HR images, scored beside bicubic."""
+    from .evaluate_sr import SR_METRICS, evaluate_sr
+
+    for option in ("layout", "test_mode", "instance_dir", "direction", "inception_weights"):
+        if getattr(args, option) not in (None, "auto"):
+            raise ConfigError(
+                f"--{option.replace('_', '-')} does not apply to a super-resolution run's evaluation (it makes LR "
+                "inputs from the HR images and scores them beside bicubic); leave it out"
+            )
+    metrics = [m for m in (args.metrics or ",".join(SR_METRICS)).split(",") if m.strip()]
+    result = evaluate_sr(
+        args.checkpoint,
+        args.data,
+        out,
+        phase=args.phase,
+        metrics=metrics,
+        channels=args.channels or "y",
+        crop_border=args.crop_border,
+        seed=args.seed,
+        device=args.device,
+        max_items=args.max_items,
+        progress=not args.no_progress,
+        precision=args.precision,
+        weights=args.weights,
+    )
+    _print_summary(result)
     return 0
 
 

@@ -23,7 +23,7 @@ from ..errors import ConfigError, DataError
 from .checks import run_all
 from .degradations import DegradationConfig, degrade
 from .io import IMAGE_EXTENSIONS, ValueRange, dtype_range, list_images, read_image, to_tensor
-from .paired import Pair, keep_consistent, match_folders
+from .paired import DatasetSummary, Pair, keep_consistent, match_folders
 from .resize import bicubic_downscale
 from .unpaired import Domain, ImageInfo, domain_items, read_item
 
@@ -112,6 +112,13 @@ class HRFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def summary(self) -> DatasetSummary:
+        """What configures the networks: channels, sample type, values; the HR crop as the smallest side."""
+        return sr_summary(
+            self.domain, self.crop, "HR images, LR made by " + ("degradation" if self.degradation else "bicubic")
+        )
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         crop_rng, lr_rng = _streams(index, seed)
@@ -139,6 +146,11 @@ class LRHRFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    @property
+    def summary(self) -> DatasetSummary:
+        """What configures the networks: channels, sample type, values; the HR crop as the smallest side."""
+        return sr_summary(self.domain, self.crop, "LR/HR pairs")
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         crop_rng, _ = _streams(index, seed)
@@ -153,6 +165,21 @@ class LRHRFolderDataset(Dataset):
         hr = to_tensor(hr_arr[y * s : (y + n) * s, x * s : (x + n) * s], self.domain.value_range)
         lr, hr = self.crop.augment([lr, hr], crop_rng)
         return {"LR": lr, "HR": hr, "name": pair.name}
+
+
+def sr_summary(domain: Domain, crop: SRCrop, layout: str) -> DatasetSummary:
+    """A DatasetSummary of SR training data (both sides are the domain; the smallest side seen is the HR crop)."""
+    return DatasetSummary(
+        layout,
+        Path(domain.root),
+        domain.channels,
+        domain.channels,
+        domain.sample_type,
+        min_side=crop.hr_crop,
+        in_range=domain.value_range,
+        out_range=domain.value_range,
+        in_dtype=domain.sample_type,
+    )
 
 
 def check_scaled_pair(lr_shape: tuple[int, ...], hr_shape: tuple[int, ...], pair: Pair, crop: SRCrop) -> None:

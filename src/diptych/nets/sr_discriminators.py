@@ -17,7 +17,8 @@ VGG_POOLED = 4  # features are averaged to 4 x 4 before the classifier (the iden
 class VGGStyleDiscriminator(nn.Module):
     """ESRGAN's VGG-style discriminator: five stages of (3x3 conv, 4x4 stride-2 conv) with batch norm and leaky
     ReLU (widths ndf, 2, 4, 8, 8 x ndf), then a 100-unit layer and one logit per image. For 128 px inputs it is
-    ESRGAN's VGG128; other sizes (at least 32 px) are averaged to the same 4 x 4 features first."""
+    ESRGAN's VGG128; other sizes (at least 32 px, 64 to train on single images) are averaged to the same 4 x 4
+    features first."""
 
     def __init__(self, in_channels: int, ndf: int = 64, spectral_norm: bool = False) -> None:
         super().__init__()
