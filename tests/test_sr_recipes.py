@@ -220,6 +220,10 @@ def test_user_errors_are_one_line(hr_folder: Path, tmp_path: Path, capsys: pytes
         capsys,
     )
     assert "thrid" in err and "unknown setting" in err
+    vgg = tmp_path / "vgg19.pth"
+    vgg.write_bytes(b"")
+    err = run_cli(["--recipe", "esrgan", *base, "--arch", "msrresnet", "--vgg-weights", str(vgg), *run], capsys)
+    assert "--lr-crop 16 x scale 2 = 32 px HR crops are too small for the VGG-style discriminator (at least 64)" in err
     err = run_cli(["--recipe", "sr", *base, "--val-fraction", "0.2", *run], capsys)
     assert "has no validation during training yet" in err
     assert not (tmp_path / "run").exists()
@@ -254,3 +258,12 @@ def test_a_small_x2_model_beats_bicubic_on_a_held_out_photo(tmp_path: Path) -> N
     train(config, tmp_path / "run", progress=False)
     scores = evaluate_sr(tmp_path / "run", tmp_path / "test", tmp_path / "eval", progress=False).summary["metrics"]
     assert scores["psnr"]["mean"] > scores["bicubic_psnr"]["mean"] + 0.3, scores
+
+
+def test_data_check_reports_sr_data_for_a_scale(hr_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", str(hr_folder), "--scale", "2", "--lr-crop", "16"]) == 0
+    assert "6 usable HR images for x2 with --lr-crop 16 (3 x uint8); 0 problem(s)" in capsys.readouterr().out
+    write_image(hr_folder / "small.png", np.zeros((20, 30, 3), np.uint8))
+    assert main(["data", "check", str(hr_folder), "--scale", "2", "--lr-crop", "16"]) == 1
+    captured = capsys.readouterr()
+    assert "1 problem(s)" in captured.out and "small.png: 30x20 is smaller than the HR crop 32x32" in captured.err

@@ -42,7 +42,15 @@ SECTION_TITLES = {
     "train": "training (optimiser, schedule, checkpoints, logging)",
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
-METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "[A:|B:]CENTER,WIDTH"}
+METAVARS = {
+    "root": "DIR",
+    "device": "DEVICE",
+    "phase": "NAME",
+    "dicom_window": "[A:|B:]CENTER,WIDTH",
+    "lr_dir": "DIR",
+    "init_from": "RUN",
+    "vgg_weights": "FILE",
+}
 
 TRAIN_EPILOG = """examples:
   diptych train --data datasets/facades --direction BtoA --run-dir runs/facades
