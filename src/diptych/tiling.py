@@ -105,29 +105,38 @@ def plan_axis(
     return best
 
 
-def blend_weights(spans: list[Span], index: int) -> np.ndarray:
-    """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile. They sum
-    to one at every pixel when no more than two tiles share one (overlaps up to half a tile); `tiled_rows`
-    divides by the weight sum, so larger overlaps blend correctly too."""
+def blend_weights(spans: list[Span], index: int, margin: int = 0) -> np.ndarray:
+    """1-D weights of one tile: raised-cosine ramps over its overlaps with the previous and next tile, leaving out
+    `margin` pixels at each end of an overlap (zero weight next to the tile's cut edge, full weight at the other
+    end), so the pixels a cut deprives of context never reach the output. They sum to one at every pixel when no
+    more than two tiles share one (overlaps up to half a tile); `tiled_rows` divides by the weight sum, so larger
+    overlaps blend correctly too."""
     s, e = spans[index]
     w = np.ones(e - s, dtype=np.float32)
     if index > 0:
         ov = spans[index - 1][1] - s
         if ov > 0:
-            r = (np.arange(ov, dtype=np.float32) + 0.5) / ov
-            w[:ov] *= 0.5 - 0.5 * np.cos(np.pi * r)
+            w[:ov] *= 0.5 - 0.5 * np.cos(np.pi * _ramp(ov, margin))
     if index + 1 < len(spans):
         ov = e - spans[index + 1][0]
         if ov > 0:
-            r = (np.arange(ov, dtype=np.float32) + 0.5) / ov
-            w[e - s - ov :] *= 0.5 + 0.5 * np.cos(np.pi * r)
+            w[e - s - ov :] *= 0.5 + 0.5 * np.cos(np.pi * _ramp(ov, margin))
     return w
+
+
+def _ramp(overlap: int, margin: int) -> np.ndarray:
+    """Positions 0..1 across an overlap: 0 over its first `margin` pixels, 1 over its last, rising linearly between
+    (an overlap too short for both margins keeps what is left of it)."""
+    margin = min(margin, (overlap - 1) // 2)
+    r = (np.arange(overlap, dtype=np.float32) + 0.5 - margin) / (overlap - 2 * margin)
+    return np.clip(r, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class TileSettings:
-    """Tile edge and overlap in pixels, how many tiles go through the network at once, and the network's
-    geometry: its total downsampling, and how it pads inputs (to a multiple of `multiple`, at least `minimum`)."""
+    """Tile edge and overlap in (input) pixels, how many tiles go through the network at once, and the network's
+    geometry: its total downsampling, how it pads inputs (to a multiple of `multiple`, at least `minimum`), and its
+    output scale (tiles are cut in input pixels and blended in output pixels, `scale` x larger)."""
 
     tile: int
     overlap: int
@@ -135,6 +144,13 @@ class TileSettings:
     stride: int = 1
     multiple: int = 1
     minimum: int = 0
+    scale: int = 1
+
+    @property
+    def margin(self) -> int:
+        """Input pixels at each end of an overlap left out of the blend (a quarter of it): a tile's outputs next to
+        its cut edges lack the context the whole image gives them."""
+        return self.overlap // 4
 
     def plan(self, size: int) -> list[Span]:
         """The tiles along an axis of `size` pixels."""
@@ -163,12 +179,12 @@ def check_tiles(settings: TileSettings) -> None:
         raise ConfigError(f"--overlap {settings.overlap} must be >= 0 and smaller than --tile {settings.tile}")
 
 
-def axis_totals(spans: list[Span], size: int) -> np.ndarray:
+def axis_totals(spans: list[Span], size: int, margin: int = 0) -> np.ndarray:
     """Sum of the tiles' 1-D blend weights at every pixel of an axis. A tile's 2-D weight is the outer product
     of its row and column weights, so the 2-D sum at (y, x) is totals_y[y] * totals_x[x]: no image-sized sum."""
     total = np.zeros(size, dtype=np.float32)
     for i, (s, e) in enumerate(spans):
-        total[s:e] += blend_weights(spans, i)
+        total[s:e] += blend_weights(spans, i, margin)
     return total
 
 
@@ -179,35 +195,38 @@ def tiled_rows(
     out_channels: int,
     settings: TileSettings,
 ) -> Iterator[np.ndarray]:
-    """Yield finished output rows (float32, [-1, 1], HxWxC bands, top to bottom) of a tiled translation.
+    """Yield finished output rows (float32, [-1, 1], HxWxC bands, top to bottom) of a tiled translation; the
+    output is `settings.scale` x the source's size.
 
-    `tile_input(y0, y1, x0, x1)` gives the network input (CxHxW) for that window; it may read a pixel beyond
-    it on every side (rows from y0 - 1 on stay readable until the band is done). Inputs are encoded tile by
+    `tile_input(y0, y1, x0, x1)` gives the network input (CxHxW) for that window of the source; it may read a pixel
+    beyond it on every side (rows from y0 - 1 on stay readable until the band is done). Inputs are encoded tile by
     tile, so a one-hot label map of many classes never exists at band size."""
-    h, w = source.height, source.width
-    ys, xs = settings.plan(h), settings.plan(w)
-    wx = [torch.from_numpy(blend_weights(xs, j)) for j in range(len(xs))]
-    total_y = torch.from_numpy(axis_totals(ys, h)).clamp_min_(1e-8)[:, None, None]
-    total_x = torch.from_numpy(axis_totals(xs, w)).clamp_min_(1e-8)[None, :, None]
-    # One band's weighted sums, reused: rows [top, top + band height) of the image; a band starts where the last
-    # yielded rows end, and the rows it shares with the next band are moved to the top of the buffer. In-place
-    # torch ops: no tile-sized temporaries of the output channels (only the H x W x 1 weight), both cores busy.
-    rows = max(e - s for s, e in ys)
+    k = settings.scale
+    ys, xs = settings.plan(source.height), settings.plan(source.width)
+    oys, oxs = _scaled(ys, k), _scaled(xs, k)  # the same tiles in output pixels
+    h, w, margin = source.height * k, source.width * k, settings.margin * k
+    wx = [torch.from_numpy(blend_weights(oxs, j, margin)) for j in range(len(oxs))]
+    total_y = torch.from_numpy(axis_totals(oys, h, margin)).clamp_min_(1e-8)[:, None, None]
+    total_x = torch.from_numpy(axis_totals(oxs, w, margin)).clamp_min_(1e-8)[None, :, None]
+    # One band's weighted sums, reused: output rows [top, top + band height); a band starts where the last yielded
+    # rows end, and the rows it shares with the next band are moved to the top of the buffer. In-place torch ops: no
+    # tile-sized temporaries of the output channels (only the H x W x 1 weight), both cores busy.
+    rows = max(e - s for s, e in oys)
     acc = torch.zeros((rows, w, out_channels), dtype=torch.float32)
-    top = 0  # image row of acc[0]; equals the current band's first row
-    for i, (y0, y1) in enumerate(ys):
-        source.release(y0 - 1)  # rows above this band (and its one-row margin) are no longer needed
-        wy = torch.from_numpy(blend_weights(ys, i))[:, None, None]
+    top = 0  # output row of acc[0]; equals the current band's first row
+    for i, (y0, y1) in enumerate(oys):
+        source.release(ys[i][0] - 1)  # source rows above this band (and its one-row margin) are no longer needed
+        wy = torch.from_numpy(blend_weights(oys, i, margin))[:, None, None]
         for first in range(0, len(xs), settings.batch_size):
             cols = list(range(first, min(first + settings.batch_size, len(xs))))
             widths = {xs[j][1] - xs[j][0] for j in cols}
             for group in [cols] if len(widths) == 1 else [[j] for j in cols]:
-                outs = translate(torch.stack([tile_input(y0, y1, *xs[j]) for j in group]))
+                outs = translate(torch.stack([tile_input(*ys[i], *xs[j]) for j in group]))
                 for j, out in zip(group, outs, strict=True):
-                    x0, x1 = xs[j]
+                    x0, x1 = oxs[j]
                     acc[y0 - top : y1 - top, x0:x1].addcmul_(out.permute(1, 2, 0), wy * wx[j][None, :, None])
                 del outs, out  # not held while the consumer converts and writes the finished rows
-        done = ys[i + 1][0] if i + 1 < len(ys) else h
+        done = oys[i + 1][0] if i + 1 < len(oys) else h
         # Finished rows go out in small chunks, so their conversion and encoding stay small too.
         for r in range(0, done - top, OUTPUT_CHUNK_ROWS):
             r1 = min(r + OUTPUT_CHUNK_ROWS, done - top)
@@ -217,6 +236,11 @@ def tiled_rows(
             acc[:keep] = acc[done - top : y1 - top].clone()
         acc[max(keep, 0) :] = 0.0
         top = done
+
+
+def _scaled(spans: list[Span], scale: int) -> list[Span]:
+    """Spans of input pixels as the spans of output pixels they become."""
+    return [(s * scale, e * scale) for s, e in spans]
 
 
 def write_tiff_streamed(

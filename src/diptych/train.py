@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import signal
@@ -43,6 +44,7 @@ from .device import resolve_device
 from .distributed import Distributed, EpochSampler, check_global_batch, prepare_networks, process_group
 from .ema import WeightAverage
 from .errors import ConfigError
+from .memory import measure_allocations
 from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
 from .recipes import RECIPES, UNPAIRED, create_recipe
@@ -384,33 +386,24 @@ class Trainer:
         return f" x {world} processes; global batch {self.config.data.batch_size} = {world} x {accum} x {micro}"
 
     def memory_estimate(self) -> str:
-        """Weights + gradients + Adam moments (4 x fp32 per parameter; 1 more per averaged one), activations from hooks on one forward pass
-        of every network at the training size (every layer's output counted), and the runtime's own footprint."""
+        """Weights + gradients + Adam moments (4 x fp32 per parameter; 1 more per averaged one), activations of one
+        forward pass of every network on the recipe's example inputs (every operation's output counted, layers and
+        functional calls alike, at the sizes the recipe gives: an upscaler's output at its scale), and the runtime's
+        own footprint."""
         side = self.dataset.summary.min_side
         batch = self.rank_batch // self.config.train.accum_steps  # what one forward pass of one process holds
         params = sum(p.numel() for m in self.recipe.networks.values() for p in m.parameters())
         averaged = sum(p.numel() for m in self.averaged.values() for p in m.parameters())
         state_bytes = params * 4 * 4 + averaged * 4
-        act_bytes = 0
-
-        def hook(_: nn.Module, __: object, out: object) -> None:
-            nonlocal act_bytes
-            outs = out if isinstance(out, list | tuple) else [out]
-            act_bytes += sum(t.numel() * 4 for t in outs if isinstance(t, torch.Tensor))
-
+        act_bytes = 0.0
         inputs = self.recipe.example_inputs(side)
-        handles = []
-        for module in self.recipe.networks.values():
-            handles += [m.register_forward_hook(hook) for m in module.modules() if not list(m.children())]
         modes = {name: m.training for name, m in self.recipe.networks.items()}
         try:
             with torch.no_grad():
                 for name, module in self.recipe.networks.items():
                     module.eval()
-                    module(*inputs[name])
+                    act_bytes += measure_allocations(functools.partial(module, *inputs[name])).total
         finally:
-            for h in handles:
-                h.remove()
             for name, module in self.recipe.networks.items():
                 module.train(modes[name])
         # Autograd keeps roughly every layer's output for backward; a generated image goes through a D twice.

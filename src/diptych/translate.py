@@ -45,6 +45,7 @@ from .data.paired import label_spec
 from .device import resolve_device
 from .errors import ConfigError, DataError
 from .exported import BACKENDS, ExportedGenerator, backend_for, exported_kind, load_exported
+from .memory import bytes_per_input_pixel
 from .nets.geometry import Geometry
 from .nets.inference import prepare_for_inference
 from .precision import AUTOCAST_DTYPES, PRECISIONS, resolve_precision, use_precision
@@ -102,6 +103,11 @@ class Translator:
                     per_image_statistics(m)
         self._rng = torch.Generator().manual_seed(seed)  # on the CPU: it only draws per-call seeds
         self.labels = label_spec(config.data)
+        if self.labels is not None and self.scale != 1:
+            raise ConfigError(
+                f"this model upscales label maps x{self.scale} (--label-nc {config.data.label_nc}); diptych translates "
+                "label maps at their own size only: retrain at --scale 1 or give images, not label maps"
+            )
         self.needs_instances = bool(config.data.instance_dir)
         self.instance_dir: Path | None = None
         if precision not in PRECISIONS:
@@ -123,6 +129,11 @@ class Translator:
         self._warned_instance_norm = False
         self.weights_path: Path | None = None  # the checkpoint weights file the generator came from, if any
         self.weights: str | None = None  # which of a checkpoint's weights: "raw" or "ema" (None: not a checkpoint)
+
+    @property
+    def scale(self) -> int:
+        """Output size / input size (the generator's geometry)."""
+        return self.generator.geometry.scale
 
     @classmethod
     def load(
@@ -294,6 +305,11 @@ class Translator:
         volumes = [job for job in jobs if is_nifti(job[0])]
         if volumes and (tile is not None or aligned):
             raise ConfigError(f"{volumes[0][0]}: NIfTI volumes cannot be combined with --tile or --aligned")
+        if volumes and self.scale != 1:
+            raise ConfigError(
+                f"{volumes[0][0]}: this model upscales x{self.scale}, and a NIfTI volume is written on its input's "
+                "grid (affine, header); translate its slices as TIFF or .npy files instead"
+            )
         # An output name the file system cannot hold stops the run (or is skipped) before anything is written.
         jobs, bad = check_all(jobs, lambda job: check_name_length(job[1]), skip_bad, workers=1)
         remove_stale_temporaries_of(dest for _, dest in jobs)  # left by an earlier run killed while writing them
@@ -358,7 +374,7 @@ class Translator:
         """Resolve --tile/--overlap (and the budget for --tile auto) into checked settings."""
         g: Geometry = self.generator.geometry
         stride = g.stride
-        geometry = {"stride": g.stride, "multiple": g.multiple, "minimum": g.min_side}
+        geometry = {"stride": g.stride, "multiple": g.multiple, "minimum": g.min_side, "scale": g.scale}
         if self.mode == "paper":
             raise ConfigError("--tile needs --test-mode eval: per-tile batch statistics and dropout would show seams")
         if tile == "auto":
@@ -378,8 +394,12 @@ class Translator:
         # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).
         batch = max(1, min(batch_size, TILE_BATCH_PIXELS // (tile * tile)))
         settings = TileSettings(tile, overlap, batch, **geometry)
-        try:  # the network itself decides what it can take (instance norm needs > 1 pixel at the bottleneck)
-            self.translate_tensor(torch.zeros(1, self.in_channels, tile, tile))
+        # The network itself decides what it can take (instance norm needs > 1 pixel at the bottleneck); beyond 8
+        # strides a side every level has pixels to spare, so larger tiles are probed at that size (an RRDBNet's
+        # 512 px tile would take minutes on a CPU).
+        probe = min(tile, 8 * max(stride, geometry["minimum"]))
+        try:
+            self.translate_tensor(torch.zeros(1, self.in_channels, probe, probe))
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(
                 f"--tile {tile} is too small for this network ({str(exc).splitlines()[0][:120]}); use a larger --tile"
@@ -394,23 +414,18 @@ class Translator:
         return settings
 
     def bytes_per_pixel(self) -> float:
-        """Activation bytes per input pixel (every layer's output counted, so an upper bound)."""
-        # Two strides per side: instance-norm networks need more than one pixel at their bottleneck.
-        side = 2 * self.generator.geometry.stride
-        total = 0
+        """Activation bytes per input pixel at their peak in one forward pass: the tensors every operation creates
+        (layers and functional calls alike, the output at `scale`**2 x the input's pixels included), counted
+        while they are alive."""
+        # At least two strides a side (instance-norm networks need more than one pixel at their bottleneck).
+        stride = self.generator.geometry.stride
+        small = max(2 * stride, 8)
+        large = small + max(stride, small // 2)
 
-        def hook(_: nn.Module, __: object, out: object) -> None:
-            nonlocal total
-            if isinstance(out, torch.Tensor):
-                total += out.numel() * out.element_size()
+        def forward(side: int) -> torch.Tensor:
+            return self.translate_tensor(torch.zeros(1, self.in_channels, side, side))
 
-        handles = [m.register_forward_hook(hook) for m in self.generator.modules() if not list(m.children())]
-        try:
-            self.translate_tensor(torch.zeros(1, self.in_channels, side, side))
-        finally:
-            for h in handles:
-                h.remove()
-        return total / (side * side)
+        return bytes_per_input_pixel(forward, small, large).peak
 
     def _check_tiled_input(self, src: Path) -> RowSource:
         """Check what would stop a tiled translation half-way, before any output is written: the file opens (formats
@@ -465,12 +480,12 @@ class Translator:
                 instances.release(y0 - 1)
             return encoded[:, y0 - m0 : y1 - m0, x0 - n0 : x1 - n0]
 
-        out_c = self.config.generator.out_channels
+        out_c, k = self.config.generator.out_channels, settings.scale
         bands = tiled_rows(source, self.translate_tensor, tile_input, out_c, settings)
         samples = (to_samples(b, self.out_dtype, self.out_range) for b in bands)
         if dest.suffix.lower() in TIFF_EXTENSIONS:
             return write_tiff_streamed(
-                dest, source.height, source.width, out_c, self.out_dtype, samples, tiff_compression
+                dest, source.height * k, source.width * k, out_c, self.out_dtype, samples, tiff_compression
             )
         return write_image(dest, np.concatenate(list(samples)), tiff_compression)
 
