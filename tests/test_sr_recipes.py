@@ -242,6 +242,12 @@ def test_lr_hr_pairs_must_differ_by_the_scale(tmp_path: Path, capsys: pytest.Cap
     (tmp_path / "HR" / "c1.png").unlink()
     assert main(["train", *args, "--max-steps", "2", "--run-dir", str(tmp_path / "ok"), "--no-progress"]) == 0
     assert len(load_file(resolve_checkpoint(tmp_path / "ok") / "generator.safetensors")) > 0
+    # realesrgan on pairs: the stored degradation (how evaluate makes LR) does not stop a resume
+    real = ["--recipe", "realesrgan", "--arch", "msrresnet", "--lambda-perceptual", "0", "--ndf", "8"]
+    real += ["--data", str(tmp_path / "HR"), "--lr-dir", str(tmp_path / "LR"), *TINY, "--no-progress"]
+    assert main(["train", *real, "--max-steps", "1", "--run-dir", str(tmp_path / "real")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "real"), "--max-steps", "2", "--no-progress"]) == 0
+    assert "_00000002" in resolve_checkpoint(tmp_path / "real").name
 
 
 def test_a_small_x2_model_beats_bicubic_on_a_held_out_photo(tmp_path: Path) -> None:

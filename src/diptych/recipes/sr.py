@@ -168,8 +168,6 @@ class SRRecipe(Recipe):
             raise ConfigError(f"--label-nc and --instance-dir are for label maps; --recipe {cls.name} reads images")
         if o.degradation_settings and o.degradation != "realesrgan":
             raise ConfigError("--degradation-settings applies to --degradation realesrgan only; drop it or switch")
-        if o.lr_dir and o.degradation_settings:
-            raise ConfigError("--lr-dir gives the LR images; --degradation-settings would not be used: drop it")
         degradation_of(config)  # (refuses unknown or out-of-range settings, naming them)
         if d.direction != "AtoB":
             raise ConfigError(f"--direction BtoA: --recipe {cls.name} always maps LR (A) to HR (B)")
