@@ -124,6 +124,14 @@ def test_realesrgan_stores_every_degradation_setting(hr_folder: Path, tmp_path: 
     expected = json.loads(json.dumps(DegradationConfig.from_json({"second": {"noise_range": [1, 10]}}).to_json()))
     assert stored.degradation_settings == expected and expected["second"]["noise_range"] == [1, 10]
     assert expected["first"]["jpeg_range"] == list(DegradationConfig().first.jpeg_range)
+    # evaluate makes its LR with the stored degradation, seeded per image: the same seed, the same scores
+    runs = [
+        evaluate_sr(tmp_path / "run", hr_folder, tmp_path / f"e{i}", seed=s, progress=False)
+        for i, s in enumerate((0, 0, 1))
+    ]
+    means = [[m["mean"] for m in r.summary["metrics"].values()] for r in runs]
+    assert means[0] == means[1] and means[0] != means[2]
+    assert "Real-ESRGAN degradation" in runs[0].summary["protocol"]["lr"]
 
 
 def test_esrgan_starts_from_the_sr_run_and_refuses_another_architecture(hr_folder: Path, tmp_path: Path) -> None:
