@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from diptych.data.degradations import gaussian_kernel_1d, unsharp_mask
 from diptych.losses import SRPerceptualLoss, relativistic_average_loss
 from diptych.nets.sr_discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from diptych.nets.vgg import vgg_features
@@ -86,3 +87,32 @@ def test_perceptual_layers_are_the_papers_pre_activation_features(layers: str, t
         if i in weights:
             expected += weights[i] * F.l1_loss(fx, fy).item()
     assert loss(x, y).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_unsharp_mask_is_real_esrgans_sharpened_target() -> None:
+    """OpenCV's kernel for size 51 (sigma 8), constants unchanged, and a step edge sharpened as an independent
+    scipy computation of img + 0.5 (img - blur), blended by the blurred mask of |detail| > 10/255."""
+    from scipy.ndimage import convolve1d
+
+    k = gaussian_kernel_1d(51)
+    sigma = 0.3 * ((51 - 1) / 2 - 1) + 0.8
+    assert sigma == pytest.approx(8.0) and float(k.sum()) == pytest.approx(1.0)
+    assert float(k[25] / k[33]) == pytest.approx(math.exp(8**2 / (2 * 8**2)))
+    flat = torch.full((1, 3, 40, 40), 0.3)
+    torch.testing.assert_close(unsharp_mask(flat), flat)
+    img = torch.full((1, 1, 40, 60), 0.2)
+    img[..., 30:] = 0.8
+    kernel = k.numpy()
+
+    def blur(a):
+        a = convolve1d(a, kernel, axis=0, mode="mirror")
+        return convolve1d(a, kernel, axis=1, mode="mirror")
+
+    x = img[0, 0].double().numpy()
+    residual = x - blur(x)
+    soft = blur((abs(residual) * 255 > 10).astype(float))
+    sharp = (x + 0.5 * residual).clip(0, 1)
+    expected = soft * sharp + (1 - soft) * x
+    got = unsharp_mask(img)[0, 0].double().numpy()
+    assert abs(got - expected).max() < 1e-5
+    assert got[20, 29] < 0.2 and got[20, 30] > 0.8  # overshoot on both sides of the edge

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..checkpoint import open_generator
 from ..config import LOSS_WEIGHT, MAX_SIDE, RunConfig, field_names, generator_families, opt, within
-from ..data.degradations import DegradationConfig
+from ..data.degradations import DegradationConfig, unsharp_mask
 from ..data.sr_pairs import SRCrop, open_hr_folder, open_lr_hr_folders
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, SRPerceptualLoss, l1_loss, relativistic_average_loss
@@ -102,6 +102,11 @@ class RealESRGANConfig(SRGANConfig):
     )
     lambda_pixel: float = opt(1.0, "weight of the pixel L1 loss", bounds=LOSS_WEIGHT)
     lambda_gan: float = opt(0.1, "weight of the adversarial loss", bounds=LOSS_WEIGHT)
+    sharpen_targets: bool = opt(
+        True,
+        "compare outputs with unsharp-masked HR targets in the pixel and perceptual losses (Real-ESRGAN's "
+        "l1_gt_usm / percep_gt_usm; the discriminator sees the HR images as they are)",
+    )
 
 
 def degradation_of(config: RunConfig) -> DegradationConfig | None:
@@ -269,6 +274,10 @@ class SRGANRecipe(SRRecipe):
         """The adversarial loss of a (micro-)batch, for the discriminator (fake detached) or the generator."""
         raise NotImplementedError
 
+    def content_target(self, hr: torch.Tensor) -> torch.Tensor:
+        """What the pixel and perceptual losses compare the output with (the HR crop itself)."""
+        return hr
+
     def train_step(self, batch: dict[str, Any]) -> Losses:
         """One generator update through the frozen discriminator, then one discriminator update.
 
@@ -281,17 +290,19 @@ class SRGANRecipe(SRRecipe):
         o = self.options
         fakes: list[torch.Tensor] = []
 
+        targets = [self.content_target(m["HR"]) for m in micro]
+
         def g_loss(i: int, first: bool) -> tuple[torch.Tensor, Losses]:
             del fakes[i:]
             lr, hr = micro[i]["LR"], micro[i]["HR"]
             fake = g(lr)
             fakes.append(fake.detach())
-            pixel = l1_loss(fake, hr)
+            pixel = l1_loss(fake, targets[i])
             gan = self.gan_losses(d_bare, hr, fake, for_discriminator=False)
             loss = o.lambda_pixel * pixel + o.lambda_gan * gan
             parts = {"G_L1": pixel.detach(), "G_GAN": gan.detach()}
             if self.perceptual is not None:
-                perceptual = self.perceptual(fake, hr)
+                perceptual = self.perceptual(fake, targets[i])
                 loss = loss + o.lambda_perceptual * perceptual
                 parts["G_perceptual"] = perceptual.detach()
             return loss, parts
@@ -374,6 +385,12 @@ class RealESRGANRecipe(SRGANRecipe):
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         super().__init__(config, device)
         self.adversarial = AdversarialLoss("vanilla")
+
+    def content_target(self, hr: torch.Tensor) -> torch.Tensor:
+        """The HR crop unsharp-masked (Real-ESRGAN's sharpened targets) with --sharpen-targets, else as it is."""
+        if not self.options.sharpen_targets:
+            return hr
+        return unsharp_mask((hr + 1) / 2) * 2 - 1
 
     @classmethod
     def discriminator_kind(cls) -> str:
