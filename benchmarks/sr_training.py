@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run (after one warm-up step)")
     parser.add_argument("--quick", action="store_true", help="tiny networks and crops, one timed step")
+    parser.add_argument("--only", nargs="+", metavar="RECIPE:ARCH", help="time these runs only, e.g. sr:rrdbnet")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = 1 if args.quick else args.steps
@@ -89,6 +90,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hr = write_hr_images(Path(tmp) / "hr", 256)
         for k, (recipe, arch, fields) in enumerate(RUNS):
+            if args.only and f"{recipe}:{arch}" not in args.only:
+                continue
             rates = []
             for precision in PRECISIONS:
                 run = Path(tmp) / f"run_{k}_{precision}"

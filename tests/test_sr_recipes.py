@@ -232,6 +232,8 @@ def test_user_errors_are_one_line(hr_folder: Path, tmp_path: Path, capsys: pytes
     vgg.write_bytes(b"")
     err = run_cli(["--recipe", "esrgan", *base, "--arch", "msrresnet", "--vgg-weights", str(vgg), *run], capsys)
     assert "--lr-crop 16 x scale 2 = 32 px HR crops are too small for the VGG-style discriminator (at least 64)" in err
+    err = run_cli(["--recipe", "sr", *TINY, "--max-steps", "1", *run], capsys)
+    assert "no dataset given; pass the folder of HR images (--data DIR)" in err
     err = run_cli(["--recipe", "sr", *base, "--val-fraction", "0.2", *run], capsys)
     assert "has no validation during training yet" in err
     assert not (tmp_path / "run").exists()

@@ -25,7 +25,7 @@ from ..checkpoint import open_generator
 from ..config import LOSS_WEIGHT, MAX_SIDE, RunConfig, field_names, generator_families, opt, within
 from ..data.degradations import DegradationConfig, unsharp_mask
 from ..data.sr_pairs import SRCrop, open_hr_folder, open_lr_hr_folders
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..losses import AdversarialLoss, SRPerceptualLoss, l1_loss, relativistic_average_loss
 from ..nets import create_generator, generator_spec
 from ..nets.sr_discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
@@ -181,6 +181,8 @@ class SRRecipe(Recipe):
     def open_dataset(cls, config: RunConfig, resume: bool) -> Any:
         """HR images with LR made on the fly, or LR/HR pairs (--lr-dir); crops checked against every image."""
         d, o = config.data, config.method
+        if not d.root:
+            raise DataError("no dataset given; pass the folder of HR images (--data DIR)")
         hr_dir = _phase_folder(Path(d.root), d.phase)
         crop = sr_crop(config)
         if o.lr_dir:
