@@ -283,3 +283,22 @@ def test_data_check_reports_sr_data_for_a_scale(hr_folder: Path, capsys: pytest.
     assert main(["data", "check", str(hr_folder), "--scale", "2", "--lr-crop", "16"]) == 1
     captured = capsys.readouterr()
     assert "1 problem(s)" in captured.out and "small.png: 30x20 is smaller than the HR crop 32x32" in captured.err
+
+
+def test_the_perceptual_loss_reads_local_vgg19_weights(hr_folder: Path, tmp_path: Path) -> None:
+    """One realesrgan step with the perceptual loss from a VGG19 file in torchvision's layout (random weights; its
+    conv1_2 term keeps the loss visible where conv5_4 of random weights alone rounds to 0 in the log)."""
+    from safetensors.torch import save_file
+
+    from diptych.nets.vgg import vgg_features
+
+    torch.manual_seed(0)
+    save_file(
+        {f"features.{k}": v for k, v in vgg_features("vgg19").state_dict().items()}, tmp_path / "vgg19.safetensors"
+    )
+    cfg = sr_config(
+        hr_folder, "realesrgan", max_steps=1, lambda_perceptual=1.0, vgg_weights=str(tmp_path / "vgg19.safetensors")
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert log["G_perceptual"] > 0 and {"G_L1", "G_GAN", "D"} <= set(log)
