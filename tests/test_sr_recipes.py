@@ -20,6 +20,7 @@ from diptych.data.resize import bicubic_downscale, bicubic_upscale, modcrop
 from diptych.data.samples import sample_photo
 from diptych.errors import ConfigError
 from diptych.evaluate_sr import evaluate_sr
+from diptych.recipes.sr import denormals_flushed
 from diptych.train import resume_config, train
 
 from .conftest import photo_crops
@@ -302,3 +303,10 @@ def test_the_perceptual_loss_reads_local_vgg19_weights(hr_folder: Path, tmp_path
     train(cfg, tmp_path / "run", progress=False)
     log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert log["G_perceptual"] > 0 and {"G_L1", "G_GAN", "D"} <= set(log)
+
+
+def test_steps_flush_denormals_on_cpus_and_restore_the_default() -> None:
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    with denormals_flushed(torch.device("cpu")):
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) > 0.0
