@@ -216,7 +216,9 @@ def test_architecture_the_exporter_does_not_know_is_refused(
     # As for a generator family added later that cannot be traced yet.
     for family in (ResnetConfig, HDConfig):
         monkeypatch.setattr(family, "exportable", False)
-    with pytest.raises(ExportError, match=r"the 'hd' generator cannot be exported yet \(supported: unet\)"):
+    with pytest.raises(
+        ExportError, match=r"the 'hd' generator cannot be exported yet \(supported: unet, msrresnet, rrdbnet, compact\)"
+    ):
         export_generator(checkpoints["hd"], tmp_path / "hd.pt", "torchscript")
     assert list(tmp_path.iterdir()) == []
 

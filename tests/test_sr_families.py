@@ -15,7 +15,9 @@ from diptych.errors import ConfigError
 from diptych.nets import GENERATOR_FAMILIES
 from diptych.nets.geometry import Geometry
 from diptych.recipes import RECIPES
+from diptych.recipes.base import check_scale
 
+from .conftest import photo_crops, write_aligned
 from .test_cli import assert_one_error_line, run_cli
 
 SR_FAMILIES = ("msrresnet", "rrdbnet", "compact")
@@ -110,3 +112,19 @@ def test_the_trainer_keeps_the_upscalers_own_initialisation(arch: str) -> None:
     # ... while the discriminator got --init-type normal with gain 0.02.
     d_convs = [m for m in recipe.networks["discriminator"].modules() if isinstance(m, nn.Conv2d)]
     assert d_convs[1].weight.std().item() == pytest.approx(0.02, rel=0.15)
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
+def test_same_size_recipes_refuse_an_upscaling_generator_before_any_work(
+    recipe: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_aligned(tmp_path / "data", [(c, c) for c in photo_crops("astronaut", 32, 2)])
+    argv = ["train", "--data", data, "--run-dir", tmp_path / "run", "--recipe", recipe, "--netG", "compact_x2"]
+    argv += ["--g-norm", "none"]  # (cyclegan sets instance norm, which the upscalers do not have)
+    code, _, err = run_cli(argv, capsys)
+    line = assert_one_error_line(err, "--scale 2: the compact generator upscales")
+    assert code == 1 and f"--recipe {recipe} trains on targets of their inputs' size" in line
+    assert not (tmp_path / "run").exists()
+    config = RunConfig().use_recipe(recipe)
+    config.use_generator("rrdbnet").scale = 1  # (x1: same size, on a pixel-unshuffled input)
+    check_scale(RECIPES[recipe], config)

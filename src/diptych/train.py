@@ -48,6 +48,7 @@ from .memory import measure_allocations
 from .plots import CURVES_FILE, plot_training_curves
 from .precision import resolve_precision, use_precision
 from .recipes import RECIPES, UNPAIRED, create_recipe
+from .recipes.base import check_scale
 from .signals import STOP_SIGNALS, Terminated, signal_name
 from .validation import make_validator
 
@@ -144,6 +145,7 @@ class Trainer:
         self.config = config
         self.device = self.dist.device
         self.recipe_class = RECIPES[config.recipe]
+        check_scale(self.recipe_class, config)
         self.dataset: Any = self.recipe_class.open_dataset(config, resume)
         self.recipe_class.fill_from_data(config, self.dataset.summary)
         self.recipe_class.check_config(config)  # again, now that the data has decided the channels

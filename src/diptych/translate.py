@@ -197,7 +197,8 @@ class Translator:
 
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate a Bx C x H x W batch in [-1, 1]; any H and W (padded as the network pads inputs, cropped back)."""
+        """Translate a Bx C x H x W batch in [-1, 1]; any H and W (padded as the network pads inputs, cropped back to
+        `scale` x H x `scale` x W)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise DataError(f"expected a batch of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if self.mode == "paper":
@@ -216,8 +217,9 @@ class Translator:
     def __call__(
         self, image: Image.Image | np.ndarray, instances: np.ndarray | None = None
     ) -> Image.Image | np.ndarray:
-        """Translate one PIL image or HxW(xC) array; returns the same kind, at the input's size. A PIL image's
-        EXIF orientation is applied first, as for files (and image viewers): the output is upright."""
+        """Translate one PIL image or HxW(xC) array; returns the same kind, at the input's size times the model's
+        scale. A PIL image's EXIF orientation is applied first, as for files (and image viewers): the output is
+        upright."""
         if isinstance(image, Image.Image):
             upright = orient(pil_to_array(image, self.labels is not None), exif_orientation(image))
             out = self._translate_array(upright, instances)

@@ -121,6 +121,7 @@ class Recipe:
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # shared fields whose defaults this method changes
     monitor: ClassVar[str] = "G_L1"  # the loss whose epoch mean drives the plateau learning-rate policy
     partly_frozen: ClassVar[frozenset[str]] = frozenset()  # networks some of whose parameters may get no gradient
+    upscales: ClassVar[bool] = False  # whether its data gives targets `scale` x the inputs (super-resolution)
 
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
@@ -208,6 +209,17 @@ class Recipe:
             for name, net in self.networks.items()
         }
         self.amp.any_rank = ctx.any
+
+
+def check_scale(recipe: type[Recipe], config: RunConfig) -> None:
+    """Refuse (ConfigError) an upscaling generator for a recipe whose targets have their inputs' size."""
+    g = config.generator
+    scale = g.geometry().scale
+    if scale != 1 and not recipe.upscales:
+        raise ConfigError(
+            f"--scale {scale}: the {g.arch} generator upscales, and --recipe {recipe.name} trains on targets of their "
+            "inputs' size; train it with a super-resolution recipe (or --scale 1 where the family has it)"
+        )
 
 
 def fill_channels(config: RunConfig, found_in: int, found_out: int, where: str) -> None:

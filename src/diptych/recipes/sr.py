@@ -146,6 +146,7 @@ class SRRecipe(Recipe):
     data_kind = SR
     section: ClassVar[type] = SuperResolutionConfig
     monitor = "G_L1"
+    upscales = True
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "generator": {"arch": "msrresnet"},
         "data": {"batch_size": 16},
