@@ -262,7 +262,7 @@ def test_lr_hr_pairs_must_differ_by_the_scale(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_a_small_x2_model_beats_bicubic_on_a_held_out_photo(tmp_path: Path) -> None:
-    """300 steps (about 10 s on one core) on three real photos; scored on part of a fourth, Y channel, 2 px border."""
+    """300 steps (about 5 s on one core) on three real photos; scored on part of a fourth, Y channel, 2 px border."""
     for name in ("astronaut", "chelsea", "coffee"):
         write_image(tmp_path / "train" / f"{name}.png", sample_photo(name)[:256, :256])
     write_image(tmp_path / "test" / "rocket.png", sample_photo("rocket")[100:228, 200:328])
