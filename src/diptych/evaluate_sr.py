@@ -15,16 +15,15 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import write_text_atomic
-from .data.io import IMAGE_EXTENSIONS, from_tensor, list_images, read_image, strip_image_suffix, to_tensor, write_image
+from .data.io import from_tensor, strip_image_suffix, write_image
 from .data.paired import file_stem
-from .data.resize import bicubic_upscale, modcrop
-from .data.sr_pairs import make_lr, sample_levels
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError
 from .evaluate import METRICS_FILE, PER_IMAGE_FILE, REPORT_FILE, Evaluation, _finite, _preview, _write_csv, file_sha256
 from .metrics import MetricProtocol, summarize, validate_metric_names
-from .metrics.pixel import BASELINE_PREFIX, PIXEL_METRICS, compute_pixel_metrics
+from .metrics.pixel import BASELINE_PREFIX, PIXEL_METRICS
 from .recipes.sr import degradation_of
 from .report import EvaluationRow, write_evaluation_report
+from .scoring import list_hr_images, score_sr_image
 from .translate import Translator
 
 SR_METRICS = ("psnr", "ssim")
@@ -61,32 +60,29 @@ def evaluate_sr(
     if not isinstance(border, int) or border < 0:
         raise ConfigError(f"--crop-border {border!r} must be an integer >= 0")
     degradation = degradation_of(config)
-    folder, files = _hr_files(Path(hr_dir), phase)
+    folder, files = list_hr_images(Path(hr_dir), phase)
     files = files[: max_items or None]
     protocol = MetricProtocol(channels=channels, crop_border=border, sample_type=translator.out_dtype.name)
     out = Path(out_dir)
     rows: list[EvaluationRow] = []
     per_image: list[dict[str, Any]] = []
     for index, path in enumerate(tqdm(files, desc="evaluate", unit="img", disable=not progress)):
-        hr_arr = modcrop(read_image(path), scale)
-        if min(hr_arr.shape[:2]) < scale:
-            raise DataError(f"{path}: {hr_arr.shape[1]}x{hr_arr.shape[0]} is smaller than the scale {scale}")
-        hr = to_tensor(hr_arr, translator.out_range)
-        if hr.shape[0] != config.generator.in_channels:
-            raise DataError(f"{path}: has {hr.shape[0]} channel(s); the model takes {config.generator.in_channels}")
-        levels = sample_levels(hr_arr.dtype.name, translator.out_range)
         rng = np.random.default_rng([seed, index])
-        lr = make_lr(hr.add(1.0).mul_(0.5), scale, rng, degradation, levels).mul_(2.0).sub_(1.0)
-        sr = _as_written(translator.translate_tensor(lr[None])[0], hr_arr.dtype, translator.out_range)
-        upscaled = bicubic_upscale(lr, scale).clamp_(-1.0, 1.0)
-        baseline = _as_written(upscaled, hr_arr.dtype, translator.out_range)
-        values = compute_pixel_metrics(sr, hr, names, protocol)
-        values.update(
-            {f"{BASELINE_PREFIX}{k}": v for k, v in compute_pixel_metrics(baseline, hr, names, protocol).items()}
+        scored = score_sr_image(
+            path,
+            rng,
+            translator.translate_tensor,
+            degradation,
+            scale,
+            config.generator.in_channels,
+            names,
+            protocol,
+            translator.out_range,
         )
+        hr_arr, lr, values = scored.hr_array, scored.lr, scored.values
         name = strip_image_suffix(path.relative_to(folder)).as_posix()
         stem = file_stem(name)
-        sr_arr = translator.decode(sr)
+        sr_arr = translator.decode(scored.output)
         written = write_image(out / "outputs" / f"{stem}.png", sr_arr)
         previews = {
             kind: _preview(arr, out / "previews" / f"{stem}_{kind}.png")
@@ -125,22 +121,6 @@ def evaluate_sr(
     _write_csv(out / PER_IMAGE_FILE, per_image, columns)
     write_evaluation_report(rows, out / REPORT_FILE, summary, columns)
     return Evaluation(out, summary)
-
-
-def _hr_files(root: Path, phase: str) -> tuple[Path, list[Path]]:
-    """The folder of HR images (root, or its `phase` sub-folder when it has one) and its images."""
-    folder = root / phase if phase and (root / phase).is_dir() else root
-    if not folder.is_dir():
-        raise DataError(f"{root}: not a folder; pass the folder of HR test images")
-    files = list_images(folder)
-    if not files:
-        raise DataError(f"{folder}: holds no images (looked for {' '.join(IMAGE_EXTENSIONS)}); add the HR test images")
-    return folder, files
-
-
-def _as_written(image: torch.Tensor, dtype: np.dtype, value_range: Any) -> torch.Tensor:
-    """An image as it would be saved: rounded to the data's sample type, back in [-1, 1]."""
-    return to_tensor(from_tensor(image, dtype, value_range), value_range)
 
 
 def _describe_lr(degraded: bool, scale: int, seed: int) -> str:
