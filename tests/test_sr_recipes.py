@@ -236,7 +236,7 @@ def test_user_errors_are_one_line(hr_folder: Path, tmp_path: Path, capsys: pytes
     err = run_cli(["--recipe", "sr", *TINY, "--max-steps", "1", *run], capsys)
     assert "no dataset given; pass the folder of HR images (--data DIR)" in err
     err = run_cli(["--recipe", "sr", *base, "--val-fraction", "0.2", *run], capsys)
-    assert "has no validation during training yet" in err
+    assert "--val-fraction: --recipe sr validates on whole held-out HR images; give a folder of them" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -310,3 +310,19 @@ def test_steps_flush_denormals_on_cpus_and_restore_the_default() -> None:
     with denormals_flushed(torch.device("cpu")):
         assert float(tiny * 1.0) == 0.0
     assert float(tiny * 1.0) > 0.0
+
+
+def test_validation_scores_held_out_hr_images_as_evaluate_does(hr_folder: Path, tmp_path: Path) -> None:
+    for i, crop in enumerate(photo_crops("coffee", 48, 2, seed=5)):
+        write_image(tmp_path / "val" / f"v{i}.png", crop)
+    cfg = sr_config(hr_folder, max_steps=2)
+    cfg.validation.root, cfg.validation.every = str(tmp_path / "val"), 2
+    train(cfg, tmp_path / "run", progress=False)
+    logged = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    val = next(r for r in logged if "val_psnr" in r)
+    assert {"val_psnr", "val_ssim", "val_l1", "val_bicubic_psnr"} <= set(val)
+    best = tmp_path / "run" / "checkpoints" / "best"
+    assert json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())["step"] == 2
+    scores = evaluate_sr(best, tmp_path / "val", tmp_path / "eval", progress=False, device="cpu").summary["metrics"]
+    assert val["val_psnr"] == pytest.approx(scores["psnr"]["mean"], abs=1e-3)
+    assert val["val_bicubic_psnr"] == pytest.approx(scores["bicubic_psnr"]["mean"], abs=1e-4)

@@ -173,18 +173,13 @@ class SRRecipe(Recipe):
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
-        """An upscaling generator, no validation during training, degradation settings only for realesrgan."""
+        """An upscaling generator, degradation settings only for realesrgan."""
         g, o, d = config.generator, config.method, config.data
         if "scale" not in field_names(type(g)):
             upscalers = [name for name, family in generator_families().items() if "scale" in field_names(family)]
             raise ConfigError(
                 f"--recipe {cls.name} trains upscalers, but the {g.arch} generator has no --scale; "
                 f"use --arch {' / '.join(upscalers) or '<an upscaling family>'}"
-            )
-        if config.validation.enabled:
-            raise ConfigError(
-                f"--val-data / --val-fraction: --recipe {cls.name} has no validation during training yet; score "
-                "checkpoints with `diptych evaluate RUN HR_DIR`"
             )
         if d.label_nc or d.instance_dir:
             raise ConfigError(f"--label-nc and --instance-dir are for label maps; --recipe {cls.name} reads images")
