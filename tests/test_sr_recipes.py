@@ -233,6 +233,8 @@ def test_user_errors_are_one_line(hr_folder: Path, tmp_path: Path, capsys: pytes
     vgg.write_bytes(b"")
     err = run_cli(["--recipe", "esrgan", *base, "--arch", "msrresnet", "--vgg-weights", str(vgg), *run], capsys)
     assert "--lr-crop 16 x scale 2 = 32 px HR crops are too small for the VGG-style discriminator (at least 64)" in err
+    err = run_cli(["--recipe", "sr", *base, "--crop-size", "64", *run], capsys)
+    assert "--crop-size does not apply to --recipe sr (its crops are --lr-crop LR pixels" in err
     err = run_cli(["--recipe", "sr", *TINY, "--max-steps", "1", *run], capsys)
     assert "no dataset given; pass the folder of HR images (--data DIR)" in err
     err = run_cli(["--recipe", "sr", *base, "--val-fraction", "0.2", *run], capsys)
@@ -326,3 +328,18 @@ def test_validation_scores_held_out_hr_images_as_evaluate_does(hr_folder: Path, 
     scores = evaluate_sr(best, tmp_path / "val", tmp_path / "eval", progress=False, device="cpu").summary["metrics"]
     assert val["val_psnr"] == pytest.approx(scores["psnr"]["mean"], abs=1e-3)
     assert val["val_bicubic_psnr"] == pytest.approx(scores["bicubic_psnr"]["mean"], abs=1e-4)
+
+
+def test_no_flip_keeps_crops_as_they_are(hr_folder: Path) -> None:
+    from diptych.data.io import to_tensor
+    from diptych.recipes.sr import SRRecipe
+
+    config = sr_config(hr_folder)
+    config.data.flip = False
+    dataset = SRRecipe.open_dataset(config, resume=False)
+    image = to_tensor(read_image(hr_folder / "p0.png"))
+    index = next(i for i, item in enumerate(dataset.items) if item.name == "p0")
+    for seed in range(6):
+        hr = dataset[(index, seed)]["HR"]
+        windows = image.unfold(1, 32, 1).unfold(2, 32, 1)  # every 32 x 32 window: C x y x x x 32 x 32
+        assert (windows == hr[:, None, None]).flatten(3).all(-1).all(0).any(), seed

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import open_generator
-from ..config import LOSS_WEIGHT, MAX_SIDE, RunConfig, field_names, generator_families, opt, within
+from ..config import LOSS_WEIGHT, MAX_SIDE, DataConfig, RunConfig, field_names, generator_families, opt, within
 from ..data.degradations import DegradationConfig, unsharp_mask
 from ..data.sr_pairs import SRCrop, open_hr_folder, open_lr_hr_folders
 from ..errors import ConfigError, DataError
@@ -33,6 +33,15 @@ from ..nets.sr_discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from .base import SR, Losses, Recipe, adam_optimizers, fill_channels
 
 DEGRADATIONS = ("bicubic", "realesrgan")
+# Data options of the paired recipes that SR data has no use for, and what it does instead.
+PAIRED_DATA_OPTIONS = {
+    "layout": "it reads a folder of HR images, or --lr-dir LR images beside them",
+    "preprocess": "its crops are --lr-crop LR pixels at a random place, --scale times that in HR",
+    "load_size": "its crops are --lr-crop LR pixels at a random place, --scale times that in HR",
+    "crop_size": "its crops are --lr-crop LR pixels, --scale times that in HR",
+    "normalize": "values map to [-1, 1] by their sample type's range",
+    "dicom_window": "values map to [-1, 1] by their sample type's range",
+}
 # The VGG-style discriminator halves its input five times; batch norm in training needs at least 2 x 2 values per
 # channel at the last stage (a micro-batch may hold one image).
 VGG_MIN_SIDE = 64
@@ -132,8 +141,10 @@ def degradation_of(config: RunConfig) -> DegradationConfig | None:
 
 
 def sr_crop(config: RunConfig) -> SRCrop:
-    """The training crops: LR side --lr-crop, HR side that times the generator's scale."""
-    return SRCrop(config.generator.geometry().scale, config.method.lr_crop)
+    """The training crops: LR side --lr-crop, HR side that times the generator's scale; random flips and transposes
+    (BasicSR's use_hflip / use_rot) unless --no-flip."""
+    flip = config.data.flip  # (--no-flip: neither flips nor transposes)
+    return SRCrop(config.generator.geometry().scale, config.method.lr_crop, flip=flip, rotate=flip)
 
 
 class SRRecipe(Recipe):
@@ -183,6 +194,11 @@ class SRRecipe(Recipe):
             )
         if d.label_nc or d.instance_dir:
             raise ConfigError(f"--label-nc and --instance-dir are for label maps; --recipe {cls.name} reads images")
+        defaults = DataConfig()
+        for name, instead in PAIRED_DATA_OPTIONS.items():
+            if getattr(d, name) != getattr(defaults, name):
+                flag = name.replace("_", "-")
+                raise ConfigError(f"--{flag} does not apply to --recipe {cls.name} ({instead}); drop it")
         if o.degradation_settings and o.degradation != "realesrgan":
             raise ConfigError("--degradation-settings applies to --degradation realesrgan only; drop it or switch")
         degradation_of(config)  # (refuses unknown or out-of-range settings, naming them)
