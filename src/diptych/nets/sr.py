@@ -97,7 +97,9 @@ class SRConfig(GeneratorConfig):
     norm: str = opt(
         "none", "normalisation layer in the generator (the upscalers have none)", choices=NORMS, flag="g-norm"
     )
-    scale: int = opt(4, "output size / input size", bounds=within(1, 8))
+    scale: int = opt(
+        4, "output size / input size: msrresnet and compact 2, 3, 4 or 8; rrdbnet 1, 2 or 4", bounds=within(1, 8)
+    )
     pixel_range: str = opt(
         "signed",
         "value range the weights work in: signed = [-1, 1], unit = [0, 1] (Real-ESRGAN's and BasicSR's weights)",
