@@ -37,6 +37,13 @@ def test_hd_benchmark_smoke() -> None:
     assert "| G inference 256x128 | bf16 |" in out and "| train step 64x64, grad checkpointing | fp32 |" in out
 
 
+def test_sr_training_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "sr_training.py"), "--quick", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ")
+    assert "| sr | msrresnet (tiny) | 16, 2 |" in out and "| realesrgan | rrdbnet (tiny) | 16, 2 |" in out
+
+
 REFERENCE = BENCHMARKS.parent / ".reference" / "pytorch-CycleGAN-and-pix2pix"
 
 

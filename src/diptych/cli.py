@@ -19,6 +19,7 @@ from .config import (
     PRECISIONS,
     TEST_MODES,
     WEIGHTS,
+    Bounds,
     GeneratorConfig,
     RunConfig,
     field_names,
@@ -32,7 +33,7 @@ from .data.io import TIFF_COMPRESSIONS
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
 from .ncnn_import import PUBLISHED_MODELS
-from .recipes import RECIPES, UNPAIRED
+from .recipes import RECIPES, SR, UNPAIRED
 from .signals import exit_status, report_interrupt, signal_name
 
 SECTION_TITLES = {
@@ -42,7 +43,15 @@ SECTION_TITLES = {
     "train": "training (optimiser, schedule, checkpoints, logging)",
     "validation": "validation during training (metrics on held-out pairs, best checkpoint)",
 }
-METAVARS = {"root": "DIR", "device": "DEVICE", "phase": "NAME", "dicom_window": "[A:|B:]CENTER,WIDTH"}
+METAVARS = {
+    "root": "DIR",
+    "device": "DEVICE",
+    "phase": "NAME",
+    "dicom_window": "[A:|B:]CENTER,WIDTH",
+    "lr_dir": "DIR",
+    "init_from": "RUN",
+    "vgg_weights": "FILE",
+}
 
 TRAIN_EPILOG = """examples:
   diptych train --data datasets/facades --direction BtoA --run-dir runs/facades
@@ -145,6 +154,8 @@ def _option(f: dataclasses.Field, default: Any, dest: str, help: str) -> dict[st
     kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help}
     if isinstance(default, bool):
         kwargs["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, dict):
+        kwargs["type"], kwargs["metavar"] = cli_types.json_object, "JSON|FILE"
     elif "choices" in f.metadata:
         kwargs["type"], kwargs["choices"] = type(default), f.metadata["choices"]
     else:
@@ -202,9 +213,19 @@ def add_owned_options(
             if len(helps) == 1
             else "; ".join(f"{name}: {f.metadata.get('help', '')}" for name, f in owners)
         )
-        shown = ", ".join(f"{name}: {f.default if f.default != '' else 'none'}" for name, f in owners)
-        kwargs = _option(first, first.default, f"{section}.{first.name}", f"{text} (default: {shown})")
+        shown = ", ".join(f"{name}: {_shown_default(_field_default(f))}" for name, f in owners)
+        kwargs = _option(first, _field_default(first), f"{section}.{first.name}", f"{text} (default: {shown})")
         groups[owners[0][0]].add_argument(f"--{flag}", **kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    """A field's default value (made by its factory for a list or dict field)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def _shown_default(value: Any) -> Any:
+    """A default as option help shows it: an empty string or object is 'none'."""
+    return "none" if value in ("", {}) else value
 
 
 def add_direction_option(p: argparse.ArgumentParser) -> None:
@@ -479,6 +500,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "interpolate",
+        help="blend two runs' generator weights (e.g. a PSNR model and its GAN fine-tuning)",
+        description="Write a checkpoint folder whose generator weights are (1 - alpha) x RUN_A's + alpha x RUN_B's "
+        "(network interpolation, ESRGAN's fidelity <-> realism knob). Both runs must have the same generator "
+        "architecture and data; their moving averages (--ema) are blended where they have them. Translate, evaluate "
+        "and export the result like any checkpoint.",
+        formatter_class=fmt,
+    )
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="run or checkpoint at alpha 0 (e.g. the PSNR model)")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="run or checkpoint at alpha 1 (e.g. the GAN model)")
+    p.add_argument(
+        "--alpha", type=cli_types.number(Bounds(0, 1)), required=True, metavar="A", help="weight of RUN_B, in [0, 1]"
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="checkpoint folder to create (new or empty)")
+    add_weights_option(p)
+
+    p = sub.add_parser(
         "convert-ncnn",
         help="import a Real-ESRGAN ncnn upscaler (.param + .bin) as a checkpoint",
         description="Convert an ncnn super-resolution model (Real-ESRGAN's RRDBNet or compact graphs, recognised by "
@@ -519,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"comma-separated, from {', '.join(ALL_METRICS)}; lpips, fid and kid need local weights, st_lpips "
         f"the stlpips-pytorch package or --st-lpips-weights (default: {','.join(DEFAULT_METRICS)}, without "
-        "st_lpips where its weights are missing)",
+        "st_lpips where its weights are missing; psnr,ssim for super-resolution runs)",
     )
     p.add_argument("--inception-weights", type=Path, help="Inception-v3 weights file for fid/kid (never downloaded)")
     p.add_argument(
@@ -547,15 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--channels",
         choices=CHANNEL_CHOICES,
-        default="all",
+        default=None,
         help="compare all channels (averaged); luminance: full-swing BT.601 luma of RGB; y: MATLAB rgb2ycbcr's Y "
-        "(16-235), the convention of super-resolution papers and BasicSR (default: all)",
+        "(16-235), the convention of super-resolution papers and BasicSR (default: all; y for super-resolution runs)",
     )
     p.add_argument(
         "--crop-border",
         type=cli_types.integer(0, MAX_SIDE),
-        default=0,
-        help="pixels ignored at every image border (default: 0)",
+        default=None,
+        help="pixels ignored at every image border (default: 0; the scale for super-resolution runs)",
     )
     add_inference_options(p, default_precision="fp32")  # scores reproducible across machines, as validation's
     p.add_argument(
@@ -737,6 +775,18 @@ def cmd_convert_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .interpolate import interpolate
+
+    result = interpolate(args.run_a, args.run_b, args.alpha, args.out, weights=args.weights)
+    print(
+        f"wrote {result.out_dir}: {1 - result.alpha:g} x {args.run_a} ({result.weights_a} weights) + "
+        f"{result.alpha:g} x {args.run_b} ({result.weights_b} weights); translate with: diptych translate "
+        f"{result.out_dir} IMAGE... --out DIR"
+    )
+    return 0
+
+
 def cmd_convert_ncnn(args: argparse.Namespace) -> int:
     from .ncnn_import import import_ncnn_model, published_ncnn_model
 
@@ -821,8 +871,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         run = folder.parent.parent if folder.parent.name == CHECKPOINTS_DIR else folder
         out = run / "eval" / f"{args.phase}-{folder.name}"
-    if RECIPES[read_checkpoint_config(args.checkpoint).recipe].data_kind == UNPAIRED:
+    kind = RECIPES[read_checkpoint_config(args.checkpoint).recipe].data_kind
+    if kind == UNPAIRED:
         return _evaluate_unpaired(args, out, deep)
+    if kind == SR:
+        return _evaluate_sr(args, out)
     result = evaluate(
         args.checkpoint,
         args.data,
@@ -830,8 +883,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         phase=args.phase,
         layout=args.layout,
         metrics=names,
-        channels=args.channels,
-        crop_border=args.crop_border,
+        channels=args.channels or "all",
+        crop_border=args.crop_border or 0,
         test_mode=args.test_mode,
         seed=args.seed,
         device=args.device,
@@ -843,12 +896,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         direction=args.direction,
         weights=args.weights,
     )
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: Any) -> None:
+    """Each metric's mean (with its confidence interval) and where the report is."""
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
         print(f"{name:12s} {m['mean']:.4g}{ci}  n={m['n']}")
     for note in result.summary["notes"]:
         print(f"note: {note}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
+
+
+def _evaluate_sr(args: argparse.Namespace, out: Path) -> int:
+    """`diptych evaluate` on a super-resolution run: LR made from the HR images, scored beside bicubic."""
+    from .evaluate_sr import SR_METRICS, evaluate_sr
+
+    for option in ("layout", "test_mode", "instance_dir", "direction", "inception_weights"):
+        if getattr(args, option) not in (None, "auto"):
+            raise ConfigError(
+                f"--{option.replace('_', '-')} does not apply to a super-resolution run's evaluation (it makes LR "
+                "inputs from the HR images and scores them beside bicubic); leave it out"
+            )
+    metrics = [m for m in (args.metrics or ",".join(SR_METRICS)).split(",") if m.strip()]
+    result = evaluate_sr(
+        args.checkpoint,
+        args.data,
+        out,
+        phase=args.phase,
+        metrics=metrics,
+        channels=args.channels or "y",
+        crop_border=args.crop_border,
+        seed=args.seed,
+        device=args.device,
+        max_items=args.max_items,
+        progress=not args.no_progress,
+        precision=args.precision,
+        weights=args.weights,
+    )
+    _print_summary(result)
     return 0
 
 
@@ -915,6 +1003,7 @@ COMMANDS = {
     "translate": cmd_translate,
     "demo": cmd_demo,
     "convert-reference": cmd_convert_reference,
+    "interpolate": cmd_interpolate,
     "convert-ncnn": cmd_convert_ncnn,
     "export": cmd_export,
     "info": cmd_info,

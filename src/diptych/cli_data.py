@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import cli_types
 from .config import MAX_SIDE, within
+from .data.sr_pairs import MAX_SCALE
 from .data.tools.download import DATASETS, DEFAULT_URL, URL_ENV
 from .data.tools.make_pairs import TASKS
 
@@ -239,6 +240,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --unpaired: flag images smaller than N x N, as `--preprocess crop --crop-size N` refuses them "
         "(default: 0 = not checked)",
     )
+    sr = p.add_argument_group("super-resolution data (HR images, or --lr-dir LR/HR pairs)")
+    sr.add_argument(
+        "--scale",
+        type=cli_types.integer(2, MAX_SCALE),
+        default=0,
+        metavar="N",
+        help="check DIR as super-resolution training data for this scale: every HR image readable, of one channel "
+        "count and sample type, at least --lr-crop x N a side; with --lr-dir, every pair exactly N x apart",
+    )
+    sr.add_argument(
+        "--lr-crop", type=cli_types.integer(1), default=32, metavar="N", help="with --scale: the LR crop (default: 32)"
+    )
+    sr.add_argument("--lr-dir", type=Path, metavar="DIR", help="with --scale: the LR images partnering DIR's HR images")
     _add_workers(p)
 
     p = dsub.add_parser(
@@ -386,6 +400,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .data.tools.check_unpaired import check_unpaired_dataset
     from .errors import ConfigError
 
+    if args.scale:
+        return _check_sr(args)
+    if args.lr_dir:
+        raise ConfigError("--lr-dir is checked with --scale only; add --scale N or leave --lr-dir out")
     if args.unpaired:
         report = check_unpaired_dataset(args.root, args.layout, args.crop_size, args.workers, args.nifti_axis)
     elif args.crop_size:
@@ -399,6 +417,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         write_report_json(report, args.json)
         print(f"report: {args.json}")
     return 0 if report.ok else 1
+
+
+def _check_sr(args: argparse.Namespace) -> int:
+    """`data check --scale N`: the HR images (or LR/HR pairs) as an SR recipe would open them; exit 1 on problems."""
+    from .data.sr_pairs import SRCrop, open_hr_folder, open_lr_hr_folders
+
+    crop = SRCrop(args.scale, args.lr_crop)
+    if args.lr_dir:
+        dataset = open_lr_hr_folders(args.lr_dir, args.root, crop, skip_bad=True, workers=args.workers)
+    else:
+        dataset = open_hr_folder(args.root, crop, skip_bad=True, nifti_axis=args.nifti_axis, workers=args.workers)
+    summary = dataset.summary
+    what = "LR/HR pairs" if args.lr_dir else "HR images"
+    print(
+        f"{len(dataset)} usable {what} for x{args.scale} with --lr-crop {args.lr_crop} "
+        f"({summary.in_channels} x {summary.dtype}); {len(summary.skipped)} problem(s)"
+    )
+    return 1 if summary.skipped else 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:

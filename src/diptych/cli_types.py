@@ -4,7 +4,10 @@ before any work starts, with the range in the message."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from .config import MAX_COUNT, MAX_SEED, Bounds, within
 
@@ -34,6 +37,24 @@ def seed() -> Callable[[str], int]:
 def tile(text: str) -> int | str:
     """--tile: 'auto' or a number of pixels in [1, MAX_TILE]."""
     return text if text == "auto" else integer(1, MAX_TILE)(text)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object option: inline JSON text (starting with "{") or the path of a .json file holding one."""
+    source = "inline JSON"
+    if not text.lstrip().startswith("{"):
+        source = text
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(f"{source}: not a readable JSON file ({type(exc).__name__})") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{source}: not valid JSON ({str(exc).split(';')[0]})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{source}: expected a JSON object {{...}}")
+    return value
 
 
 def _bounded(kind: type, bounds: Bounds) -> Callable[[str], float]:

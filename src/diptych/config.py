@@ -725,6 +725,7 @@ _FIELD_TYPES: dict[str, tuple[type, str]] = {
     "str": (str, "a string (str)"),
     "bool": (bool, "true or false (bool)"),
     "list[float]": (list, "a list of numbers"),
+    "dict[str, Any]": (dict, "a JSON object"),
 }
 
 

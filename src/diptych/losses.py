@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,25 @@ class AdversarialLoss(nn.Module):
             return F.relu(1.0 - logits).mean() if target_is_real else F.relu(1.0 + logits).mean()
         # WGAN critic (both sides) and the hinge generator: maximise the score of what should look real.
         return -logits.mean() if target_is_real else logits.mean()
+
+
+def relativistic_average_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, for_discriminator: bool
+) -> torch.Tensor:
+    """ESRGAN's relativistic average GAN loss (Jolicoeur-Martineau 2018): D learns that real images are more
+    realistic than the average fake, and fakes less than the average real,
+    L_D = (BCE(C(x_r) - E[C(x_f)], 1) + BCE(C(x_f) - E[C(x_r)], 0)) / 2; the generator's loss swaps the targets.
+    As BasicSR's ESRGAN, the discriminator's loss treats each average as a constant (the other term's), and the
+    generator's keeps the gradient through the fakes' average; pass detached fakes to the discriminator's."""
+    real, fake = real_logits.float(), fake_logits.float()
+    real_mean = real.mean().detach()
+    fake_mean = fake.mean().detach() if for_discriminator else fake.mean()
+    real_vs_fake = real - fake_mean
+    fake_vs_real = fake - real_mean
+    real_target = torch.ones_like(real) if for_discriminator else torch.zeros_like(real)
+    fake_target = torch.zeros_like(fake) if for_discriminator else torch.ones_like(fake)
+    bce = F.binary_cross_entropy_with_logits
+    return 0.5 * (bce(real_vs_fake, real_target) + bce(fake_vs_real, fake_target))
 
 
 def gradient_penalty(
@@ -111,6 +131,20 @@ class PerceptualLoss(nn.Module):
         for w, fo, ft in zip(self.WEIGHTS, self._taps(output), self._taps(target), strict=True):
             total = total + w * F.l1_loss(fo, ft.detach())
         return total
+
+
+class SRPerceptualLoss(PerceptualLoss):
+    """The super-resolution GANs' VGG19 perceptual loss: L1 between features before their ReLU, at conv5_4 alone
+    (ESRGAN) or at conv1_2, conv2_2, conv3_4, conv4_4 and conv5_4 weighted 0.1, 0.1, 1, 1, 1 (Real-ESRGAN)."""
+
+    LAYERS: ClassVar[dict[str, tuple[tuple[int, ...], tuple[float, ...]]]] = {
+        "esrgan": ((34,), (1.0,)),
+        "realesrgan": ((2, 7, 16, 25, 34), (0.1, 0.1, 1.0, 1.0, 1.0)),
+    }
+
+    def __init__(self, weights: str | Path | None, layers: str, features: nn.Sequential | None = None) -> None:
+        self.TAPS, self.WEIGHTS = self.LAYERS[layers]
+        super().__init__(weights, features)
 
 
 def load_vgg19_features(weights: str | Path | None) -> nn.Sequential:

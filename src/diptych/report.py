@@ -110,14 +110,14 @@ if (first) sortTable(+first.dataset.col, first.dataset.metric, !(chosen && wante
 
 def write_evaluation_report(rows: list[EvaluationRow], page: Path, summary: dict[str, Any], names: list[str]) -> Path:
     """An HTML report: metric means with 95% CIs, the protocol, and a per-image table sortable by any metric."""
-    from .metrics.pixel import HIGHER_IS_BETTER
+    from .metrics.pixel import higher_is_better
 
     def fmt(v: float | None) -> str:
         return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
 
     metric_rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{fmt(m['mean'])}</td><td>[{fmt(m['ci95_low'])}, {fmt(m['ci95_high'])}]</td>"
-        f"<td>{m['n']}</td><td>{'higher' if HIGHER_IS_BETTER.get(n) else 'lower'}</td></tr>"
+        f"<td>{m['n']}</td><td>{'higher' if higher_is_better(n) else 'lower'}</td></tr>"
         for n, m in summary["metrics"].items()
     )
     protocol = html.escape(json.dumps(summary["protocol"], indent=2))
@@ -142,7 +142,7 @@ def write_evaluation_report(rows: list[EvaluationRow], page: Path, summary: dict
             data_v = "NaN" if not math.isfinite(v) else repr(v)
             cells.append(f"<td data-v='{data_v}'>{fmt(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    script = SORT_SCRIPT % json.dumps({n: HIGHER_IS_BETTER.get(n, True) for n in names})
+    script = SORT_SCRIPT % json.dumps({n: higher_is_better(n) for n in names})
     text = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>diptych evaluation</title>"
         f"<style>{STYLE} th.metric {{ cursor: pointer; }} th.sorted {{ background: #e8eefc; }}</style></head><body>"

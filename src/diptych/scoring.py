@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data.io import ValueRange, from_tensor, read_image, to_tensor
+from .data.degradations import DegradationConfig
+from .data.io import IMAGE_EXTENSIONS, ValueRange, from_tensor, list_images, read_image, to_tensor
 from .data.paired import LabelSpec, Pair, check_pairs, find_pairs, read_pair_arrays
+from .data.resize import bicubic_upscale, modcrop
+from .data.sr_pairs import make_lr, sample_levels
 from .data.transforms import JointTransform
 from .errors import DataError
 from .metrics import MetricProtocol, compute_pixel_metrics
 from .metrics.lpips import LPIPS, lpips_distance
-from .metrics.pixel import PIXEL_METRICS
+from .metrics.pixel import BASELINE_PREFIX, PIXEL_METRICS
 
 
 class ImageScorer:
@@ -82,3 +86,61 @@ def score_pairs(
                 f"{pair.b_path}: target has {target.shape[0]} channel(s) but the model outputs {out.shape[0]}"
             )
         yield pair, a, b, out, score(out, target)
+
+
+@dataclass(frozen=True)
+class SRScore:
+    """One HR image scored as super-resolution: the HR (array, and [-1, 1] tensor), the LR made of it, the model's
+    and bicubic's upscales as they would be written, and the metrics of both (bicubic's prefixed)."""
+
+    hr_array: np.ndarray
+    hr: torch.Tensor
+    lr: torch.Tensor
+    output: torch.Tensor
+    baseline: torch.Tensor
+    values: dict[str, float]
+
+
+def list_hr_images(root: Path, phase: str) -> tuple[Path, list[Path]]:
+    """The folder of HR images (root, or its `phase` sub-folder when it has one) and its images."""
+    folder = root / phase if phase and (root / phase).is_dir() else root
+    if not folder.is_dir():
+        raise DataError(f"{root}: not a folder; pass the folder of HR images")
+    files = list_images(folder)
+    if not files:
+        raise DataError(f"{folder}: holds no images (looked for {' '.join(IMAGE_EXTENSIONS)}); add the HR images")
+    return folder, files
+
+
+def score_sr_image(
+    path: Path,
+    rng: np.random.Generator,
+    upscale: Callable[[torch.Tensor], torch.Tensor],
+    degradation: DegradationConfig | None,
+    scale: int,
+    channels: int,
+    names: list[str],
+    protocol: MetricProtocol,
+    value_range: ValueRange | None = None,
+) -> SRScore:
+    """Crop an HR image to a multiple of the scale, make its LR (MATLAB bicubic, or the degradation drawn from `rng`)
+    rounded to the data's levels, upscale it with `upscale` (a 1 x C x h x w batch in [-1, 1]) and with MATLAB
+    bicubic, round both to the sample type and score them against the HR."""
+    hr_array = modcrop(read_image(path), scale)
+    if min(hr_array.shape[:2]) < scale:
+        raise DataError(f"{path}: {hr_array.shape[1]}x{hr_array.shape[0]} is smaller than the scale {scale}")
+    if hr_array.shape[2] != channels:
+        raise DataError(f"{path}: has {hr_array.shape[2]} channel(s); the model takes {channels}")
+    hr = to_tensor(hr_array, value_range)
+    levels = sample_levels(hr_array.dtype.name, value_range)
+    lr = make_lr(hr.add(1.0).mul_(0.5), scale, rng, degradation, levels).mul_(2.0).sub_(1.0)
+    output = _as_written(upscale(lr[None])[0], hr_array.dtype, value_range)
+    baseline = _as_written(bicubic_upscale(lr, scale).clamp_(-1.0, 1.0), hr_array.dtype, value_range)
+    values = compute_pixel_metrics(output, hr, names, protocol)
+    values.update({f"{BASELINE_PREFIX}{k}": v for k, v in compute_pixel_metrics(baseline, hr, names, protocol).items()})
+    return SRScore(hr_array, hr, lr, output, baseline, values)
+
+
+def _as_written(image: torch.Tensor, dtype: np.dtype, value_range: ValueRange | None) -> torch.Tensor:
+    """An image as it would be saved: rounded to the data's sample type, back in [-1, 1]."""
+    return to_tensor(from_tensor(image, dtype, value_range), value_range)

@@ -20,8 +20,8 @@ from .metrics import MetricProtocol, summarize
 from .metrics.lpips import LPIPS, load_st_lpips
 from .metrics.pixel import HIGHER_IS_BETTER
 from .precision import full_precision
-from .recipes.base import UNPAIRED
-from .scoring import ImageScorer, instance_map, load_test_pairs, score_pairs
+from .recipes.base import SR, UNPAIRED
+from .scoring import ImageScorer, instance_map, list_hr_images, load_test_pairs, score_pairs, score_sr_image
 
 # Cheap metrics always reported; the selection metric is added when it is another one.
 REPORTED = ("psnr", "ssim", "l1", "checkerboard")
@@ -235,8 +235,80 @@ class CycleValidator:
         return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
 
 
+class SRValidator:
+    """Scores a super-resolution generator on held-out HR images (--val-data): each made into LR as evaluation does
+    (the run's degradation, seeded per image), upscaled in eval mode and fp32, scored on the Y channel with a border of
+    the scale (the papers' protocol; 1-channel images as they are); val_bicubic_<metric> is the bicubic baseline."""
+
+    def __init__(self, files: list[Path], config: RunConfig, device: torch.device) -> None:
+        from .recipes.sr import degradation_of  # (the SR recipes import this module's package)
+
+        v = config.validation
+        self.files = files[: v.max_items] if v.max_items else files
+        self.network = recipe_class(config.recipe).generators(config)[config.data.direction]
+        self.scale = config.generator.geometry().scale
+        self.channels = config.generator.in_channels
+        self.degradation = degradation_of(config)
+        self.seed = config.train.seed
+        self.metric = v.metric
+        self.names = list(dict.fromkeys([*REPORTED, v.metric]))
+        channels = "y" if self.channels in (1, 3) else "all"
+        self.protocol = MetricProtocol(channels, self.scale, config.data.sample_type or "uint8")
+        self.device = device
+        self.higher_is_better = HIGHER_IS_BETTER[v.metric]
+
+    @classmethod
+    def from_config(cls, config: RunConfig, device: torch.device) -> SRValidator | None:
+        """The validator --val-data asks for (None without one); --val-fraction would hold out training crops."""
+        v = config.validation
+        if v.fraction > 0:
+            raise ConfigError(
+                f"--val-fraction: --recipe {config.recipe} validates on whole held-out HR images; give a folder of "
+                "them with --val-data DIR"
+            )
+        if not v.root:
+            return None
+        return cls(list_hr_images(Path(v.root), v.phase)[1], config, device)
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Whether `value` of the selection metric beats the best so far."""
+        if not math.isfinite(value):
+            return False
+        return best is None or (value > best if self.higher_is_better else value < best)
+
+    @torch.no_grad()
+    def __call__(self, networks: dict[str, nn.Module]) -> ValidationResult:
+        """Mean metrics of the generator (and of bicubic) over the held-out HR images."""
+        generator = networks[self.network]
+        was_training = generator.training
+        generator.eval()
+
+        def upscale(x: torch.Tensor) -> torch.Tensor:
+            with full_precision():  # (scores as `diptych evaluate` computes them, whatever the training precision)
+                return generator(x.to(self.device)).float().cpu()
+
+        per_image: dict[str, list[float]] = {}
+        samples = []
+        try:
+            for index, path in enumerate(self.files):
+                rng = np.random.default_rng([self.seed, index])
+                scored = score_sr_image(
+                    path, rng, upscale, self.degradation, self.scale, self.channels, self.names, self.protocol
+                )
+                for n, val in scored.values.items():
+                    per_image.setdefault(n, []).append(val)
+                if len(samples) < GRID_IMAGES:  # (the bicubic upscale stands for the input: one size per grid row)
+                    samples.append((scored.baseline, scored.output, scored.hr))
+        finally:
+            generator.train(was_training)
+        return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
+
+
 def make_validator(config: RunConfig, dataset: Any, device: torch.device) -> tuple[Any, Any]:
     """The validator of the run's kind of data (or None), and the training dataset left after any hold-out."""
-    if recipe_class(config.recipe).data_kind == UNPAIRED:
+    kind = recipe_class(config.recipe).data_kind
+    if kind == UNPAIRED:
         return CycleValidator.from_config(config, device), dataset
+    if kind == SR:
+        return SRValidator.from_config(config, device), dataset
     return Validator.from_config(config, dataset, device)

@@ -387,3 +387,33 @@ def degrade(
     image = image.clamp_(0.0, 1.0)
     image = (image * levels).round_() / levels if config.quantize and levels else image
     return image.to(hr.dtype)
+
+
+def gaussian_kernel_1d(size: int) -> torch.Tensor:
+    """OpenCV's getGaussianKernel(size, 0): sigma = 0.3 ((size - 1) / 2 - 1) + 0.8, normalised to sum 1."""
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def unsharp_mask(images: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: int = 10) -> torch.Tensor:
+    """Real-ESRGAN's sharpened training targets (BasicSR's USMSharp) of N x C x H x W images in [0, 1]: the image plus
+    weight x (image - its Gaussian blur), clamped to [0, 1], blended in where the detail exceeds threshold/255
+    (a blurred mask, so the sharpening fades out smoothly). Borders are mirrored."""
+    size = radius + 1 if radius % 2 == 0 else radius
+    k = gaussian_kernel_1d(size).to(images.device, torch.float32)
+    channels, pad = images.shape[1], size // 2
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
+        x = F.pad(x, (pad, pad, pad, pad), mode=mode)
+        x = F.conv2d(x, k.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)
+        return F.conv2d(x, k.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)
+
+    x = images.float()
+    residual = x - blur(x)
+    mask = ((residual.abs() * 255) > threshold).float()
+    soft = blur(mask)
+    sharp = (x + weight * residual).clamp(0.0, 1.0)
+    return (soft * sharp + (1 - soft) * x).to(images.dtype)

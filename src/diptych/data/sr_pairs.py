@@ -23,7 +23,7 @@ from ..errors import ConfigError, DataError
 from .checks import run_all
 from .degradations import DegradationConfig, degrade
 from .io import IMAGE_EXTENSIONS, ValueRange, dtype_range, list_images, read_image, to_tensor
-from .paired import Pair, keep_consistent, match_folders
+from .paired import DatasetSummary, Pair, keep_consistent, match_folders
 from .resize import bicubic_downscale
 from .unpaired import Domain, ImageInfo, domain_items, read_item
 
@@ -108,9 +108,16 @@ class HRFolderDataset(Dataset):
         self.domain = domain
         self.degradation = degradation
         self.levels = sample_levels(domain.sample_type, domain.value_range)
+        self.skipped: tuple[str, ...] = ()  # what open_hr_folder(skip_bad=True) left out, one message each
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def summary(self) -> DatasetSummary:
+        """What configures the networks: channels, sample type, values; the HR crop as the smallest side."""
+        how = "HR images, LR made by " + ("degradation" if self.degradation else "bicubic")
+        return sr_summary(self.domain, self.crop, how, self.skipped)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
@@ -135,9 +142,15 @@ class LRHRFolderDataset(Dataset):
         self.pairs = pairs
         self.crop = crop
         self.domain = domain
+        self.skipped: tuple[str, ...] = ()  # what open_lr_hr_folders(skip_bad=True) left out, one message each
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    @property
+    def summary(self) -> DatasetSummary:
+        """What configures the networks: channels, sample type, values; the HR crop as the smallest side."""
+        return sr_summary(self.domain, self.crop, "LR/HR pairs", self.skipped)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, object]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
@@ -153,6 +166,22 @@ class LRHRFolderDataset(Dataset):
         hr = to_tensor(hr_arr[y * s : (y + n) * s, x * s : (x + n) * s], self.domain.value_range)
         lr, hr = self.crop.augment([lr, hr], crop_rng)
         return {"LR": lr, "HR": hr, "name": pair.name}
+
+
+def sr_summary(domain: Domain, crop: SRCrop, layout: str, skipped: tuple[str, ...] = ()) -> DatasetSummary:
+    """A DatasetSummary of SR training data (both sides are the domain; the smallest side seen is the HR crop)."""
+    return DatasetSummary(
+        layout,
+        Path(domain.root),
+        domain.channels,
+        domain.channels,
+        domain.sample_type,
+        min_side=crop.hr_crop,
+        skipped=skipped,
+        in_range=domain.value_range,
+        out_range=domain.value_range,
+        in_dtype=domain.sample_type,
+    )
 
 
 def check_scaled_pair(lr_shape: tuple[int, ...], hr_shape: tuple[int, ...], pair: Pair, crop: SRCrop) -> None:
@@ -229,7 +258,9 @@ def open_hr_folder(
     _report_skipped(bad + skipped)
     if not good:
         raise DataError(f"{root}: no usable HR images left after skipping {len(bad) + len(skipped)} bad one(s)")
-    return HRFolderDataset(good, crop, _domain(infos, value_range, root), degradation)
+    dataset = HRFolderDataset(good, crop, _domain(infos, value_range, root), degradation)
+    dataset.skipped = tuple(bad + skipped)
+    return dataset
 
 
 def open_lr_hr_folders(
@@ -256,4 +287,6 @@ def open_lr_hr_folders(
     _report_skipped(bad + skipped)
     if not good:
         raise DataError(f"{hr_dir}: no usable LR/HR pairs left after skipping {len(bad) + len(skipped)} bad one(s)")
-    return LRHRFolderDataset(good, crop, _domain(infos, value_range, Path(hr_dir)))
+    dataset = LRHRFolderDataset(good, crop, _domain(infos, value_range, Path(hr_dir)))
+    dataset.skipped = tuple(bad + skipped)
+    return dataset

@@ -27,6 +27,15 @@ HIGHER_IS_BETTER = {
     "st_lpips": False,
     "checkerboard": False,
 }
+# Metrics of a baseline scored beside a model (super-resolution: bicubic_psnr, ...) carry this prefix.
+BASELINE_PREFIX = "bicubic_"
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether larger values of a metric (or of a baseline's, by its prefixed name) are better."""
+    return HIGHER_IS_BETTER.get(name.removeprefix(BASELINE_PREFIX), True)
+
+
 SSIM_KERNEL, SSIM_SIGMA = 11, 1.5
 # MS-SSIM downsamples 4 times; torchmetrics needs side // 16 > kernel - 1 at the coarsest scale.
 MS_SSIM_MIN_SIDE = SSIM_KERNEL * 2**4

@@ -5,24 +5,31 @@ from __future__ import annotations
 import torch
 
 from ..config import RunConfig
-from .base import PAIRED, UNPAIRED, Recipe, Updater
+from .base import PAIRED, SR, UNPAIRED, Recipe, Updater
 from .cyclegan import CycleGANRecipe
 from .pix2pix import Pix2PixRecipe
 from .pix2pixhd import Pix2PixHDRecipe
+from .sr import ESRGANRecipe, RealESRGANRecipe, SRRecipe
 
 __all__ = [
     "PAIRED",
     "RECIPES",
+    "SR",
     "UNPAIRED",
     "CycleGANRecipe",
+    "ESRGANRecipe",
     "Pix2PixHDRecipe",
     "Pix2PixRecipe",
+    "RealESRGANRecipe",
     "Recipe",
+    "SRRecipe",
     "Updater",
     "create_recipe",
 ]
 
-RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe, CycleGANRecipe)}
+RECIPES: dict[str, type[Recipe]] = {
+    r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe, CycleGANRecipe, SRRecipe, ESRGANRecipe, RealESRGANRecipe)
+}
 
 
 def create_recipe(config: RunConfig, device: torch.device) -> Recipe:

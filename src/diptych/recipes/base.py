@@ -19,7 +19,7 @@ from ..precision import AmpStep, resolve_precision
 
 Losses = dict[str, torch.Tensor]
 Batch = dict[str, torch.Tensor]
-PAIRED, UNPAIRED = "paired", "unpaired"
+PAIRED, UNPAIRED, SR = "paired", "unpaired", "sr"  # SR: LR/HR crops, {"LR", "HR"} batches
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
@@ -116,7 +116,7 @@ class Recipe:
 
     name: ClassVar[str]
     help: ClassVar[str]  # one line, for `--recipe` and the CLI's section title
-    data_kind: ClassVar[str] = PAIRED  # the dataset the step reads: PAIRED or UNPAIRED
+    data_kind: ClassVar[str] = PAIRED  # the dataset the step reads: PAIRED, UNPAIRED or SR
     section: ClassVar[type]  # the recipe's own config section (a dataclass of its options with their defaults)
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # shared fields whose defaults this method changes
     monitor: ClassVar[str] = "G_L1"  # the loss whose epoch mean drives the plateau learning-rate policy
