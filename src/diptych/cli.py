@@ -905,7 +905,7 @@ def _print_summary(result: Any) -> None:
     for name, m in result.summary["metrics"].items():
         ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
         print(f"{name:12s} {m['mean']:.4g}{ci}  n={m['n']}")
-    for note in result.summary["notes"]:
+    for note in result.summary.get("notes", []):
         print(f"note: {note}")
     print(f"report: {(result.out_dir / 'report.html').resolve()}")
 
@@ -982,7 +982,7 @@ def _evaluate_unpaired(args: argparse.Namespace, out: Path, deep: Any) -> int:
         for name, m in found["metrics"].items():
             ci = f" (95% CI {m['ci95_low']:.4g} .. {m['ci95_high']:.4g})" if m.get("ci95_low") is not None else ""
             print(f"{direction} {name:10s} {m['mean']:.4g}{ci}  n={m['n']}")
-    for note in result.summary["notes"]:
+    for note in result.summary.get("notes", []):
         print(f"note: {note}")
     for direction in result.summary["directions"]:
         print(f"report: {(result.out_dir / direction / 'report.html').resolve()}")
