@@ -37,7 +37,7 @@ def hr_folder(tmp_path: Path) -> Path:
 
 
 def sr_config(data: Path, recipe: str = "sr", **method: object) -> RunConfig:
-    """A tiny x2 MSRResNet run of a recipe (no perceptual loss: it needs VGG19 weights)."""
+    """A tiny x2 MSRResNet run of a recipe (no perceptual loss, unless asked: it keeps these runs fast)."""
     config = RunConfig().use_recipe(recipe)
     if recipe != "sr":
         config.use_generator("msrresnet")
@@ -66,6 +66,8 @@ def test_recipe_defaults_follow_basicsr() -> None:
     assert RunConfig().use_recipe("sr").train.lr == 2e-4
     esrgan = RunConfig().use_recipe("esrgan").method
     assert (esrgan.lambda_pixel, esrgan.lambda_perceptual, esrgan.lambda_gan) == (1e-2, 1.0, 5e-3)
+    # The perceptual loss works offline by default (ST-LPIPS); the papers' VGG19 loss needs a file, so it is opt-in.
+    assert (esrgan.lambda_vgg, esrgan.perceptual_net) == (0.0, "vgg")
     real = RunConfig().use_recipe("realesrgan").method
     assert (real.degradation, real.lr_crop, real.lambda_gan) == ("realesrgan", 64, 0.1)
 
@@ -220,8 +222,8 @@ def test_user_errors_are_one_line(hr_folder: Path, tmp_path: Path, capsys: pytes
     assert "--scale 3" in err
     err = run_cli(["--recipe", "sr", "--data", str(hr_folder), "--arch", "unet", "--max-steps", "1", *run], capsys)
     assert "--recipe sr trains upscalers, but the unet generator has no --scale; use --arch msrresnet" in err
-    err = run_cli(["--recipe", "esrgan", *base, "--arch", "msrresnet", *run], capsys)
-    assert "--lambda-perceptual 1.0 needs --vgg-weights FILE" in err
+    err = run_cli(["--recipe", "esrgan", *base, "--arch", "msrresnet", "--lambda-vgg", "1", *run], capsys)
+    assert "--lambda-vgg 1.0 needs --vgg-weights FILE" in err
     err = run_cli(["--recipe", "sr", *base, "--degradation-settings", '{"second": {}}', *run], capsys)
     assert "--degradation-settings applies to --degradation realesrgan only" in err
     err = run_cli(
@@ -300,11 +302,19 @@ def test_the_perceptual_loss_reads_local_vgg19_weights(hr_folder: Path, tmp_path
         {f"features.{k}": v for k, v in vgg_features("vgg19").state_dict().items()}, tmp_path / "vgg19.safetensors"
     )
     cfg = sr_config(
-        hr_folder, "realesrgan", max_steps=1, lambda_perceptual=1.0, vgg_weights=str(tmp_path / "vgg19.safetensors")
+        hr_folder, "realesrgan", max_steps=1, lambda_vgg=1.0, vgg_weights=str(tmp_path / "vgg19.safetensors")
     )
     train(cfg, tmp_path / "run", progress=False)
     log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
-    assert log["G_perceptual"] > 0 and {"G_L1", "G_GAN", "D"} <= set(log)
+    assert log["G_VGG"] > 0 and {"G_L1", "G_GAN", "D"} <= set(log)
+
+
+def test_esrgan_default_perceptual_loss_is_st_lpips_and_needs_no_file(hr_folder: Path, tmp_path: Path) -> None:
+    """ESRGAN's perceptual term works offline by default: ST-LPIPS (VGG16) from the stlpips-pytorch wheel."""
+    cfg = sr_config(hr_folder, "esrgan", max_steps=1, lambda_perceptual=1.0)
+    train(cfg, tmp_path / "run", progress=False)
+    log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert log["G_ST_LPIPS"] > 0 and "G_VGG" not in log
 
 
 def test_steps_flush_denormals_on_cpus_and_restore_the_default() -> None:

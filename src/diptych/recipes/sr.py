@@ -27,10 +27,12 @@ from ..config import LOSS_WEIGHT, MAX_SIDE, DataConfig, RunConfig, field_names, 
 from ..data.degradations import DegradationConfig, unsharp_mask
 from ..data.sr_pairs import SRCrop, open_hr_folder, open_lr_hr_folders
 from ..errors import ConfigError, DataError
-from ..losses import AdversarialLoss, SRPerceptualLoss, l1_loss, relativistic_average_loss
+from ..losses import AdversarialLoss, SRPerceptualLoss, STLPIPSLoss, l1_loss, relativistic_average_loss
+from ..metrics.lpips import st_lpips_weights
 from ..nets import create_generator, generator_spec
 from ..nets.sr_discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from .base import SR, Losses, Recipe, adam_optimizers, fill_channels
+from .pix2pix import PerceptualOptions
 
 DEGRADATIONS = ("bicubic", "realesrgan")
 # Data options of the paired recipes that SR data has no use for, and what it does instead.
@@ -80,15 +82,25 @@ class SuperResolutionConfig:
 
 
 @dataclass
-class SRGANConfig(SuperResolutionConfig):
-    """A GAN fine-tuning of an SR model: pixel + perceptual (VGG19) + adversarial losses."""
+class SRGANConfig(PerceptualOptions, SuperResolutionConfig):
+    """A GAN fine-tuning of an SR model: pixel + perceptual + adversarial losses. The perceptual loss works offline
+    by default (ST-LPIPS VGG16 from the stlpips-pytorch wheel); the papers' VGG19 loss needs a local weights file."""
 
     lambda_pixel: float = opt(1e-2, "weight of the pixel L1 loss", bounds=LOSS_WEIGHT)
     lambda_perceptual: float = opt(
-        1.0, "weight of the VGG19 perceptual loss (needs --vgg-weights); 0 = off", bounds=LOSS_WEIGHT
+        1.0,
+        "weight of the ST-LPIPS perceptual loss (VGG16, weights from the stlpips-pytorch package: works offline); "
+        "0 = off",
+        bounds=LOSS_WEIGHT,
+    )
+    lambda_vgg: float = opt(
+        0.0,
+        "weight of the papers' VGG19 perceptual loss (needs --vgg-weights; ESRGAN/Real-ESRGAN use 1 with "
+        "--lambda-perceptual 0); 0 = off",
+        bounds=LOSS_WEIGHT,
     )
     lambda_gan: float = opt(5e-3, "weight of the adversarial loss", bounds=LOSS_WEIGHT)
-    vgg_weights: str = opt("", "local torchvision vgg19-*.pth for the perceptual loss (never downloaded)")
+    vgg_weights: str = opt("", "local torchvision vgg19-*.pth for --lambda-vgg (never downloaded)")
     init_from: str = opt(
         "", "run or checkpoint (e.g. a --recipe sr run) whose generator weights start this one (its EMA if it has one)"
     )
@@ -273,8 +285,9 @@ class SRGANRecipe(SRRecipe):
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         super().__init__(config, device)
         o = self.options
+        self.vgg = SRPerceptualLoss(o.vgg_weights, self.perceptual_layers).to(device) if o.lambda_vgg > 0 else None
         self.perceptual = (
-            SRPerceptualLoss(o.vgg_weights, self.perceptual_layers).to(device) if o.lambda_perceptual > 0 else None
+            STLPIPSLoss(o.perceptual_net, o.perceptual_weights).to(device) if o.lambda_perceptual > 0 else None
         )
 
     @classmethod
@@ -283,11 +296,13 @@ class SRGANRecipe(SRRecipe):
         super().check_config(config)
         if config.discriminator.num_d > 1:
             raise ConfigError(f"--num-d > 1 is pix2pixHD's multi-scale discriminator; --recipe {cls.name} uses one")
-        if config.method.lambda_perceptual > 0 and not config.method.vgg_weights:
+        if config.method.lambda_vgg > 0 and not config.method.vgg_weights:
             raise ConfigError(
-                f"--lambda-perceptual {config.method.lambda_perceptual} needs --vgg-weights FILE (torchvision's "
-                "vgg19-*.pth; nothing is downloaded), or pass --lambda-perceptual 0"
+                f"--lambda-vgg {config.method.lambda_vgg} needs --vgg-weights FILE (torchvision's vgg19-*.pth; "
+                "nothing is downloaded), or pass --lambda-vgg 0 (the ST-LPIPS loss, --lambda-perceptual, needs no file)"
             )
+        if config.method.lambda_perceptual > 0:
+            st_lpips_weights(config.method.perceptual_net, config.method.perceptual_weights, "--perceptual-weights")
 
     @classmethod
     def network_specs(cls, config: RunConfig) -> dict[str, dict[str, Any]]:
@@ -336,10 +351,14 @@ class SRGANRecipe(SRRecipe):
             gan = self.gan_losses(d_bare, hr, fake, for_discriminator=False)
             loss = o.lambda_pixel * pixel + o.lambda_gan * gan
             parts = {"G_L1": pixel.detach(), "G_GAN": gan.detach()}
+            if self.vgg is not None:
+                vgg = self.vgg(fake, targets[i])
+                loss = loss + o.lambda_vgg * vgg
+                parts["G_VGG"] = vgg.detach()
             if self.perceptual is not None:
                 perceptual = self.perceptual(fake, targets[i])
                 loss = loss + o.lambda_perceptual * perceptual
-                parts["G_perceptual"] = perceptual.detach()
+                parts["G_ST_LPIPS"] = perceptual.detach()
             return loss, parts
 
         def d_loss(i: int, first: bool) -> tuple[torch.Tensor, Losses]:
