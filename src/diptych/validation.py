@@ -55,7 +55,19 @@ def split_off_validation(dataset: PairedDataset, fraction: float, seed: int) -> 
     return dataset.with_pairs(keep), val
 
 
-class Validator:
+class SelectionMetric:
+    """What every validator shares: whether a value of its selection metric beats the best so far."""
+
+    higher_is_better: bool
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Whether `value` of the selection metric beats the best so far (NaN never does)."""
+        if not math.isfinite(value):
+            return False
+        return best is None or (value > best if self.higher_is_better else value < best)
+
+
+class Validator(SelectionMetric):
     """Scores the generator on fixed pairs at their own size, in eval mode, without touching any RNG."""
 
     def __init__(self, pairs: list[Pair], layout: str, config: RunConfig, device: torch.device) -> None:
@@ -94,14 +106,6 @@ class Validator:
             layout, _, pairs = load_test_pairs(Path(v.root), v.phase, config.data.layout, config.data.nifti_axis)
             return cls(pairs, layout, config, device), dataset
         return None, dataset
-
-    def is_better(self, value: float, best: float | None) -> bool:
-        """Whether `value` of the selection metric beats the best so far."""
-        if not math.isfinite(value):
-            return False
-        if best is None:
-            return True
-        return value > best if self.higher_is_better else value < best
 
     def _encode(self, arr: np.ndarray, pair: Pair) -> torch.Tensor:
         name = str(pair.a_path)
@@ -149,7 +153,7 @@ class Validator:
         return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
 
 
-class CycleValidator:
+class CycleValidator(SelectionMetric):
     """Scores an unpaired method on held-out images of both domains, at their own size, in eval mode: the round trip
     X -> G(X) -> F(G(X)) against X per direction (cycle_<metric>_A, _B and their mean cycle_<metric>), and, where
     domain B holds an image of the same name as one in A, the A -> B translation against it (<metric>)."""
@@ -185,12 +189,6 @@ class CycleValidator:
             return None
         files = find_unpaired_files(Path(v.root), v.phase)
         return cls(dict(zip("AB", files, strict=True)), config, device)
-
-    def is_better(self, value: float, best: float | None) -> bool:
-        """Whether `value` of the selection metric beats the best so far."""
-        if not math.isfinite(value):
-            return False
-        return best is None or (value > best if self.higher_is_better else value < best)
 
     def _read(self, path: Path, side: str) -> torch.Tensor:
         arr = read_image(path)
@@ -235,7 +233,7 @@ class CycleValidator:
         return ValidationResult({n: summarize(v).mean for n, v in per_image.items()}, samples)
 
 
-class SRValidator:
+class SRValidator(SelectionMetric):
     """Scores a super-resolution generator on held-out HR images (--val-data): each made into LR as evaluation does
     (the run's degradation, seeded per image), upscaled in eval mode and fp32, scored on the Y channel with a border of
     the scale (the papers' protocol; 1-channel images as they are); val_bicubic_<metric> is the bicubic baseline."""
@@ -269,12 +267,6 @@ class SRValidator:
         if not v.root:
             return None
         return cls(list_hr_images(Path(v.root), v.phase)[1], config, device)
-
-    def is_better(self, value: float, best: float | None) -> bool:
-        """Whether `value` of the selection metric beats the best so far."""
-        if not math.isfinite(value):
-            return False
-        return best is None or (value > best if self.higher_is_better else value < best)
 
     @torch.no_grad()
     def __call__(self, networks: dict[str, nn.Module]) -> ValidationResult:
