@@ -219,16 +219,33 @@ def evaluate(
             "precision": precision,
             "metrics": protocol.to_dict(),
             "feature_networks": deep.describe(names),
-            "confidence_interval": "95%, Student t with n-1 degrees of freedom, over images",
-            "diptych": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": str(translator.device),
+            "confidence_interval": CONFIDENCE_INTERVAL,
+            **environment(translator.device),
         },
     }
+    return write_evaluation(out_dir, summary, per_image, rows, image_names)
+
+
+CONFIDENCE_INTERVAL = "95%, Student t with n-1 degrees of freedom, over images"
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """The software and device an evaluation ran on (part of every evaluation's protocol)."""
+    return {
+        "diptych": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+    }
+
+
+def write_evaluation(
+    out_dir: Path, summary: dict[str, Any], per_image: list[dict[str, Any]], rows: list[EvaluationRow], names: list[str]
+) -> Evaluation:
+    """Write metrics.json, per_image.csv and report.html of an evaluation into out_dir."""
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(_finite(summary), indent=2))
-    _write_csv(out_dir / PER_IMAGE_FILE, per_image, image_names)
-    write_evaluation_report(rows, out_dir / REPORT_FILE, summary, image_names)
+    _write_csv(out_dir / PER_IMAGE_FILE, per_image, names)
+    write_evaluation_report(rows, out_dir / REPORT_FILE, summary, names)
     return Evaluation(out_dir, summary)
 
 

@@ -4,25 +4,20 @@ bicubic upscale of the same LR scored the same way."""
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from .atomic import write_text_atomic
 from .data.io import from_tensor, strip_image_suffix, write_image
 from .data.paired import file_stem
 from .errors import CheckpointError, ConfigError
-from .evaluate import METRICS_FILE, PER_IMAGE_FILE, REPORT_FILE, Evaluation, _finite, _preview, _write_csv, file_sha256
+from .evaluate import CONFIDENCE_INTERVAL, Evaluation, _preview, environment, file_sha256, write_evaluation
 from .metrics import MetricProtocol, summarize, validate_metric_names
 from .metrics.pixel import BASELINE_PREFIX, PIXEL_METRICS
 from .recipes.sr import degradation_of
-from .report import EvaluationRow, write_evaluation_report
+from .report import EvaluationRow
 from .scoring import list_hr_images, score_sr_image
 from .translate import Translator
 
@@ -110,17 +105,11 @@ def evaluate_sr(
             "rounded to the data's sample type and scored the same way",
             "precision": precision,
             "metrics": protocol.to_dict(),
-            "confidence_interval": "95%, Student t with n-1 degrees of freedom, over images",
-            "diptych": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": str(translator.device),
+            "confidence_interval": CONFIDENCE_INTERVAL,
+            **environment(translator.device),
         },
     }
-    write_text_atomic(out / METRICS_FILE, json.dumps(_finite(summary), indent=2))
-    _write_csv(out / PER_IMAGE_FILE, per_image, columns)
-    write_evaluation_report(rows, out / REPORT_FILE, summary, columns)
-    return Evaluation(out, summary)
+    return write_evaluation(out, summary, per_image, rows, columns)
 
 
 def _describe_lr(degraded: bool, scale: int, seed: int) -> str:

@@ -5,14 +5,11 @@ domain holds an image of the same name."""
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
-from . import __version__
 from .atomic import write_text_atomic
 from .data.io import read_image, strip_image_suffix, to_tensor, write_image
 from .data.unpaired import find_unpaired_files
@@ -26,6 +23,7 @@ from .evaluate import (
     _finite,
     _preview,
     _write_csv,
+    environment,
     file_sha256,
 )
 from .metrics import MetricProtocol, summarize
@@ -101,10 +99,7 @@ def evaluate_unpaired(
             "test_mode": "eval",
             "precision": precision,
             "recipe": first.config.recipe,
-            "diptych": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": str(first.device),
+            **environment(first.device),
         },
     }
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(_finite(summary), indent=2))
