@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +175,15 @@ def tiny_config(root: Path, **train: object) -> RunConfig:
     for key, value in train.items():
         setattr(config.method if hasattr(config.method, key) else config.train, key, value)
     return config
+
+
+def straight_and_resumed(config: Callable[[int], RunConfig], root: Path, steps: int, half: int) -> tuple[Path, Path]:
+    """Train `steps` steps straight through, and `half` steps then resumed to `steps`; the two run folders."""
+    from diptych.train import resume_config, train
+
+    train(config(steps), root / "straight", progress=False)
+    train(config(half), root / "resumed", progress=False)
+    train(
+        resume_config(root / "resumed", {"train": {"max_steps": steps}}), root / "resumed", resume=True, progress=False
+    )
+    return root / "straight", root / "resumed"

@@ -21,9 +21,9 @@ from diptych.data.samples import sample_photo
 from diptych.errors import ConfigError
 from diptych.evaluate_sr import evaluate_sr
 from diptych.recipes.sr import denormals_flushed
-from diptych.train import resume_config, train
+from diptych.train import train
 
-from .conftest import photo_crops
+from .conftest import photo_crops, straight_and_resumed
 
 TINY = ["--scale", "2", "--ngf", "8", "--n-blocks", "2", "--lr-crop", "16", "--batch-size", "2", "--workers", "0"]
 
@@ -95,15 +95,8 @@ def test_resume_is_exact(hr_folder: Path, tmp_path: Path, recipe: str, precision
         cfg.train.ema = 0.9
         return cfg
 
-    train(config(6), tmp_path / "straight", progress=False)
-    train(config(3), tmp_path / "resumed", progress=False)
-    train(
-        resume_config(tmp_path / "resumed", {"train": {"max_steps": 6}}),
-        tmp_path / "resumed",
-        resume=True,
-        progress=False,
-    )
-    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    straight, resumed = straight_and_resumed(config, tmp_path, steps=6, half=3)
+    a, b = weights(straight), weights(resumed)
     assert (
         a.keys() == b.keys() and any("ema" in k for k in a) and (recipe == "sr" or any("discriminator" in k for k in a))
     )

@@ -25,7 +25,7 @@ from diptych.recipes import create_recipe
 from diptych.train import Trainer, resume_config, train, warmed_up, warmup_factor
 from diptych.translate import Translator
 
-from .conftest import tiny_config
+from .conftest import straight_and_resumed, tiny_config
 from .test_cli import run_cli
 from .test_cyclegan import cyclegan_config, unpaired_root
 
@@ -79,15 +79,8 @@ def test_resume_is_exact_with_ema_spectral_norm_and_warm_up(
         cfg.discriminator.spectral_norm, cfg.discriminator.norm = True, "none"
         return cfg
 
-    train(config(6), tmp_path / "straight", progress=False)
-    train(config(3), tmp_path / "resumed", progress=False)
-    train(
-        resume_config(tmp_path / "resumed", {"train": {"max_steps": 6}}),
-        tmp_path / "resumed",
-        resume=True,
-        progress=False,
-    )
-    a, b = _files(tmp_path / "straight"), _files(tmp_path / "resumed")
+    straight, resumed = straight_and_resumed(config, tmp_path, steps=6, half=3)
+    a, b = _files(straight), _files(resumed)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
