@@ -45,8 +45,12 @@ VARIANTS: dict[str, list[str]] = {
     "resize-upsample": ["--recipe", "pix2pix", "--upsample", "resize"],
     "ema": ["--recipe", "pix2pix", "--ema", "0.999"],
     "spectral-hinge": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "hinge"],
+    "spectral-lsgan": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "lsgan"],
     "ttur": ["--recipe", "pix2pix", "--lr-d", "4e-4", "--lr", "1e-4"],
     "perceptual": ["--recipe", "pix2pix", "--lambda-perceptual", "10"],
+    "perceptual-alex": ["--recipe", "pix2pix", "--lambda-perceptual", "10", "--perceptual-net", "alex"],
+    "l1-300": ["--recipe", "pix2pix", "--lambda-l1", "300"],
+    "warmup": ["--recipe", "pix2pix", "--warmup-steps", "100"],
     "plus": ["--recipe", "pix2pix-plus"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)

@@ -8,6 +8,7 @@ from ..config import RunConfig
 from .base import PAIRED, UNPAIRED, Recipe, Updater
 from .cyclegan import CycleGANRecipe
 from .pix2pix import Pix2PixRecipe
+from .pix2pix_plus import Pix2PixPlusRecipe
 from .pix2pixhd import Pix2PixHDRecipe
 
 __all__ = [
@@ -16,13 +17,16 @@ __all__ = [
     "UNPAIRED",
     "CycleGANRecipe",
     "Pix2PixHDRecipe",
+    "Pix2PixPlusRecipe",
     "Pix2PixRecipe",
     "Recipe",
     "Updater",
     "create_recipe",
 ]
 
-RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe, CycleGANRecipe)}
+RECIPES: dict[str, type[Recipe]] = {
+    r.name: r for r in (Pix2PixRecipe, Pix2PixPlusRecipe, Pix2PixHDRecipe, CycleGANRecipe)
+}
 
 
 def create_recipe(config: RunConfig, device: torch.device) -> Recipe:
