@@ -29,6 +29,7 @@ from .config import (
     refuse_other_family,
 )
 from .data.io import TIFF_COMPRESSIONS
+from .demo import DEMO_TASKS, TASK_NAMES
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
 from .recipes import RECIPES, UNPAIRED
@@ -425,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="build a dataset from bundled photos, train briefly, translate, write an HTML page",
-        description="A few-minute tour: builds grayscale->colour (or edges->photo) pairs from the CC0 photos "
-        "scikit-image ships, trains a small pix2pix model, translates photos it never saw at full size "
-        "and writes index.html.",
+        description="A few-minute tour: builds noisy->clean (or blurred->sharp, grayscale->colour, edges->photo) "
+        "pairs from the CC0 photos scikit-image ships, trains a small pix2pix-plus model, translates photos it "
+        "never saw at full size and writes index.html.",
         formatter_class=fmt,
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
@@ -439,9 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=("colorize", "edges"),
-        default="colorize",
-        help="grayscale->colour or edges->photo (default: colorize)",
+        choices=DEMO_TASKS,
+        default=DEMO_TASKS[0],
+        help=f"{'; '.join(f'{k}: {v}' for k, v in TASK_NAMES.items())} (default: {DEMO_TASKS[0]})",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=("pix2pix-plus", "pix2pix"),
+        default="pix2pix-plus",
+        help="pix2pix-plus, or the paper's pix2pix to compare (default: pix2pix-plus)",
     )
     p.add_argument(
         "--crop-size", type=cli_types.integer(1, MAX_SIDE), default=128, help="training crop size (default: 128)"
@@ -698,6 +705,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         task=args.task,
+        recipe=args.recipe,
     )
     print(f"open {page.resolve()}")
     return 0
