@@ -101,7 +101,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ["translate"],
             ["checkpoint", "INPUT", "--out", "--batch-size", "(default: 4)", "--test-mode {eval,paper}", "--aligned"],
         ),
-        (["demo"], ["--out", "(default: demo_out)", "--steps", "(default: 1200", "--crop-size", "--overwrite"]),
+        (["demo"], ["--out", "(default: demo_out)", "--steps", "(default: 800", "--crop-size", "--overwrite"]),
         (["convert-reference"], ["pth", "out", "--no-dropout", "--direction {AtoB,BtoA}", "--test-mode"]),
         (["info"], ["checkpoint", "run folder, checkpoint folder or .safetensors file"]),
     ],

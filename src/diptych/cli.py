@@ -29,7 +29,7 @@ from .config import (
     refuse_other_family,
 )
 from .data.io import TIFF_COMPRESSIONS
-from .demo import DEMO_TASKS, TASK_NAMES
+from .demo import DEMO_STEPS, DEMO_TASKS, TASK_NAMES
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
 from .recipes import RECIPES, UNPAIRED
@@ -435,8 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps",
         type=cli_types.integer(1),
-        default=1200,
-        help="training steps (default: 1200, a few minutes on 2 CPU cores)",
+        default=DEMO_STEPS,
+        help=f"training steps (default: {DEMO_STEPS}, a few minutes on 2 CPU cores)",
     )
     p.add_argument(
         "--task",
