@@ -159,8 +159,15 @@ def _describe_defaults(defaults: dict[str, dict[str, Any]]) -> str:
     for section, values in defaults.items():
         kinds = [*generator_families().values()] if section == "generator" else [type(getattr(RunConfig(), section))]
         fields = {f.name: f for kind in reversed(kinds) for f in dataclasses.fields(kind)}
-        flags += [f"--{flag_name(fields[key])} {value}" for key, value in values.items()]
+        flags += [_as_flag(flag_name(fields[key]), value) for key, value in values.items()]
     return " ".join(flags)
+
+
+def _as_flag(flag: str, value: Any) -> str:
+    """The option that sets a field to `value` (a switch for booleans: --x / --no-x)."""
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
 
 
 def owned_flags(owners: dict[str, type], skip: frozenset[str] = frozenset()) -> dict[str, list[tuple[str, Any]]]:
