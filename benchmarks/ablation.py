@@ -45,6 +45,7 @@ VARIANTS: dict[str, list[str]] = {
     "paper": ["--recipe", "pix2pix"],
     "resize-upsample": ["--recipe", "pix2pix", "--upsample", "resize"],
     "ema": ["--recipe", "pix2pix", "--ema", "0.999"],
+    "resize-ema": ["--recipe", "pix2pix", "--upsample", "resize", "--ema", "0.999"],
     "spectral-hinge": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "hinge"],
     "spectral-lsgan": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "lsgan"],
     "ttur": ["--recipe", "pix2pix", "--lr-d", "4e-4", "--lr", "1e-4"],
