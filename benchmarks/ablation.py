@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from machine import cpu_model
@@ -44,9 +45,14 @@ VARIANTS: dict[str, list[str]] = {
     "paper": ["--recipe", "pix2pix"],
     "resize-upsample": ["--recipe", "pix2pix", "--upsample", "resize"],
     "ema": ["--recipe", "pix2pix", "--ema", "0.999"],
+    "resize-ema": ["--recipe", "pix2pix", "--upsample", "resize", "--ema", "0.999"],
     "spectral-hinge": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "hinge"],
+    "spectral-lsgan": ["--recipe", "pix2pix", "--spectral-norm", "--gan-loss", "lsgan"],
     "ttur": ["--recipe", "pix2pix", "--lr-d", "4e-4", "--lr", "1e-4"],
     "perceptual": ["--recipe", "pix2pix", "--lambda-perceptual", "10"],
+    "perceptual-alex": ["--recipe", "pix2pix", "--lambda-perceptual", "10", "--perceptual-net", "alex"],
+    "l1-300": ["--recipe", "pix2pix", "--lambda-l1", "300"],
+    "warmup": ["--recipe", "pix2pix", "--warmup-steps", "100"],
     "plus": ["--recipe", "pix2pix-plus"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)
@@ -145,10 +151,28 @@ def seconds_per_step(work: Path, flags: list[str], threads: int, probe_steps: in
     return (times[-1] - times[2]) / (len(times) - 3)
 
 
-def scores(run: Path, data: Path, out: Path, threads: int) -> dict[str, dict[str, float]]:
-    """Per held-out image: the metrics `diptych evaluate` writes to per_image.csv."""
-    diptych("evaluate", run, data, "--phase", "test", "--metrics", ",".join(METRICS), "--out", out, "--no-progress",
-            threads=threads)  # fmt: skip
+def finished(run: Path, out: Path) -> int | None:
+    """The steps of a run an earlier invocation trained to its --max-steps and scored into `out`, else None."""
+    if not (out / "per_image.csv").exists() or not (run / "config.json").exists():
+        return None
+    steps = json.loads((run / "config.json").read_text())["train"]["max_steps"]
+    lines = (run / "log.jsonl").read_text().splitlines() if (run / "log.jsonl").exists() else []
+    return steps if lines and json.loads(lines[-1]).get("step") == steps else None
+
+
+def trained_and_scored(run: Path, flags: list[str], steps: int, data: Path, out: Path, args: Any) -> dict:
+    """Train `steps` steps into a new run and score it (with --reuse: an earlier invocation's finished run)."""
+    if not (args.reuse and finished(run, out) == steps):
+        if run.exists():
+            shutil.rmtree(run)
+        train(run, flags, steps, args.threads)
+        diptych("evaluate", run, data, "--phase", "test", "--metrics", ",".join(METRICS), "--out", out,
+                "--no-progress", threads=args.threads)  # fmt: skip
+    return {"steps": steps, "train_s": logged_times(run)[-1], "scores": scores(out)}
+
+
+def scores(out: Path) -> dict[str, dict[str, float]]:
+    """Per held-out image: the metrics `diptych evaluate` wrote to out/per_image.csv."""
     with open(out / "per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return {row["name"]: {m: float(row[m] or "nan") for m in METRICS} for row in rows}
@@ -234,6 +258,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-wall-time", action="store_true", help="only the equal-steps budget")
     parser.add_argument("--quick", action="store_true", help="tiny networks, few steps and images: a smoke test")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep runs an earlier invocation with this --out trained to their steps and scored (add variants "
+        "to a finished ablation, or continue a stopped one)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.steps, args.seeds, args.size = 6, 1, 32
@@ -263,30 +293,26 @@ def main() -> None:
             paper_s = None
             for name, flags in variants.items():
                 run = args.out / "runs" / task / f"{name}_seed{seed}"
-                if run.exists():
-                    shutil.rmtree(run)
-                seconds = train(run, [*common, *flags], args.steps, args.threads)
-                paper_s = seconds if name == "paper" else paper_s
-                result = {"steps": args.steps, "train_s": seconds}
-                result["scores"] = scores(run, data, args.out / "eval" / task / run.name, args.threads)
+                out = args.out / "eval" / task / run.name
+                result = trained_and_scored(run, [*common, *flags], args.steps, data, out, args)
+                paper_s = result["train_s"] if name == "paper" else paper_s
                 budgets["equal steps"].setdefault(name, []).append(result)
                 print(json.dumps({"task": task, "budget": "steps", "variant": name, "seed": seed,
-                                  "train_s": round(seconds, 1)}), flush=True)  # fmt: skip
+                                  "train_s": round(result["train_s"], 1)}), flush=True)  # fmt: skip
             if args.no_wall_time or paper_s is None:
                 continue
             for name, flags in variants.items():
                 if name == "paper":
                     budgets["equal wall time"].setdefault(name, []).append(budgets["equal steps"]["paper"][seed])
                     continue
-                probe = args.out / "runs" / task / f"{name}_probe"
-                per_step = seconds_per_step(probe, [*common, *flags], args.threads, 6 if args.quick else 20)
-                steps = max(1, round(paper_s / per_step))
                 run = args.out / "runs" / task / f"{name}_seed{seed}_time"
-                if run.exists():
-                    shutil.rmtree(run)
-                seconds = train(run, [*common, *flags], steps, args.threads)
-                result = {"steps": steps, "train_s": seconds}
-                result["scores"] = scores(run, data, args.out / "eval" / task / run.name, args.threads)
+                out = args.out / "eval" / task / run.name
+                steps = finished(run, out) if args.reuse else None
+                if steps is None:
+                    probe = args.out / "runs" / task / f"{name}_probe"
+                    per_step = seconds_per_step(probe, [*common, *flags], args.threads, 6 if args.quick else 20)
+                    steps = max(1, round(paper_s / per_step))
+                result = trained_and_scored(run, [*common, *flags], steps, data, out, args)
                 budgets["equal wall time"].setdefault(name, []).append(result)
         shown = [v for v in ("paper", "resize-upsample", "plus") if v in variants] or list(variants)
         strip = picture_strip(

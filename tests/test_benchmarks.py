@@ -79,6 +79,15 @@ def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
     scored = results["tasks"]["glyphs"]["budgets"]["equal steps"]["paper"][0]["scores"]
     assert len(scored) == len(list((tmp_path / "data" / "glyphs" / "test" / "A").iterdir()))
 
+    # --reuse adds a variant to the finished ablation without training the runs it already has again.
+    paper_log = tmp_path / "runs" / "glyphs" / "paper_seed0" / "log.jsonl"
+    before = paper_log.stat().st_mtime_ns
+    cmd[cmd.index("paper,resize-upsample")] = "paper,ema"
+    out = subprocess.run([*cmd, "--reuse"], check=True, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.stdout.splitlines() if line.startswith("| ")}
+    assert {"paper", "ema"} <= set(rows) and paper_log.stat().st_mtime_ns == before
+    assert rows["ema"].startswith("| ema | 6 | ")
+
 
 @pytest.mark.skipif(
     not (REFERENCE / "models" / "cycle_gan_model.py").is_file(),

@@ -30,6 +30,7 @@ from .config import (
     refuse_other_family,
 )
 from .data.io import TIFF_COMPRESSIONS
+from .demo import DEMO_STEPS, DEMO_TASKS, TASK_NAMES
 from .errors import CheckpointError, ConfigError, DataError, DiptychError, one_line
 from .metrics.pixel import ALL_METRICS, CHANNEL_CHOICES, DEFAULT_METRICS
 from .ncnn_import import PUBLISHED_MODELS
@@ -170,8 +171,15 @@ def _describe_defaults(defaults: dict[str, dict[str, Any]]) -> str:
     for section, values in defaults.items():
         kinds = [*generator_families().values()] if section == "generator" else [type(getattr(RunConfig(), section))]
         fields = {f.name: f for kind in reversed(kinds) for f in dataclasses.fields(kind)}
-        flags += [f"--{flag_name(fields[key])} {value}" for key, value in values.items()]
+        flags += [_as_flag(flag_name(fields[key]), value) for key, value in values.items()]
     return " ".join(flags)
+
+
+def _as_flag(flag: str, value: Any) -> str:
+    """The option that sets a field to `value` (a switch for booleans: --x / --no-x)."""
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
 
 
 def owned_flags(owners: dict[str, type], skip: frozenset[str] = frozenset()) -> dict[str, list[tuple[str, Any]]]:
@@ -447,23 +455,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="build a dataset from bundled photos, train briefly, translate, write an HTML page",
-        description="A few-minute tour: builds grayscale->colour (or edges->photo) pairs from the CC0 photos "
-        "scikit-image ships, trains a small pix2pix model, translates photos it never saw at full size "
-        "and writes index.html.",
+        description="A few-minute tour: builds noisy->clean (or blurred->sharp, grayscale->colour, edges->photo) "
+        "pairs from the CC0 photos scikit-image ships, trains a small pix2pix-plus model, translates photos it "
+        "never saw at full size and writes index.html.",
         formatter_class=fmt,
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument(
         "--steps",
         type=cli_types.integer(1),
-        default=1200,
-        help="training steps (default: 1200, a few minutes on 2 CPU cores)",
+        default=DEMO_STEPS,
+        help=f"training steps (default: {DEMO_STEPS}, a few minutes on 2 CPU cores)",
     )
     p.add_argument(
         "--task",
-        choices=("colorize", "edges"),
-        default="colorize",
-        help="grayscale->colour or edges->photo (default: colorize)",
+        choices=DEMO_TASKS,
+        default=DEMO_TASKS[0],
+        help=f"{'; '.join(f'{k}: {v}' for k, v in TASK_NAMES.items())} (default: {DEMO_TASKS[0]})",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=("pix2pix-plus", "pix2pix"),
+        default="pix2pix-plus",
+        help="pix2pix-plus, or the paper's pix2pix to compare (default: pix2pix-plus)",
     )
     p.add_argument(
         "--crop-size", type=cli_types.integer(1, MAX_SIDE), default=128, help="training crop size (default: 128)"
@@ -758,6 +772,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         task=args.task,
+        recipe=args.recipe,
     )
     print(f"open {page.resolve()}")
     return 0

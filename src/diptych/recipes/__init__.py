@@ -8,6 +8,7 @@ from ..config import RunConfig
 from .base import PAIRED, SR, UNPAIRED, Recipe, Updater
 from .cyclegan import CycleGANRecipe
 from .pix2pix import Pix2PixRecipe
+from .pix2pix_plus import Pix2PixPlusRecipe
 from .pix2pixhd import Pix2PixHDRecipe
 from .sr import ESRGANRecipe, RealESRGANRecipe, SRRecipe
 
@@ -19,6 +20,7 @@ __all__ = [
     "CycleGANRecipe",
     "ESRGANRecipe",
     "Pix2PixHDRecipe",
+    "Pix2PixPlusRecipe",
     "Pix2PixRecipe",
     "RealESRGANRecipe",
     "Recipe",
@@ -28,7 +30,16 @@ __all__ = [
 ]
 
 RECIPES: dict[str, type[Recipe]] = {
-    r.name: r for r in (Pix2PixRecipe, Pix2PixHDRecipe, CycleGANRecipe, SRRecipe, ESRGANRecipe, RealESRGANRecipe)
+    r.name: r
+    for r in (
+        Pix2PixRecipe,
+        Pix2PixPlusRecipe,
+        Pix2PixHDRecipe,
+        CycleGANRecipe,
+        SRRecipe,
+        ESRGANRecipe,
+        RealESRGANRecipe,
+    )
 }
 
 
