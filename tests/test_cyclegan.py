@@ -219,7 +219,10 @@ def test_identity_with_different_channel_counts_is_one_line(tmp_path: Path, caps
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
-        (["--recipe", "cyclegan", "--lambda-l1", "5"], ["--lambda-l1 is an option of --recipe pix2pix / pix2pixhd"]),
+        (
+            ["--recipe", "cyclegan", "--lambda-l1", "5"],
+            ["--lambda-l1 is an option of --recipe pix2pix / pix2pix-plus / pix2pixhd"],
+        ),
         (["--recipe", "cyclegan", "--layout", "aligned"], ["--layout aligned holds pairs"]),
         (["--recipe", "cyclegan", "--label-nc", "3"], ["--label-nc", "paired data"]),
         (
