@@ -177,6 +177,8 @@ def process_group(device_spec: str) -> Iterator[Distributed]:
     try:
         host = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
         yield Distributed(rank, world, local_rank, device, host)
+        if owned:
+            dist.barrier()  # leave together: no process tears its connections down while another still uses them
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
