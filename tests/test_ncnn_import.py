@@ -345,6 +345,12 @@ def test_convert_ncnn_writes_a_checkpoint_that_translate_info_and_the_api_use(
     assert got.shape == (52, 68, 3) and np.abs(got.astype(int) - expected).max() <= 1
     api = Translator.load(model, device="cpu", precision="fp32")(crop)
     assert np.array_equal(api, got)
+    # Recorded as an upscaler (--recipe sr), so evaluate scores it as super-resolution beside bicubic.
+    assert json.loads((model / "config.json").read_text())["recipe"] == "sr"
+    write_photo_crop(tmp_path / "hr" / "photo.png", 32, 40)
+    code, out, err = run_cli(["evaluate", model, tmp_path / "hr", "--out", tmp_path / "ev", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "bicubic_psnr" in out and json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]["psnr"]
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,9 @@ def import_ncnn_model(param: str | Path, weights: str | Path, out_dir: str | Pat
     """Convert an ncnn super-resolution model into a diptych checkpoint folder (config, manifest, safetensors) for
     8-bit images, as the published models were trained."""
     net, spec = convert_ncnn(param, weights)
-    config = RunConfig(generator=generator_config(spec, str(param)))
+    config = RunConfig().use_recipe("sr")  # an upscaler: evaluate scores it as super-resolution, beside bicubic
+    config.generator = generator_config(spec, str(param))
+    config.train.ema = 0.0  # imported weights: no moving average of them exists
     config.data.sample_type = config.data.input_sample_type = "uint8"
     return write_checkpoint_folder(Path(out_dir), config.validate(stored=True), {"generator": net})
 
