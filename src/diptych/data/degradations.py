@@ -21,8 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from scipy.signal import fftconvolve
-from scipy.special import j1
 
 from ..errors import ConfigError
 
@@ -198,6 +196,8 @@ def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
     x, y = _grid(size)
     r = np.hypot(x, y)
     safe = np.where(r == 0, 1.0, r)
+    from scipy.special import j1  # (here: scipy costs every diptych command ~0.5 s at start-up)
+
     kernel = np.where(r == 0, cutoff**2 / (4 * math.pi), cutoff * j1(cutoff * safe) / (2 * math.pi * safe))
     return kernel / kernel.sum()
 
@@ -241,6 +241,8 @@ def filter2d(image: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
     21 x 21 kernel costs several times less than a direct convolution on a CPU)."""
     pad = kernel.shape[0] // 2
     planes = np.pad(image.double().numpy(), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+    from scipy.signal import fftconvolve  # (here, not at start-up: see sinc_kernel)
+
     out = fftconvolve(planes, kernel[None], mode="valid")
     return torch.from_numpy(out).to(image.dtype)
 
