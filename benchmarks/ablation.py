@@ -6,8 +6,10 @@ Tasks, all built offline from files installed with the project's dependencies:
   glyphs    DejaVu Sans -> DejaVu Serif Bold (the copies matplotlib's wheel ships), every fifth character held out
 Variants are `diptych train` flag sets (`paper` = `--recipe pix2pix` with the paper's defaults); a variant whose
 flags this diptych does not have is skipped and said so. Each variant trains as a new user would, through the CLI,
-under two budgets: the same number of steps (`--steps`), and the same wall time (the paper recipe's training time
-at `--steps`; each variant's own s/step is measured on a short probe run just before, on the same machine).
+under two budgets: the same number of steps (`--steps`), and the same training time: the paper recipe's time for
+`--steps` steps, converted to each variant's steps with CPU seconds per step measured by short probe runs (two
+lengths, differenced). CPU time rather than wall time, so that other jobs on the machine do not skew the budget;
+with `--threads 1` the two agree on a quiet machine.
 Held-out pairs are scored with `diptych evaluate` (per_image.csv), the mean of the training targets is scored
 with the same metric code as a baseline, and each mean comes with a 95% bootstrap interval over held-out images
 (scores averaged over seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
@@ -22,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -54,6 +57,14 @@ VARIANTS: dict[str, list[str]] = {
     "l1-300": ["--recipe", "pix2pix", "--lambda-l1", "300"],
     "warmup": ["--recipe", "pix2pix", "--warmup-steps", "100"],
     "plus": ["--recipe", "pix2pix-plus"],
+    "plus-instance": ["--recipe", "pix2pix-plus", "--g-norm", "instance"],
+    "plus-nodrop": ["--recipe", "pix2pix-plus", "--dropout", "0"],
+    "plus-batch4": ["--recipe", "pix2pix-plus", "--batch-size", "4", "--lr", "4e-4"],
+    "plus-instance-nodrop": ["--recipe", "pix2pix-plus", "--g-norm", "instance", "--dropout", "0"],
+    "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],
+    "plus-bilinear-batch4": ["--recipe", "pix2pix-plus", "--upsample", "bilinear", "--batch-size", "4", "--lr", "4e-4"],
+    "plus-lr4": ["--recipe", "pix2pix-plus", "--lr", "4e-4"],
+    "plus-batch2": ["--recipe", "pix2pix-plus", "--batch-size", "2", "--lr", "2.8e-4"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)
 PIXEL_METRICS = ("l1", "psnr", "ssim")  # what the mean-of-targets baseline is scored on
@@ -143,12 +154,23 @@ def train(run: Path, flags: list[str], steps: int, threads: int) -> float:
     return logged_times(run)[-1]
 
 
-def seconds_per_step(work: Path, flags: list[str], threads: int, probe_steps: int) -> float:
-    """A variant's s/step on this machine now: a short probe run, its first three steps (warm-up) left out."""
-    train(work, flags, probe_steps, threads)
-    times = logged_times(work)
-    shutil.rmtree(work)
-    return (times[-1] - times[2]) / (len(times) - 3)
+def child_cpu_seconds() -> float:
+    """User + system CPU time of every child process this benchmark has waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds_per_step(work: Path, flags: list[str], threads: int, short: int, long: int) -> float:
+    """A variant's CPU seconds per training step: two probe runs of `short` and `long` steps, differenced so the
+    process start-up, data loading set-up and first-step warm-up cancel. CPU time, unlike wall time, hardly
+    changes when other jobs share the machine, so the equal-time budget stays fair on a busy one."""
+    costs = []
+    for steps in (short, long):
+        before = child_cpu_seconds()
+        train(work, flags, steps, threads)
+        costs.append(child_cpu_seconds() - before)
+        shutil.rmtree(work)
+    return (costs[1] - costs[0]) / (long - short)
 
 
 def finished(run: Path, out: Path) -> int | None:
@@ -290,17 +312,18 @@ def main() -> None:
         budgets: dict[str, dict[str, list[dict]]] = {"equal steps": {}, "equal wall time": {}}
         for seed in range(args.seeds):
             common = train_flags(data, args.size, seed, args.quick)
-            paper_s = None
             for name, flags in variants.items():
                 run = args.out / "runs" / task / f"{name}_seed{seed}"
                 out = args.out / "eval" / task / run.name
                 result = trained_and_scored(run, [*common, *flags], args.steps, data, out, args)
-                paper_s = result["train_s"] if name == "paper" else paper_s
                 budgets["equal steps"].setdefault(name, []).append(result)
                 print(json.dumps({"task": task, "budget": "steps", "variant": name, "seed": seed,
                                   "train_s": round(result["train_s"], 1)}), flush=True)  # fmt: skip
-            if args.no_wall_time or paper_s is None:
+            if args.no_wall_time or "paper" not in variants:
                 continue
+            probe = args.out / "runs" / task / "probe"
+            short, long = (3, 8) if args.quick else (10, 40)
+            paper_rate = cpu_seconds_per_step(probe, [*common, *variants["paper"]], args.threads, short, long)
             for name, flags in variants.items():
                 if name == "paper":
                     budgets["equal wall time"].setdefault(name, []).append(budgets["equal steps"]["paper"][seed])
@@ -309,11 +332,12 @@ def main() -> None:
                 out = args.out / "eval" / task / run.name
                 steps = finished(run, out) if args.reuse else None
                 if steps is None:
-                    probe = args.out / "runs" / task / f"{name}_probe"
-                    per_step = seconds_per_step(probe, [*common, *flags], args.threads, 6 if args.quick else 20)
-                    steps = max(1, round(paper_s / per_step))
+                    rate = cpu_seconds_per_step(probe, [*common, *flags], args.threads, short, long)
+                    steps = max(1, round(args.steps * paper_rate / rate))
                 result = trained_and_scored(run, [*common, *flags], steps, data, out, args)
                 budgets["equal wall time"].setdefault(name, []).append(result)
+                print(json.dumps({"task": task, "budget": "time", "variant": name, "seed": seed, "steps": steps,
+                                  "train_s": round(result["train_s"], 1)}), flush=True)  # fmt: skip
         shown = [v for v in ("paper", "resize-upsample", "plus") if v in variants] or list(variants)
         strip = picture_strip(
             data, {v: args.out / "eval" / task / f"{v}_seed0" for v in shown}, args.out / "pictures" / f"{task}.png"

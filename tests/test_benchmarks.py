@@ -79,14 +79,21 @@ def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
     scored = results["tasks"]["glyphs"]["budgets"]["equal steps"]["paper"][0]["scores"]
     assert len(scored) == len(list((tmp_path / "data" / "glyphs" / "test" / "A").iterdir()))
 
-    # --reuse adds a variant to the finished ablation without training the runs it already has again.
+    # --reuse adds a variant to the finished ablation without training the runs it already has again; without
+    # --no-wall-time the variant also trains for the paper run's CPU time, converted to steps by probe runs.
     paper_log = tmp_path / "runs" / "glyphs" / "paper_seed0" / "log.jsonl"
     before = paper_log.stat().st_mtime_ns
     cmd[cmd.index("paper,resize-upsample")] = "paper,ema"
+    cmd.remove("--no-wall-time")
     out = subprocess.run([*cmd, "--reuse"], check=True, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
-    rows = {line.split(" | ")[0].strip("| "): line for line in out.stdout.splitlines() if line.startswith("| ")}
+    steps_rows, time_rows = out.stdout.split("**glyphs, equal wall time**")
+    rows = {line.split(" | ")[0].strip("| "): line for line in steps_rows.splitlines() if line.startswith("| ")}
     assert {"paper", "ema"} <= set(rows) and paper_log.stat().st_mtime_ns == before
     assert rows["ema"].startswith("| ema | 6 | ")
+    budget = json.loads(next(line for line in out.stdout.splitlines() if '"budget": "time"' in line))
+    assert budget["variant"] == "ema" and budget["steps"] >= 1
+    assert f"| ema | {budget['steps']} | " in time_rows and (tmp_path / "runs" / "glyphs" / "ema_seed0_time").is_dir()
+    assert not (tmp_path / "runs" / "glyphs" / "probe").exists()  # the probe runs are removed
 
 
 @pytest.mark.skipif(

@@ -277,8 +277,10 @@ def test_backend_benchmark_smoke() -> None:
     )
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "upsample"), [("onnx", "transpose"), ("torchscript", "transpose"), ("onnx", "bilinear")]
+)
+def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: str, upsample: str) -> None:
     """Depth 6: inputs are padded to 32, and the level fed 96 / 32 = 3 pixels pads itself to 4 inside the graph;
     the exported graph does the same at sizes it was not traced at."""
     from diptych.checkpoint import write_checkpoint_folder
@@ -287,7 +289,7 @@ def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: 
 
     config = RunConfig()
     config.generator.in_channels = config.generator.out_channels = 3
-    config.generator.depth, config.generator.ngf = 6, 4
+    config.generator.depth, config.generator.ngf, config.generator.upsample = 6, 4, upsample
     config.data.sample_type = "uint8"
     torch.manual_seed(0)
     generator = create_generator(config.generator)

@@ -31,6 +31,7 @@ def trained_like(cfg: GeneratorConfig) -> nn.Module:
     [
         UNetConfig(in_channels=3, out_channels=2, depth=5, ngf=8),
         UNetConfig(in_channels=1, out_channels=3, depth=4, ngf=8, upsample="resize"),
+        UNetConfig(in_channels=3, out_channels=3, depth=4, ngf=8, upsample="bilinear"),
         HDConfig(in_channels=3, out_channels=3, ngf=4, n_local=1, n_down_global=2, n_blocks_global=2, norm="batch"),
     ],
 )

@@ -61,12 +61,14 @@ def test_conv_bias_only_where_no_norm_follows(norm: str) -> None:
     assert d.blocks[0].conv.bias is not None and d.head.bias is not None
 
 
-def test_dropout_zero_and_resize_upsampling() -> None:
-    g = UNetGenerator(3, 3, depth=6, ngf=4, dropout=0.0, upsample="resize").train()
+@pytest.mark.parametrize("upsample", ["resize", "bilinear"])
+def test_dropout_zero_and_resize_upsampling(upsample: str) -> None:
+    g = UNetGenerator(3, 3, depth=6, ngf=4, dropout=0.0, upsample=upsample).train()
     assert not any(isinstance(m, nn.Dropout) for m in g.modules())
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
     x = torch.randn(1, 3, 50, 70)
     assert g(x).shape == x.shape
+    assert g.up[0].upsample.mode == {"resize": "nearest", "bilinear": "bilinear"}[upsample]
 
 
 def test_eval_mode_is_deterministic_and_train_mode_is_noisy() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,6 +47,15 @@ def test_pool_size_zero_returns_its_input() -> None:
     assert torch.equal(out, batch) and not out.requires_grad and pool.images == []
     with pytest.raises(ConfigError, match="pool_size -1 is negative"):
         ImagePool(size=-1)
+
+
+def test_pool_size_has_an_upper_bound_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The pool keeps its fakes in memory: a size far above the paper's 50 is refused before anything is read."""
+    from diptych.cli import main
+
+    assert main(["train", "--recipe", "cyclegan", "--pool-size", "5000", "--data", str(tmp_path / "none")]) == 1
+    assert "--pool-size 5000 (method.pool_size) is out of range: use an integer in [0, 1000]" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_stored_images_are_detached_clones_in_their_own_type() -> None:

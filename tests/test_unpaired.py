@@ -165,8 +165,12 @@ def test_domain_json_round_trip() -> None:
 
 def test_missing_and_empty_domains_are_named(tmp_path: Path) -> None:
     write_domain(tmp_path / "trainA", photo_crops("rocket", 24, 2), "a")
-    with pytest.raises(DataError, match=r"trainB: folder missing; add domain B's train images there$"):
+    with pytest.raises(DataError, match=r"trainB: folder missing; add domain B's train images in a folder there$"):
         open_unpaired_dataset(cfg(tmp_path))
+    (tmp_path / "trainB").write_text("a file where domain B's folder belongs")
+    with pytest.raises(DataError, match=r"trainB: is a file, not a folder; add domain B's train images in a folder"):
+        open_unpaired_dataset(cfg(tmp_path))
+    (tmp_path / "trainB").unlink()
     (tmp_path / "trainB").mkdir()
     (tmp_path / "trainB" / "notes.txt").write_text("no images")
     with pytest.raises(DataError, match=r"trainB: holds no images .*add domain B's images there$"):

@@ -13,7 +13,7 @@ from PIL import Image
 from .config import RunConfig
 from .data.io import write_image
 from .data.samples import sample_photo
-from .data.tools.degrade import add_noise, blur
+from .data.tools.degrade import add_noise, blur, canny_edges, luminance
 from .errors import DiptychError
 from .report import GalleryRow, write_gallery
 from .train import train
@@ -43,29 +43,13 @@ def resize_short_side(photo: np.ndarray, short: int) -> np.ndarray:
     return np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.LANCZOS))
 
 
-def edges_of(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
-    """Black Canny edges on white, as a 1-channel uint8 image (the edges2photo input)."""
-    from skimage.color import rgb2gray  # (imported when used: the CLI imports this module for its choices)
-    from skimage.feature import canny
-
-    edges = canny(rgb2gray(photo), sigma=sigma)
-    return np.where(edges, 0, 255).astype(np.uint8)[:, :, None]
-
-
-def gray_of(photo: np.ndarray) -> np.ndarray:
-    """Luminance as a 1-channel uint8 image (the colourisation input)."""
-    from skimage.color import rgb2gray
-
-    return np.round(rgb2gray(photo) * 255).astype(np.uint8)[:, :, None]
-
-
 def input_maker(task: str) -> Callable[[np.ndarray, str], np.ndarray]:
     """The demo task's input from a photo (and its name, which seeds the noise so the pairs are reproducible)."""
     if task == "denoise":
         return lambda photo, stem: add_noise(photo, NOISE_SIGMA, np.random.default_rng(zlib.crc32(stem.encode())))
     if task == "deblur":
         return lambda photo, stem: blur(photo, BLUR_SIGMA)
-    make = {"colorize": gray_of, "edges": edges_of}[task]
+    make = {"colorize": luminance, "edges": canny_edges}[task]
     return lambda photo, stem: make(photo)
 
 

@@ -135,8 +135,10 @@ def resolve_unpaired_layout(root: Path, layout: str, phase: str) -> tuple[str, P
                 f"{phase}A/ and {phase}B/"
             )
         for side in DOMAINS:
-            if not (root / f"{phase}{side}").is_dir():
-                raise DataError(f"{root / (phase + side)}: folder missing; add domain {side}'s {phase} images there")
+            folder = root / f"{phase}{side}"
+            if not folder.is_dir():
+                problem = "is a file, not a folder" if folder.exists() else "folder missing"
+                raise DataError(f"{folder}: {problem}; add domain {side}'s {phase} images in a folder there")
         return "cyclegan", root / f"{phase}A", root / f"{phase}B"
     _, base = resolve_layout(root, "folders", phase)
     return "folders", *folder_sides(base, phase)

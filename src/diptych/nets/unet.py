@@ -12,7 +12,7 @@ from ..config import MAX_DOWNSAMPLINGS, GeneratorConfig, fraction, opt, within
 from .geometry import Geometry
 from .layers import conv_bias, make_norm, pad_to_even, pad_to_multiple
 
-UPSAMPLES = ("transpose", "resize")
+UPSAMPLES = ("transpose", "resize", "bilinear")  # resize: nearest-neighbour, then a 3x3 convolution
 
 
 def level_channels(level: int, ngf: int) -> int:
@@ -50,8 +50,13 @@ class UpBlock(nn.Module):
             self.conv = nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=bias)
             self.upsample = nn.Identity()
         else:
-            self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
-            self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=1, padding=1, bias=bias)
+            # Nearest repeats each pixel in a 2x2 block, which the 3x3 conv can still turn into a faint period-2
+            # pattern; bilinear interpolation leaves no such block structure for it to amplify.
+            # bilinear also pads its convolution by reflection: zeros there drew a bright or dark one-pixel frame
+            # around resize outputs (kept for resize, whose checkpoints were trained with it).
+            mode, pad = ("nearest", "zeros") if upsample == "resize" else ("bilinear", "reflect")
+            self.upsample = nn.Upsample(scale_factor=2, mode=mode)
+            self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=1, padding=1, bias=bias, padding_mode=pad)
         self.norm = nn.Identity() if outermost else make_norm(norm, out_ch)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_act = nn.Tanh() if outermost else nn.Identity()
@@ -147,7 +152,8 @@ class UNetConfig(GeneratorConfig):
     )
     upsample: str = opt(
         "transpose",
-        "decoder upsampling: transposed conv, or resize + conv (avoids checkerboard artifacts)",
+        "decoder upsampling: transposed conv, or resize (nearest) or bilinear interpolation + 3x3 conv (both avoid "
+        "the transposed conv's checkerboard artifacts)",
         choices=UPSAMPLES,
     )
 
