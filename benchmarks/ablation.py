@@ -57,14 +57,16 @@ VARIANTS: dict[str, list[str]] = {
     "l1-300": ["--recipe", "pix2pix", "--lambda-l1", "300"],
     "warmup": ["--recipe", "pix2pix", "--warmup-steps", "100"],
     "plus": ["--recipe", "pix2pix-plus"],
-    "plus-instance": ["--recipe", "pix2pix-plus", "--g-norm", "instance"],
-    "plus-nodrop": ["--recipe", "pix2pix-plus", "--dropout", "0"],
-    "plus-batch4": ["--recipe", "pix2pix-plus", "--batch-size", "4", "--lr", "4e-4"],
-    "plus-instance-nodrop": ["--recipe", "pix2pix-plus", "--g-norm", "instance", "--dropout", "0"],
-    "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],
-    "plus-bilinear-batch4": ["--recipe", "pix2pix-plus", "--upsample", "bilinear", "--batch-size", "4", "--lr", "4e-4"],
-    "plus-lr4": ["--recipe", "pix2pix-plus", "--lr", "4e-4"],
+    # pix2pix-plus before batch 4 became its default (the first round's `plus`), and options tried on it
+    "plus-batch1": ["--recipe", "pix2pix-plus", "--batch-size", "1", "--lr", "2e-4"],
+    "plus-batch1-instance": ["--recipe", "pix2pix-plus", "--batch-size", "1", "--lr", "2e-4", "--g-norm", "instance"],
+    "plus-batch1-nodrop": ["--recipe", "pix2pix-plus", "--batch-size", "1", "--lr", "2e-4", "--dropout", "0"],
+    "plus-batch1-lr4": ["--recipe", "pix2pix-plus", "--batch-size", "1", "--lr", "4e-4"],
     "plus-batch2": ["--recipe", "pix2pix-plus", "--batch-size", "2", "--lr", "2.8e-4"],
+    # options on today's pix2pix-plus
+    "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],
+    "plus-no-sn": ["--recipe", "pix2pix-plus", "--no-spectral-norm", "--gan-loss", "vanilla"],
+    "batch4": ["--recipe", "pix2pix", "--batch-size", "4", "--lr", "4e-4"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)
 PIXEL_METRICS = ("l1", "psnr", "ssim")  # what the mean-of-targets baseline is scored on

@@ -162,9 +162,10 @@ def dead_pid() -> int:
     return int(done.stdout)
 
 
-def tiny_config(root: Path, **train: object) -> RunConfig:
-    """A configuration small enough to train in a second on CPU."""
-    config = RunConfig()
+def tiny_config(root: Path, recipe: str = "pix2pix", **train: object) -> RunConfig:
+    """A configuration small enough to train in a second on CPU: the recipe's defaults, then these sizes and the
+    given options (fields of the recipe's section or of the train section)."""
+    config = RunConfig().use_recipe(recipe)
     config.generator.depth, config.generator.ngf = 4, 8
     config.discriminator.ndf, config.discriminator.n_layers = 8, 2
     config.data.root = str(root)

@@ -35,7 +35,7 @@ PLUS = RECIPES["pix2pix-plus"]
 
 def plus_config(root: Path, **train_options: object) -> RunConfig:
     """tiny_config's sizes with pix2pix-plus's defaults (train_options: fields of the train section)."""
-    return tiny_config(root, **train_options).use_recipe("pix2pix-plus")
+    return tiny_config(root, "pix2pix-plus", **train_options)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -144,7 +144,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
 
 
 def _denoising_run(data: Path, out: Path, recipe: str, seed: int) -> Path:
-    """A small U-Net trained 300 steps of batch 4 on 32 px crops with a recipe's defaults."""
+    """A small U-Net trained 300 steps of batch 4 on 32 px crops with a recipe's defaults (its learning rate)."""
     cfg = RunConfig().use_recipe(recipe)
     cfg.generator.depth, cfg.generator.ngf = 4, 16
     cfg.discriminator.ndf, cfg.discriminator.n_layers = 8, 2
@@ -157,8 +157,9 @@ def _denoising_run(data: Path, out: Path, recipe: str, seed: int) -> Path:
 
 def test_plus_denoises_a_held_out_photo_better_than_pix2pix_at_equal_steps(tmp_path: Path) -> None:
     """Denoising (Gaussian noise, sigma 0.1): on a photo never trained on, pix2pix-plus scores a higher PSNR and
-    a checkerboard score under a third of pix2pix's. Seeds 0, 1, 2 gave +0.34, +0.51, +0.30 dB PSNR, and
-    checkerboard scores of 0.7, 0.5, 1.0 dB against pix2pix's 7.9, 9.0, 9.4 dB (the noisy input: 20.1 dB)."""
+    a checkerboard score under a third of pix2pix's. Seeds 0, 1, 2 gave +1.00, +0.75, +0.78 dB PSNR, and
+    checkerboard scores of 0.6, 1.1, 0.9 dB against pix2pix's 7.9, 9.0, 9.4 dB (the noisy input: 20.1 dB).
+    (Before batch 4 and lr 4e-4 became pix2pix-plus's defaults: +0.34, +0.51, +0.30 dB.)"""
     noisy = lambda a: add_noise(a, 0.1, np.random.default_rng(0))  # noqa: E731
     crops = [c for name in ("astronaut", "rocket", "coffee") for c in photo_crops(name, 48, 8, seed=1)]
     data = write_aligned(tmp_path / "data", [(noisy(c), c) for c in crops])
@@ -171,5 +172,5 @@ def test_plus_denoises_a_held_out_photo_better_than_pix2pix_at_equal_steps(tmp_p
         )
     print(scores)
     paper, plus = scores["pix2pix"], scores["pix2pix-plus"]
-    assert plus["psnr"] > paper["psnr"] + 0.15, scores
+    assert plus["psnr"] > paper["psnr"] + 0.4, scores
     assert plus["checkerboard"] < paper["checkerboard"] / 3, scores

@@ -51,12 +51,12 @@ class UpBlock(nn.Module):
             self.upsample = nn.Identity()
         else:
             # Nearest repeats each pixel in a 2x2 block, which the 3x3 conv can still turn into a faint period-2
-            # pattern; bilinear interpolation leaves no such block structure for it to amplify.
-            # bilinear also pads its convolution by reflection: zeros there drew a bright or dark one-pixel frame
-            # around resize outputs (kept for resize, whose checkpoints were trained with it).
-            mode, pad = ("nearest", "zeros") if upsample == "resize" else ("bilinear", "reflect")
+            # pattern; bilinear interpolation leaves no such block structure for it to amplify. The conv pads with
+            # zeros: reflection made the innermost level's map (a 1x1 map upsampled) constant, so with batch 1 its
+            # batch norm learnt a variance of 0 and eval-mode outputs saturated.
+            mode = "nearest" if upsample == "resize" else "bilinear"
             self.upsample = nn.Upsample(scale_factor=2, mode=mode)
-            self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=1, padding=1, bias=bias, padding_mode=pad)
+            self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=1, padding=1, bias=bias)
         self.norm = nn.Identity() if outermost else make_norm(norm, out_ch)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_act = nn.Tanh() if outermost else nn.Identity()

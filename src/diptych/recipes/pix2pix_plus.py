@@ -31,5 +31,8 @@ class Pix2PixPlusRecipe(Pix2PixRecipe):
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "generator": {"upsample": "resize"},
         "discriminator": {"spectral_norm": True},
-        "train": {"ema": 0.999},
+        "data": {"batch_size": 4},
+        # pix2pix's 2e-4 at batch 1, scaled by the square root of the batch (Adam): the 4x batch alone gave glyphs
+        # +0.9 dB and colourisation +1.8 dB over batch 1 at the same steps; 4e-4 at batch 1 gave nothing.
+        "train": {"ema": 0.999, "lr": 4e-4},
     }
