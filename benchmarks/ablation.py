@@ -325,7 +325,7 @@ def main() -> None:
                 continue
             probe = args.out / "runs" / task / "probe"
             short, long = (3, 8) if args.quick else (10, 40)
-            paper_rate = cpu_seconds_per_step(probe, [*common, *variants["paper"]], args.threads, short, long)
+            paper_rate = None  # measured when a variant first needs it (not when --reuse has every run)
             for name, flags in variants.items():
                 if name == "paper":
                     budgets["equal wall time"].setdefault(name, []).append(budgets["equal steps"]["paper"][seed])
@@ -334,6 +334,10 @@ def main() -> None:
                 out = args.out / "eval" / task / run.name
                 steps = finished(run, out) if args.reuse else None
                 if steps is None:
+                    if paper_rate is None:
+                        paper_rate = cpu_seconds_per_step(
+                            probe, [*common, *variants["paper"]], args.threads, short, long
+                        )
                     rate = cpu_seconds_per_step(probe, [*common, *flags], args.threads, short, long)
                     steps = max(1, round(args.steps * paper_rate / rate))
                 result = trained_and_scored(run, [*common, *flags], steps, data, out, args)
