@@ -105,8 +105,8 @@ def test_the_trainer_keeps_the_upscalers_own_initialisation(arch: str) -> None:
     # The recipe's generator keeps the initialisation its family gives it ...
     convs = [m for m in recipe.networks["generator"].modules() if isinstance(m, nn.Conv2d)]
     stds = [conv.weight.std().item() for conv in convs[1:-1]]  # (a body conv: fan-in 32 x 9 = 288)
-    if arch == "compact":  # PyTorch's default: uniform(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in) = 0.034
-        assert stds == pytest.approx([1 / (3 * 288) ** 0.5] * len(stds), rel=0.15)
+    if arch == "compact":  # Kaiming-normal: std sqrt(2 / fan_in) = 0.083
+        assert stds == pytest.approx([(2 / 288) ** 0.5] * len(stds), rel=0.15)
     else:  # ESRGAN's Kaiming x 0.1 = 0.0083
         assert max(stds) < 0.012
     # ... while the discriminator got --init-type normal with gain 0.02.

@@ -165,3 +165,19 @@ def test_residual_networks_start_with_esrgans_small_initialisation(arch: str) ->
         fan_in = conv.weight[0].numel()
         assert conv.weight.std().item() == pytest.approx(0.1 * (2 / fan_in) ** 0.5, rel=0.15)  # Kaiming x 0.1
         assert torch.all(conv.bias == 0)
+
+
+def test_compact_body_passes_its_signal_and_gradient_through_all_its_layers() -> None:
+    """With PyTorch's default initialisation the 18-layer body shrank its input ~1e6x and its first layer's gradient
+    fell under Adam's epsilon, so it never learnt; Kaiming-normal keeps both of order one (the head starts at 0.1x)."""
+    torch.manual_seed(0)
+    net = CompactSRNet(3, 3, scale=4)
+    x = torch.rand(2, 3, 24, 24) * 2 - 1
+    body = net.body[:-1](x)  # the features the head reads
+    assert 0.1 < body.std().item() < 10
+    out = net.body(x)
+    out.square().mean().backward()
+    first = net.body[0].weight.grad.abs().mean().item()
+    assert first > 1e-6, first  # 7e-12 with the default initialisation
+    head = net.body[-1].weight
+    assert head.std().item() == pytest.approx(0.1 * (2 / head[0].numel()) ** 0.5, rel=0.15)

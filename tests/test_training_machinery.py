@@ -311,3 +311,16 @@ def test_the_machinery_cannot_change_on_resume(aligned_dataset: Path, tmp_path: 
     for key in ("ema", "lr_d", "warmup_steps"):
         with pytest.raises(ConfigError, match=f"--{key.replace('_', '-')} cannot change when resuming"):
             resume_config(tmp_path / "run", {"train": {key: 0.5}})
+
+
+def test_a_batch_larger_than_the_dataset_is_said(aligned_dataset: Path, tmp_path: Path, capsys) -> None:
+    """One process loads the 8 pairs as one short batch per step; the user is told instead of silently getting 8."""
+    config = tiny_config(aligned_dataset, max_steps=1)
+    config.data.batch_size = 12
+    trainer = Trainer(config, tmp_path / "run", progress=True)
+    assert trainer.steps_per_epoch == 1
+    err = capsys.readouterr().err
+    assert "warning: --batch-size 12 is larger than the 8 training items, so every step uses 8; cut large" in err
+    config.data.batch_size = 8
+    Trainer(config, tmp_path / "run2", progress=True)
+    assert "is larger than" not in capsys.readouterr().err

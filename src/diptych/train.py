@@ -184,6 +184,12 @@ class Trainer:
         self.rank_batch = check_global_batch(
             config.data.batch_size, self.dist.world_size, config.train.accum_steps, len(self.dataset)
         )
+        if len(self.dataset) < config.data.batch_size:
+            # One process, no micro-steps: the loader's only batch is the whole (smaller) dataset.
+            self._warn(
+                f"--batch-size {config.data.batch_size} is larger than the {len(self.dataset)} training items, so "
+                f"every step uses {len(self.dataset)}; cut large images into more, smaller ones for full batches"
+            )
         self.steps_per_epoch = self._sampler().steps_per_epoch
         self.step = 0
         self.epoch = 0
