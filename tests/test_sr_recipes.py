@@ -23,7 +23,7 @@ from diptych.evaluate_sr import evaluate_sr
 from diptych.recipes.sr import denormals_flushed
 from diptych.train import train
 
-from .conftest import photo_crops, straight_and_resumed
+from .conftest import checkpoint_weights, photo_crops, straight_and_resumed
 
 TINY = ["--scale", "2", "--ngf", "8", "--n-blocks", "2", "--lr-crop", "16", "--batch-size", "2", "--workers", "0"]
 
@@ -50,11 +50,6 @@ def sr_config(data: Path, recipe: str = "sr", **method: object) -> RunConfig:
     for key, value in method.items():
         setattr(config.method if hasattr(config.method, key) else config.train, key, value)
     return config
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    folder = resolve_checkpoint(run)
-    return {f"{f.name}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
 
 
 def test_recipe_defaults_follow_basicsr() -> None:
@@ -96,7 +91,7 @@ def test_resume_is_exact(hr_folder: Path, tmp_path: Path, recipe: str, precision
         return cfg
 
     straight, resumed = straight_and_resumed(config, tmp_path, steps=6, half=3)
-    a, b = weights(straight), weights(resumed)
+    a, b = checkpoint_weights(straight), checkpoint_weights(resumed)
     assert (
         a.keys() == b.keys() and any("ema" in k for k in a) and (recipe == "sr" or any("discriminator" in k for k in a))
     )
