@@ -164,12 +164,12 @@ def test_onnx_exports_of_upscalers_match_pytorch_at_odd_sizes(arch: str, scale: 
 
 
 def test_default_overlap_covers_twice_the_networks_context(tmp_path: Path) -> None:
-    """An eighth of the tile, at least 16 px and twice the context, at most half the tile."""
-    cases = {(32, 0): 16, (512, 0): 64, (256, 32): 64, (96, 32): 48, (128, 18): 36}  # (tile, context): overlap
+    """An eighth of the tile, at least 16 px, and twice the context where a quarter of the tile allows it."""
+    cases = {(32, 0): 16, (512, 0): 64, (256, 32): 64, (128, 32): 32, (64, 32): 16, (256, 18): 36, (96, 32): 24}
     assert {case: default_overlap(*case) for case in cases} == cases
     t = Translator.load(sr_checkpoint(tmp_path / "m", "compact", 4, n_convs=20), device="cpu", precision="fp32")
     assert t.generator.geometry.context == 22
-    assert [t.tile_settings(tile, None, None).overlap for tile in (64, 128, 512)] == [32, 44, 64]
+    assert [t.tile_settings(tile, None, None).overlap for tile in (64, 128, 256, 512)] == [16, 32, 44, 64]
     assert t.tile_settings(128, 8, None).overlap == 8  # (--overlap wins)
 
 
