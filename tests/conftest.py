@@ -95,6 +95,13 @@ def start_cli(args: list[str | Path], launcher: list[str] | None = None, **popen
     )
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def photo_crops(name: str, size: int, count: int, seed: int = 0) -> list[np.ndarray]:
     """Random size x size crops of a bundled photo (HxWx3 uint8)."""
     photo = sample_photo(name)
@@ -176,6 +183,16 @@ def tiny_config(root: Path, recipe: str = "pix2pix", **train: object) -> RunConf
     for key, value in train.items():
         setattr(config.method if hasattr(config.method, key) else config.train, key, value)
     return config
+
+
+def checkpoint_weights(run: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a run's latest checkpoint, keyed `<file name>.<tensor name>`."""
+    from safetensors.torch import load_file
+
+    from diptych.checkpoint import resolve_checkpoint
+
+    folder = resolve_checkpoint(run)
+    return {f"{f.name}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
 
 
 def straight_and_resumed(config: Callable[[int], RunConfig], root: Path, steps: int, half: int) -> tuple[Path, Path]:

@@ -44,6 +44,14 @@ def test_sr_training_benchmark_smoke() -> None:
     assert "| sr | msrresnet (tiny) | 16, 2 |" in out and "| realesrgan | rrdbnet (tiny) | 16, 2 |" in out
 
 
+def test_sr_tiling_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "sr_tiling.py"), "--random", "--n-blocks", "1", "--size", "40"]
+    cmd += ["--configs", "32:8", "32:default", "--threads", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    assert out.startswith("machine: ") and "untrained rrdbnet_x4 (1 blocks), fp32, astronaut 40x40 -> 160x160" in out
+    assert "| 32 | 8 | 2 x 2 |" in out and "| 32 | 16 (default) | 2 x 2 |" in out
+
+
 REFERENCE = BENCHMARKS.parent / ".reference" / "pytorch-CycleGAN-and-pix2pix"
 
 

@@ -32,11 +32,11 @@ def generator(tmp_path: Path, *flags: str) -> GeneratorConfig:
 @pytest.mark.parametrize(
     ("preset", "arch", "scale", "geometry"),
     [
-        ("rrdbnet_x4", "rrdbnet", 4, Geometry(1, 1, 1, 4)),
-        ("rrdbnet_x2", "rrdbnet", 2, Geometry(2, 2, 2, 2)),  # (a pixel-unshuffled input: even sides)
-        ("msrresnet_x3", "msrresnet", 3, Geometry(1, 1, 1, 3)),
-        ("compact_x4", "compact", 4, Geometry(1, 1, 1, 4)),
-        ("compact_x2", "compact", 2, Geometry(1, 1, 1, 2)),
+        ("rrdbnet_x4", "rrdbnet", 4, Geometry(1, 1, 1, 4, context=32)),  # (the effective reach, not 349)
+        ("rrdbnet_x2", "rrdbnet", 2, Geometry(2, 2, 2, 2, context=64)),  # (a pixel-unshuffled input: even sides)
+        ("msrresnet_x3", "msrresnet", 3, Geometry(1, 1, 1, 3, context=32)),  # (16 blocks: 35, capped)
+        ("compact_x4", "compact", 4, Geometry(1, 1, 1, 4, context=18)),
+        ("compact_x2", "compact", 2, Geometry(1, 1, 1, 2, context=18)),
     ],
 )
 def test_presets_give_the_family_its_scale_and_geometry(

@@ -116,3 +116,17 @@ def test_unsharp_mask_is_real_esrgans_sharpened_target() -> None:
     got = unsharp_mask(img)[0, 0].double().numpy()
     assert abs(got - expected).max() < 1e-5
     assert got[20, 29] < 0.2 and got[20, 30] > 0.8  # overshoot on both sides of the edge
+
+
+def test_unsharp_mask_settings_scale_narrow_and_gate_the_overshoot() -> None:
+    """A step from 0.2 to 0.8: weight 0 and a threshold above the step's detail leave it as it is; a larger weight
+    overshoots more; a smaller kernel sharpens a narrower zone around the edge."""
+    img = torch.full((1, 1, 8, 80), 0.2)
+    img[..., 40:] = 0.8
+    torch.testing.assert_close(unsharp_mask(img, weight=0.0), img)
+    torch.testing.assert_close(unsharp_mask(img, threshold=255), img)
+    half, double = unsharp_mask(img, weight=0.5)[0, 0, 4], unsharp_mask(img, weight=1.0)[0, 0, 4]
+    assert 0.2 - double[39] > 0.2 - half[39] > 0 and double[40] - 0.8 > half[40] - 0.8 > 0
+    narrow = unsharp_mask(img, radius=9)[0, 0, 4]
+    changed = [int(((x - img[0, 0, 4]).abs() > 1e-3).sum()) for x in (narrow, half)]
+    assert 0 < changed[0] < changed[1]

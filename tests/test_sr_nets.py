@@ -11,7 +11,7 @@ from diptych.nets.compact import CompactSRNet
 from diptych.nets.geometry import Geometry
 from diptych.nets.inference import prepare_for_inference
 from diptych.nets.rrdb import RRDBNet
-from diptych.nets.sr import SuperResolutionNet
+from diptych.nets.sr import EFFECTIVE_REACH, SuperResolutionNet
 from diptych.nets.srresnet import MSRResNet
 
 
@@ -57,12 +57,31 @@ def test_output_is_exactly_scale_times_odd_inputs(arch: str, scale: int, channel
 
 
 def test_geometry_of_each_family() -> None:
-    assert tiny("msrresnet", (3, 3), 4).geometry == Geometry(stride=1, multiple=1, min_side=1, scale=4)
-    assert tiny("compact", (3, 3), 3).geometry == Geometry(stride=1, multiple=1, min_side=1, scale=3)
+    """Scale, padding and context (the receptive radius in input pixels, capped at EFFECTIVE_REACH body pixels)."""
+    assert tiny("msrresnet", (3, 3), 4).geometry == Geometry(stride=1, multiple=1, min_side=1, scale=4, context=7)
+    assert tiny("compact", (3, 3), 3).geometry == Geometry(stride=1, multiple=1, min_side=1, scale=3, context=4)
     # x2 and x1 RRDBNets fold 2x2 / 4x4 pixels into channels: inputs are padded to that multiple.
-    assert tiny("rrdbnet", (3, 3), 4).geometry == Geometry(stride=1, multiple=1, min_side=1, scale=4)
-    assert tiny("rrdbnet", (3, 3), 2).geometry == Geometry(stride=2, multiple=2, min_side=2, scale=2)
-    assert tiny("rrdbnet", (3, 3), 1).geometry == Geometry(stride=4, multiple=4, min_side=4, scale=1)
+    assert tiny("rrdbnet", (3, 3), 4).geometry == Geometry(stride=1, multiple=1, min_side=1, scale=4, context=19)
+    assert tiny("rrdbnet", (3, 3), 2).geometry == Geometry(stride=2, multiple=2, min_side=2, scale=2, context=38)
+    assert tiny("rrdbnet", (3, 3), 1).geometry == Geometry(stride=4, multiple=4, min_side=4, scale=1, context=76)
+    assert CompactSRNet(3, 3, 2, upscale=4).geometry.context == 19  # (+1 for the final bicubic resize)
+    assert CompactSRNet(3, 3, 4, ngf=4, n_convs=40).geometry.context == EFFECTIVE_REACH
+    with torch.device("meta"):
+        assert RRDBNet(3, 3).geometry.context == EFFECTIVE_REACH == 32  # x4plus: 350 convolutions deep
+
+
+@pytest.mark.parametrize(("arch", "scale"), [("msrresnet", 4), ("compact", 3), ("rrdbnet", 4)])
+def test_context_is_the_receptive_radius(arch: str, scale: int) -> None:
+    """The outputs of one LR column depend on input columns up to `context` pixels away and on none farther: the
+    gradient is exactly zero beyond (a change there cannot reach them; nearer, a deep network's influence can be
+    below float rounding, which is why EFFECTIVE_REACH caps the context)."""
+    torch.manual_seed(0)
+    net = tiny(arch, (3, 3), scale).eval()
+    context, column = net.geometry.context, 2
+    x = (torch.rand(1, 3, 8, column + context + 4) * 2 - 1).requires_grad_()
+    net(x)[..., column * scale : (column + 1) * scale].sum().backward()
+    reached = (x.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().max().item() - column
+    assert reached == context
 
 
 def test_standard_models_have_the_published_parameter_counts() -> None:

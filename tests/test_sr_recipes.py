@@ -3,6 +3,7 @@ with accumulation), the stored degradation, --init-from, SR evaluation beside bi
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,16 +15,17 @@ from safetensors.torch import load_file
 from diptych.checkpoint import resolve_checkpoint
 from diptych.cli import main
 from diptych.config import RunConfig, load_config
-from diptych.data.degradations import DegradationConfig
+from diptych.data import collate_pairs
+from diptych.data.degradations import DegradationConfig, unsharp_mask
 from diptych.data.io import read_image, write_image
 from diptych.data.resize import bicubic_downscale, bicubic_upscale, modcrop
 from diptych.data.samples import sample_photo
 from diptych.errors import ConfigError
 from diptych.evaluate_sr import evaluate_sr
 from diptych.recipes.sr import denormals_flushed
-from diptych.train import train
+from diptych.train import Trainer, train
 
-from .conftest import photo_crops, straight_and_resumed
+from .conftest import checkpoint_weights, photo_crops, straight_and_resumed
 
 TINY = ["--scale", "2", "--ngf", "8", "--n-blocks", "2", "--lr-crop", "16", "--batch-size", "2", "--workers", "0"]
 
@@ -50,11 +52,6 @@ def sr_config(data: Path, recipe: str = "sr", **method: object) -> RunConfig:
     for key, value in method.items():
         setattr(config.method if hasattr(config.method, key) else config.train, key, value)
     return config
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    folder = resolve_checkpoint(run)
-    return {f"{f.name}.{k}": v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(f).items()}
 
 
 def test_recipe_defaults_follow_basicsr() -> None:
@@ -96,7 +93,7 @@ def test_resume_is_exact(hr_folder: Path, tmp_path: Path, recipe: str, precision
         return cfg
 
     straight, resumed = straight_and_resumed(config, tmp_path, steps=6, half=3)
-    a, b = weights(straight), weights(resumed)
+    a, b = checkpoint_weights(straight), checkpoint_weights(resumed)
     assert (
         a.keys() == b.keys() and any("ema" in k for k in a) and (recipe == "sr" or any("discriminator" in k for k in a))
     )
@@ -128,6 +125,38 @@ def test_realesrgan_stores_every_degradation_setting(hr_folder: Path, tmp_path: 
     means = [[m["mean"] for m in r.summary["metrics"].values()] for r in runs]
     assert means[0] == means[1] and means[0] != means[2]
     assert "Real-ESRGAN degradation" in runs[0].summary["protocol"]["lr"]
+
+
+@pytest.mark.parametrize(("sharpen", "weight"), [(True, 0.5), (True, 2.0), (False, 0.5)])
+def test_realesrgan_compares_outputs_with_sharpened_targets(
+    hr_folder: Path, tmp_path: Path, sharpen: bool, weight: float
+) -> None:
+    """The first step's logged pixel loss is L1(initial G(LR), target) with the target the unsharp-masked HR crop
+    (--sharpen-weight as given), or the HR crop itself with --no-sharpen-targets."""
+    cfg = sr_config(
+        hr_folder, "realesrgan", max_steps=1, precision="fp32", sharpen_targets=sharpen, sharpen_weight=weight
+    )
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    generator = copy.deepcopy(trainer.recipe.networks["generator"]).eval()
+    batch = collate_pairs([trainer.dataset[key] for key in list(trainer._sampler())[: cfg.data.batch_size]])
+    trainer.fit()
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["G_L1"]
+    hr = batch["HR"]
+    sharpened = unsharp_mask((hr + 1) / 2, weight=weight) * 2 - 1
+    assert float((sharpened - hr).abs().max()) > 0.05  # the photo crops have edges to sharpen
+    with torch.no_grad():
+        fake = generator(batch["LR"])
+    assert logged == pytest.approx(float((fake - (sharpened if sharpen else hr)).abs().mean()), abs=2e-6)
+    assert logged != pytest.approx(float((fake - (hr if sharpen else sharpened)).abs().mean()), abs=1e-4)
+
+
+def test_sharpening_settings_need_sharpened_targets(
+    hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--recipe", "realesrgan", "--data", str(hr_folder), *TINY, "--max-steps", "1", "--no-sharpen-targets"]
+    err = run_cli([*args, "--sharpen-radius", "20", "--run-dir", str(tmp_path / "run")], capsys)
+    assert "--sharpen-radius applies to --sharpen-targets; drop it or drop --no-sharpen-targets" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_esrgan_starts_from_the_sr_run_and_refuses_another_architecture(hr_folder: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from diptych.errors import ConfigError
 from diptych.export import export_generator
 from diptych.memory import bytes_per_input_pixel, measure_allocations
 from diptych.nets import init_weights
-from diptych.tiling import RowSource, TileSettings, tiled_rows
+from diptych.tiling import RowSource, TileSettings, default_overlap, tiled_rows
 
 from .test_cli import assert_one_error_line, run_cli
 
@@ -159,6 +159,18 @@ def test_onnx_exports_of_upscalers_match_pytorch_at_odd_sizes(arch: str, scale: 
     assert result.max_abs_diff <= 1e-4 and [c.height for c in result.checks] == [13, 16]
     exported = Translator.load(tmp_path / "m.onnx", device="cpu")
     assert exported.scale == scale and exported(photo(9, 14)).shape == (9 * scale, 14 * scale, 3)
+    # the same geometry, context included (rrdbnet x2: 38 px), so tiles overlap alike by default
+    assert exported.generator.geometry == Translator.load(model, device="cpu").generator.geometry
+
+
+def test_default_overlap_covers_twice_the_networks_context(tmp_path: Path) -> None:
+    """An eighth of the tile, at least 16 px, and twice the context where a quarter of the tile allows it."""
+    cases = {(32, 0): 16, (512, 0): 64, (256, 32): 64, (128, 32): 32, (64, 32): 16, (256, 18): 36, (96, 32): 24}
+    assert {case: default_overlap(*case) for case in cases} == cases
+    t = Translator.load(sr_checkpoint(tmp_path / "m", "compact", 4, n_convs=20), device="cpu", precision="fp32")
+    assert t.generator.geometry.context == 22
+    assert [t.tile_settings(tile, None, None).overlap for tile in (64, 128, 256, 512)] == [16, 32, 44, 64]
+    assert t.tile_settings(128, 8, None).overlap == 8  # (--overlap wins)
 
 
 def test_upscalers_refuse_nifti_volumes_and_label_maps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -442,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlap",
         type=cli_types.integer(0, cli_types.MAX_TILE),
         metavar="PIXELS",
-        help="pixels shared by neighbouring tiles (default: tile/8, at least 16, at most tile/2)",
+        help="pixels shared by neighbouring tiles (default: tile/8, at least 16, and twice the network's context up "
+        "to tile/4; docs/translation.md)",
     )
     tiles.add_argument(
         "--memory-budget",

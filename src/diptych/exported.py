@@ -135,7 +135,8 @@ def _parse_metadata(raw: str | bytes | None, path: Path) -> tuple[RunConfig, Geo
         scale = meta.get("scale", 1)
         if not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= MAX_EXPORT_SCALE:
             raise ConfigError(f"{path}: export metadata scale {scale!r} is not an integer from 1 to {MAX_EXPORT_SCALE}")
-        return config, Geometry(*padding, scale=scale)
+        # (the context is the generator family's, from the stored configuration: exports of every version agree)
+        return config, Geometry(*padding, scale=scale, context=config.generator.geometry().context)
     except KeyError as exc:
         raise CheckpointError(f"{path}: damaged diptych export metadata (no {exc}); export the model again") from None
     except ConfigError as exc:  # (each names the file)

@@ -161,6 +161,14 @@ class TileSettings:
         return padded_work(spans, self.multiple, self.minimum)
 
 
+def default_overlap(tile: int, context: int = 0) -> int:
+    """The overlap of tiles when none is given: an eighth of the tile, at least 16 px (small tiles of a shallow
+    network), and twice the network's context (so the blend's middle is `context` pixels from both tiles' cuts)
+    where a quarter of the tile allows it (the network then works on at most 1.8x the image's pixels); at most
+    half the tile."""
+    return min(max(16, tile // 8, min(2 * context, tile // 4)), tile // 2)
+
+
 def check_tiles(settings: TileSettings) -> None:
     """Reject tiles the network cannot use (or would pad up to a larger size) and overlaps that leave no progress."""
     multiple, minimum = settings.multiple, max(settings.multiple, settings.minimum)

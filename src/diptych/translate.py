@@ -55,6 +55,7 @@ from .tiling import (
     auto_tile,
     available_memory,
     check_tiles,
+    default_overlap,
     tiled_rows,
     to_samples,
     write_tiff_streamed,
@@ -390,7 +391,7 @@ class Translator:
             except ValueError:
                 raise ConfigError(f"--tile {tile!r} is not a number of pixels or 'auto'") from None
         if overlap is None:
-            overlap = min(max(16, tile // 8), tile // 2)  # small tiles (a shallow network) still get a default
+            overlap = default_overlap(tile, g.context)
         check_tiles(TileSettings(tile, overlap, 1, **geometry))
         # Tiles per forward pass: --batch-size, but at most about a megapixel of tiles (large tiles already keep
         # every core busy; four 1024 px tiles at once would cost 4x the activation memory for no speed).

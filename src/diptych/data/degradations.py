@@ -399,7 +399,7 @@ def gaussian_kernel_1d(size: int) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def unsharp_mask(images: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: int = 10) -> torch.Tensor:
+def unsharp_mask(images: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10) -> torch.Tensor:
     """Real-ESRGAN's sharpened training targets (BasicSR's USMSharp) of N x C x H x W images in [0, 1]: the image plus
     weight x (image - its Gaussian blur), clamped to [0, 1], blended in where the detail exceeds threshold/255
     (a blurred mask, so the sharpening fades out smoothly). Borders are mirrored."""

@@ -40,6 +40,12 @@ def activation(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown activation {kind!r} (choose from {', '.join(ACTIVATIONS)})")
 
 
+def compact_geometry(scale: int, n_convs: int, upscale: int) -> Geometry:
+    """Output `scale` x the input; the receptive radius: the first conv, `n_convs`, the last conv, and one more pixel
+    for the final bicubic resize when the pixel shuffle is larger than the scale."""
+    return sr_geometry(scale, n_convs + 2 + int(upscale > scale))
+
+
 class CompactSRNet(SuperResolutionNet):
     """conv + act, `n_convs` x (conv + act), conv to out_channels * upscale^2, pixel shuffle by `upscale`, plus the
     nearest-upscaled input; when `scale` < `upscale`, a final bicubic resize to `scale` x the input (how the
@@ -63,7 +69,7 @@ class CompactSRNet(SuperResolutionNet):
                 f"CompactSRNet upscales by {', '.join(map(str, COMPACT_SCALES))} with a pixel shuffle at least as "
                 f"large, not scale {scale} with upscale {upscale}"
             )
-        super().__init__(sr_geometry(scale), pixel_range)
+        super().__init__(compact_geometry(scale, n_convs, upscale), pixel_range)
         self.upscale_factor = upscale
         self.skip = resolve_skip(skip, in_channels, out_channels)
         layers: list[nn.Module] = [conv3x3(in_channels, ngf), activation(act, ngf)]
@@ -138,4 +144,4 @@ class CompactConfig(SRConfig):
 
     def geometry(self) -> Geometry:
         """No downsampling; output `scale` x the input."""
-        return sr_geometry(self.scale)
+        return compact_geometry(self.scale, self.n_convs, self.upscale or self.scale)

@@ -49,9 +49,10 @@ class RRDB(nn.Module):
         return x + RES_SCALE * self.dense(x)
 
 
-def rrdb_geometry(scale: int) -> Geometry:
-    """x2 and x1 fold 2x2 / 4x4 pixels into channels (so the body always upsamples x4): sides are padded to that."""
-    return sr_geometry(scale, unshuffle=4 // scale)
+def rrdb_geometry(scale: int, n_blocks: int) -> Geometry:
+    """x2 and x1 fold 2x2 / 4x4 pixels into channels (so the body always upsamples x4): sides are padded to that.
+    The receptive radius: 15 convs per block, the first and body convs, and 4 more at the higher resolutions."""
+    return sr_geometry(scale, DENSE_CONVS * 3 * n_blocks + 4, unshuffle=4 // scale)
 
 
 class RRDBNet(SuperResolutionNet):
@@ -70,7 +71,7 @@ class RRDBNet(SuperResolutionNet):
     ) -> None:
         if scale not in RRDB_SCALES:
             raise ValueError(f"RRDBNet upscales by {', '.join(map(str, RRDB_SCALES))}, not {scale}")
-        super().__init__(rrdb_geometry(scale), pixel_range)
+        super().__init__(rrdb_geometry(scale, n_blocks), pixel_range)
         self.unshuffle = unshuffle = self.geometry.multiple
         # (registration order is the order of the published graphs' convolutions; convert-ncnn relies on it)
         self.conv_first = conv3x3(in_channels * unshuffle * unshuffle, ngf)
@@ -113,4 +114,4 @@ class RRDBNetConfig(SRConfig):
 
     def geometry(self) -> Geometry:
         """Output `scale` x the input; x2 and x1 pad sides to 2 and 4."""
-        return rrdb_geometry(self.scale)
+        return rrdb_geometry(self.scale, self.n_blocks)

@@ -37,6 +37,12 @@ def shuffle_factors(scale: int) -> list[int]:
     return [3] if scale == 3 else [2] * (scale.bit_length() - 1)
 
 
+def msrresnet_geometry(scale: int, n_blocks: int) -> Geometry:
+    """Output `scale` x the input; the receptive radius: the first conv, two per block, and 2 more for the upsampling
+    stages and the last two convs (each at a higher resolution)."""
+    return sr_geometry(scale, 2 * n_blocks + 3)
+
+
 class ResidualBlockNoNorm(nn.Module):
     """x + res_scale * conv(relu(conv(x))): EDSR's block (res_scale 0.1 for wide networks, 1 in MSRResNet)."""
 
@@ -78,7 +84,7 @@ class MSRResNet(SuperResolutionNet):
         pixel_range: str = "signed",
     ) -> None:
         factors = shuffle_factors(scale)
-        super().__init__(sr_geometry(scale), pixel_range)
+        super().__init__(msrresnet_geometry(scale, n_blocks), pixel_range)
         self.skip = resolve_skip(skip, in_channels, out_channels)
         self.conv_first = conv3x3(in_channels, ngf)
         self.body = nn.Sequential(*(ResidualBlockNoNorm(ngf, res_scale) for _ in range(n_blocks)))
@@ -128,4 +134,4 @@ class MSRResNetConfig(SRConfig):
 
     def geometry(self) -> Geometry:
         """No downsampling; output `scale` x the input."""
-        return sr_geometry(self.scale)
+        return msrresnet_geometry(self.scale, self.n_blocks)

@@ -129,6 +129,17 @@ class RealESRGANConfig(SRGANConfig):
         "compare outputs with unsharp-masked HR targets in the pixel and perceptual losses (Real-ESRGAN's "
         "l1_gt_usm / percep_gt_usm; the discriminator sees the HR images as they are)",
     )
+    sharpen_weight: float = opt(
+        0.5, "--sharpen-targets: the share of the detail (HR - its Gaussian blur) added to the HR", bounds=within(0, 10)
+    )
+    sharpen_radius: int = opt(
+        50,
+        "--sharpen-targets: the Gaussian blur's kernel size in HR pixels (an even size is made odd: 50 -> 51, sigma 8)",
+        bounds=within(1, 255),
+    )
+    sharpen_threshold: float = opt(
+        10.0, "--sharpen-targets: 8-bit levels of detail below which the HR is left as it is", bounds=within(0, 255)
+    )
 
 
 @contextmanager
@@ -440,11 +451,23 @@ class RealESRGANRecipe(SRGANRecipe):
         super().__init__(config, device)
         self.adversarial = AdversarialLoss("vanilla")
 
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """The GAN recipes' checks; the sharpening's settings only with --sharpen-targets."""
+        super().check_config(config)
+        o, defaults = config.method, RealESRGANConfig()
+        if not o.sharpen_targets:
+            for name in ("sharpen_weight", "sharpen_radius", "sharpen_threshold"):
+                if getattr(o, name) != getattr(defaults, name):
+                    flag = name.replace("_", "-")
+                    raise ConfigError(f"--{flag} applies to --sharpen-targets; drop it or drop --no-sharpen-targets")
+
     def content_target(self, hr: torch.Tensor) -> torch.Tensor:
         """The HR crop unsharp-masked (Real-ESRGAN's sharpened targets) with --sharpen-targets, else as it is."""
-        if not self.options.sharpen_targets:
+        o = self.options
+        if not o.sharpen_targets:
             return hr
-        return unsharp_mask((hr + 1) / 2) * 2 - 1
+        return unsharp_mask((hr + 1) / 2, o.sharpen_weight, o.sharpen_radius, o.sharpen_threshold) * 2 - 1
 
     @classmethod
     def discriminator_kind(cls) -> str:
