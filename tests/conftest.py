@@ -102,6 +102,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def spawn_two_ranks(rank_main: Callable[..., None], *args: object) -> None:
+    """Run rank_main(rank, port, *args) in two spawned processes that form a gloo group on 127.0.0.1."""
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(rank_main, args=(free_port(), *args), nprocs=2, join=True)
+
+
 def photo_crops(name: str, size: int, count: int, seed: int = 0) -> list[np.ndarray]:
     """Random size x size crops of a bundled photo (HxWx3 uint8)."""
     photo = sample_photo(name)

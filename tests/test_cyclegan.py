@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -30,7 +28,7 @@ from diptych.recipes.cyclegan import cycle_losses, identity_losses
 from diptych.train import Trainer, resume_config, train
 from diptych.translate import Translator
 
-from .conftest import CALLER_VARIABLES, SRC, TINY_FLAGS, photo_crops
+from .conftest import CALLER_VARIABLES, SRC, TINY_FLAGS, free_port, photo_crops, spawn_two_ranks
 from .test_cli import assert_one_error_line, run_cli
 from .test_feature_metrics import _scaled_random
 
@@ -281,19 +279,12 @@ def _ddp_rank(rank: int, port: int, data: str, out: str) -> None:
 def test_ddp_keeps_a_pool_per_rank_and_resumes_exactly(unpaired: Path, tmp_path: Path) -> None:
     """Two processes: each pools its own fakes, both pools are saved, and a torchrun resume gives each rank its own
     back (4 steps straight == 2 + 2 resumed, bit for bit)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_ddp_rank, args=(port, str(unpaired), str(tmp_path)), nprocs=2, join=True)
+    spawn_two_ranks(_ddp_rank, str(unpaired), str(tmp_path))
     state = load_training_state(resolve_checkpoint(tmp_path / "ddp2"))
     ranks = state["recipe_ranks"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["fake_A"]["images"][0], ranks[1]["fake_A"]["images"][0])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
-    cmd += ["--master-port", str(port), "-m", "diptych", "train", "--resume", str(tmp_path / "ddp2")]
+    cmd += ["--master-port", str(free_port()), "-m", "diptych", "train", "--resume", str(tmp_path / "ddp2")]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     env = {k: v for k, v in env.items() if k not in CALLER_VARIABLES}
     done = subprocess.run(

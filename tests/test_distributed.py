@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from diptych.checkpoint import resolve_checkpoint
@@ -25,7 +23,16 @@ from diptych.distributed import Distributed, EpochSampler, check_global_batch, p
 from diptych.errors import ConfigError
 from diptych.train import Trainer, train
 
-from .conftest import TINY_FLAGS, logged_steps, photo_crops, start_cli, tiny_config, write_aligned
+from .conftest import (
+    TINY_FLAGS,
+    free_port,
+    logged_steps,
+    photo_crops,
+    spawn_two_ranks,
+    start_cli,
+    tiny_config,
+    write_aligned,
+)
 
 STEPS = 4  # per half; the long runs take 2 * STEPS (two epochs of 8 pairs in batches of 4)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -42,12 +49,6 @@ def _config(root: Path, max_steps: int, batch: int = 4, accum: int = 1) -> RunCo
     cfg.train.save_every = STEPS
     cfg.train.keep_last = 0
     return cfg
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -96,8 +97,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_process_runs(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Runs made by two gloo processes (spawned once for all the tests below)."""
     out = tmp_path_factory.mktemp("ddp_runs")
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_rank_main, args=(_free_port(), str(dataset), str(out)), nprocs=2, join=True)
+    spawn_two_ranks(_rank_main, str(dataset), str(out))
     return out
 
 
@@ -152,7 +152,7 @@ def test_torchrun_resume_continues_exactly(two_process_runs: Path, tmp_path: Pat
     assert state["world_size"] == 2 and not torch.equal(*state["rng_cpu_ranks"])  # each rank's own stream
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
-    cmd += ["--master-port", str(_free_port()), "-m", "diptych", "train", "--resume", str(run)]
+    cmd += ["--master-port", str(free_port()), "-m", "diptych", "train", "--resume", str(run)]
     cmd += ["--max-steps", str(2 * STEPS), "--no-progress"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -167,7 +167,7 @@ def test_torchrun_sigterm_stops_every_rank_at_the_same_step_and_saves_it(dataset
     """SIGTERM to torchrun (as a scheduler sends it) reaches every rank; they agree on the step, rank 0 saves it."""
     run = tmp_path / "run"
     launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
-    launcher += ["--master-port", str(_free_port())]
+    launcher += ["--master-port", str(free_port())]
     args = ["train", "--device", "cpu", "--data", dataset, "--run-dir", run, "--batch-size", "2", "--log-every", "1"]
     args += ["--max-steps", "100000", "--save-every", "100000", *TINY_FLAGS]
     proc = start_cli(args, launcher)

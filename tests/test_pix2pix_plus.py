@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from diptych import Translator
@@ -28,7 +25,7 @@ from diptych.metrics import MetricProtocol, compute_pixel_metrics
 from diptych.recipes import RECIPES, Pix2PixRecipe
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import photo_crops, tiny_config, write_aligned
+from .conftest import photo_crops, spawn_two_ranks, tiny_config, write_aligned
 
 PLUS = RECIPES["pix2pix-plus"]
 
@@ -107,12 +104,6 @@ def test_export_matches_pytorch(aligned_dataset: Path, tmp_path: Path) -> None:
         assert np.abs(Translator.load(result.path, device="cpu")(x).astype(int) - expected).max() <= 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ddp_config(root: Path) -> RunConfig:
     """Instance norm (a split batch gives the whole batch's gradient), fp32, batch 4 split over the processes."""
     cfg = plus_config(root, max_steps=3, seed=3, precision="fp32", lr=1e-3)
@@ -134,8 +125,7 @@ def _rank_main(rank: int, port: int, data: str, out: str) -> None:
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
     data = write_aligned(tmp_path / "data", [(c, 255 - c) for c in photo_crops("astronaut", 32, 8)])
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_rank_main, args=(_free_port(), str(data), str(tmp_path)), nprocs=2, join=True)
+    spawn_two_ranks(_rank_main, str(data), str(tmp_path))
     single = train(_ddp_config(data), tmp_path / "single", progress=False)
     a, b = weights(single.run_dir), weights(tmp_path / "ddp")
     assert a.keys() == b.keys() and any(k.endswith("._u") for k in a)  # spectral norm's state is there too

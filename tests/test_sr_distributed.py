@@ -5,14 +5,12 @@ each rank's Real-ESRGAN degradations are its own samples', the same in any proce
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from diptych.config import RunConfig
 from diptych.data.io import write_image
@@ -20,7 +18,7 @@ from diptych.distributed import process_group
 from diptych.recipes.sr import RealESRGANRecipe
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import checkpoint_weights, free_port, photo_crops
+from .conftest import checkpoint_weights, photo_crops, spawn_two_ranks
 
 RUNS = (("sr", 4), ("realesrgan", 4), ("realesrgan", 2))  # (recipe, steps); the 2-step run is resumed to 4
 
@@ -82,8 +80,7 @@ def hr_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ddp_runs(hr_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The runs of RUNS made by two gloo processes (spawned once for the tests below)."""
     out = tmp_path_factory.mktemp("sr_ddp_runs")
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_rank_main, args=(free_port(), str(hr_data), str(out)), nprocs=2, join=True)
+    spawn_two_ranks(_rank_main, str(hr_data), str(out))
     return out
 
 
