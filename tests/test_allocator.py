@@ -13,8 +13,9 @@ import pytest
 
 from .conftest import SRC
 
-# Three 24 MiB blocks touched and freed, four times (a step's activations, roughly): glibc's defaults hand them back
-# to the OS at every free (72 MiB of free heap top is above its trim threshold), so every round faults them in.
+# Three 24 MiB blocks touched and freed, four times (a step's activations, roughly). With glibc's defaults the first
+# round maps each block afresh, and every later one gives the 72 MiB back to the OS when freed (above the trim
+# threshold, twice the adapted mmap threshold), so every round faults them in again.
 ROUNDS = """
 import ctypes, resource, sys
 from diptych.allocator import retain_freed_memory
