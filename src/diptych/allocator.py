@@ -22,7 +22,7 @@ def retain_freed_memory() -> bool:
 
     A training step frees and allocates the same activation sizes every step. By default glibc serves large blocks
     with fresh mappings and trims the heap's top, so each step faults that memory in again (and the kernel zeroes
-    it): 30-40k minor page faults per CycleGAN step. The peak resident memory stays what it was."""
+    it): 20-190k minor page faults per 256x256 CycleGAN step. The peak resident memory stays what it was."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

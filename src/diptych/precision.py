@@ -137,6 +137,8 @@ class AmpStep:
     def run(self, optimizer: torch.optim.Optimizer, phase: Phase) -> dict[str, Any]:
         """Zero the gradients, run `phase` (forwards + `backward` calls; returns (losses to log, all-finite flag))
         and step. `phase(first)` is called again with first=False inside `full_precision()` on overflow."""
+        # Freed, not zeroed: Adam skips a parameter whose gradient is None (pix2pixHD's frozen ones), and a freed
+        # gradient's memory is reused by the next step's backward (allocator.py), not faulted in again.
         optimizer.zero_grad(set_to_none=True)
         logged, finite = phase(True)
         bad = self.any_rank(not bool(finite.item()))
