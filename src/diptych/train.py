@@ -280,7 +280,7 @@ class Trainer:
         if self.progress:
             print(self.describe(), file=sys.stderr)
         # Every step frees and allocates the same activations: keep that memory in the process instead of faulting it
-        # in again each step (about 5% of a 256x256 CycleGAN step's CPU time; BENCHMARKS.md).
+        # in again each step (1-5% of a 256x256 CycleGAN step's CPU time, more on a busy machine; BENCHMARKS.md).
         retain_freed_memory()
         sampler = self._sampler()
         loader = DataLoader(
