@@ -85,9 +85,11 @@ def reference_model(reference: Path, workdir: Path) -> object:
 
 def diptych_recipe(cfg: Any, precision: str) -> Any:
     """diptych's recipe for `cfg` on the CPU, its networks in `precision` as the trainer sets them."""
+    from diptych.allocator import retain_freed_memory
     from diptych.precision import resolve_precision, use_precision
     from diptych.recipes import create_recipe
 
+    retain_freed_memory()  # as the trainer does when training starts
     cpu = torch.device("cpu")
     cfg.train.precision = precision
     recipe = create_recipe(cfg, cpu)

@@ -120,12 +120,8 @@ class AmpStep:
     fp32 recomputation. A loss that is non-finite in fp32 too stops training with a clear error.
     """
 
-    def __init__(self, precision: str, device: torch.device, keep_gradients: bool = False) -> None:
+    def __init__(self, precision: str, device: torch.device) -> None:
         self.precision = precision
-        # Zero gradients in place instead of freeing them: their memory is not handed back and faulted in again
-        # every step. Only for methods whose every parameter gets a gradient every step: Adam skips a parameter
-        # whose gradient is None, but would move one whose gradient is a kept zero.
-        self.set_to_none = not keep_gradients
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.fallbacks = 0  # steps recomputed in fp32 so far (logged by the trainer)
         # Every process must take the same branch: a multi-process run replaces this with an all-reduce.
@@ -141,7 +137,9 @@ class AmpStep:
     def run(self, optimizer: torch.optim.Optimizer, phase: Phase) -> dict[str, Any]:
         """Zero the gradients, run `phase` (forwards + `backward` calls; returns (losses to log, all-finite flag))
         and step. `phase(first)` is called again with first=False inside `full_precision()` on overflow."""
-        optimizer.zero_grad(set_to_none=self.set_to_none)
+        # Freed, not zeroed: Adam skips a parameter whose gradient is None (pix2pixHD's frozen ones), and a freed
+        # gradient's memory is reused by the next step's backward (allocator.py), not faulted in again.
+        optimizer.zero_grad(set_to_none=True)
         logged, finite = phase(True)
         bad = self.any_rank(not bool(finite.item()))
         if self.precision == "fp32":
@@ -155,7 +153,7 @@ class AmpStep:
         if not bad and self._mixed_step(optimizer):
             return logged
         self.fallbacks += 1
-        optimizer.zero_grad(set_to_none=self.set_to_none)
+        optimizer.zero_grad(set_to_none=True)
         with full_precision():
             logged, finite = phase(False)
         if self.any_rank(not bool(finite.item())):

@@ -121,7 +121,6 @@ class Recipe:
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # shared fields whose defaults this method changes
     monitor: ClassVar[str] = "G_L1"  # the loss whose epoch mean drives the plateau learning-rate policy
     partly_frozen: ClassVar[frozenset[str]] = frozenset()  # networks some of whose parameters may get no gradient
-    keeps_gradients: ClassVar[bool] = False  # every parameter gets a gradient every step: zero them in place
     upscales: ClassVar[bool] = False  # whether its data gives targets `scale` x the inputs (super-resolution)
 
     networks: dict[str, nn.Module]
@@ -134,7 +133,7 @@ class Recipe:
         self.device = device
         t = config.train
         precision = resolve_precision(t.precision, device, config.data.sample_type)
-        self.amp = AmpStep(precision, device, keep_gradients=self.keeps_gradients)
+        self.amp = AmpStep(precision, device)
         self.updater = Updater(self.amp, device, t.accum_steps)
 
     @classmethod
