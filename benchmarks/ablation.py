@@ -3,6 +3,8 @@
 Tasks, all built offline from files installed with the project's dependencies:
   colorize  grey -> colour crops of scikit-image's photos: six photos train, two other photos held out
   edges     Canny edges -> colour crops of the same photos (edges2shoes-style), same split
+  edges-regions  the same pairs, held out by region instead: train crops from the top two thirds of the six
+            photos, test crops from their bottom third (the photo split leaves edges nothing to carry over)
   glyphs    DejaVu Sans -> DejaVu Serif Bold (the copies matplotlib's wheel ships), every fifth character held out
 Variants are `diptych train` flag sets (`paper` = `--recipe pix2pix` with the paper's defaults); a variant whose
 flags this diptych does not have is skipped and said so. Each variant trains as a new user would, through the CLI,
@@ -94,12 +96,19 @@ def write_pairs(root: Path, photos: list[np.ndarray], make_input: Callable[[np.n
 
 
 def build_photo_task(root: Path, task: str, size: int, train_count: int, test_count: int) -> Path:
-    """colorize or edges pairs: train/ crops from six photos, test/ crops from two photos never trained on."""
+    """colorize or edges pairs: train/ crops from six photos, test/ crops from two photos never trained on (or, for
+    edges-regions, from the bottom third of the six photos, whose top two thirds train)."""
     from diptych.data.tools.degrade import canny_edges, luminance
 
-    make_input = {"colorize": luminance, "edges": canny_edges}[task]
-    write_pairs(root / "train", crops(TRAIN_SOURCES, train_count, size, seed=0), make_input)
-    write_pairs(root / "test", crops(HELD_OUT_SOURCES, test_count, size, seed=1), make_input)
+    make_input = {"colorize": luminance, "edges": canny_edges, "edges-regions": canny_edges}[task]
+    if task == "edges-regions":
+        train = crops(TRAIN_SOURCES, train_count, size, seed=0, rows=(0, 2 / 3))
+        test = crops(TRAIN_SOURCES, test_count, size, seed=1, rows=(2 / 3, 1))
+    else:
+        train = crops(TRAIN_SOURCES, train_count, size, seed=0)
+        test = crops(HELD_OUT_SOURCES, test_count, size, seed=1)
+    write_pairs(root / "train", train, make_input)
+    write_pairs(root / "test", test, make_input)
     return root
 
 
@@ -274,7 +283,7 @@ def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results.json)")
-    parser.add_argument("--tasks", default="colorize,edges,glyphs")
+    parser.add_argument("--tasks", default="colorize,edges,edges-regions,glyphs")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the equal-steps budget")
     parser.add_argument("--seeds", type=int, default=2)

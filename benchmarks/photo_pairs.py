@@ -16,13 +16,17 @@ TRAIN_SOURCES = ("astronaut", "chelsea", "coffee", "motorcycle", "rocket", "immu
 HELD_OUT_SOURCES = ("retina", "hubble_deep_field")
 
 
-def crops(sources: tuple[str, ...], count: int, size: int, seed: int, short: int = 400) -> list[np.ndarray]:
-    """`count` random size x size crops, spread evenly over the source photos (resized to a short side)."""
+def crops(
+    sources: tuple[str, ...], count: int, size: int, seed: int, short: int = 400, rows: tuple[float, float] = (0, 1)
+) -> list[np.ndarray]:
+    """`count` random size x size crops, spread evenly over the source photos (resized to a short side), from the
+    band of rows between the two fractions of each photo's height (so two bands never share a pixel)."""
     from diptych.data.samples import sample_photo
     from diptych.demo import resize_short_side
 
     rng = np.random.default_rng(seed)
     photos = [resize_short_side(sample_photo(name), max(short, size)) for name in sources]
+    photos = [p[int(p.shape[0] * rows[0]) : int(p.shape[0] * rows[1])] for p in photos]
     out = []
     for i in range(count):
         photo = photos[i % len(photos)]
