@@ -9,9 +9,9 @@ Tasks, all built offline from files installed with the project's dependencies:
 Variants are `diptych train` flag sets (`paper` = `--recipe pix2pix` with the paper's defaults); a variant whose
 flags this diptych does not have is skipped and said so. Each variant trains as a new user would, through the CLI,
 under two budgets: the same number of steps (`--steps`), and the same training time: the paper recipe's time for
-`--steps` steps, converted to each variant's steps with CPU seconds per step measured by short probe runs (two
-lengths, differenced). CPU time rather than wall time, so that other jobs on the machine do not skew the budget;
-with `--threads 1` the two agree on a quiet machine.
+`--steps` steps, converted to each variant's steps with the CPU seconds per step its equal-steps run logged
+(cpu_s, after the first 10 steps). CPU time rather than wall time, so that other jobs on the machine do not skew
+the budget; with `--threads 1` the two agree on a quiet machine.
 Held-out pairs are scored with `diptych evaluate` (per_image.csv), the mean of the training targets is scored
 with the same metric code as a baseline, and each mean comes with a 95% bootstrap interval over held-out images
 (scores averaged over seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -165,23 +164,17 @@ def train(run: Path, flags: list[str], steps: int, threads: int) -> float:
     return logged_times(run)[-1]
 
 
-def child_cpu_seconds() -> float:
-    """User + system CPU time of every child process this benchmark has waited for so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def cpu_seconds_per_step(work: Path, flags: list[str], threads: int, short: int, long: int) -> float:
-    """A variant's CPU seconds per training step: two probe runs of `short` and `long` steps, differenced so the
-    process start-up, data loading set-up and first-step warm-up cancel. CPU time, unlike wall time, hardly
-    changes when other jobs share the machine, so the equal-time budget stays fair on a busy one."""
-    costs = []
-    for steps in (short, long):
-        before = child_cpu_seconds()
-        train(work, flags, steps, threads)
-        costs.append(child_cpu_seconds() - before)
-        shutil.rmtree(work)
-    return (costs[1] - costs[0]) / (long - short)
+def cpu_seconds_per_step(run: Path, skip: int) -> float:
+    """A finished run's CPU seconds per training step after its first `skip` steps (start-up, the first steps'
+    warm-up), from the cpu_s its log records at every step. CPU time, unlike wall time, hardly changes when other
+    jobs share the machine, so the equal-time budget stays fair on a busy one; measured over the whole run, not a
+    short probe."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    cpu = {r["step"]: r["cpu_s"] for r in rows if "cpu_s" in r}
+    if skip not in cpu or len(cpu) < 2:
+        raise SystemExit(f"{run}: log.jsonl has no cpu_s per step (a run from an older diptych): train it again")
+    last = max(cpu)
+    return (cpu[last] - cpu[skip]) / (last - skip)
 
 
 def finished(run: Path, out: Path) -> int | None:
@@ -332,9 +325,8 @@ def main() -> None:
                                   "train_s": round(result["train_s"], 1)}), flush=True)  # fmt: skip
             if args.no_wall_time or "paper" not in variants:
                 continue
-            probe = args.out / "runs" / task / "probe"
-            short, long = (3, 8) if args.quick else (10, 40)
-            paper_rate = None  # measured when a variant first needs it (not when --reuse has every run)
+            skip = 2 if args.quick else 10
+            rate = {n: cpu_seconds_per_step(args.out / "runs" / task / f"{n}_seed{seed}", skip) for n in variants}
             for name, flags in variants.items():
                 if name == "paper":
                     budgets["equal wall time"].setdefault(name, []).append(budgets["equal steps"]["paper"][seed])
@@ -343,12 +335,7 @@ def main() -> None:
                 out = args.out / "eval" / task / run.name
                 steps = finished(run, out) if args.reuse else None
                 if steps is None:
-                    if paper_rate is None:
-                        paper_rate = cpu_seconds_per_step(
-                            probe, [*common, *variants["paper"]], args.threads, short, long
-                        )
-                    rate = cpu_seconds_per_step(probe, [*common, *flags], args.threads, short, long)
-                    steps = max(1, round(args.steps * paper_rate / rate))
+                    steps = max(1, round(args.steps * rate["paper"] / rate[name]))
                 result = trained_and_scored(run, [*common, *flags], steps, data, out, args)
                 budgets["equal wall time"].setdefault(name, []).append(result)
                 print(json.dumps({"task": task, "budget": "time", "variant": name, "seed": seed, "steps": steps,

@@ -171,6 +171,19 @@ def logged_steps(run_dir: Path) -> list[int]:
     return steps
 
 
+TIMING_KEYS = ("time_s", "cpu_s")  # what log.jsonl records that differs between otherwise identical runs
+
+
+def untimed(record: dict) -> dict:
+    """A log.jsonl record without its timings, for comparing two runs' logs."""
+    return {k: v for k, v in record.items() if k not in TIMING_KEYS}
+
+
+def untimed_log(run_dir: Path) -> list[dict]:
+    """A run's log.jsonl records, without their timings."""
+    return [untimed(json.loads(x)) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
 def dead_pid() -> int:
     """The process id of a process that has ended (as one killed while writing a file has)."""
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -31,6 +30,7 @@ from .conftest import (
     spawn_two_ranks,
     start_cli,
     tiny_config,
+    untimed_log,
     write_aligned,
 )
 
@@ -60,8 +60,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _log(run_dir: Path) -> list[dict[str, float]]:
-    lines = (run_dir / "log.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in lines]
+    return untimed_log(run_dir)
 
 
 def _rank_main(rank: int, port: int, data: str, out: str) -> None:

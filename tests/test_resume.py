@@ -23,7 +23,7 @@ from diptych.config import RunConfig
 from diptych.errors import ConfigError
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import TINY_FLAGS, dead_pid, logged_steps, start_cli, tiny_config
+from .conftest import TINY_FLAGS, dead_pid, logged_steps, start_cli, tiny_config, untimed_log
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -65,10 +65,7 @@ def test_resume_matches_straight_run(
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    log_a = (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
-    log_b = (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
-    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in lines]  # noqa: E731
-    assert strip(log_a) == strip(log_b)
+    assert untimed_log(tmp_path / "straight") == untimed_log(tmp_path / "resumed")
     state_a = torch.load(resolve_checkpoint(tmp_path / "straight") / "training_state.pt", weights_only=True)
     state_b = torch.load(resolve_checkpoint(tmp_path / "resumed") / "training_state.pt", weights_only=True)
     assert state_a["step"] == state_b["step"] and state_a["epoch"] == state_b["epoch"]

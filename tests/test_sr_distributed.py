@@ -4,7 +4,6 @@ each rank's Real-ESRGAN degradations are its own samples', the same in any proce
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from diptych.distributed import process_group
 from diptych.recipes.sr import RealESRGANRecipe
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import checkpoint_weights, photo_crops, spawn_two_ranks
+from .conftest import checkpoint_weights, photo_crops, spawn_two_ranks, untimed_log
 
 RUNS = (("sr", 4), ("realesrgan", 4), ("realesrgan", 2))  # (recipe, steps); the 2-step run is resumed to 4
 
@@ -123,8 +122,5 @@ def test_a_two_process_realesrgan_run_resumes_exactly(ddp_runs: Path) -> None:
     assert a.keys() == b.keys() and any(k.startswith("discriminator") for k in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    logs = [
-        [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in (r / "log.jsonl").read_text().splitlines()]
-        for r in (ddp_runs / "realesrgan4", ddp_runs / "resumed")
-    ]
+    logs = [untimed_log(r) for r in (ddp_runs / "realesrgan4", ddp_runs / "resumed")]
     assert [r["step"] for r in logs[0]] == [1, 2, 3, 4] and logs[0] == logs[1]

@@ -25,7 +25,7 @@ from diptych.evaluate_sr import evaluate_sr
 from diptych.recipes.sr import denormals_flushed
 from diptych.train import Trainer, train
 
-from .conftest import checkpoint_weights, photo_crops, straight_and_resumed
+from .conftest import checkpoint_weights, photo_crops, straight_and_resumed, untimed_log
 
 TINY = ["--scale", "2", "--ngf", "8", "--n-blocks", "2", "--lr-crop", "16", "--batch-size", "2", "--workers", "0"]
 
@@ -99,13 +99,7 @@ def test_resume_is_exact(hr_folder: Path, tmp_path: Path, recipe: str, precision
     )
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    logs = [
-        [
-            {k: v for k, v in json.loads(x).items() if k != "time_s"}
-            for x in (run / "log.jsonl").read_text().splitlines()
-        ]
-        for run in (tmp_path / "straight", tmp_path / "resumed")
-    ]
+    logs = [untimed_log(run) for run in (tmp_path / "straight", tmp_path / "resumed")]
     assert logs[0] == logs[1]
 
 

@@ -21,7 +21,7 @@ from diptych.metrics.pixel import HIGHER_IS_BETTER
 from diptych.train import Trainer, resume_config, train
 from diptych.translate import Translator
 
-from .conftest import photo_crops, tiny_config, write_aligned
+from .conftest import photo_crops, tiny_config, untimed, write_aligned
 from .test_cli import TINY, assert_one_error_line, run_cli
 
 VAL_KEYS = {"val_psnr", "val_ssim", "val_l1", "val_checkerboard"}
@@ -70,7 +70,7 @@ def val_records(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def train_records(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "time_s"} for r in log if not any(k.startswith("val_") for k in r)]
+    return [untimed(r) for r in log if not any(k.startswith("val_") for k in r)]
 
 
 def all_weights(run: Path) -> dict[str, torch.Tensor]:

@@ -314,7 +314,7 @@ class Trainer:
         )
         window: dict[str, list[torch.Tensor]] = {}
         last_saved = -1
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         stop_signal = 0
         with _GracefulStop(self.dist.enabled) as stop, _deterministic(t.deterministic, self.device):
             while self.epoch < total_epochs and self.step < total and not stop_signal:
@@ -335,7 +335,7 @@ class Trainer:
                         window.setdefault(name, []).append(value)
                     bar.update(1)
                     if self.step % t.log_every == 0 or self.step == total:
-                        means = self._log(window, time.perf_counter() - started)
+                        means = self._log(window, time.perf_counter() - started, time.process_time() - cpu_started)
                         bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
                         window = {}
                     if self.validator is not None and self.step % self.config.validation.every == 0:
@@ -351,7 +351,7 @@ class Trainer:
                     self._end_epoch()
             bar.close()
             if window:
-                self._log(window, time.perf_counter() - started)
+                self._log(window, time.perf_counter() - started, time.process_time() - cpu_started)
             if self.validator is not None and self.step % self.config.validation.every != 0:
                 self._validate_on_main()
             # Still inside the signal handling: a stop signal now lets this last save finish.
@@ -446,14 +446,16 @@ class Trainer:
         total = torch.as_tensor(self.epoch_l1[0], dtype=torch.float64, device=self.device)
         return float(self.dist.mean(total))
 
-    def _log(self, window: dict[str, list[torch.Tensor]], elapsed: float) -> dict[str, float]:
+    def _log(self, window: dict[str, list[torch.Tensor]], elapsed: float, cpu: float) -> dict[str, float]:
+        """Append one log.jsonl record: the step, epoch, wall and CPU seconds of this process since training
+        started (time_s, cpu_s: all its threads, data loading in-process included), learning rates, mean losses."""
         # One device sync per log line, not per step; under torchrun, one all-reduce for the global batch's means.
         keys = sorted(window)
         stacked = torch.stack([torch.stack(window[k]).double().mean() for k in keys])
         means = dict(zip(keys, self.dist.mean(stacked).tolist(), strict=True))
         if not self.dist.is_main:
             return means
-        record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3)}
+        record = {"step": self.step, "epoch": self.epoch, "time_s": round(elapsed, 3), "cpu_s": round(cpu, 3)}
         if self.recipe.amp.fallbacks:
             record["fp32_fallbacks"] = self.recipe.amp.fallbacks
         # The rates the last step used: the scheduled ones times the warm-up's factor.
