@@ -12,7 +12,8 @@ under two budgets: the same number of steps (`--steps`), and the same training t
 `--steps` steps, converted to each variant's steps with the CPU seconds per step its equal-steps run logged
 (cpu_s, after the first 10 steps). CPU time rather than wall time, so that other jobs on the machine do not skew
 the budget; with `--threads 1` the two agree on a quiet machine.
-Held-out pairs are scored with `diptych evaluate` (per_image.csv), the mean of the training targets is scored
+Held-out pairs are scored with `diptych evaluate` (per_image.csv), and scored again independently from the saved
+output PNGs with scikit-image's PSNR and SSIM and numpy's L1 (the largest per-image difference is recorded), the mean of the training targets is scored
 with the same metric code as a baseline, and each mean comes with a 95% bootstrap interval over held-out images
 (scores averaged over seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
 
@@ -194,7 +195,8 @@ def trained_and_scored(run: Path, flags: list[str], steps: int, data: Path, out:
         train(run, flags, steps, args.threads)
         diptych("evaluate", run, data, "--phase", "test", "--metrics", ",".join(METRICS), "--out", out,
                 "--no-progress", threads=args.threads)  # fmt: skip
-    return {"steps": steps, "train_s": logged_times(run)[-1], "scores": scores(out)}
+    check = independent_check(out, data)
+    return {"steps": steps, "train_s": logged_times(run)[-1], "scores": scores(out), "independent_check": check}
 
 
 def scores(out: Path) -> dict[str, dict[str, float]]:
@@ -202,6 +204,32 @@ def scores(out: Path) -> dict[str, dict[str, float]]:
     with open(out / "per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return {row["name"]: {m: float(row[m] or "nan") for m in METRICS} for row in rows}
+
+
+def independent_check(out: Path, data: Path) -> dict[str, float]:
+    """Score evaluate's saved outputs again with scikit-image's PSNR and SSIM (Gaussian window, sigma 1.5, as
+    torchmetrics) and numpy's L1, read back from the PNG files; returns the largest per-image difference from
+    evaluate's per_image.csv for each metric."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from diptych.data.io import read_image
+
+    worst = {"psnr": 0.0, "ssim": 0.0, "l1": 0.0}
+    with open(out / "per_image.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            output = read_image(out / row["output"]).astype(np.float64) / 255
+            target = read_image(data / "test" / "B" / Path(row["output"]).name).astype(np.float64) / 255
+            ours = {
+                "psnr": peak_signal_noise_ratio(target, output, data_range=1.0),
+                "ssim": structural_similarity(
+                    target, output, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                    use_sample_covariance=False,
+                ),
+                "l1": float(np.abs(output - target).mean()),
+            }  # fmt: skip
+            for metric, value in ours.items():
+                worst[metric] = max(worst[metric], abs(value - float(row[metric])))
+    return worst
 
 
 def picture_strip(data: Path, evals: dict[str, Path], out: Path, count: int = 3) -> Path:
@@ -322,7 +350,8 @@ def main() -> None:
                 result = trained_and_scored(run, [*common, *flags], args.steps, data, out, args)
                 budgets["equal steps"].setdefault(name, []).append(result)
                 print(json.dumps({"task": task, "budget": "steps", "variant": name, "seed": seed,
-                                  "train_s": round(result["train_s"], 1)}), flush=True)  # fmt: skip
+                                  "train_s": round(result["train_s"], 1),
+                                  "independent_check": result["independent_check"]}), flush=True)  # fmt: skip
             if args.no_wall_time or "paper" not in variants:
                 continue
             skip = 2 if args.quick else 10
