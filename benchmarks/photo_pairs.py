@@ -7,6 +7,7 @@ so no held-out crop shares a photo with training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +18,23 @@ HELD_OUT_SOURCES = ("retina", "hubble_deep_field")
 
 
 def crops(
-    sources: tuple[str, ...], count: int, size: int, seed: int, short: int = 400, rows: tuple[float, float] = (0, 1)
+    sources: tuple[str, ...],
+    count: int,
+    size: int,
+    seed: int,
+    short: int = 400,
+    rows: tuple[float, float] = (0, 1),
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[np.ndarray]:
-    """`count` random size x size crops, spread evenly over the source photos (resized to a short side), from the
-    band of rows between the two fractions of each photo's height (so two bands never share a pixel)."""
+    """`count` random size x size crops, spread evenly over the source photos (resized to a short side, then passed
+    through `prepare` if given, e.g. to stack an edge map computed on the whole photo), from the band of rows between
+    the two fractions of each photo's height (so two bands never share a pixel)."""
     from diptych.data.samples import sample_photo
     from diptych.demo import resize_short_side
 
     rng = np.random.default_rng(seed)
     photos = [resize_short_side(sample_photo(name), max(short, size)) for name in sources]
+    photos = [prepare(p) for p in photos] if prepare else photos
     photos = [p[int(p.shape[0] * rows[0]) : int(p.shape[0] * rows[1])] for p in photos]
     out = []
     for i in range(count):
