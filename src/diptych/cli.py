@@ -572,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"comma-separated, from {', '.join(ALL_METRICS)}; lpips, fid and kid need local weights, st_lpips "
         f"the stlpips-pytorch package or --st-lpips-weights (default: {','.join(DEFAULT_METRICS)}, without "
-        "st_lpips where its weights are missing; psnr,ssim for super-resolution runs)",
+        "st_lpips where its weights are missing; psnr,ssim for super-resolution runs, which also take st_lpips)",
     )
     p.add_argument("--inception-weights", type=Path, help="Inception-v3 weights file for fid/kid (never downloaded)")
     p.add_argument(
@@ -951,6 +951,8 @@ def _evaluate_sr(args: argparse.Namespace, out: Path) -> int:
         progress=not args.no_progress,
         precision=args.precision,
         weights=args.weights,
+        st_lpips_net=args.st_lpips_net,
+        st_lpips_weights=args.st_lpips_weights,
     )
     _print_summary(result)
     return 0

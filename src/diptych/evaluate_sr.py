@@ -13,7 +13,15 @@ from tqdm.auto import tqdm
 from .data.io import from_tensor, strip_image_suffix, write_image
 from .data.paired import file_stem
 from .errors import CheckpointError, ConfigError
-from .evaluate import CONFIDENCE_INTERVAL, Evaluation, _preview, environment, file_sha256, write_evaluation
+from .evaluate import (
+    CONFIDENCE_INTERVAL,
+    DeepMetricOptions,
+    Evaluation,
+    _preview,
+    environment,
+    file_sha256,
+    write_evaluation,
+)
 from .metrics import MetricProtocol, summarize, validate_metric_names
 from .metrics.pixel import BASELINE_PREFIX, PIXEL_METRICS
 from .recipes.sr import degradation_of
@@ -39,11 +47,19 @@ def evaluate_sr(
     progress: bool = True,
     precision: str = "fp32",
     weights: str | None = None,
+    st_lpips_net: str = "alex",
+    st_lpips_weights: str | Path | None = None,
 ) -> Evaluation:
     """Score an SR model on the HR images of a folder (its `phase` sub-folder if there is one): each HR is cropped to
     a multiple of the scale, its LR made with the model's degradation (seeded per image), upscaled by the model and
-    by MATLAB bicubic; both are scored against the HR (crop_border None: the scale)."""
-    names = validate_metric_names(list(metrics), PIXEL_METRICS)
+    by MATLAB bicubic; both are scored against the HR (crop_border None: the scale). st_lpips (lower is better) is
+    computed on RGB with the same border crop, by the installed stlpips-pytorch package's weights of `st_lpips_net`
+    or `st_lpips_weights`."""
+    names = validate_metric_names(list(metrics), (*PIXEL_METRICS, "st_lpips"))
+    deep = DeepMetricOptions(
+        st_lpips_weights=Path(st_lpips_weights) if st_lpips_weights else None, st_lpips_net=st_lpips_net
+    )
+    networks = deep.networks(names)
     if not isinstance(max_items, int) or max_items < 0:
         raise ConfigError(f"--max-items {max_items!r} must be an integer >= 0 (0 = all images)")
     translator = Translator.load(checkpoint, device=device, precision=precision, weights=weights)
@@ -73,6 +89,7 @@ def evaluate_sr(
             names,
             protocol,
             translator.out_range,
+            networks,
         )
         hr_arr, lr, values = scored.hr_array, scored.lr, scored.values
         name = strip_image_suffix(path.relative_to(folder)).as_posix()
@@ -105,6 +122,7 @@ def evaluate_sr(
             "rounded to the data's sample type and scored the same way",
             "precision": precision,
             "metrics": protocol.to_dict(),
+            **({"feature_networks": deep.describe(names)} if networks else {}),
             "confidence_interval": CONFIDENCE_INTERVAL,
             **environment(translator.device),
         },

@@ -122,10 +122,12 @@ def score_sr_image(
     names: list[str],
     protocol: MetricProtocol,
     value_range: ValueRange | None = None,
+    networks: dict[str, LPIPS] | None = None,
 ) -> SRScore:
     """Crop an HR image to a multiple of the scale, make its LR (MATLAB bicubic, or the degradation drawn from `rng`)
     rounded to the data's levels, upscale it with `upscale` (a 1 x C x h x w batch in [-1, 1]) and with MATLAB
-    bicubic, round both to the sample type and score them against the HR."""
+    bicubic, round both to the sample type and score them against the HR. `networks`: (ST-)LPIPS models by metric
+    name, scored on RGB with the protocol's border crop (not on Y)."""
     hr_array = modcrop(read_image(path), scale)
     if min(hr_array.shape[:2]) < scale:
         raise DataError(f"{path}: {hr_array.shape[1]}x{hr_array.shape[0]} is smaller than the scale {scale}")
@@ -136,8 +138,15 @@ def score_sr_image(
     lr = make_lr(hr.add(1.0).mul_(0.5), scale, rng, degradation, levels).mul_(2.0).sub_(1.0)
     output = _as_written(upscale(lr[None])[0], hr_array.dtype, value_range)
     baseline = _as_written(bicubic_upscale(lr, scale).clamp_(-1.0, 1.0), hr_array.dtype, value_range)
-    values = compute_pixel_metrics(output, hr, names, protocol)
-    values.update({f"{BASELINE_PREFIX}{k}": v for k, v in compute_pixel_metrics(baseline, hr, names, protocol).items()})
+    values: dict[str, float] = {}
+    for prefix, image in (("", output), (BASELINE_PREFIX, baseline)):
+        scores = compute_pixel_metrics(image, hr, [n for n in names if n in PIXEL_METRICS], protocol)
+        b = protocol.crop_border
+        for name, model in (networks or {}).items():
+            if name in names:
+                crop = (slice(None), slice(b, image.shape[1] - b), slice(b, image.shape[2] - b))
+                scores[name] = lpips_distance(model, image[crop], hr[crop])
+        values.update({f"{prefix}{n}": scores[n] for n in names})
     return SRScore(hr_array, hr, lr, output, baseline, values)
 
 

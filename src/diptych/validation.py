@@ -254,6 +254,7 @@ class SRValidator(SelectionMetric):
         self.protocol = MetricProtocol(channels, self.scale, config.data.sample_type or "uint8")
         self.device = device
         self.higher_is_better = HIGHER_IS_BETTER[v.metric]
+        self.networks = validation_networks(self.names)  # (--val-metric st_lpips: on RGB inside the border)
 
     @classmethod
     def from_config(cls, config: RunConfig, device: torch.device) -> SRValidator | None:
@@ -285,7 +286,15 @@ class SRValidator(SelectionMetric):
             for index, path in enumerate(self.files):
                 rng = np.random.default_rng([self.seed, index])
                 scored = score_sr_image(
-                    path, rng, upscale, self.degradation, self.scale, self.channels, self.names, self.protocol
+                    path,
+                    rng,
+                    upscale,
+                    self.degradation,
+                    self.scale,
+                    self.channels,
+                    self.names,
+                    self.protocol,
+                    networks=self.networks,
                 )
                 for n, val in scored.values.items():
                     per_image.setdefault(n, []).append(val)

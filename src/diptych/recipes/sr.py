@@ -393,7 +393,8 @@ class ESRGANRecipe(SRGANRecipe):
 
     name = "esrgan"
     help = (
-        "ESRGAN: fine-tunes an sr run (--init-from) with pixel + VGG19 perceptual + relativistic average GAN "
+        "ESRGAN: fine-tunes an sr run (--init-from) with pixel + perceptual (ST-LPIPS VGG16 by default, VGG19 with "
+        "--lambda-vgg) + relativistic average GAN "
         "against a VGG-style discriminator"
     )
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
@@ -436,7 +437,8 @@ class RealESRGANRecipe(SRGANRecipe):
 
     name = "realesrgan"
     help = (
-        "Real-ESRGAN: blind SR from degraded inputs; pixel + VGG19 perceptual + GAN against a U-Net "
+        "Real-ESRGAN: blind SR from degraded inputs; pixel + perceptual (ST-LPIPS VGG16 by default, VGG19 with "
+        "--lambda-vgg) + GAN against a U-Net "
         "discriminator with spectral norm"
     )
     section: ClassVar[type] = RealESRGANConfig
