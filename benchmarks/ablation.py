@@ -216,8 +216,8 @@ def scores(out: Path) -> dict[str, dict[str, float]]:
 
 def independent_check(out: Path, data: Path) -> dict[str, float]:
     """Score evaluate's saved outputs again with scikit-image's PSNR and SSIM (Gaussian window, sigma 1.5, as
-    torchmetrics) and numpy's L1, read back from the PNG files; returns the largest per-image difference from
-    evaluate's per_image.csv for each metric."""
+    torchmetrics) and numpy's L1, read back from the PNG files (8-bit, as every task here writes); returns the
+    largest per-image difference from evaluate's per_image.csv for each metric."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from diptych.data.io import read_image

