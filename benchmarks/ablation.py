@@ -69,6 +69,8 @@ VARIANTS: dict[str, list[str]] = {
     # options on today's pix2pix-plus
     "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],
     "plus-no-sn": ["--recipe", "pix2pix-plus", "--no-spectral-norm", "--gan-loss", "vanilla"],
+    "plus-gan-start-0.5": ["--recipe", "pix2pix-plus", "--gan-start", "0.5"],
+    "plus-gan-start-0.75": ["--recipe", "pix2pix-plus", "--gan-start", "0.75"],
     "batch4": ["--recipe", "pix2pix", "--batch-size", "4", "--lr", "4e-4"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from diptych.data.samples import sample_photo
 from diptych.data.tools.degrade import add_noise
 from diptych.demo import resize_short_side
 from diptych.distributed import process_group
+from diptych.errors import ConfigError
 from diptych.export import export_generator
 from diptych.metrics import MetricProtocol, compute_pixel_metrics
 from diptych.recipes import RECIPES, Pix2PixRecipe
@@ -70,6 +72,41 @@ def test_the_step_is_pix2pix_with_other_settings(aligned_dataset: Path, tmp_path
     assert a.keys() == b.keys() and any(k.startswith("generator.ema.safetensors:") for k in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_gan_start_trains_the_generator_alone_first(aligned_dataset: Path, tmp_path: Path) -> None:
+    """--gan-start 0.5 of 4 steps: steps 1-2 update G on L1 alone (D as initialised, nothing of it logged), steps
+    3-4 are pix2pix's D-then-G step; --gan-start 1 never trains D."""
+
+    def run(gan_start: float, steps: int, name: str) -> tuple[list[list[str]], dict[str, torch.Tensor]]:
+        config = plus_config(aligned_dataset, max_steps=steps, seed=4, gan_start=gan_start)
+        folder = train(config, tmp_path / name, progress=False).run_dir
+        rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+        return [sorted(k for k in row if k[:2] in ("G_", "D_")) for row in rows], weights(folder)
+
+    logged, _ = run(0.5, 4, "half")
+    assert logged == [["G_L1"]] * 2 + [["D_fake", "D_real", "G_GAN", "G_L1"]] * 2
+    _, one = run(1.0, 1, "one")
+    _, two = run(1.0, 2, "two")
+    d = [k for k in one if k.startswith("discriminator.safetensors:")]
+    g = [k for k in one if k.startswith("generator.safetensors:")]
+    assert d and g and all(torch.equal(one[k], two[k]) for k in d)
+    assert not all(torch.equal(one[k], two[k]) for k in g)
+    config = plus_config(aligned_dataset, gan_start=0.5)
+    config.generator.in_channels = config.generator.out_channels = 3
+    recipe = PLUS(config, torch.device("cpu"))
+    phases = []
+    for step in range(6):
+        recipe.before_step(step, 6)  # also what a resume to the same total is told
+        phases.append(recipe.adversarial_now)
+    assert phases == [False] * 3 + [True] * 3
+
+
+def test_gan_start_needs_a_reconstruction_loss(aligned_dataset: Path, tmp_path: Path) -> None:
+    config = plus_config(aligned_dataset, max_steps=1, gan_start=0.5, lambda_l1=0.0)
+    with pytest.raises(ConfigError, match=r"^--gan-start trains on the reconstruction losses first, and both are off"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(("precision", "accum"), [("fp32", 1), ("bf16", 2)])

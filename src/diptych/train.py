@@ -7,10 +7,12 @@ import functools
 import gc
 import json
 import math
+import re
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -322,7 +324,7 @@ class Trainer:
                 for module in self.recipe.networks.values():
                     module.train()
                 for batch in loader:
-                    self.recipe.before_step(self.step)
+                    self.recipe.before_step(self.step, total)
                     with self._own_rng(), warmed_up(self.recipe.optimizers.values(), warmup_factor(t, self.step)):
                         losses = self.recipe.train_step(batch)
                     if self.ema is not None:
@@ -435,7 +437,10 @@ class Trainer:
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(mean_l1)
             else:
-                sched.step()
+                with warnings.catch_warnings():
+                    # A network not updated yet (pix2pix's D before --gan-start) still follows the run's schedule.
+                    warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
+                    sched.step()
         self.epoch += 1
         self.batch_in_epoch = 0
         # Sum (a tensor on the training device, so no per-step sync) and count of the monitor loss this epoch.

@@ -189,8 +189,8 @@ class Recipe:
         """One input per network at the training size, for the memory estimate (what each forward pass sees)."""
         raise NotImplementedError
 
-    def before_step(self, step: int) -> None:
-        """Told before each step (also the first after a resume)."""
+    def before_step(self, step: int, total: int) -> None:
+        """Told before each step (also the first after a resume): its number, from 0, and the run's total steps."""
 
     def state_dict(self) -> dict[str, Any]:
         """What the method keeps between steps besides weights and optimisers (saved in the training state)."""

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import GAN_LOSSES, LOSS_WEIGHT, RunConfig, opt
+from ..config import GAN_LOSSES, LOSS_WEIGHT, Bounds, RunConfig, opt
 from ..errors import ConfigError
 from ..losses import AdversarialLoss, STLPIPSLoss, gradient_penalty, l1_loss
 from ..metrics.lpips import NETS, st_lpips_weights
@@ -40,6 +40,13 @@ class Pix2PixConfig(PerceptualOptions):
     gan_loss: str = opt("vanilla", "adversarial loss", choices=GAN_LOSSES)
     lambda_l1: float = opt(100.0, "weight of the L1 reconstruction loss", bounds=LOSS_WEIGHT)
     lambda_gp: float = opt(10.0, "weight of the WGAN-GP gradient penalty (wgangp only)", bounds=LOSS_WEIGHT)
+    gan_start: float = opt(
+        0.0,
+        "fraction of the run's steps that train the generator on its reconstruction losses alone (L1, and ST-LPIPS "
+        "when on) before the discriminator and the adversarial loss start, as ESRGAN starts from a PSNR-trained "
+        "model; those steps skip the discriminator; 0 = adversarial from the first step, 1 = never",
+        bounds=Bounds(0, 1),
+    )
 
 
 class ConditionalGANRecipe(Recipe):
@@ -177,13 +184,45 @@ class Pix2PixRecipe(ConditionalGANRecipe):
         super().__init__(config, device)
         self.lambda_l1 = self.options.lambda_l1
         self.lambda_gp = self.options.lambda_gp if self.options.gan_loss == "wgangp" else 0.0
+        self.adversarial_now = True
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
-        """Paired data and one discriminator scale: more is pix2pixHD's."""
+        """Paired data and one discriminator scale: more is pix2pixHD's; a reconstruction loss for --gan-start."""
         super().check_config(config)
         if config.discriminator.num_d > 1:
             raise ConfigError("--num-d > 1 is pix2pixHD's multi-scale discriminator: use --recipe pix2pixhd")
+        o = config.method
+        if o.gan_start > 0 and o.lambda_l1 == 0 and o.lambda_perceptual == 0:
+            raise ConfigError(
+                "--gan-start trains on the reconstruction losses first, and both are off: set --lambda-l1 or "
+                "--lambda-perceptual above 0, or --gan-start 0"
+            )
+
+    def before_step(self, step: int, total: int) -> None:
+        """Steps before --gan-start x total train the generator alone (also decided again after a resume)."""
+        self.adversarial_now = step >= int(self.options.gan_start * total)
+
+    def train_step(self, batch: dict[str, Any]) -> Losses:
+        """pix2pix's D-then-G step; before --gan-start, a generator update on the reconstruction losses alone."""
+        if self.adversarial_now:
+            return super().train_step(batch)
+        micro = self.updater.split(batch, ("A", "B"))
+        g = self.calls["generator"]
+
+        def loss(i: int, first: bool) -> tuple[torch.Tensor, Losses]:
+            with self.updater.draws(i):
+                fake_b = g(micro[i]["A"])
+            losses: Losses = {}
+            return self.reconstruction_loss(fake_b, micro[i]["B"], losses), losses
+
+        return self.updater.update(self.optimizers["generator"], [g], len(micro), loss)
+
+    def reconstruction_loss(self, fake_b: torch.Tensor, real_b: torch.Tensor, losses: Losses) -> torch.Tensor:
+        """lambda_l1 x L1 (+ lambda_perceptual x ST-LPIPS), its parts logged into `losses`."""
+        loss_l1 = l1_loss(fake_b, real_b)
+        losses["G_L1"] = loss_l1.detach()
+        return self.add_perceptual(self.lambda_l1 * loss_l1, losses, fake_b, real_b)
 
     def discriminator_loss(
         self, d: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor
@@ -204,7 +243,5 @@ class Pix2PixRecipe(ConditionalGANRecipe):
     ) -> tuple[torch.Tensor, Losses]:
         """Fool D and stay close to the target in L1 (and in ST-LPIPS with --lambda-perceptual)."""
         loss_g_gan = self.adversarial(d(torch.cat([real_a, fake_b], 1)), True, for_discriminator=False)
-        loss_g_l1 = l1_loss(fake_b, real_b)
-        losses = {"G_GAN": loss_g_gan.detach(), "G_L1": loss_g_l1.detach()}
-        loss_g = self.add_perceptual(loss_g_gan + self.lambda_l1 * loss_g_l1, losses, fake_b, real_b)
-        return loss_g, losses
+        losses = {"G_GAN": loss_g_gan.detach()}
+        return loss_g_gan + self.reconstruction_loss(fake_b, real_b, losses), losses

@@ -109,7 +109,7 @@ class Pix2PixHDRecipe(ConditionalGANRecipe):
             same = f" and stage 1's {', '.join(differ)}" if differ else " and the same global settings"
             raise ConfigError(f"--init-global {source}: {exc}; {hint}{same}") from None
 
-    def before_step(self, step: int) -> None:
+    def before_step(self, step: int, total: int) -> None:
         """The global generator trains from step --fix-global-steps on (also after a resume)."""
         self.networks["generator"].global_generator.requires_grad_(step >= self.fix_global_steps)  # type: ignore[union-attr]
 
