@@ -1,7 +1,8 @@
-"""Benchmark (issue 13): what each training option does to held-out image quality, on three real paired tasks.
+"""Benchmark (issue 13): what each training option does to held-out image quality, on real paired tasks.
 
 Tasks, all built offline from files installed with the project's dependencies:
   colorize  grey -> colour crops of scikit-image's photos: six photos train, two other photos held out
+  deblur    Gaussian-blurred (sigma 2 px, on the whole photo) -> sharp crops of the same photos, same split
   edges     Canny edges -> colour crops of the same photos (edges2shoes-style), same split
   edges-regions  the same pairs, held out by region instead: train crops from the top two thirds of the six
             photos, test crops from their bottom third (the photo split leaves edges nothing to carry over)
@@ -16,7 +17,7 @@ under two budgets: the same number of steps (`--steps`), and the same training t
 the budget; with `--threads 1` the two agree on a quiet machine.
 Held-out pairs are scored with `diptych evaluate` (per_image.csv), and scored again independently from the saved
 output PNGs with scikit-image's PSNR and SSIM and numpy's L1 (the largest per-image difference is recorded), the mean of the training targets is scored
-with the same metric code as a baseline, and each mean comes with a 95% bootstrap interval over held-out images
+with the same metric code as a baseline, and so is the held-out input returned unchanged, and each mean comes with a 95% bootstrap interval over held-out images
 (scores averaged over seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
 
     python benchmarks/ablation.py --steps 1500 --seeds 2 --out ablation_out     # hours on 2 cores
@@ -33,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ import numpy as np
 from machine import cpu_model
 from photo_pairs import HELD_OUT_SOURCES, TRAIN_SOURCES, crops
 
+DEBLUR_SIGMA = 2.0  # pixels of the Gaussian blur of the deblur task (the demo's), applied to the whole photo
 GLYPH_FONTS = ("DejaVuSans.ttf", "DejaVuSerif-Bold.ttf")
 # Latin, Greek and Cyrillic letters and digits: shapes both fonts draw, varied enough to generalise from.
 GLYPH_CHARS = (
@@ -69,12 +72,14 @@ VARIANTS: dict[str, list[str]] = {
     # options on today's pix2pix-plus
     "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],
     "plus-no-sn": ["--recipe", "pix2pix-plus", "--no-spectral-norm", "--gan-loss", "vanilla"],
+    "plus-batch8": ["--recipe", "pix2pix-plus", "--batch-size", "8"],
+    "plus-batch8-lr5.7": ["--recipe", "pix2pix-plus", "--batch-size", "8", "--lr", "5.7e-4"],
     "plus-gan-start-0.5": ["--recipe", "pix2pix-plus", "--gan-start", "0.5"],
     "plus-gan-start-0.75": ["--recipe", "pix2pix-plus", "--gan-start", "0.75"],
     "batch4": ["--recipe", "pix2pix", "--batch-size", "4", "--lr", "4e-4"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)
-PIXEL_METRICS = ("l1", "psnr", "ssim")  # what the mean-of-targets baseline is scored on
+PIXEL_METRICS = ("l1", "psnr", "ssim")  # what the baselines are scored on
 
 
 def diptych(*args: str | Path, threads: int) -> subprocess.CompletedProcess[str]:
@@ -102,12 +107,14 @@ def build_photo_task(root: Path, task: str, size: int, train_count: int, test_co
     """Photo pairs: train/ crops from six photos, test/ crops from two photos never trained on (or, for the
     -regions tasks, from the bottom third of the six photos, whose top two thirds train). HED edges are computed on
     each whole photo, before cropping, as the edges2shoes sets were on whole images."""
-    from diptych.data.tools.degrade import HEDEdges, canny_edges, luminance
+    from diptych.data.tools.degrade import HEDEdges, blur, canny_edges, luminance
 
     prepare = None
-    if task == "hed-regions":
-        hed = HEDEdges(Path("installed"), device="cpu")
-        prepare = lambda photo: np.concatenate([photo, hed(photo)], axis=2)  # noqa: E731
+    if task in ("hed-regions", "deblur"):
+        degrade = (
+            HEDEdges(Path("installed"), device="cpu") if task == "hed-regions" else partial(blur, sigma=DEBLUR_SIGMA)
+        )
+        prepare = lambda photo: np.concatenate([photo, degrade(photo)], axis=2)  # noqa: E731
         make_input = lambda stacked: stacked[:, :, 3:]  # noqa: E731
     else:
         make_input = {"colorize": luminance, "edges": canny_edges, "edges-regions": canny_edges}[task]
@@ -115,8 +122,8 @@ def build_photo_task(root: Path, task: str, size: int, train_count: int, test_co
         train = crops(TRAIN_SOURCES, train_count, size, seed=0, rows=(0, 2 / 3), prepare=prepare)
         test = crops(TRAIN_SOURCES, test_count, size, seed=1, rows=(2 / 3, 1), prepare=prepare)
     else:
-        train = crops(TRAIN_SOURCES, train_count, size, seed=0)
-        test = crops(HELD_OUT_SOURCES, test_count, size, seed=1)
+        train = crops(TRAIN_SOURCES, train_count, size, seed=0, prepare=prepare)
+        test = crops(HELD_OUT_SOURCES, test_count, size, seed=1, prepare=prepare)
     for split, items in (("train", train), ("test", test)):
         write_pairs(root / split, [make_input(c) for c in items], [c[:, :, :3] for c in items])
     return root
@@ -255,19 +262,23 @@ def picture_strip(data: Path, evals: dict[str, Path], out: Path, count: int = 3)
     return write_image(out, np.concatenate(rows, axis=0))
 
 
-def mean_target_scores(data: Path) -> dict[str, dict[str, float]]:
-    """The per-pixel mean of the training targets, scored against each held-out target with evaluate's code."""
-    from diptych.data.io import read_image, to_tensor
+def baseline_scores(data: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Two outputs that learn nothing, scored against each held-out target with evaluate's code: the per-pixel mean
+    of the training targets, and the held-out input returned unchanged (grey as colour, the blurred photo, the
+    sans glyph; for the edge tasks a number only, since an edge map is no photo)."""
+    from diptych.data.io import convert_channels, read_image, to_tensor
     from diptych.metrics import MetricProtocol, compute_pixel_metrics
 
     targets = [read_image(p).astype(np.float64) for p in sorted((data / "train" / "B").iterdir())]
     mean = np.mean(targets, axis=0).round().astype(np.uint8)
-    out = {}
+    out: dict[str, dict[str, dict[str, float]]] = {"mean of training targets": {}, "input, unchanged": {}}
     for path in sorted((data / "test" / "B").iterdir()):
         target = read_image(path)
-        out[path.stem] = compute_pixel_metrics(
-            to_tensor(mean, None), to_tensor(target, None), list(PIXEL_METRICS), MetricProtocol()
-        )
+        given = convert_channels(read_image(data / "test" / "A" / path.name), target.shape[2], "baseline")
+        for name, output in (("mean of training targets", mean), ("input, unchanged", given)):
+            out[name][path.stem] = compute_pixel_metrics(
+                to_tensor(output, None), to_tensor(target, None), list(PIXEL_METRICS), MetricProtocol()
+            )
     return out
 
 
@@ -283,7 +294,7 @@ def per_image(results: list[dict[str, dict[str, float]]], metric: str) -> dict[s
     return {n: float(np.mean([r[n][metric] for r in results])) for n in names}
 
 
-def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, rng: np.random.Generator) -> str:
+def table(task: str, budget: str, runs: dict[str, list[dict]], baselines: dict, rng: np.random.Generator) -> str:
     """One markdown table: each variant's mean [95% CI] per metric, and its per-image difference to paper."""
     head = (
         f"\n**{task}, {budget}**\n\n| variant | steps | "
@@ -292,7 +303,8 @@ def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, r
         + "---|---|" * len(METRICS)
     )
     lines = [head]
-    for name, rs in [("mean of training targets", [{"scores": baseline, "steps": 0}]), *runs.items()]:
+    fixed = [(name, [{"scores": scores, "steps": 0}]) for name, scores in baselines.items()]
+    for name, rs in [*fixed, *runs.items()]:
         cells = [name, str(int(np.mean([r["steps"] for r in rs])))]
         for m in METRICS:
             if any(m not in next(iter(r["scores"].values())) for r in rs):
@@ -314,7 +326,7 @@ def table(task: str, budget: str, runs: dict[str, list[dict]], baseline: dict, r
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results.json)")
-    parser.add_argument("--tasks", default="colorize,edges,edges-regions,hed-regions,glyphs")
+    parser.add_argument("--tasks", default="colorize,deblur,edges,edges-regions,hed-regions,glyphs")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the equal-steps budget")
     parser.add_argument("--seeds", type=int, default=2)
@@ -384,11 +396,11 @@ def main() -> None:
             data, {v: args.out / "eval" / task / f"{v}_seed0" for v in shown}, args.out / "pictures" / f"{task}.png"
         )
         print(f"{task}: input | {' | '.join(shown)} | target -> {strip}")
-        baseline = mean_target_scores(data)
-        results["tasks"][task] = {"budgets": budgets, "mean_of_targets": baseline}
+        baselines = baseline_scores(data)
+        results["tasks"][task] = {"budgets": budgets, "baselines": baselines}
         for budget, runs in budgets.items():
             if runs:
-                report.append(table(task, budget, runs, baseline, rng))
+                report.append(table(task, budget, runs, baselines, rng))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print("\n".join(report))
     print(f"\n(results: {args.out / 'results.json'}; finished {time.strftime('%Y-%m-%d %H:%M')})")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -77,7 +78,7 @@ def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS).stdout
     assert out.startswith("machine: ") and "**glyphs, equal steps**" in out
     rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
-    assert {"mean of training targets", "paper", "resize-upsample"} <= set(rows)
+    assert {"mean of training targets", "input, unchanged", "paper", "resize-upsample"} <= set(rows)
     assert rows["resize-upsample"].startswith("| resize-upsample | 6 | ")
     from diptych.data.io import read_image
 
@@ -86,6 +87,12 @@ def test_ablation_benchmark_smoke(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     scored = results["tasks"]["glyphs"]["budgets"]["equal steps"]["paper"][0]["scores"]
     assert len(scored) == len(list((tmp_path / "data" / "glyphs" / "test" / "A").iterdir()))
+    # The input-unchanged baseline: the sans glyph scored as the serif one, as numpy computes it independently.
+    test = tmp_path / "data" / "glyphs" / "test"
+    for name, got in results["tasks"]["glyphs"]["baselines"]["input, unchanged"].items():
+        a, b = (read_image(test / side / f"{name}.png").astype(np.float64) / 255 for side in "AB")
+        assert got["psnr"] == pytest.approx(10 * np.log10(1 / np.mean((a - b) ** 2)), abs=1e-3)
+        assert got["l1"] == pytest.approx(np.abs(a - b).mean(), abs=1e-5)
 
     # --reuse adds a variant to the finished ablation without training the runs it already has again; without
     # --no-wall-time the variant also trains for the paper run's CPU time, converted to steps by probe runs.
