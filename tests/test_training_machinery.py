@@ -33,7 +33,8 @@ from .test_cyclegan import cyclegan_config, unpaired_root
 
 
 def test_ema_update_by_hand() -> None:
-    """One update: average = d * average + (1 - d) * weights with the warmed-up d; buffers are copied."""
+    """One update: average = d * average + (1 - d) * weights with the warmed-up d, batch-norm running statistics
+    too; other buffers (the batch count) are copied."""
     net = nn.Sequential(nn.Linear(2, 1), nn.BatchNorm1d(1))
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[1.0, 2.0]]))
@@ -43,11 +44,15 @@ def test_ema_update_by_hand() -> None:
         net[0].weight.copy_(torch.tensor([[3.0, 6.0]]))
         net[0].bias.fill_(0.0)
         net[1].running_mean.fill_(0.25)
+        net[1].running_var.fill_(3.0)
+        net[1].num_batches_tracked.fill_(7)
     ema.update({"g": net}, step=0)  # decay min(0.999, 1 / 10) = 0.1
     average = ema.modules["g"]
     torch.testing.assert_close(average[0].weight, torch.tensor([[0.1 * 1 + 0.9 * 3, 0.1 * 2 + 0.9 * 6]]))
     torch.testing.assert_close(average[0].bias, torch.tensor([0.1 * 4.0]))
-    assert average[1].running_mean.item() == 0.25
+    torch.testing.assert_close(average[1].running_mean, torch.tensor([0.9 * 0.25]))
+    torch.testing.assert_close(average[1].running_var, torch.tensor([0.1 * 1.0 + 0.9 * 3.0]))
+    assert average[1].num_batches_tracked.item() == 7
     assert not any(p.requires_grad for p in average.parameters())
     ema.update({"g": net}, step=10**6)  # decay 0.999 from now on
     torch.testing.assert_close(average[0].bias, torch.tensor([0.999 * 0.4]))
