@@ -76,6 +76,7 @@ VARIANTS: dict[str, list[str]] = {
     "plus-batch8-lr5.7": ["--recipe", "pix2pix-plus", "--batch-size", "8", "--lr", "5.7e-4"],
     "plus-gan-start-0.5": ["--recipe", "pix2pix-plus", "--gan-start", "0.5"],
     "plus-gan-start-0.75": ["--recipe", "pix2pix-plus", "--gan-start", "0.75"],
+    "plus-skip": ["--recipe", "pix2pix-plus", "--skip", "on"],
     "batch4": ["--recipe", "pix2pix", "--batch-size", "4", "--lr", "4e-4"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)

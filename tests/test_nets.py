@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from diptych.errors import ConfigError
 from diptych.nets import PatchDiscriminator, UNetConfig, UNetGenerator, create_generator, init_weights, receptive_field
 from diptych.nets.geometry import Geometry
 from diptych.nets.layers import crop_padded, make_norm, pad_to_multiple
@@ -175,3 +176,26 @@ def test_create_generator_requires_channels() -> None:
         create_generator(UNetConfig())
     g = create_generator(UNetConfig(depth=3, ngf=4, in_channels=4, out_channels=1))
     assert g(torch.randn(1, 4, 8, 8)).shape == (1, 1, 8, 8)
+
+
+@pytest.mark.parametrize(("in_channels", "skip", "residual"), [(3, None, True), (1, None, False), (1, True, True)])
+def test_unet_skip_adds_the_input_clamped(in_channels: int, skip: bool | None, residual: bool) -> None:
+    """With a skip the output is clamp(input + tanh branch, -1, 1), a grey input added to every channel; auto
+    (None) adds it only when the channel counts match."""
+    torch.manual_seed(0)
+    g = UNetGenerator(in_channels, 3, depth=4, ngf=4, skip=skip).eval()
+    plain = UNetGenerator(in_channels, 3, depth=4, ngf=4).eval()
+    plain.load_state_dict(g.state_dict())  # the skip adds no weights
+    x = torch.rand(2, in_channels, 20, 28) * 2 - 1
+    branch = plain(x)
+    expected = (branch + x).clamp(-1, 1) if residual else branch
+    assert torch.equal(g(x), expected)
+    assert g.skip is residual
+
+
+def test_unet_skip_on_refuses_channels_it_cannot_add() -> None:
+    with pytest.raises(ValueError, match="1 or 3 input channels, not 2"):
+        UNetGenerator(2, 3, depth=3, ngf=4, skip=True)
+    with pytest.raises(ConfigError, match=r"^--skip on: the U-Net adds its input .* not 2; use --skip auto or off$"):
+        create_generator(UNetConfig(depth=3, ngf=4, in_channels=2, out_channels=3, skip="on"))
+    assert UNetConfig().skip == "off"  # the paper's U-Net has none by default

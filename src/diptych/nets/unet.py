@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from ..config import MAX_DOWNSAMPLINGS, GeneratorConfig, fraction, opt, within
+from ..errors import ConfigError
 from .geometry import Geometry
 from .layers import conv_bias, make_norm, pad_to_even, pad_to_multiple
+from .sr import SKIPS
 
 UPSAMPLES = ("transpose", "resize", "bilinear")  # resize: nearest-neighbour, then a 3x3 convolution
 
@@ -83,11 +85,13 @@ class UNetGenerator(nn.Module):
         norm: str = "batch",
         dropout: float = 0.5,
         upsample: str = "transpose",
+        skip: bool | None = False,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self.depth = depth
+        self.skip = resolve_unet_skip(skip, in_channels, out_channels)
         self.geometry = unet_geometry(depth)
         chans = [level_channels(i, ngf) for i in range(depth)]
         self.down = nn.ModuleList(
@@ -111,7 +115,8 @@ class UNetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         h, _ = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
-        del x  # (a padded copy is not held through the whole pass)
+        base = x if self.skip else None
+        del x  # (without a skip, a padded copy is not held through the whole pass)
         skips = []
         for block in self.down:
             h = block(pad_to_even(h))
@@ -123,7 +128,22 @@ class UNetGenerator(nn.Module):
                 h = torch.cat([skip, h[..., : skip.shape[-2], : skip.shape[-1]]], dim=1)
                 del skip  # released once joined
             h = self.up[i](h)
-        return h[..., :height, :width]
+        h = h[..., :height, :width]
+        if base is not None:
+            # A residual generator (DeblurGAN's learn_residual): the tanh output is a correction to the input,
+            # so the untrained network already returns its input; a grey input is the base of every colour.
+            h = (h + base).clamp(-1.0, 1.0)
+        return h
+
+
+def resolve_unet_skip(skip: bool | None, in_channels: int, out_channels: int) -> bool:
+    """Whether the U-Net adds its input to its output: auto (None) when the channel counts match; on also for a
+    one-channel input (added to every output channel)."""
+    if skip is None:
+        return in_channels == out_channels
+    if skip and in_channels not in (1, out_channels):
+        raise ValueError(f"a U-Net skip needs 1 or {out_channels} input channels, not {in_channels}")
+    return skip
 
 
 def unet_geometry(depth: int) -> Geometry:
@@ -156,11 +176,35 @@ class UNetConfig(GeneratorConfig):
         "the transposed conv's checkerboard artifacts)",
         choices=UPSAMPLES,
     )
+    skip: str = opt(
+        "off",
+        "add the input to the output, so that the network learns a correction to it (a residual generator, for "
+        "inputs that look like their outputs: deblurring, denoising, grey -> colour); auto: when the channel counts "
+        "match; on: also for a one-channel input",
+        choices=tuple(SKIPS),
+    )
+
+    def check(self) -> None:
+        """A skip the channel counts allow (once both are known)."""
+        cin, cout = self.in_channels, self.out_channels
+        if self.skip == "on" and cin and cout and cin not in (1, cout):
+            raise ConfigError(
+                f"--skip on: the U-Net adds its input to its output, which needs 1 or {cout} input channels, not "
+                f"{cin}; use --skip auto or off"
+            )
 
     def build(self) -> nn.Module:
         """The U-Net."""
+        self.check()
         return UNetGenerator(
-            self.in_channels, self.out_channels, self.depth, self.ngf, self.norm, self.dropout, self.upsample
+            self.in_channels,
+            self.out_channels,
+            self.depth,
+            self.ngf,
+            self.norm,
+            self.dropout,
+            self.upsample,
+            skip=SKIPS[self.skip],
         )
 
     def geometry(self) -> Geometry:
