@@ -278,11 +278,17 @@ def test_backend_benchmark_smoke() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fmt", "upsample"), [("onnx", "transpose"), ("torchscript", "transpose"), ("onnx", "bilinear")]
+    ("fmt", "upsample", "skip"),
+    [
+        ("onnx", "transpose", "off"),
+        ("torchscript", "transpose", "off"),
+        ("onnx", "bilinear", "off"),
+        ("onnx", "resize", "on"),
+    ],
 )
-def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: str, upsample: str) -> None:
+def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: str, upsample: str, skip: str) -> None:
     """Depth 6: inputs are padded to 32, and the level fed 96 / 32 = 3 pixels pads itself to 4 inside the graph;
-    the exported graph does the same at sizes it was not traced at."""
+    the exported graph does the same at sizes it was not traced at (and adds the unpadded input with --skip on)."""
     from diptych.checkpoint import write_checkpoint_folder
     from diptych.config import RunConfig
     from diptych.nets import create_generator, init_weights
@@ -290,6 +296,7 @@ def test_deep_unet_export_pads_its_levels_inside_the_graph(tmp_path: Path, fmt: 
     config = RunConfig()
     config.generator.in_channels = config.generator.out_channels = 3
     config.generator.depth, config.generator.ngf, config.generator.upsample = 6, 4, upsample
+    config.generator.skip = skip
     config.data.sample_type = "uint8"
     torch.manual_seed(0)
     generator = create_generator(config.generator)
