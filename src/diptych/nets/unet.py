@@ -44,16 +44,7 @@ class UpBlock(nn.Module):
 
     FOLDABLE = (("conv", "norm"),)
 
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        norm: str,
-        outermost: bool,
-        dropout: float,
-        upsample: str,
-        image_ch: int = 0,
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, norm: str, outermost: bool, dropout: float, upsample: str) -> None:
         super().__init__()
         bias = outermost or conv_bias(norm)
         self.act = nn.ReLU(inplace=True)
@@ -71,15 +62,9 @@ class UpBlock(nn.Module):
         self.norm = nn.Identity() if outermost else make_norm(norm, out_ch)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out_act = nn.Tanh() if outermost else nn.Identity()
-        # The generator's input at full resolution, through a 3x3 conv into the outermost output (U-Net skips:
-        # the decoder's other inputs are at half resolution at best, too coarse for a per-pixel correction).
-        self.input_conv = nn.Conv2d(image_ch, out_ch, 3, padding=1, bias=False) if image_ch else None
 
-    def forward(self, x: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.dropout(self.norm(self.conv(self.upsample(self.act(x)))))
-        if self.input_conv is not None and image is not None:
-            h = h + self.input_conv(image)
-        return self.out_act(h)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_act(self.dropout(self.norm(self.conv(self.upsample(self.act(x))))))
 
 
 class UNetGenerator(nn.Module):
@@ -125,13 +110,12 @@ class UNetGenerator(nn.Module):
             out_ch = out_channels if i == 0 else chans[i - 1]
             # As in pix2pix, dropout sits in the decoder blocks between level 4 and the innermost.
             drop = dropout if 4 <= i < depth - 1 else 0.0
-            image_ch = in_channels if i == 0 and self.skip else 0
-            self.up.append(UpBlock(in_ch, out_ch, norm, i == 0, drop, upsample, image_ch))
+            self.up.append(UpBlock(in_ch, out_ch, norm, outermost=i == 0, dropout=drop, upsample=upsample))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         h, _ = pad_to_multiple(x, self.geometry.multiple, minimum=self.geometry.min_side)
-        padded, base = (h, x) if self.skip else (None, None)
+        base = x if self.skip else None
         del x  # (without a skip, a padded copy is not held through the whole pass)
         skips = []
         for block in self.down:
@@ -143,11 +127,11 @@ class UNetGenerator(nn.Module):
                 skip = skips.pop()
                 h = torch.cat([skip, h[..., : skip.shape[-2], : skip.shape[-1]]], dim=1)
                 del skip  # released once joined
-            h = self.up[i](h, padded) if i == 0 else self.up[i](h)
+            h = self.up[i](h)
         h = h[..., :height, :width]
         if base is not None:
             # A residual generator (DeblurGAN's learn_residual): the tanh output is a correction to the input,
-            # so the untrained network returns about its input; a grey input is the base of every colour.
+            # so the untrained network already returns its input; a grey input is the base of every colour.
             h = (h + base).clamp(-1.0, 1.0)
         return h
 
@@ -194,9 +178,9 @@ class UNetConfig(GeneratorConfig):
     )
     skip: str = opt(
         "off",
-        "add the input to the output, so that the network learns a correction to it, which also sees the input at "
-        "full resolution (a residual generator, for inputs that look like their outputs: deblurring, denoising, "
-        "grey -> colour); auto: when the channel counts match; on: also for a one-channel input",
+        "add the input to the output, so that the network learns a correction to it (a residual generator, for "
+        "inputs that look like their outputs: deblurring, denoising, grey -> colour); auto: when the channel counts "
+        "match; on: also for a one-channel input",
         choices=tuple(SKIPS),
     )
 
