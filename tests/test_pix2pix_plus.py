@@ -59,6 +59,10 @@ def test_defaults_differ_from_the_paper_recipe_and_flags_win() -> None:
     # --arch resnet has no --upsample: switching family drops the U-Net's field, nothing is left behind.
     resnet = config_from_args(build_parser().parse_args(["train", "--recipe", "pix2pix-plus", "--arch", "resnet"]))
     assert not hasattr(resnet.generator, "upsample") and resnet.train.ema == plus.train.ema
+    # --skip is shared with the upscalers (default auto there): the U-Net's own default, off, holds unless given.
+    assert paper.generator.skip == plus.generator.skip == config.generator.skip == "off"
+    skip = config_from_args(build_parser().parse_args(["train", "--recipe", "pix2pix-plus", "--skip", "on"]))
+    assert skip.generator.skip == "on"
 
 
 def test_the_step_is_pix2pix_with_other_settings(aligned_dataset: Path, tmp_path: Path) -> None:
