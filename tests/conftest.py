@@ -171,6 +171,10 @@ def logged_steps(run_dir: Path) -> list[int]:
     return steps
 
 
+# Float results stored in a fixture on one CPU differ in their last bits on another (oneDNN picks its kernels by
+# instruction set: AVX-512, AMX): comparisons against such fixtures allow this much. Weights measured 7e-8 apart
+# between two CPUs; a lost optimiser state or a skipped step moves them by about the learning rate (2e-4).
+ACROSS_CPUS = 2e-6
 TIMING_KEYS = ("time_s", "cpu_s")  # what log.jsonl records that differs between otherwise identical runs
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from diptych.cli import build_parser, config_from_args
 from diptych.config import (
+    V2_GENERATOR_KEYS,
     GeneratorConfig,
     RunConfig,
     config_from_dict,
@@ -135,7 +136,10 @@ def test_netg_presets_come_from_the_families_and_explicit_flags_win(tmp_path: Pa
 def test_format_2_generator_sections_keep_their_familys_fields() -> None:
     """Format 2 stored every family's fields: the migration keeps the chosen family's (and refuses nothing)."""
     format_2 = ("unet", "resnet", "hd")  # (the families format 2 knew)
-    stored = {f.name: f.default for arch in format_2 for f in dataclasses.fields(GENERATOR_FAMILIES[arch])}
+    known = set(V2_GENERATOR_KEYS) | {f.name for f in dataclasses.fields(GeneratorConfig)}  # (no later field)
+    stored = {
+        f.name: f.default for arch in format_2 for f in dataclasses.fields(GENERATOR_FAMILIES[arch]) if f.name in known
+    }
     raw = {"format_version": 2, "recipe": "pix2pix", "generator": {**stored, "arch": "resnet", "n_blocks": 3}}
     g = config_from_dict(raw, "old.json").generator
     assert (g.arch, g.n_blocks) == ("resnet", 3) and not hasattr(g, "depth")

@@ -19,6 +19,7 @@ from diptych.export import export_generator
 from diptych.train import resume_config, train
 from diptych.translate import Translator
 
+from .conftest import ACROSS_CPUS
 from .test_cli import assert_one_error_line, run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_checkpoint"
@@ -56,7 +57,8 @@ def test_v1_checkpoint_exports(v1: Path) -> None:
 
 
 def test_v1_checkpoint_resumes_exactly(v1: Path) -> None:
-    """3 steps by the old code + 1 resumed step by this code == 4 steps straight by this code, bit for bit."""
+    """3 steps by the old code + 1 resumed step by this code == 4 steps straight by this code, to the
+    rounding of the CPU the fixture was written on (bit for bit on that one)."""
     resumed = train(resume_config("run", {"train": {"max_steps": 4}}), "run", resume=True, progress=False)
     assert resumed.steps == 4
     config = load_config(v1 / "run" / "config.json")
@@ -67,7 +69,9 @@ def test_v1_checkpoint_resumes_exactly(v1: Path) -> None:
         b = load_file(resolve_checkpoint(v1 / "straight") / f"{net}.safetensors")
         assert a.keys() == b.keys()
         for key in a:
-            assert torch.equal(a[key], b[key]), (net, key)
+            torch.testing.assert_close(
+                a[key], b[key], rtol=0, atol=ACROSS_CPUS, msg=lambda m, where=f"{net} {key}": f"{where}: {m}"
+            )
 
 
 def test_v1_checkpoint_reads_as_the_current_format(v1: Path) -> None:
@@ -86,6 +90,7 @@ def test_v1_checkpoint_reads_as_the_current_format(v1: Path) -> None:
         "ngf": 4,
         "norm": "batch",
         "out_channels": 3,
+        "skip": "off",  # (a later field: its default)
         "upsample": "transpose",
     }
     manifest = read_manifest(folder, config)

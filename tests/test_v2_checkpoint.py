@@ -18,6 +18,7 @@ from diptych.export import export_generator
 from diptych.train import resume_config, train
 from diptych.translate import Translator
 
+from .conftest import ACROSS_CPUS
 from .test_cli import run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v2_checkpoint"
@@ -64,7 +65,8 @@ def test_v2_checkpoint_exports(v2: Path, direction: str) -> None:
 
 
 def test_v2_checkpoint_resumes_exactly(v2: Path) -> None:
-    """3 steps by the old code + 1 resumed step by this code == 4 steps straight by this code, pools included."""
+    """3 steps by the old code + 1 resumed step by this code == 4 steps straight by this code, pools included, to
+    the rounding of the CPU the fixture was written on (bit for bit on that one)."""
     resumed = train(resume_config("run", {"train": {"max_steps": 4}}), "run", resume=True, progress=False)
     assert resumed.steps == 4
     config = load_config(v2 / "run" / "config.json")
@@ -75,10 +77,13 @@ def test_v2_checkpoint_resumes_exactly(v2: Path) -> None:
         b = load_file(resolve_checkpoint(v2 / "straight") / f"{net}.safetensors")
         assert a.keys() == b.keys()
         for key in a:
-            assert torch.equal(a[key], b[key]), (net, key)
+            torch.testing.assert_close(
+                a[key], b[key], rtol=0, atol=ACROSS_CPUS, msg=lambda m, where=f"{net} {key}": f"{where}: {m}"
+            )
     pools = [load_training_state(resolve_checkpoint(v2 / run))["recipe"] for run in ("run", "straight")]
     for name in ("fake_A", "fake_B"):
-        assert all(torch.equal(x, y) for x, y in zip(pools[0][name]["images"], pools[1][name]["images"], strict=True))
+        for x, y in zip(pools[0][name]["images"], pools[1][name]["images"], strict=True):
+            torch.testing.assert_close(x, y, rtol=0, atol=50 * ACROSS_CPUS)  # images made by those weights
 
 
 def test_v2_checkpoint_reads_as_the_current_format(v2: Path) -> None:
