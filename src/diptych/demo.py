@@ -24,7 +24,7 @@ TEST_PHOTOS = ("chelsea", "coffee")
 DEMO_ENTRIES = {"data", "run", "translated", "index.html"}
 DEMO_TASKS = ("denoise", "deblur", "colorize", "edges")
 # pix2pix-plus's resize-then-convolve decoder costs about 1.6x pix2pix's step at this size; 800 steps: 1 min 35 s
-# on 2 idle cores for the whole demo, the held-out photos denoised from 20 dB to 26.1 and 29.7 dB PSNR.
+# on 2 idle cores for the whole demo, the held-out photos denoised from 20 dB to 26.3 and 29.7 dB PSNR.
 DEMO_STEPS = 800
 NOISE_SIGMA, BLUR_SIGMA = 0.1, 2.0  # degradations of the restoration tasks (fractions of the range; pixels)
 TASK_NAMES = {
