@@ -179,8 +179,8 @@ class UNetConfig(GeneratorConfig):
     skip: str = opt(
         "off",
         "add the input to the output, so that the network learns a correction to it (a residual generator, for "
-        "inputs that look like their outputs: deblurring, denoising, grey -> colour); auto: when the channel counts "
-        "match; on: also for a one-channel input",
+        "inputs that look like their outputs: grey -> colour, deblurring; measured worse for denoising); auto: when "
+        "the channel counts match; on: also for a one-channel input",
         choices=tuple(SKIPS),
     )
 
