@@ -16,9 +16,10 @@ under two budgets: the same number of steps (`--steps`), and the same training t
 (cpu_s, after the first 10 steps). CPU time rather than wall time, so that other jobs on the machine do not skew
 the budget; with `--threads 1` the two agree on a quiet machine.
 Held-out pairs are scored with `diptych evaluate` (per_image.csv), and scored again independently from the saved
-output PNGs with scikit-image's PSNR and SSIM and numpy's L1 (the largest per-image difference is recorded), the mean of the training targets is scored
-with the same metric code as a baseline, and so is the held-out input returned unchanged, and each mean comes with a 95% bootstrap interval over held-out images
-(scores averaged over seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
+output PNGs with scikit-image's PSNR and SSIM and numpy's L1 (the largest per-image difference is recorded), the
+mean of the training targets is scored with the same metric code as a baseline, and so is the held-out input
+returned unchanged, and each mean comes with a 95% bootstrap interval over held-out images (scores averaged over
+seeds per image first); `vs paper` is the bootstrap interval of the per-image difference.
 
     python benchmarks/ablation.py --steps 1500 --seeds 2 --out ablation_out     # hours on 2 cores
     python benchmarks/ablation.py --quick --out /tmp/ablation                    # tiny networks, a smoke test
@@ -42,7 +43,6 @@ import numpy as np
 from machine import cpu_model
 from photo_pairs import HELD_OUT_SOURCES, TRAIN_SOURCES, crops
 
-DEBLUR_SIGMA = 2.0  # pixels of the Gaussian blur of the deblur task (the demo's), applied to the whole photo
 GLYPH_FONTS = ("DejaVuSans.ttf", "DejaVuSerif-Bold.ttf")
 # Latin, Greek and Cyrillic letters and digits: shapes both fonts draw, varied enough to generalise from.
 GLYPH_CHARS = (
@@ -109,11 +109,12 @@ def build_photo_task(root: Path, task: str, size: int, train_count: int, test_co
     -regions tasks, from the bottom third of the six photos, whose top two thirds train). HED edges are computed on
     each whole photo, before cropping, as the edges2shoes sets were on whole images."""
     from diptych.data.tools.degrade import HEDEdges, blur, canny_edges, luminance
+    from diptych.demo import BLUR_SIGMA  # the demo's deblurring task's blur, applied here to the whole photo
 
     prepare = None
     if task in ("hed-regions", "deblur"):
         degrade = (
-            HEDEdges(Path("installed"), device="cpu") if task == "hed-regions" else partial(blur, sigma=DEBLUR_SIGMA)
+            HEDEdges(Path("installed"), device="cpu") if task == "hed-regions" else partial(blur, sigma=BLUR_SIGMA)
         )
         prepare = lambda photo: np.concatenate([photo, degrade(photo)], axis=2)  # noqa: E731
         make_input = lambda stacked: stacked[:, :, 3:]  # noqa: E731
