@@ -77,6 +77,7 @@ VARIANTS: dict[str, list[str]] = {
     "plus-gan-start-0.5": ["--recipe", "pix2pix-plus", "--gan-start", "0.5"],
     "plus-gan-start-0.75": ["--recipe", "pix2pix-plus", "--gan-start", "0.75"],
     "plus-skip": ["--recipe", "pix2pix-plus", "--skip", "on"],
+    "plus-beta1-0.9": ["--recipe", "pix2pix-plus", "--beta1", "0.9"],
     "batch4": ["--recipe", "pix2pix", "--batch-size", "4", "--lr", "4e-4"],
 }
 METRICS = ("l1", "psnr", "ssim", "checkerboard", "st_lpips")  # the last two: lower is better (dB, distance)
