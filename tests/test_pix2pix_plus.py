@@ -24,7 +24,7 @@ from diptych.distributed import process_group
 from diptych.errors import ConfigError
 from diptych.export import export_generator
 from diptych.metrics import MetricProtocol, compute_pixel_metrics
-from diptych.recipes import RECIPES, Pix2PixRecipe
+from diptych.recipes import RECIPES, Pix2PixRecipe, create_recipe
 from diptych.train import Trainer, resume_config, train
 
 from .conftest import photo_crops, spawn_two_ranks, tiny_config, write_aligned
@@ -205,3 +205,41 @@ def test_plus_denoises_a_held_out_photo_better_than_pix2pix_at_equal_steps(tmp_p
     paper, plus = scores["pix2pix"], scores["pix2pix-plus"]
     assert plus["psnr"] > paper["psnr"] + 0.4, scores
     assert plus["checkerboard"] < paper["checkerboard"] / 3, scores
+
+
+@pytest.mark.parametrize(
+    ("recipe", "arch", "precision", "amx", "channels_last"),
+    [
+        ("pix2pix", "unet", "bf16", True, True),
+        ("pix2pix-plus", "unet", "bf16", True, True),
+        ("pix2pix", "unet", "bf16", False, False),  # AVX-512 bf16 without AMX (Zen 4): measured slower channels-last
+        ("pix2pix", "unet", "fp32", True, False),
+        ("pix2pix", "resnet", "bf16", True, False),  # its reflection pads run slower channels-last: the family opts out
+    ],
+)
+def test_the_paired_step_runs_channels_last_in_bf16_on_cpus_with_amx(
+    monkeypatch: pytest.MonkeyPatch, recipe: str, arch: str, precision: str, amx: bool, channels_last: bool
+) -> None:
+    """bf16 on a CPU with AMX: G and D hold channels-last weights and get channels-last images (oneDNN convolves
+    them without reordering), in the adversarial step and in --gan-start's generator-only one; without AMX, in
+    fp32 and for opted-out generator families everything stays NCHW."""
+    monkeypatch.setattr("diptych.recipes.pix2pix.cpu_has_amx", lambda: amx)
+    sizes = ["--depth", "4"] if arch == "unet" else ["--n-blocks", "1"]
+    args = ["train", "--recipe", recipe, "--arch", arch, "--ngf", "8", "--ndf", "8", "--n-layers", "2", *sizes]
+    config = config_from_args(build_parser().parse_args([*args, "--precision", precision, "--gan-start", "0.5"]))
+    config.generator.in_channels = config.generator.out_channels = 3
+    step = create_recipe(config, torch.device("cpu"))
+    seen: dict[str, list[bool]] = {name: [] for name in step.networks}
+    for name, net in step.networks.items():
+        net.register_forward_pre_hook(
+            lambda _, args, name=name: seen[name].append(args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    a, b = photo_crops("astronaut", 32, 2), photo_crops("coffee", 32, 2, seed=1)
+    batch = {"A": torch.stack([to_tensor(x) for x in a]), "B": torch.stack([to_tensor(x) for x in b])}
+    for number in (0, 1):  # of 2 steps: the first trains G alone, the second is adversarial
+        step.before_step(number, 2)
+        assert all(torch.isfinite(v) for v in step.train_step(batch).values())
+    assert len(seen["generator"]) == 2 and len(seen["discriminator"]) >= 2
+    assert all(flag == channels_last for flags in seen.values() for flag in flags)
+    kernels = [p for net in step.networks.values() for p in net.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) == channels_last for p in kernels)

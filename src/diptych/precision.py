@@ -47,6 +47,13 @@ def fast_bf16(device: torch.device) -> bool:
     return False
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tile units (Intel Xeon since Sapphire Rapids), where oneDNN's bf16 convolutions
+    run fastest on channels-last tensors."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check())
+
+
 def resolve_precision(precision: str, device: torch.device, sample_type: str = "uint8") -> str:
     """`auto` becomes bf16 where the hardware runs it natively, else fp32; fp16 is for CUDA only.
 

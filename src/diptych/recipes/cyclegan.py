@@ -100,12 +100,8 @@ class CycleGANRecipe(Recipe):
             "D": adam(itertools.chain(n["D_A"].parameters(), n["D_B"].parameters()), t.discriminator_lr, betas),
         }
         self.adversarial = AdversarialLoss(self.options.gan_loss)
-        # In bf16 on the CPU every network runs on channels-last activations: oneDNN then convolves them as they are
-        # instead of reordering each input to its blocked layout and each output back, and the pads, norms and
-        # activations keep that layout (the step is 10-15% faster; BENCHMARKS.md). In fp32 it gained nothing
-        # measurable, and it was not measured on CUDA, so those keep NCHW (and their results as they were).
-        channels_last = device.type == "cpu" and self.amp.precision != "fp32"
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # Its training instance norm keeps the channels-last layout (nets/layers.py), so every generator family runs it.
+        self.run_channels_last()
         # fake_b_pool feeds D_A (B-domain images), fake_a_pool D_B.
         self.pools = {"fake_A": ImagePool(self.options.pool_size), "fake_B": ImagePool(self.options.pool_size)}
 
@@ -225,7 +221,7 @@ class CycleGANRecipe(Recipe):
 
         The pools are queried once per micro-batch between the two updates, so an fp32 recomputation of either
         update neither draws from nor fills them twice."""
-        micro = [{k: self._laid_out(v) for k, v in m.items()} for m in self.updater.split(batch, ("A", "B"))]
+        micro = self.micro_batches(batch, ("A", "B"))
         n = len(micro)
         fakes: list[Any] = [None] * n
         discriminators = [self.networks["D_A"], self.networks["D_B"]]
@@ -241,7 +237,7 @@ class CycleGANRecipe(Recipe):
         for d in discriminators:
             d.requires_grad_(True)
         pooled = [
-            (self._laid_out(self.pools["fake_A"].query(fake_a)), self._laid_out(self.pools["fake_B"].query(fake_b)))
+            (self.laid_out(self.pools["fake_A"].query(fake_a)), self.laid_out(self.pools["fake_B"].query(fake_b)))
             for fake_a, fake_b in fakes
         ]
 
@@ -253,10 +249,6 @@ class CycleGANRecipe(Recipe):
 
         losses.update(self.updater.update(self.optimizers["D"], [self.calls["D_A"], self.calls["D_B"]], n, d_loss))
         return losses
-
-    def _laid_out(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in the layout the networks run in (no copy when they already are)."""
-        return images.contiguous(memory_format=self.memory_format)
 
 
 def _range(stored: list[float]) -> tuple[float, float] | None:
