@@ -53,6 +53,17 @@ def test_sr_tiling_benchmark_smoke() -> None:
     assert "| 32 | 8 | 2 x 2 |" in out and "| 32 | 16 (default) | 2 x 2 |" in out
 
 
+def test_channels_last_benchmark_smoke() -> None:
+    cmd = [sys.executable, str(BENCHMARKS / "channels_last.py"), "--cases", "32x2x1", "--rounds", "1"]
+    out = subprocess.run(
+        [*cmd, "--steps", "1", "--warmup", "0"], check=True, capture_output=True, text=True, timeout=300
+    )
+    assert out.stdout.startswith("machine: ")
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| 32 | 2 | 1 |"))
+    nchw, last, ratio = (float(cell.rstrip("x")) for cell in row.strip("| ").split(" | ")[3:])
+    assert nchw > 0 and last > 0 and ratio == pytest.approx(nchw / last, rel=0.01, abs=0.01)
+
+
 REFERENCE = BENCHMARKS.parent / ".reference" / "pytorch-CycleGAN-and-pix2pix"
 
 
