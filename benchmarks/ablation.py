@@ -3,6 +3,7 @@
 Tasks, all built offline from files installed with the project's dependencies:
   colorize  grey -> colour crops of scikit-image's photos: six photos train, two other photos held out
   deblur    Gaussian-blurred (sigma 2 px, on the whole photo) -> sharp crops of the same photos, same split
+  denoise   noisy (Gaussian, sigma 0.1 of the range, as the demo's task) -> clean crops of the same photos, same split
   edges     Canny edges -> colour crops of the same photos (edges2shoes-style), same split
   edges-regions  the same pairs, held out by region instead: train crops from the top two thirds of the six
             photos, test crops from their bottom third (the photo split leaves edges nothing to carry over)
@@ -35,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -109,14 +111,17 @@ def build_photo_task(root: Path, task: str, size: int, train_count: int, test_co
     """Photo pairs: train/ crops from six photos, test/ crops from two photos never trained on (or, for the
     -regions tasks, from the bottom third of the six photos, whose top two thirds train). HED edges are computed on
     each whole photo, before cropping, as the edges2shoes sets were on whole images."""
-    from diptych.data.tools.degrade import HEDEdges, blur, canny_edges, luminance
-    from diptych.demo import BLUR_SIGMA  # the demo's deblurring task's blur, applied here to the whole photo
+    from diptych.data.tools.degrade import HEDEdges, add_noise, blur, canny_edges, luminance
+    from diptych.demo import BLUR_SIGMA, NOISE_SIGMA  # the demo's restoration tasks, applied to the whole photo
 
     prepare = None
-    if task in ("hed-regions", "deblur"):
-        degrade = (
-            HEDEdges(Path("installed"), device="cpu") if task == "hed-regions" else partial(blur, sigma=BLUR_SIGMA)
-        )
+    if task in ("hed-regions", "deblur", "denoise"):
+        degrade = {
+            "hed-regions": lambda: HEDEdges(Path("installed"), device="cpu"),
+            "deblur": lambda: partial(blur, sigma=BLUR_SIGMA),
+            # noise drawn per photo from its own pixels, so every run and split sees the same noisy photo
+            "denoise": lambda: lambda p: add_noise(p, NOISE_SIGMA, np.random.default_rng(zlib.crc32(p.tobytes()))),
+        }[task]()
         prepare = lambda photo: np.concatenate([photo, degrade(photo)], axis=2)  # noqa: E731
         make_input = lambda stacked: stacked[:, :, 3:]  # noqa: E731
     else:
@@ -329,7 +334,7 @@ def table(task: str, budget: str, runs: dict[str, list[dict]], baselines: dict, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, runs, results.json)")
-    parser.add_argument("--tasks", default="colorize,deblur,edges,edges-regions,hed-regions,glyphs")
+    parser.add_argument("--tasks", default="colorize,deblur,denoise,edges,edges-regions,hed-regions,glyphs")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of the equal-steps budget")
     parser.add_argument("--seeds", type=int, default=2)
