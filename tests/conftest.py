@@ -122,6 +122,24 @@ def photo_crops(name: str, size: int, count: int, seed: int = 0) -> list[np.ndar
     return out
 
 
+def photo_batch(size: int, count: int) -> dict[str, torch.Tensor]:
+    """A training batch of `count` real crops: astronaut as A, coffee as B, in [-1, 1]."""
+    from diptych.data.io import to_tensor
+
+    a, b = photo_crops("astronaut", size, count), photo_crops("coffee", size, count, seed=1)
+    return {"A": torch.stack([to_tensor(x) for x in a]), "B": torch.stack([to_tensor(x) for x in b])}
+
+
+def record_channels_last(networks: dict[str, torch.nn.Module]) -> dict[str, list[bool]]:
+    """Per network, whether each image it is called with from now on is channels-last (forward pre-hooks)."""
+    seen: dict[str, list[bool]] = {name: [] for name in networks}
+    for name, net in networks.items():
+        net.register_forward_pre_hook(
+            lambda _, args, name=name: seen[name].append(args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    return seen
+
+
 def write_aligned(root: Path, pairs: list[tuple[np.ndarray, np.ndarray]], prefix: str = "img") -> Path:
     """Write A|B side-by-side images into root (pix2pix's aligned layout)."""
     for i, (a, b) in enumerate(pairs):

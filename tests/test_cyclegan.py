@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from diptych.checkpoint import load_training_state, resolve_checkpoint
 from diptych.config import RunConfig
-from diptych.data.io import to_tensor, write_image
+from diptych.data.io import write_image
 from diptych.distributed import process_group
 from diptych.errors import CheckpointError, ConfigError, DataError
 from diptych.metrics.inception import InceptionFeatures
@@ -28,7 +28,16 @@ from diptych.recipes.cyclegan import cycle_losses, identity_losses
 from diptych.train import Trainer, resume_config, train
 from diptych.translate import Translator
 
-from .conftest import CALLER_VARIABLES, SRC, TINY_FLAGS, free_port, photo_crops, spawn_two_ranks
+from .conftest import (
+    CALLER_VARIABLES,
+    SRC,
+    TINY_FLAGS,
+    free_port,
+    photo_batch,
+    photo_crops,
+    record_channels_last,
+    spawn_two_ranks,
+)
 from .test_cli import assert_one_error_line, run_cli
 from .test_feature_metrics import _scaled_random
 
@@ -181,15 +190,8 @@ def test_every_network_sees_channels_last_images_in_bf16_on_cpu(precision: str, 
     config.generator.in_channels = config.generator.out_channels = 3
     config.data.batch_size, config.train.precision = 2, precision
     recipe = create_recipe(config, torch.device("cpu"))
-    seen: dict[str, list[bool]] = {name: [] for name in recipe.networks}
-    for name, net in recipe.networks.items():
-        net.register_forward_pre_hook(
-            lambda _, args, name=name: seen[name].append(args[0].is_contiguous(memory_format=torch.channels_last))
-        )
-    a, b = photo_crops("astronaut", 32, 2), photo_crops("coffee", 32, 2, seed=1)
-    losses = recipe.train_step(
-        {"A": torch.stack([to_tensor(x) for x in a]), "B": torch.stack([to_tensor(x) for x in b])}
-    )
+    seen = record_channels_last(recipe.networks)
+    losses = recipe.train_step(photo_batch(32, 2))
     assert all(torch.isfinite(v) for v in losses.values())
     # G_A: a, fake_a, b (identity); D_A: fake_b (G update), real b and pooled fakes (D update); likewise the others.
     assert {name: len(flags) for name, flags in seen.items()} == {"G_A": 3, "G_B": 3, "D_A": 3, "D_B": 3}

@@ -27,7 +27,7 @@ from diptych.metrics import MetricProtocol, compute_pixel_metrics
 from diptych.recipes import RECIPES, Pix2PixRecipe, create_recipe
 from diptych.train import Trainer, resume_config, train
 
-from .conftest import photo_crops, spawn_two_ranks, tiny_config, write_aligned
+from .conftest import photo_batch, photo_crops, record_channels_last, spawn_two_ranks, tiny_config, write_aligned
 
 PLUS = RECIPES["pix2pix-plus"]
 
@@ -229,13 +229,7 @@ def test_the_paired_step_runs_channels_last_in_bf16_on_cpus_with_amx(
     config = config_from_args(build_parser().parse_args([*args, "--precision", precision, "--gan-start", "0.5"]))
     config.generator.in_channels = config.generator.out_channels = 3
     step = create_recipe(config, torch.device("cpu"))
-    seen: dict[str, list[bool]] = {name: [] for name in step.networks}
-    for name, net in step.networks.items():
-        net.register_forward_pre_hook(
-            lambda _, args, name=name: seen[name].append(args[0].is_contiguous(memory_format=torch.channels_last))
-        )
-    a, b = photo_crops("astronaut", 32, 2), photo_crops("coffee", 32, 2, seed=1)
-    batch = {"A": torch.stack([to_tensor(x) for x in a]), "B": torch.stack([to_tensor(x) for x in b])}
+    seen, batch = record_channels_last(step.networks), photo_batch(32, 2)
     for number in (0, 1):  # of 2 steps: the first trains G alone, the second is adversarial
         step.before_step(number, 2)
         assert all(torch.isfinite(v) for v in step.train_step(batch).values())
