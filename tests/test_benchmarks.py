@@ -147,3 +147,25 @@ def test_sr_inference_benchmark_smoke() -> None:
     assert out.startswith("machine: ") and "load average before: " in out
     assert "| rrdbnet (n_blocks 23) | 12x12 |" in out and "| compact (n_convs 16) | 48x48 |" in out
     assert "64x64 -> 256x256 through tiles" in out and "| bf16 | 512 / 64 |" in out
+
+
+def test_ablation_denoise_task_is_the_demos_noise_and_the_same_every_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """denoise pairs: B a clean crop, A the same crop with the demo's Gaussian noise (clipped, so its spread is
+    below sigma), drawn from the photo itself, so every build (every run) sees the same noisy photos."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from ablation import build_photo_task
+
+    from diptych.data.io import read_image
+    from diptych.demo import NOISE_SIGMA
+
+    first, second = (build_photo_task(tmp_path / name, "denoise", 32, 6, 2) for name in ("one", "two"))
+    for split, count in (("train", 6), ("test", 2)):
+        names = sorted(p.name for p in (first / split / "A").iterdir())
+        assert len(names) == count
+        for name in names:
+            a, b = (read_image(first / split / side / name).astype(np.float64) / 255 for side in "AB")
+            assert a.shape == b.shape == (32, 32, 3)
+            assert 0.3 * NOISE_SIGMA < np.std(a - b) <= NOISE_SIGMA * 1.05 and abs(np.mean(a - b)) < 0.05
+            assert np.array_equal(read_image(first / split / "A" / name), read_image(second / split / "A" / name))
