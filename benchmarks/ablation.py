@@ -399,7 +399,7 @@ def main() -> None:
                 budgets["equal wall time"].setdefault(name, []).append(result)
                 print(json.dumps({"task": task, "budget": "time", "variant": name, "seed": seed, "steps": steps,
                                   "train_s": round(result["train_s"], 1)}), flush=True)  # fmt: skip
-        shown = [v for v in ("paper", "resize-upsample", "plus") if v in variants] or list(variants)
+        shown = list(variants)
         strip = picture_strip(
             data, {v: args.out / "eval" / task / f"{v}_seed0" for v in shown}, args.out / "pictures" / f"{task}.png"
         )
