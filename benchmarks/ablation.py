@@ -72,7 +72,8 @@ VARIANTS: dict[str, list[str]] = {
     "plus-batch1-lr4": ["--recipe", "pix2pix-plus", "--batch-size", "1", "--lr", "4e-4"],
     "plus-batch2": ["--recipe", "pix2pix-plus", "--batch-size", "2", "--lr", "2.8e-4"],
     # options on today's pix2pix-plus
-    "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],
+    "plus-bilinear": ["--recipe", "pix2pix-plus", "--upsample", "bilinear"],  # plus's default since the sixth round
+    "plus-resize": ["--recipe", "pix2pix-plus", "--upsample", "resize"],  # plus's default until the sixth round
     "plus-no-sn": ["--recipe", "pix2pix-plus", "--no-spectral-norm", "--gan-loss", "vanilla"],
     "plus-batch8": ["--recipe", "pix2pix-plus", "--batch-size", "8"],
     "plus-batch8-lr5.7": ["--recipe", "pix2pix-plus", "--batch-size", "8", "--lr", "5.7e-4"],

@@ -37,5 +37,5 @@ def test_restoration_pairs_are_degraded_photos_and_reproducible(
 def test_demo_trains_pix2pix_plus_by_default(tmp_path: Path) -> None:
     assert DEMO_TASKS[0] == "denoise"
     config = demo_config(tmp_path, steps=10, crop_size=128, device="cpu")
-    assert config.recipe == "pix2pix-plus" and config.train.ema > 0 and config.generator.upsample == "resize"
+    assert config.recipe == "pix2pix-plus" and config.train.ema > 0 and config.generator.upsample == "bilinear"
     assert demo_config(tmp_path, 10, 128, "cpu", recipe="pix2pix").generator.upsample == "transpose"

@@ -51,7 +51,7 @@ def test_defaults_differ_from_the_paper_recipe_and_flags_win() -> None:
     for section, values in PLUS.defaults.items():
         for key, value in values.items():
             assert getattr(getattr(plus, section), key) == value != getattr(getattr(paper, section), key)
-    assert plus.generator.upsample == "resize" and plus.train.ema > 0
+    assert plus.generator.upsample == "bilinear" and plus.train.ema > 0
     given = build_parser().parse_args(["train", "--recipe", "pix2pix-plus", "--upsample", "transpose", "--ema", "0"])
     config = config_from_args(given)
     assert (config.recipe, config.generator.upsample, config.train.ema) == ("pix2pix-plus", "transpose", 0.0)
@@ -125,7 +125,7 @@ def test_resume_is_exact(aligned_dataset: Path, tmp_path: Path, precision: str, 
     train(config(6), tmp_path / "straight", progress=False)
     train(config(3), tmp_path / "resumed", progress=False)
     resumed = resume_config(tmp_path / "resumed", {"train": {"max_steps": 6}})
-    assert resumed.recipe == "pix2pix-plus" and resumed.generator.upsample == "resize"
+    assert resumed.recipe == "pix2pix-plus" and resumed.generator.upsample == "bilinear"
     train(resumed, tmp_path / "resumed", resume=True, progress=False)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys()
