@@ -84,7 +84,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--gan-loss {vanilla,lsgan,hinge,wgangp}",
                 "(default: pix2pix: vanilla, pix2pix-",  # (argparse may wrap after a name's hyphen)
                 "lsgan, pix2pixhd: lsgan, cyclegan: lsgan)",
-                "--upsample resize --spectral-norm --batch-size 4 --ema 0.999 --lr 0.0004;",
+                "--upsample bilinear --spectral-norm --batch-size 4 --ema 0.999 --lr 0.0004;",
                 "--lr-policy {linear,step,cosine,plateau}",
                 "(default: linear)",
                 "--resume RUN_DIR",
