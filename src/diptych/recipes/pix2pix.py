@@ -63,9 +63,6 @@ class ConditionalGANRecipe(Recipe):
         for net in self.networks.values():
             net.to(device)
         self.initialise_weights()
-        self.calls = dict(self.networks)
-        self.optimizers = adam_optimizers(self.networks, config.train, discriminators=["discriminator"])
-        self.adversarial = AdversarialLoss(self.options.gan_loss)
         # Channels-last weights and images on CPUs with AMX: a pix2pix-plus step at 256 px ran 1.55x faster at batch 4
         # and 1.2x at batch 1 (64 px: no change) on a 2-core Xeon. Weights too, since a one-channel image is
         # contiguous in both layouts and would leave the convolutions NCHW. On AMD Zen 4 (AVX-512 bf16, no AMX) a
@@ -74,6 +71,9 @@ class ConditionalGANRecipe(Recipe):
         self.run_channels_last(cpu_has_amx() and getattr(type(self.networks["generator"]), "CPU_CHANNELS_LAST", True))
         for net in self.networks.values():
             net.to(memory_format=self.memory_format)
+        self.calls = dict(self.networks)
+        self.optimizers = adam_optimizers(self.networks, config.train, discriminators=["discriminator"])
+        self.adversarial = AdversarialLoss(self.options.gan_loss)
         # pix2pix halves D's loss (vanilla, LSGAN); hinge and WGAN-GP use the plain sum, so lambda_gp means what the paper says.
         self.d_scale = 0.5 if self.options.gan_loss in ("vanilla", "lsgan") else 1.0
         o = self.options
