@@ -115,14 +115,16 @@ def build_photo_task(root: Path, task: str, size: int, train_count: int, test_co
     from diptych.data.tools.degrade import HEDEdges, add_noise, blur, canny_edges, luminance
     from diptych.demo import BLUR_SIGMA, NOISE_SIGMA  # the demo's restoration tasks, applied to the whole photo
 
+    def noisy(photo: np.ndarray) -> np.ndarray:
+        """The noise is drawn from the photo's own pixels, so every run and split sees the same noisy photo."""
+        return add_noise(photo, NOISE_SIGMA, np.random.default_rng(zlib.crc32(photo.tobytes())))
+
     prepare = None
     if task in ("hed-regions", "deblur", "denoise"):
-        degrade = {
-            "hed-regions": lambda: HEDEdges(Path("installed"), device="cpu"),
-            "deblur": lambda: partial(blur, sigma=BLUR_SIGMA),
-            # noise drawn per photo from its own pixels, so every run and split sees the same noisy photo
-            "denoise": lambda: lambda p: add_noise(p, NOISE_SIGMA, np.random.default_rng(zlib.crc32(p.tobytes()))),
-        }[task]()
+        if task == "hed-regions":
+            degrade = HEDEdges(Path("installed"), device="cpu")
+        else:
+            degrade = partial(blur, sigma=BLUR_SIGMA) if task == "deblur" else noisy
         prepare = lambda photo: np.concatenate([photo, degrade(photo)], axis=2)  # noqa: E731
         make_input = lambda stacked: stacked[:, :, 3:]  # noqa: E731
     else:
